@@ -1,0 +1,143 @@
+//! Identifier validation and quoting: the one way a name reaches SQL text.
+//!
+//! Every identifier that tandem writes into SQL passes through [`Ident`], which
+//! rejects names PostgreSQL would silently truncate or that carry control
+//! characters, and always double-quotes on output. Building SQL from names with
+//! a bare `format!` is not allowed anywhere in the workspace.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated by the server.
+pub const MAX_IDENT_BYTES: usize = 63;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentError {
+    #[error("empty identifier: give the object a name")]
+    Empty,
+    #[error("identifier {0:?} is {1} bytes; PostgreSQL truncates names over 63 bytes, so choose a shorter name")]
+    TooLong(String, usize),
+    #[error("identifier {0:?} contains a control character; rename the object")]
+    ControlChar(String),
+}
+
+/// A validated SQL identifier. `Display` always writes it double-quoted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn new(name: impl Into<String>) -> Result<Self, IdentError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(IdentError::Empty);
+        }
+        if name.len() > MAX_IDENT_BYTES {
+            let len = name.len();
+            return Err(IdentError::TooLong(name, len));
+        }
+        if name.chars().any(|c| c.is_control()) {
+            return Err(IdentError::ControlChar(name));
+        }
+        Ok(Ident(name))
+    }
+
+    /// The raw (unquoted) name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Ident {
+    type Error = IdentError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Ident::new(value)
+    }
+}
+
+impl From<Ident> for String {
+    fn from(value: Ident) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        f.write_str(&self.0.replace('"', "\"\""))?;
+        f.write_str("\"")
+    }
+}
+
+/// A schema-qualified name, written `"schema"."name"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualName {
+    pub schema: Ident,
+    pub name: Ident,
+}
+
+impl QualName {
+    pub fn new(schema: &str, name: &str) -> Result<Self, IdentError> {
+        Ok(QualName {
+            schema: Ident::new(schema)?,
+            name: Ident::new(name)?,
+        })
+    }
+
+    /// `schema.name` without quotes, for messages meant for people.
+    pub fn display_plain(&self) -> String {
+        if self.schema.as_str() == "public" {
+            self.name.as_str().to_string()
+        } else {
+            let mut s = String::with_capacity(self.schema.as_str().len() + self.name.as_str().len() + 1);
+            s.push_str(self.schema.as_str());
+            s.push('.');
+            s.push_str(self.name.as_str());
+            s
+        }
+    }
+}
+
+impl fmt::Display for QualName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// A string literal, written single-quoted with quotes doubled (standard_conforming_strings).
+pub struct Literal<'a>(pub &'a str);
+
+impl fmt::Display for Literal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains('\\') {
+            f.write_str("E'")?;
+            f.write_str(&self.0.replace('\\', "\\\\").replace('\'', "''"))?;
+        } else {
+            f.write_str("'")?;
+            f.write_str(&self.0.replace('\'', "''"))?;
+        }
+        f.write_str("'")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_escapes() {
+        assert_eq!(Ident::new("a\"b").unwrap().to_string(), "\"a\"\"b\"");
+        assert_eq!(QualName::new("public", "T").unwrap().to_string(), "\"public\".\"T\"");
+        assert_eq!(Literal("it's").to_string(), "'it''s'");
+        assert_eq!(Literal("a\\b").to_string(), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert_eq!(Ident::new(""), Err(IdentError::Empty));
+        assert!(matches!(Ident::new("x".repeat(64)), Err(IdentError::TooLong(_, 64))));
+        assert!(Ident::new("x".repeat(63)).is_ok());
+        assert!(matches!(Ident::new("a\nb"), Err(IdentError::ControlChar(_))));
+    }
+}
