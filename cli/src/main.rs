@@ -1,1 +1,64 @@
-fn main() {}
+//! `tandem`: the one binary. Parses arguments, runs a command, maps failures to exit codes.
+
+mod args;
+mod commands;
+mod connect;
+mod exit;
+mod output;
+mod scratch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Args, Command};
+use crate::exit::Failure;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(args.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.render());
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<u8, Failure> {
+    let global = args.global;
+    match args.command {
+        Command::Lint(a) => commands::lint::run(&global, a),
+        Command::Plan(a) => commands::plan::run(&global, a).await,
+        Command::Diff(a) => commands::diff::run(&global, a).await,
+        Command::Demo(a) => commands::demo::run(&global, a).await,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -20,6 +20,8 @@ pub enum IdentError {
     TooLong(String, usize),
     #[error("identifier {0:?} contains a control character; rename the object")]
     ControlChar(String),
+    #[error("{0:?} is not a schema-qualified name; write it as schema.name")]
+    Malformed(String),
 }
 
 /// A validated SQL identifier. `Display` always writes it double-quoted.
@@ -70,8 +72,12 @@ impl fmt::Display for Ident {
     }
 }
 
-/// A schema-qualified name, written `"schema"."name"`.
+/// A schema-qualified name, written `"schema"."name"` in SQL.
+///
+/// Serialised as one string, `schema.name`, each part double-quoted only when it needs to be
+/// (so it can be a JSON map key and stays readable: `public.accounts`, `"My Schema"."T"`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct QualName {
     pub schema: Ident,
     pub name: Ident,
@@ -96,6 +102,76 @@ impl QualName {
             s.push_str(self.name.as_str());
             s
         }
+    }
+}
+
+impl From<QualName> for String {
+    fn from(value: QualName) -> Self {
+        format!("{}.{}", maybe_quoted(value.schema.as_str()), maybe_quoted(value.name.as_str()))
+    }
+}
+
+impl TryFrom<String> for QualName {
+    type Error = IdentError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let parts = split_qualified(&value).ok_or(IdentError::Malformed(value))?;
+        QualName::new(&parts.0, &parts.1)
+    }
+}
+
+/// The name bare when it is a plain lower-case identifier, else double-quoted.
+fn maybe_quoted(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        Ident(name.to_string()).to_string()
+    }
+}
+
+/// Split `schema.name` where either part may be double-quoted.
+fn split_qualified(text: &str) -> Option<(String, String)> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                part.push(c);
+                chars.next();
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            Some('.') => continue,
+            None => break,
+            Some(_) => return None,
+        }
+    }
+    match <[String; 2]>::try_from(parts) {
+        Ok([schema, name]) => Some((schema, name)),
+        Err(_) => None,
     }
 }
 
@@ -131,6 +207,21 @@ mod tests {
         assert_eq!(QualName::new("public", "T").unwrap().to_string(), "\"public\".\"T\"");
         assert_eq!(Literal("it's").to_string(), "'it''s'");
         assert_eq!(Literal("a\\b").to_string(), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn qualified_names_round_trip_as_strings() {
+        for (schema, name, text) in [
+            ("public", "accounts", "public.accounts"),
+            ("My Schema", "T", "\"My Schema\".\"T\""),
+            ("s", "a.b\"c", "s.\"a.b\"\"c\""),
+        ] {
+            let q = QualName::new(schema, name).unwrap();
+            assert_eq!(String::from(q.clone()), text);
+            assert_eq!(QualName::try_from(text.to_string()).unwrap(), q);
+        }
+        assert!(QualName::try_from("nodot".to_string()).is_err());
+        assert!(QualName::try_from("a.b.c".to_string()).is_err());
     }
 
     #[test]

@@ -110,3 +110,8 @@ pub enum PlanError {
     #[error("plan format {0} is not supported by this tandem (it reads format 1); re-plan with this version")]
     Format(u32),
 }
+
+mod build;
+mod online;
+
+pub use build::{from_changes, from_sql, Target};

@@ -1,0 +1,77 @@
+//! `tandem lint FILE...`: findings for migration SQL, no database needed.
+
+use anyhow::anyhow;
+use planner::lint::{lint, LintOptions};
+use planner::{Finding, Severity};
+
+use crate::args::{Format, Global, LintArgs};
+use crate::exit::{Failure, FINDINGS, OK, USAGE};
+use crate::output;
+
+pub fn run(global: &Global, args: LintArgs) -> Result<u8, Failure> {
+    let mut all: Vec<Finding> = Vec::new();
+    let mut unused = Vec::new();
+    let mut text = String::new();
+    for path in &args.files {
+        let sql = std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                USAGE,
+                anyhow!("cannot read {} ({e}); check the path", path.display()),
+            )
+        })?;
+        let name = path.display().to_string();
+        let report = lint(
+            &sql,
+            &LintOptions {
+                pg_version: args.pg_version,
+                live: None,
+                file: Some(name.clone()),
+            },
+        );
+        for f in &report.findings {
+            text.push_str(&output::finding_text(f, Some(&sql)));
+            text.push('\n');
+        }
+        for l in &report.unused_ignores {
+            text.push_str(&format!(
+                "warning: unused ignore at {}: it suppresses nothing; remove it\n\n",
+                output::location(l)
+            ));
+        }
+        all.extend(report.findings);
+        unused.extend(report.unused_ignores);
+    }
+    match global.format {
+        Format::Text => {
+            eprint!("{text}");
+            eprintln!(
+                "{} file{} checked: {}",
+                args.files.len(),
+                if args.files.len() == 1 { "" } else { "s" },
+                output::summary(&all)
+            );
+        }
+        Format::Json => {
+            let doc = serde_json::json!({ "findings": all, "unused_ignores": unused });
+            println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        }
+        Format::Github => {
+            for f in &all {
+                println!("{}", output::finding_github(f));
+            }
+            for l in &unused {
+                println!(
+                    "::warning file={},line={},col={},title=unused ignore::this tandem: ignore comment suppresses nothing; remove it",
+                    l.file.as_deref().unwrap_or(""),
+                    l.line,
+                    l.column
+                );
+            }
+        }
+    }
+    Ok(if all.iter().any(|f| f.severity == Severity::Error) {
+        FINDINGS
+    } else {
+        OK
+    })
+}

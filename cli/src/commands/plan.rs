@@ -1,0 +1,220 @@
+//! `tandem plan (--to SCHEMA.sql | -f CHANGE.sql | --sql "...") [-o plan.json]`.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use planner::diff::{diff, differences, parse_rename_hints, RenameHints};
+use planner::model::Schema;
+use planner::plan::{self, Plan, PlanSource, Strategy, Target};
+use planner::Severity;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Config;
+
+use crate::args::{Format, Global, PlanArgs};
+use crate::commands::desired;
+use crate::connect;
+use crate::exit::{Failure, FAILURE, FINDINGS, OK, USAGE};
+use crate::output;
+use crate::scratch::Scratch;
+
+pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
+    let config = connect::resolve(global)?;
+    let client = connect::connect(&config).await?;
+    let database = engine::catalog::database_identity(&client).await.map_err(catalog)?;
+    let pg_version = args.pg_version.unwrap_or(database.server_version_num / 10000);
+    let live = engine::catalog::introspect(&client).await.map_err(catalog)?;
+    let target = Target { live: &live, database, pg_version };
+
+    let (plan, input) = if let Some(path) = &args.to {
+        let desired = desired::load(&config, path).await?;
+        let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
+        let changes = diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
+        let source = source("to", &path.display().to_string(), &desired.sql);
+        let plan = plan::from_changes(&target, source, &changes);
+        if !args.no_verify {
+            verify(&config, &live, &desired.schema, &plan).await?;
+        }
+        (plan, None)
+    } else {
+        let (name, sql) = match (&args.file, &args.sql) {
+            (Some(path), _) => (path.display().to_string(), desired::read(path)?),
+            (None, Some(sql)) => ("-".to_string(), sql.clone()),
+            (None, None) => return Err(Failure::usage("give the change with --to, -f or --sql")),
+        };
+        let kind = if args.file.is_some() { "file" } else { "sql" };
+        let source = source(kind, &name, &sql);
+        (plan::from_sql(&target, source, &sql), Some(sql))
+    };
+
+    let json = plan.to_canonical_json();
+    if let Some(out) = &args.output {
+        std::fs::write(out, &json).map_err(|e| {
+            Failure::new(USAGE, anyhow!("cannot write {} ({e}); check the directory exists and is writable", out.display()))
+        })?;
+    }
+    match global.format {
+        Format::Json => print!("{json}"),
+        Format::Github => {
+            for f in &plan.findings {
+                println!("{}", output::finding_github(f));
+            }
+        }
+        Format::Text => eprint!("{}", review(&plan, &config, input.as_deref(), args.output.as_deref())),
+    }
+    let refused = plan.steps.iter().any(|s| s.strategy == Strategy::Refused);
+    let errors = plan.findings.iter().any(|f| f.severity == Severity::Error);
+    Ok(if refused || errors { FINDINGS } else { OK })
+}
+
+fn catalog(e: engine::catalog::CatalogError) -> Failure {
+    Failure::new(FAILURE, anyhow::Error::new(e))
+}
+
+fn source(kind: &str, name: &str, text: &str) -> PlanSource {
+    PlanSource {
+        kind: kind.into(),
+        name: name.into(),
+        sha256: hex(&Sha256::digest(text.as_bytes())),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Replay the plan on a scratch copy of the live schema and check it yields the desired one.
+/// A plan that fails this is tandem's bug, and is reported as such instead of handed out.
+async fn verify(config: &Config, live: &Schema, desired: &Schema, plan: &Plan) -> Result<(), Failure> {
+    let scratch = Scratch::create(config, "verify").await.map_err(Failure::from)?;
+    let work = async {
+        let empty = engine::catalog::introspect(&scratch.client).await.map_err(catalog)?;
+        let rebuild = diff(&empty, live, &RenameHints::default())
+            .map_err(|e| bug(anyhow!("cannot recreate the live schema: {e}")))?;
+        for change in &rebuild {
+            for sql in &change.sql {
+                scratch.client.batch_execute(sql).await.map_err(|e| {
+                    bug(anyhow!("recreating the live schema failed at `{sql}`: {}", db_message(&e)))
+                })?;
+            }
+        }
+        let copy = engine::catalog::introspect(&scratch.client).await.map_err(catalog)?;
+        let off = differences(live, &copy);
+        if !off.is_empty() {
+            let list: Vec<String> = off.iter().map(|d| d.object.clone()).collect();
+            return Err(bug(anyhow!("the scratch copy of the live schema differs from it in {}", list.join(", "))));
+        }
+        for step in &plan.steps {
+            for sql in &step.sql {
+                scratch.client.batch_execute(sql).await.map_err(|e| {
+                    bug(anyhow!("the plan failed on a copy of the live schema at `{sql}`: {}", db_message(&e)))
+                })?;
+            }
+        }
+        let after = engine::catalog::introspect(&scratch.client).await.map_err(catalog)?;
+        let left = differences(&after, desired);
+        if !left.is_empty() {
+            let list: Vec<String> = left.iter().map(|d| d.object.clone()).collect();
+            return Err(bug(anyhow!(
+                "after the plan, the copy still differs from the desired schema in {}",
+                list.join(", ")
+            )));
+        }
+        Ok(())
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
+    };
+    scratch.drop().await;
+    result
+}
+
+fn bug(e: anyhow::Error) -> Failure {
+    Failure::new(
+        FAILURE,
+        e.context("the plan did not pass its check, which is a bug in tandem: please report it with the schema files; no plan was written"),
+    )
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// The review a DBA reads on a terminal.
+fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&std::path::Path>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan for {} (PostgreSQL {}.{}, system {})",
+        connect::describe(config),
+        plan.database.server_version_num / 10000,
+        plan.database.server_version_num % 10000,
+        plan.database.system_identifier
+    );
+    let _ = writeln!(out, "source: {} {} (sha256 {})", plan.source.kind, plan.source.name, &plan.source.sha256[..12]);
+    let _ = writeln!(out, "schema fingerprint: {}\n", &plan.schema_fingerprint[..16]);
+    if plan.steps.is_empty() {
+        let _ = writeln!(out, "nothing to do: the database already matches\n");
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let strategy = match step.strategy {
+            Strategy::Online => "online",
+            Strategy::Shadow => "SHADOW",
+            Strategy::Refused => "REFUSED",
+        };
+        let _ = writeln!(out, "step {}  {strategy}  {}", i + 1, step.description);
+        for lock in &step.locks {
+            let _ = writeln!(out, "    lock: {} on {} (blocks {})", lock.mode, lock.object, lock.mode.blocks());
+        }
+        let _ = writeln!(
+            out,
+            "    estimate: traffic-blocking lock held ~{} ms, step takes ~{}",
+            step.estimate.lock_ms,
+            human_ms(step.estimate.total_ms)
+        );
+        if step.strategy == Strategy::Shadow {
+            let _ = writeln!(out, "    runs as a seven-phase shadow-table migration (tandem apply): copy, verify, then a cutover under lock_timeout");
+        }
+        if let Some(why) = &step.refusal {
+            let _ = writeln!(out, "    refused: {why}");
+        }
+        let _ = writeln!(out, "    {}", if step.transactional { "in one transaction:" } else { "each statement on its own:" });
+        for sql in &step.sql {
+            for line in sql.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        out.push('\n');
+    }
+    for f in &plan.findings {
+        out.push_str(&output::finding_text(f, if plan.source.kind == "to" { None } else { input }));
+        out.push('\n');
+    }
+    let count = |s: Strategy| plan.steps.iter().filter(|x| x.strategy == s).count();
+    let _ = writeln!(
+        out,
+        "{} steps ({} online, {} shadow, {} refused); findings: {}",
+        plan.steps.len(),
+        count(Strategy::Online),
+        count(Strategy::Shadow),
+        count(Strategy::Refused),
+        output::summary(&plan.findings)
+    );
+    if let Some(path) = written {
+        let _ = writeln!(out, "plan written to {} (sha256 {})", path.display(), plan.digest());
+    }
+    out
+}
+
+fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{:.1} min", ms as f64 / 60_000.0)
+    }
+}

@@ -1,0 +1,197 @@
+//! Where to connect: `--database-url`, `DATABASE_URL`, or the libpq variables and ~/.pgpass.
+//!
+//! Passwords are never taken from the command line's own options or from `PGPASSWORD`
+//! (secrets do not belong in argv or the environment); a password inside a URL still works
+//! but earns a warning pointing at ~/.pgpass.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::anyhow;
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::args::Global;
+use crate::exit::{Failure, UNAVAILABLE, USAGE};
+
+/// Resolve the connection settings without connecting.
+pub fn resolve(global: &Global) -> Result<Config, Failure> {
+    let from_env = std::env::var("DATABASE_URL").ok();
+    let (text, origin) = match (&global.database_url, &from_env) {
+        (Some(url), _) => (Some(url.as_str()), "--database-url"),
+        (None, Some(url)) => (Some(url.as_str()), "DATABASE_URL"),
+        (None, None) => (None, "the PG* environment"),
+    };
+    let mut config = match text {
+        Some(text) => Config::from_str(text).map_err(|e| {
+            Failure::new(
+                USAGE,
+                anyhow!("{origin} is not a valid connection string ({e}); use postgresql://user@host:port/dbname or host=... dbname=..."),
+            )
+        })?,
+        None => from_libpq_env(),
+    };
+    if text.is_some() && config.get_password().is_some() {
+        tracing::warn!("the connection string carries a password; put it in ~/.pgpass instead, so it stays out of process lists and the environment");
+    }
+    if std::env::var_os("PGPASSWORD").is_some() {
+        tracing::warn!("PGPASSWORD is ignored: tandem keeps secrets out of the environment; use ~/.pgpass");
+    }
+    if config.get_hosts().is_empty() {
+        let socket = PathBuf::from("/var/run/postgresql");
+        if socket.is_dir() {
+            config.host_path(socket);
+        } else {
+            config.host("localhost");
+        }
+    }
+    if config.get_user().is_none() {
+        config.user(&os_user());
+    }
+    if config.get_dbname().is_none() {
+        let user = config.get_user().unwrap_or("postgres").to_string();
+        config.dbname(&user);
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = pgpass_lookup(&config) {
+            config.password(password);
+        }
+    }
+    config.application_name("tandem");
+    Ok(config)
+}
+
+/// Connect, or fail with exit 69 naming the server and the reason.
+pub async fn connect(config: &Config) -> Result<Client, Failure> {
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        Failure::new(
+            UNAVAILABLE,
+            anyhow!(
+                "cannot connect to {} ({}); check that the server is running and the connection settings (--database-url, DATABASE_URL or PGHOST/PGPORT/PGUSER/PGDATABASE)",
+                describe(config),
+                reason(&e)
+            ),
+        )
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// `host:port/dbname as user`, without any password.
+pub fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{} as {}",
+        config.get_dbname().unwrap_or("?"),
+        config.get_user().unwrap_or("?")
+    )
+}
+
+fn reason(e: &tokio_postgres::Error) -> String {
+    use std::error::Error;
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    match e.source() {
+        Some(source) => source.to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn from_libpq_env() -> Config {
+    let mut config = Config::new();
+    if let Ok(host) = std::env::var("PGHOST") {
+        if host.starts_with('/') {
+            config.host_path(host);
+        } else {
+            config.host(&host);
+        }
+    }
+    if let Some(port) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()) {
+        config.port(port);
+    }
+    if let Ok(user) = std::env::var("PGUSER") {
+        config.user(&user);
+    }
+    if let Ok(db) = std::env::var("PGDATABASE") {
+        config.dbname(&db);
+    }
+    config
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "postgres".into())
+}
+
+/// The first matching line of the password file (`host:port:db:user:password`, `*` wildcards).
+fn pgpass_lookup(config: &Config) -> Option<String> {
+    let path = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        _ => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let wanted = [
+        host.as_str(),
+        port.as_str(),
+        config.get_dbname().unwrap_or(""),
+        config.get_user().unwrap_or(""),
+    ];
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .find_map(|line| {
+            let fields = split_pgpass(line);
+            if fields.len() != 5 {
+                return None;
+            }
+            let matches = fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(f, w)| f == "*" || f == w);
+            matches.then(|| fields[4].clone())
+        })
+}
+
+fn split_pgpass(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    fields.last_mut().expect("one field").push(n);
+                }
+            }
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_pgpass;
+
+    #[test]
+    fn pgpass_fields_unescape() {
+        assert_eq!(
+            split_pgpass(r"db.example:5432:*:app:pa\:ss\\word"),
+            vec!["db.example", "5432", "*", "app", r"pa:ss\word"]
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! Scratch databases: where a desired-schema file is loaded to be introspected, and where a
+//! plan is replayed to check it. Created on the live server (same version, same extensions),
+//! or on a throwaway local cluster when the user may not create databases there; always
+//! dropped afterwards, also on error and on Ctrl-C.
+
+use anyhow::{anyhow, Context};
+use planner::Ident;
+use tokio_postgres::error::{ErrorPosition, SqlState};
+use tokio_postgres::{Client, Config};
+
+use crate::connect;
+
+pub struct Scratch {
+    name: Ident,
+    /// The connection the scratch database was created from; used to drop it.
+    admin: Client,
+    pub client: Client,
+    /// Set when the scratch lives on a throwaway local cluster; dropping it stops the server.
+    _local: Option<fixtures::pg::Cluster>,
+}
+
+impl Scratch {
+    /// Create an empty scratch database next to the live one.
+    pub async fn create(live: &Config, purpose: &str) -> anyhow::Result<Scratch> {
+        let name = Ident::new(format!(
+            "tandem_scratch_{}_{}_{:08x}",
+            purpose,
+            std::process::id(),
+            rand_u32()
+        ))?;
+        let admin = connect::connect(live).await.map_err(|f| f.error)?;
+        let create = format!("CREATE DATABASE {name} TEMPLATE template0");
+        match admin.batch_execute(&create).await {
+            Ok(()) => {
+                let mut config = live.clone();
+                config.dbname(name.as_str());
+                let client = connect::connect(&config).await.map_err(|f| f.error)?;
+                Ok(Scratch { name, admin, client, _local: None })
+            }
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                tracing::info!("no CREATEDB on the server; using a throwaway local PostgreSQL for the scratch database");
+                let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
+                    .await?
+                    .context("cannot start a throwaway local PostgreSQL for the scratch database; grant CREATEDB to the role, or install postgresql-15")?;
+                let admin = connect::connect(&cluster.config("postgres")).await.map_err(|f| f.error)?;
+                admin.batch_execute(&create).await?;
+                let client = connect::connect(&cluster.config(name.as_str())).await.map_err(|f| f.error)?;
+                Ok(Scratch { name, admin, client, _local: Some(cluster) })
+            }
+            Err(e) => Err(anyhow!(e).context("cannot create a scratch database")),
+        }
+    }
+
+    /// Run a whole SQL file; errors carry the file's line and column.
+    pub async fn load(&self, sql: &str, file: &str) -> anyhow::Result<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| anyhow!(describe_sql_error(&e, sql, file)))
+    }
+
+    /// Drop the scratch database (forcing out its own connections).
+    pub async fn drop(self) {
+        let Scratch { name, admin, client, _local } = self;
+        drop(client);
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        if let Err(e) = admin.batch_execute(&sql).await {
+            eprintln!("warning: could not drop scratch database {}: {e}; drop it by hand", name.as_str());
+        }
+    }
+}
+
+/// `file:line:col: message` for an error PostgreSQL reported while running `sql`.
+pub fn describe_sql_error(e: &tokio_postgres::Error, sql: &str, file: &str) -> String {
+    let Some(db) = e.as_db_error() else {
+        return format!("{file}: {e}");
+    };
+    let (line, col) = match db.position() {
+        Some(ErrorPosition::Original(pos)) => line_col(sql, *pos as usize),
+        _ => (0, 0),
+    };
+    let mut out = if line > 0 {
+        format!("{file}:{line}:{col}: {}", db.message())
+    } else {
+        format!("{file}: {}", db.message())
+    };
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!(" (hint: {hint})"));
+    }
+    out
+}
+
+/// 1-based line and column of the 1-based character position `pos`.
+fn line_col(sql: &str, pos: usize) -> (usize, usize) {
+    let (mut line, mut col) = (1, 1);
+    for c in sql.chars().take(pos.saturating_sub(1)) {
+        if c == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    (line, col)
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn positions_become_lines() {
+        assert_eq!(super::line_col("select 1;\nselec 2;", 11), (2, 1));
+        assert_eq!(super::line_col("abc", 2), (1, 2));
+    }
+}

@@ -1,0 +1,604 @@
+//! What hangs off a table: constraints, indexes, triggers and policies.
+//!
+//! On existing tables everything is added the online way: indexes `CONCURRENTLY`, CHECK and
+//! FOREIGN KEY as `NOT VALID` then `VALIDATE`, primary keys and unique constraints over an
+//! index built concurrently (`ADD CONSTRAINT .. USING INDEX`). On tables created by the same
+//! plan, plain statements. Objects a partition inherits from its parent are left to the parent.
+
+use std::collections::BTreeSet;
+
+use super::order::{Draft, Rank};
+use super::sql::{concurrently, ident, index_shape, mentions, plain, sibling, strip_not_valid};
+use super::tables::is_key;
+use super::types::comment;
+use super::{ChangeKind, Cx};
+use crate::ident::QualName;
+use crate::model::{Constraint, ConstraintKind, Index, Policy, Table, Trigger};
+
+/// Whether CREATE TABLE writes the constraint inline (else it is added right after).
+pub(crate) fn inline_in_create(c: &Constraint, t: &Table) -> bool {
+    t.partition_of.is_none() && c.validated && !matches!(c.kind, ConstraintKind::ForeignKey(_))
+}
+
+fn parent<'a>(schema: &'a crate::model::Schema, t: &Table) -> Option<&'a Table> {
+    t.partition_of
+        .as_ref()
+        .and_then(|(p, _)| schema.tables.get(p))
+}
+
+fn inherited_constraint(c: &Constraint, parent: Option<&Table>) -> bool {
+    parent.is_some_and(|p| {
+        p.constraints
+            .values()
+            .any(|pc| pc.definition == c.definition)
+    })
+}
+
+fn inherited_index(i: &Index, parent: Option<&Table>) -> bool {
+    parent.is_some_and(|p| {
+        p.indexes
+            .values()
+            .any(|pi| index_shape(&pi.definition) == index_shape(&i.definition))
+    })
+}
+
+fn inherited_trigger(t: &Trigger, parent: Option<&Table>) -> bool {
+    parent.is_some_and(|p| p.triggers.contains_key(&t.name))
+}
+
+/// Live columns of `table` this diff drops.
+fn gone_columns<'a>(cx: &'a Cx, table: &QualName) -> Vec<&'a str> {
+    cx.dropped_columns
+        .iter()
+        .filter(|(t, _)| t == table)
+        .map(|(_, c)| c.as_str())
+        .collect()
+}
+
+/// A live constraint that stays as it is (same definition, nothing it uses dropped).
+fn constraint_kept(cx: &Cx, live: &Table, c: &Constraint, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    desired
+        .constraints
+        .get(&c.name)
+        .is_some_and(|d| strip_not_valid(&d.definition) == strip_not_valid(&c.definition))
+        && !gone.iter().any(|g| mentions(&c.definition, g))
+}
+
+fn index_kept(cx: &Cx, live: &Table, i: &Index, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    i.valid
+        && desired
+            .indexes
+            .get(&i.name)
+            .is_some_and(|d| d.definition == i.definition)
+        && !gone.iter().any(|g| mentions(&i.definition, g))
+}
+
+/// Whether any key a foreign key could reference (primary key, unique constraint, unique
+/// index) of this kept table is dropped or rebuilt.
+pub(crate) fn keys_rebuilt(cx: &Cx, live: &Table, desired: &Table) -> bool {
+    live.constraints
+        .values()
+        .any(|c| is_key(&c.kind) && !constraint_kept(cx, live, c, desired))
+        || live
+            .indexes
+            .values()
+            .any(|i| i.unique && !index_kept(cx, live, i, desired))
+}
+
+pub(crate) fn diff_children(
+    cx: &mut Cx,
+    live: Option<&Table>,
+    desired: &Table,
+    forced_fks: &BTreeSet<(QualName, String)>,
+) {
+    diff_constraints(cx, live, desired, forced_fks);
+    diff_indexes(cx, live, desired);
+    diff_triggers(cx, live, desired);
+    diff_policies(cx, live, desired);
+}
+
+fn diff_constraints(
+    cx: &mut Cx,
+    live: Option<&Table>,
+    desired: &Table,
+    forced_fks: &BTreeSet<(QualName, String)>,
+) {
+    let name = &desired.name;
+    let mut kept = BTreeSet::new();
+    if let Some(live) = live {
+        let live_parent = parent(cx.from, live);
+        for c in live.constraints.values() {
+            if inherited_constraint(c, live_parent) {
+                continue;
+            }
+            let forced = forced_fks.contains(&(name.clone(), c.name.clone()));
+            if constraint_kept(cx, live, c, desired) && !forced {
+                kept.insert(c.name.clone());
+                continue;
+            }
+            let object = format!("constraint {}.{}", plain(name), c.name);
+            let rank = if matches!(c.kind, ConstraintKind::ForeignKey(_)) {
+                Rank::DropForeignKey
+            } else {
+                Rank::DropConstraint
+            };
+            cx.out.push(
+                rank,
+                Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
+                    .table(name)
+                    .sql(format!(
+                        "ALTER TABLE {name} DROP CONSTRAINT {}",
+                        ident(&c.name)
+                    )),
+            );
+        }
+    }
+    let desired_parent = parent(cx.to, desired);
+    for c in desired.constraints.values() {
+        if inherited_constraint(c, desired_parent) {
+            continue;
+        }
+        let object = format!("constraint {}.{}", plain(name), c.name);
+        let old = live
+            .and_then(|l| l.constraints.get(&c.name))
+            .filter(|_| kept.contains(&c.name));
+        match old {
+            Some(old) => {
+                if c.validated && !old.validated {
+                    validate(cx, name, &c.name);
+                }
+            }
+            None => add_constraint(cx, desired, c, live.is_none()),
+        }
+        let target = format!("CONSTRAINT {} ON {name}", ident(&c.name));
+        comment(
+            cx,
+            &object,
+            &target,
+            Some(name),
+            old.and_then(|o| o.comment.as_deref()),
+            c.comment.as_deref(),
+        );
+    }
+}
+
+fn validate(cx: &mut Cx, table: &QualName, constraint: &str) {
+    let object = format!("constraint {}.{constraint}", plain(table));
+    cx.out.push(
+        Rank::Validate,
+        Draft::new(
+            ChangeKind::Alter,
+            object.clone(),
+            format!("validate {object}"),
+        )
+        .table(table)
+        .sql(format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+            ident(constraint)
+        )),
+    );
+}
+
+fn add_constraint(cx: &mut Cx, t: &Table, c: &Constraint, fresh: bool) {
+    let name = &t.name;
+    let object = format!("constraint {}.{}", plain(name), c.name);
+    let cname = ident(&c.name);
+    let add = |def: &str| format!("ALTER TABLE {name} ADD CONSTRAINT {cname} {def}");
+    let rank = match &c.kind {
+        ConstraintKind::ForeignKey(_) => Rank::AddForeignKey,
+        ConstraintKind::PrimaryKey { .. } | ConstraintKind::Unique { .. } => Rank::AddKey,
+        ConstraintKind::Check | ConstraintKind::Exclusion => Rank::AddConstraint,
+    };
+    let draft = |description: String| {
+        Draft::new(ChangeKind::Create, object.clone(), description).table(name)
+    };
+    let id = if fresh {
+        if inline_in_create(c, t) {
+            return;
+        }
+        // A new, empty table: nothing to scan, so the plain definition.
+        cx.out
+            .push(rank, draft(format!("add {object}")).sql(add(&c.definition)))
+    } else {
+        match &c.kind {
+            ConstraintKind::Check | ConstraintKind::ForeignKey(_) if c.validated => {
+                let id = cx.out.push(
+                    rank,
+                    draft(format!("add {object} without checking existing rows")).sql(add(
+                        &format!("{} NOT VALID", strip_not_valid(&c.definition)),
+                    )),
+                );
+                validate(cx, name, &c.name);
+                id
+            }
+            ConstraintKind::PrimaryKey { .. } | ConstraintKind::Unique { .. } => {
+                match key_index(name, c) {
+                    Some((index_sql, using)) => {
+                        let index = sibling(name, &c.name);
+                        let iid = cx.out.push(
+                            Rank::CreateIndex,
+                            Draft::new(
+                                ChangeKind::Create,
+                                format!("index {}", plain(&index)),
+                                format!("build the index of {object} concurrently"),
+                            )
+                            .table(name)
+                            .sql(index_sql)
+                            .non_transactional(),
+                        );
+                        let id = cx.out.push(
+                            rank,
+                            draft(format!("add {object} using its index")).sql(add(&using)),
+                        );
+                        cx.out.before(iid, id);
+                        id
+                    }
+                    None => cx
+                        .out
+                        .push(rank, draft(format!("add {object}")).sql(add(&c.definition))),
+                }
+            }
+            _ => cx
+                .out
+                .push(rank, draft(format!("add {object}")).sql(add(&c.definition))),
+        }
+    };
+    if is_key(&c.kind) {
+        cx.out.provide(id, format!("keys {}", plain(name)));
+    }
+    if let ConstraintKind::ForeignKey(fk) = &c.kind {
+        cx.out.need(id, format!("table {}", plain(&fk.references)));
+        cx.out.need(id, format!("keys {}", plain(&fk.references)));
+    }
+    for col in key_columns(c) {
+        cx.out.need(id, format!("column {}.{col}", plain(name)));
+    }
+}
+
+fn key_columns(c: &Constraint) -> Vec<&String> {
+    match &c.kind {
+        ConstraintKind::PrimaryKey { columns } | ConstraintKind::Unique { columns } => {
+            columns.iter().collect()
+        }
+        ConstraintKind::ForeignKey(fk) => fk.columns.iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// For `PRIMARY KEY (..)` / `UNIQUE [NULLS NOT DISTINCT] (..) [INCLUDE (..)] [WITH (..)]
+/// [USING INDEX TABLESPACE ..] [DEFERRABLE ..]`: the `CREATE UNIQUE INDEX CONCURRENTLY`
+/// statement, and the `PRIMARY KEY USING INDEX ..` definition that adopts the index.
+fn key_index(table: &QualName, c: &Constraint) -> Option<(String, String)> {
+    let def = strip_not_valid(&c.definition);
+    let (keyword, rest) = if let Some(r) = def.strip_prefix("PRIMARY KEY ") {
+        ("PRIMARY KEY", r)
+    } else {
+        ("UNIQUE", def.strip_prefix("UNIQUE ")?)
+    };
+    let (nulls, rest) = match rest.strip_prefix("NULLS NOT DISTINCT ") {
+        Some(r) => (" NULLS NOT DISTINCT", r),
+        None => ("", rest),
+    };
+    let (body, deferrable) = match rest.find(" DEFERRABLE") {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let columns_end = paren_group_end(body)?;
+    let (columns, mut tail) = body.split_at(columns_end);
+    let mut include = "";
+    if let Some(r) = tail.strip_prefix(" INCLUDE ") {
+        let end = paren_group_end(r)?;
+        include = &tail[.." INCLUDE ".len() + end];
+        tail = &r[end..];
+    }
+    let tail = tail.replace(" USING INDEX TABLESPACE ", " TABLESPACE ");
+    let index = sibling(table, &c.name);
+    let index_sql = format!(
+        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} USING btree {columns}{include}{nulls}{tail}",
+        index.name
+    );
+    let using = format!("{keyword} USING INDEX {}{deferrable}", index.name);
+    Some((index_sql, using))
+}
+
+/// The length of the parenthesised group `text` starts with (quotes respected).
+fn paren_group_end(text: &str) -> Option<usize> {
+    if !text.starts_with('(') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut in_quote: Option<char> = None;
+    for (i, ch) in text.char_indices() {
+        match (in_quote, ch) {
+            (Some(q), c) if c == q => in_quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => in_quote = Some(ch),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn diff_indexes(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
+    let name = &desired.name;
+    // Partitioned tables take neither CREATE nor DROP INDEX CONCURRENTLY.
+    let partitioned = desired.partition_key.is_some();
+    let mut kept = BTreeSet::new();
+    if let Some(live) = live {
+        let live_parent = parent(cx.from, live);
+        for i in live.indexes.values() {
+            if inherited_index(i, live_parent) {
+                continue;
+            }
+            if index_kept(cx, live, i, desired) {
+                kept.insert(i.name.clone());
+                continue;
+            }
+            let index = sibling(name, &i.name);
+            let object = format!("index {}", plain(&index));
+            let draft =
+                Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}")).table(name);
+            let draft = if partitioned {
+                draft.sql(format!("DROP INDEX {index}"))
+            } else {
+                draft
+                    .sql(format!("DROP INDEX CONCURRENTLY {index}"))
+                    .non_transactional()
+            };
+            cx.out.push(Rank::DropIndex, draft);
+        }
+    }
+    let desired_parent = parent(cx.to, desired);
+    for i in desired.indexes.values() {
+        if inherited_index(i, desired_parent) {
+            continue;
+        }
+        let index = sibling(name, &i.name);
+        let object = format!("index {}", plain(&index));
+        let old = live
+            .and_then(|l| l.indexes.get(&i.name))
+            .filter(|_| kept.contains(&i.name));
+        if old.is_none() {
+            let draft = Draft::new(
+                ChangeKind::Create,
+                object.clone(),
+                format!("create index {} on {}", i.name, plain(name)),
+            )
+            .table(name);
+            let draft = if live.is_none() || partitioned {
+                draft.sql(i.definition.clone())
+            } else {
+                draft.sql(concurrently(&i.definition)).non_transactional()
+            };
+            let id = cx.out.push(Rank::CreateIndex, draft);
+            if i.unique {
+                cx.out.provide(id, format!("keys {}", plain(name)));
+            }
+            cx.out.need(id, format!("table {}", plain(name)));
+        }
+        let target = format!("INDEX {index}");
+        comment(
+            cx,
+            &object,
+            &target,
+            Some(name),
+            old.and_then(|o| o.comment.as_deref()),
+            i.comment.as_deref(),
+        );
+    }
+}
+
+fn enable_sql(table: &QualName, t: &Trigger) -> String {
+    let how = match t.enabled {
+        'D' => "DISABLE",
+        'R' => "ENABLE REPLICA",
+        'A' => "ENABLE ALWAYS",
+        _ => "ENABLE",
+    };
+    format!("ALTER TABLE {table} {how} TRIGGER {}", ident(&t.name))
+}
+
+fn diff_triggers(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
+    let name = &desired.name;
+    let mut kept = BTreeSet::new();
+    if let Some(live) = live {
+        let live_parent = parent(cx.from, live);
+        for t in live
+            .triggers
+            .values()
+            .filter(|t| !inherited_trigger(t, live_parent))
+        {
+            if desired
+                .triggers
+                .get(&t.name)
+                .is_some_and(|d| d.definition == t.definition)
+            {
+                kept.insert(t.name.clone());
+                continue;
+            }
+            let object = format!("trigger {}.{}", plain(name), t.name);
+            cx.out.push(
+                Rank::DropTrigger,
+                Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
+                    .table(name)
+                    .sql(format!("DROP TRIGGER {} ON {name}", ident(&t.name))),
+            );
+        }
+    }
+    let desired_parent = parent(cx.to, desired);
+    for t in desired
+        .triggers
+        .values()
+        .filter(|t| !inherited_trigger(t, desired_parent))
+    {
+        let object = format!("trigger {}.{}", plain(name), t.name);
+        let old = live
+            .and_then(|l| l.triggers.get(&t.name))
+            .filter(|_| kept.contains(&t.name));
+        match old {
+            Some(old) if old.enabled != t.enabled => {
+                cx.out.push(
+                    Rank::Trigger,
+                    Draft::new(
+                        ChangeKind::Alter,
+                        object.clone(),
+                        format!("change whether {object} fires"),
+                    )
+                    .table(name)
+                    .sql(enable_sql(name, t)),
+                );
+            }
+            Some(_) => {}
+            None => {
+                let mut draft = Draft::new(
+                    ChangeKind::Create,
+                    object.clone(),
+                    format!("create {object}"),
+                )
+                .table(name)
+                .sql(t.definition.trim_end().to_string());
+                if t.enabled != 'O' {
+                    draft = draft.sql(enable_sql(name, t));
+                }
+                cx.out.push(Rank::Trigger, draft);
+            }
+        }
+        let target = format!("TRIGGER {} ON {name}", ident(&t.name));
+        comment(
+            cx,
+            &object,
+            &target,
+            Some(name),
+            old.and_then(|o| o.comment.as_deref()),
+            t.comment.as_deref(),
+        );
+    }
+}
+
+fn roles_sql(p: &Policy) -> String {
+    if p.roles.is_empty() {
+        return "PUBLIC".into();
+    }
+    p.roles
+        .iter()
+        .map(|r| {
+            if r == "public" {
+                "PUBLIC".to_string()
+            } else {
+                ident(r).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn command_sql(p: &Policy) -> &'static str {
+    match p.command.to_ascii_uppercase().as_str() {
+        "SELECT" => "SELECT",
+        "INSERT" => "INSERT",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        _ => "ALL",
+    }
+}
+
+fn diff_policies(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
+    let name = &desired.name;
+    if let Some(live) = live {
+        for p in live.policies.values() {
+            let replace = match desired.policies.get(&p.name) {
+                None => true,
+                Some(d) => {
+                    d.permissive != p.permissive
+                        || command_sql(d) != command_sql(p)
+                        || (p.using.is_some() && d.using.is_none())
+                        || (p.with_check.is_some() && d.with_check.is_none())
+                }
+            };
+            if replace {
+                let object = format!("policy {}.{}", plain(name), p.name);
+                cx.out.push(
+                    Rank::DropPolicy,
+                    Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
+                        .table(name)
+                        .sql(format!("DROP POLICY {} ON {name}", ident(&p.name))),
+                );
+            }
+        }
+    }
+    for p in desired.policies.values() {
+        let object = format!("policy {}.{}", plain(name), p.name);
+        let pname = ident(&p.name);
+        let old = live.and_then(|l| l.policies.get(&p.name));
+        let alterable = old.filter(|o| {
+            o.permissive == p.permissive
+                && command_sql(o) == command_sql(p)
+                && !(o.using.is_some() && p.using.is_none())
+                && !(o.with_check.is_some() && p.with_check.is_none())
+        });
+        match alterable {
+            Some(o) if o == p => {}
+            Some(o) => {
+                let mut stmt = format!("ALTER POLICY {pname} ON {name}");
+                if o.roles != p.roles {
+                    stmt.push_str(&format!(" TO {}", roles_sql(p)));
+                }
+                if o.using != p.using {
+                    stmt.push_str(&format!(
+                        " USING ({})",
+                        p.using.as_deref().unwrap_or("true")
+                    ));
+                }
+                if o.with_check != p.with_check {
+                    stmt.push_str(&format!(
+                        " WITH CHECK ({})",
+                        p.with_check.as_deref().unwrap_or("true")
+                    ));
+                }
+                cx.out.push(
+                    Rank::Policy,
+                    Draft::new(ChangeKind::Alter, object.clone(), format!("alter {object}"))
+                        .table(name)
+                        .sql(stmt),
+                );
+            }
+            None => {
+                let kind = if p.permissive {
+                    "PERMISSIVE"
+                } else {
+                    "RESTRICTIVE"
+                };
+                let mut stmt = format!(
+                    "CREATE POLICY {pname} ON {name} AS {kind} FOR {} TO {}",
+                    command_sql(p),
+                    roles_sql(p)
+                );
+                if let Some(u) = &p.using {
+                    stmt.push_str(&format!(" USING ({u})"));
+                }
+                if let Some(w) = &p.with_check {
+                    stmt.push_str(&format!(" WITH CHECK ({w})"));
+                }
+                cx.out.push(
+                    Rank::Policy,
+                    Draft::new(
+                        ChangeKind::Create,
+                        object.clone(),
+                        format!("create {object}"),
+                    )
+                    .table(name)
+                    .sql(stmt),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Building a plan: each change gets a strategy (online, shadow or refused), its locks and
+//! an estimate, from the live schema's figures and the linter's analysis of its SQL.
+
+use std::collections::BTreeSet;
+
+use crate::diff::Change;
+use crate::finding::{Finding, Lock, LockMode, Remedy, Severity};
+use crate::ident::QualName;
+use crate::lint::{lint, AnalyzedStatement, LintOptions};
+use crate::model::Schema;
+use crate::plan::{online, DatabaseIdentity, Estimate, Plan, PlanSource, Step, Strategy, PLAN_FORMAT};
+
+/// What every plan is built against.
+pub struct Target<'a> {
+    pub live: &'a Schema,
+    pub database: DatabaseIdentity,
+    pub pg_version: u32,
+}
+
+/// Throughput figures behind the estimates (bytes per second), measured on a 2-core machine
+/// with PostgreSQL 15 (see BENCHMARKS.md); they are deliberately conservative.
+const SCAN_BYTES_PER_SEC: u64 = 400 << 20;
+const INDEX_BUILD_BYTES_PER_SEC: u64 = 60 << 20;
+const SHADOW_COPY_BYTES_PER_SEC: u64 = 40 << 20;
+/// A catalog-only change holds its lock for about this long once granted.
+const CATALOG_LOCK_MS: u64 = 5;
+/// The shadow cutover runs under this lock_timeout (and retries).
+const CUTOVER_LOCK_MS: u64 = 50;
+
+/// Plan a change file (`-f CHANGE.sql`) or inline SQL (`--sql`).
+pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
+    let report = lint(
+        sql,
+        &LintOptions {
+            pg_version: target.pg_version,
+            live: Some(target.live),
+            file: Some(source.name.clone()),
+        },
+    );
+    let mut created: BTreeSet<QualName> = BTreeSet::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut findings = report.findings.clone();
+    for stmt in &report.statements {
+        if !stmt.parsed {
+            steps.push(refused(stmt, "tandem cannot read this statement; fix the syntax error reported for it"));
+            continue;
+        }
+        if is_transaction_control(&stmt.sql) {
+            continue;
+        }
+        let own: Vec<&Finding> = stmt.findings.iter().map(|&i| &report.findings[i]).collect();
+        let existing = |t: &QualName| target.live.tables.contains_key(t) && !created.contains(t);
+        let mut rewritten = false;
+        let step = if let Some(table) = stmt.rewrites.iter().find(|t| existing(t)).cloned() {
+            shadow_step(target, table, &stmt.sql)
+        } else if let Some(rw) = online::rewrite(&stmt.sql, target.pg_version, target.live, &existing) {
+            let locks = locks_of(&rw.sql, target);
+            rewritten = true;
+            Step {
+                description: format!("{} ({})", describe(&stmt.sql), rw.how),
+                strategy: Strategy::Online,
+                table: stmt.tables.first().cloned(),
+                estimate: estimate_online(target, &rw.sql, &locks),
+                transactional: false,
+                sql: rw.sql,
+                locks,
+                refusal: None,
+            }
+        } else {
+            let sql = vec![stmt.sql.clone()];
+            Step {
+                description: describe(&stmt.sql),
+                strategy: Strategy::Online,
+                table: stmt.tables.first().cloned(),
+                estimate: estimate_online(target, &sql, &stmt.locks),
+                transactional: !stmt.concurrently,
+                sql,
+                locks: stmt.locks.clone(),
+                refusal: None,
+            }
+        };
+        // A step that refers to a table nobody has is refused, not run.
+        let unknown = own.iter().any(|f| f.name == "unknown-table");
+        let step = if unknown {
+            Step {
+                strategy: Strategy::Refused,
+                refusal: Some("it refers to a table that does not exist in the database; check the name and the schema".into()),
+                ..step
+            }
+        } else {
+            step
+        };
+        mark_handled(&mut findings, &stmt.findings, &step, rewritten, steps.len() + 1);
+        created.extend(created_tables(&stmt.sql));
+        steps.push(step);
+    }
+    let steps = merge_shadow_steps(steps);
+    finish(target, source, steps, findings)
+}
+
+/// Plan the changes the diff found between the live and the desired schema (`--to`).
+pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change]) -> Plan {
+    let mut steps = Vec::new();
+    let mut findings = Vec::new();
+    let mut created: BTreeSet<QualName> = BTreeSet::new();
+    for change in changes {
+        let number = steps.len() + 1;
+        let sql = change.sql.join(";\n") + ";";
+        let report = lint(
+            &sql,
+            &LintOptions {
+                pg_version: target.pg_version,
+                live: Some(target.live),
+                file: Some(format!("step {number}")),
+            },
+        );
+        let existing = |t: &QualName| target.live.tables.contains_key(t) && !created.contains(t);
+        let rewrites = report
+            .statements
+            .iter()
+            .flat_map(|s| s.rewrites.iter())
+            .find(|t| existing(t))
+            .cloned();
+        let mut rewritten = false;
+        let step = match rewrites {
+            Some(table) => {
+                let mut step = shadow_step_for(target, table, change.sql.clone());
+                step.description = change.description.clone();
+                step
+            }
+            None => {
+                // The diff writes plain DDL; blocking forms get their online replacement here,
+                // exactly as in a change file.
+                let mut sql = Vec::with_capacity(change.sql.len());
+                for statement in &change.sql {
+                    match online::rewrite(statement, target.pg_version, target.live, &existing) {
+                        Some(rw) => {
+                            rewritten = true;
+                            sql.extend(rw.sql);
+                        }
+                        None => sql.push(statement.clone()),
+                    }
+                }
+                let locks = if rewritten {
+                    locks_of(&sql, target)
+                } else {
+                    merge_locks(report.statements.iter().flat_map(|s| s.locks.iter().cloned()))
+                };
+                Step {
+                    description: change.description.clone(),
+                    strategy: Strategy::Online,
+                    table: change.table.clone(),
+                    estimate: estimate_online(target, &sql, &locks),
+                    transactional: change.transactional && !rewritten,
+                    sql,
+                    locks,
+                    refusal: None,
+                }
+            }
+        };
+        let start = findings.len();
+        findings.extend(report.findings);
+        let indexes: Vec<usize> = (start..findings.len()).collect();
+        mark_handled(&mut findings, &indexes, &step, rewritten, number);
+        for s in &report.statements {
+            created.extend(created_tables(&s.sql));
+        }
+        steps.push(step);
+    }
+    let steps = merge_shadow_steps(steps);
+    finish(target, source, steps, findings)
+}
+
+fn finish(target: &Target<'_>, source: PlanSource, steps: Vec<Step>, mut findings: Vec<Finding>) -> Plan {
+    findings.sort_by(|a, b| {
+        (&a.location.file, a.location.line, a.location.column, &a.id)
+            .cmp(&(&b.location.file, b.location.line, b.location.column, &b.id))
+    });
+    findings.dedup();
+    Plan {
+        format: PLAN_FORMAT,
+        database: target.database.clone(),
+        schema_fingerprint: target.live.fingerprint(),
+        source,
+        steps,
+        findings,
+    }
+}
+
+fn shadow_step(target: &Target<'_>, table: QualName, sql: &str) -> Step {
+    let mut step = shadow_step_for(target, table, vec![sql.to_string()]);
+    step.description = describe(sql);
+    step
+}
+
+fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> Step {
+    let live = target.live.tables.get(&table);
+    let bytes = live.and_then(|t| t.stats).map_or(0, |s| s.total_bytes.max(0) as u64);
+    let refusal = match live {
+        None => Some(format!("{} does not exist in the database", table.display_plain())),
+        Some(t) if t.partition_key.is_some() => Some(format!(
+            "{} is partitioned, which the shadow strategy does not support yet; change each partition on its own, or run the change in a maintenance window",
+            table.display_plain()
+        )),
+        Some(t) if t.usable_key().is_none() => Some(format!(
+            "{} has no primary key or unique index on NOT NULL columns, which the shadow migration needs to address rows; add one first (CREATE UNIQUE INDEX CONCURRENTLY ..., then ALTER TABLE ... ADD PRIMARY KEY USING INDEX ...)",
+            table.display_plain()
+        )),
+        Some(_) => None,
+    };
+    // The shadow migration never takes the statement's own strong lock on the original: it
+    // takes brief locks to install triggers and an ACCESS EXCLUSIVE lock for the cutover only.
+    let object = table.display_plain();
+    let mut locks = vec![Lock { mode: LockMode::ShareRowExclusive, object: object.clone() }];
+    locks.push(Lock { mode: LockMode::AccessExclusive, object });
+    Step {
+        description: String::new(),
+        strategy: if refusal.is_some() { Strategy::Refused } else { Strategy::Shadow },
+        table: Some(table),
+        sql,
+        transactional: false,
+        locks,
+        estimate: Estimate {
+            lock_ms: CUTOVER_LOCK_MS,
+            total_ms: ms(bytes, SHADOW_COPY_BYTES_PER_SEC) + ms(bytes, INDEX_BUILD_BYTES_PER_SEC),
+        },
+        refusal,
+    }
+}
+
+fn refused(stmt: &AnalyzedStatement, why: &str) -> Step {
+    Step {
+        description: describe(&stmt.sql),
+        strategy: Strategy::Refused,
+        table: stmt.tables.first().cloned(),
+        sql: vec![stmt.sql.clone()],
+        transactional: true,
+        locks: Vec::new(),
+        estimate: Estimate { lock_ms: 0, total_ms: 0 },
+        refusal: Some(why.to_string()),
+    }
+}
+
+/// Consecutive shadow steps on the same table become one shadow migration.
+fn merge_shadow_steps(steps: Vec<Step>) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    for step in steps {
+        if let Some(last) = out.last_mut() {
+            if last.strategy == Strategy::Shadow && step.strategy == Strategy::Shadow && last.table == step.table {
+                last.sql.extend(step.sql);
+                last.description = format!("{}; {}", last.description, step.description);
+                continue;
+            }
+        }
+        out.push(step);
+    }
+    out
+}
+
+/// Findings about how a file is run rather than what it changes: the executor takes care of
+/// them for every step (timeouts with retries, progress recorded per step).
+const EXECUTOR_HANDLES: &[&str] = &["require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts"];
+
+/// Findings whose hazard the step's strategy removes are kept, as notes saying so.
+fn mark_handled(findings: &mut [Finding], indexes: &[usize], step: &Step, rewritten: bool, number: usize) {
+    for &i in indexes {
+        let f = &mut findings[i];
+        let handled = match (f.remedy, step.strategy) {
+            _ if step.strategy == Strategy::Refused => None,
+            _ if EXECUTOR_HANDLES.contains(&f.name.as_str()) => Some(
+                "runs under tandem's lock_timeout and statement_timeout, retried with backoff, and is recorded when done so a re-run resumes after it",
+            ),
+            (Remedy::Shadow, Strategy::Shadow) => Some("runs it as a shadow-table migration: no long lock on the table"),
+            (Remedy::Online, Strategy::Online) if rewritten => Some("runs it in its online form"),
+            _ => None,
+        };
+        if let Some(how) = handled {
+            f.severity = Severity::Info;
+            f.help = format!("handled: step {number} {how}");
+        }
+    }
+}
+
+fn locks_of(sql: &[String], target: &Target<'_>) -> Vec<Lock> {
+    let joined = sql.join(";\n") + ";";
+    let report = lint(
+        &joined,
+        &LintOptions { pg_version: target.pg_version, live: Some(target.live), file: None },
+    );
+    merge_locks(report.statements.into_iter().flat_map(|s| s.locks))
+}
+
+/// The strongest lock per object, in a stable order.
+fn merge_locks(locks: impl Iterator<Item = Lock>) -> Vec<Lock> {
+    let mut out: Vec<Lock> = Vec::new();
+    for lock in locks {
+        match out.iter_mut().find(|l| l.object == lock.object) {
+            Some(existing) => existing.mode = existing.mode.max(lock.mode),
+            None => out.push(lock),
+        }
+    }
+    out.sort_by(|a, b| a.object.cmp(&b.object));
+    out
+}
+
+fn estimate_online(target: &Target<'_>, sql: &[String], locks: &[Lock]) -> Estimate {
+    let text = sql.join("\n").to_ascii_uppercase();
+    let bytes_of = |object: &str| {
+        target
+            .live
+            .tables
+            .values()
+            .find(|t| t.name.display_plain() == object)
+            .and_then(|t| t.stats)
+            .map_or(0, |s| s.total_bytes.max(0) as u64)
+    };
+    let bytes: u64 = locks.iter().map(|l| bytes_of(&l.object)).max().unwrap_or(0);
+    let blocking = locks.iter().any(|l| l.mode.blocks_traffic());
+    let work = if text.contains("CREATE INDEX") || text.contains("CREATE UNIQUE INDEX") || text.contains("REINDEX") {
+        // A concurrent build scans the table twice.
+        2 * ms(bytes, INDEX_BUILD_BYTES_PER_SEC)
+    } else if text.contains("VALIDATE CONSTRAINT") {
+        ms(bytes, SCAN_BYTES_PER_SEC)
+    } else {
+        0
+    };
+    let lock_ms = if !blocking {
+        0
+    } else if text.contains("CONCURRENTLY") || text.contains("VALIDATE") {
+        CATALOG_LOCK_MS
+    } else {
+        CATALOG_LOCK_MS + work
+    };
+    Estimate { lock_ms, total_ms: work.max(lock_ms) + CATALOG_LOCK_MS }
+}
+
+fn ms(bytes: u64, per_sec: u64) -> u64 {
+    bytes.saturating_mul(1000) / per_sec
+}
+
+/// The statement's first line, squeezed, for a step's description.
+fn describe(sql: &str) -> String {
+    let squeezed: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if squeezed.len() > 100 {
+        let mut cut = 97;
+        while !squeezed.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}...", &squeezed[..cut])
+    } else {
+        squeezed
+    }
+}
+
+fn is_transaction_control(sql: &str) -> bool {
+    matches!(
+        pg_query::parse(sql, 0).ok().and_then(|p| p.protobuf.stmts.into_iter().next()).and_then(|s| s.stmt).and_then(|n| n.node),
+        Some(pg_query::NodeEnum::TransactionStmt(_)) | Some(pg_query::NodeEnum::VariableSetStmt(_))
+    )
+}
+
+fn created_tables(sql: &str) -> Vec<QualName> {
+    let Ok(parsed) = pg_query::parse(sql, 0) else { return Vec::new() };
+    parsed
+        .protobuf
+        .stmts
+        .iter()
+        .filter_map(|s| match s.stmt.as_ref()?.node.as_ref()? {
+            pg_query::NodeEnum::CreateStmt(c) => online::range_var_name(c.relation.as_ref()?),
+            pg_query::NodeEnum::CreateTableAsStmt(c) => online::range_var_name(c.into.as_ref()?.rel.as_ref()?),
+            _ => None,
+        })
+        .collect()
+}
