@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "Zero-downtime schema migrations for PostgreSQL")]
+#[command(
+    name = "tandem",
+    version,
+    about = "Zero-downtime schema migrations for PostgreSQL"
+)]
 pub struct Args {
     #[command(flatten)]
     pub global: Global,

@@ -35,7 +35,9 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         tracing::warn!("the connection string carries a password; put it in ~/.pgpass instead, so it stays out of process lists and the environment");
     }
     if std::env::var_os("PGPASSWORD").is_some() {
-        tracing::warn!("PGPASSWORD is ignored: tandem keeps secrets out of the environment; use ~/.pgpass");
+        tracing::warn!(
+            "PGPASSWORD is ignored: tandem keeps secrets out of the environment; use ~/.pgpass"
+        );
     }
     if config.get_hosts().is_empty() {
         let socket = PathBuf::from("/var/run/postgresql");
@@ -46,7 +48,7 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         }
     }
     if config.get_user().is_none() {
-        config.user(&os_user());
+        config.user(os_user());
     }
     if config.get_dbname().is_none() {
         let user = config.get_user().unwrap_or("postgres").to_string();
@@ -144,7 +146,12 @@ fn pgpass_lookup(config: &Config) -> Option<String> {
         Some(Host::Tcp(h)) => h.clone(),
         _ => "localhost".into(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let wanted = [
         host.as_str(),
         port.as_str(),

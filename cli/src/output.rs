@@ -9,7 +9,9 @@ pub fn finding_text(f: &Finding, source: Option<&str>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}[{} {}]: {}", f.severity, f.id, f.name, f.message);
     let _ = writeln!(out, "  --> {}", location(&f.location));
-    if let Some(line) = source.and_then(|s| s.lines().nth(f.location.line.saturating_sub(1) as usize)) {
+    if let Some(line) =
+        source.and_then(|s| s.lines().nth(f.location.line.saturating_sub(1) as usize))
+    {
         let number = f.location.line.to_string();
         let pad = " ".repeat(number.len() + 1);
         let _ = writeln!(out, "{pad} |");
@@ -60,7 +62,9 @@ pub fn finding_github(f: &Finding) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

@@ -35,17 +35,31 @@ impl Scratch {
                 let mut config = live.clone();
                 config.dbname(name.as_str());
                 let client = connect::connect(&config).await.map_err(|f| f.error)?;
-                Ok(Scratch { name, admin, client, _local: None })
+                Ok(Scratch {
+                    name,
+                    admin,
+                    client,
+                    _local: None,
+                })
             }
             Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                 tracing::info!("no CREATEDB on the server; using a throwaway local PostgreSQL for the scratch database");
                 let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
                     .await?
                     .context("cannot start a throwaway local PostgreSQL for the scratch database; grant CREATEDB to the role, or install postgresql-15")?;
-                let admin = connect::connect(&cluster.config("postgres")).await.map_err(|f| f.error)?;
+                let admin = connect::connect(&cluster.config("postgres"))
+                    .await
+                    .map_err(|f| f.error)?;
                 admin.batch_execute(&create).await?;
-                let client = connect::connect(&cluster.config(name.as_str())).await.map_err(|f| f.error)?;
-                Ok(Scratch { name, admin, client, _local: Some(cluster) })
+                let client = connect::connect(&cluster.config(name.as_str()))
+                    .await
+                    .map_err(|f| f.error)?;
+                Ok(Scratch {
+                    name,
+                    admin,
+                    client,
+                    _local: Some(cluster),
+                })
             }
             Err(e) => Err(anyhow!(e).context("cannot create a scratch database")),
         }
@@ -61,11 +75,19 @@ impl Scratch {
 
     /// Drop the scratch database (forcing out its own connections).
     pub async fn drop(self) {
-        let Scratch { name, admin, client, _local } = self;
+        let Scratch {
+            name,
+            admin,
+            client,
+            _local,
+        } = self;
         drop(client);
         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
         if let Err(e) = admin.batch_execute(&sql).await {
-            eprintln!("warning: could not drop scratch database {}: {e}; drop it by hand", name.as_str());
+            eprintln!(
+                "warning: could not drop scratch database {}: {e}; drop it by hand",
+                name.as_str()
+            );
         }
     }
 }
@@ -107,7 +129,11 @@ fn line_col(sql: &str, pos: usize) -> (usize, usize) {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish() as u32
 }
 

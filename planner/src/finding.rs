@@ -69,7 +69,9 @@ impl LockMode {
     /// What the lock stops other sessions from doing.
     pub fn blocks(self) -> &'static str {
         match self {
-            LockMode::AccessShare | LockMode::RowShare | LockMode::RowExclusive => "nothing ordinary",
+            LockMode::AccessShare | LockMode::RowShare | LockMode::RowExclusive => {
+                "nothing ordinary"
+            }
             LockMode::ShareUpdateExclusive => "other schema changes and VACUUM",
             LockMode::Share | LockMode::ShareRowExclusive | LockMode::Exclusive => "writes",
             LockMode::AccessExclusive => "reads and writes",

@@ -96,7 +96,8 @@ impl QualName {
         if self.schema.as_str() == "public" {
             self.name.as_str().to_string()
         } else {
-            let mut s = String::with_capacity(self.schema.as_str().len() + self.name.as_str().len() + 1);
+            let mut s =
+                String::with_capacity(self.schema.as_str().len() + self.name.as_str().len() + 1);
             s.push_str(self.schema.as_str());
             s.push('.');
             s.push_str(self.name.as_str());
@@ -107,7 +108,11 @@ impl QualName {
 
 impl From<QualName> for String {
     fn from(value: QualName) -> Self {
-        format!("{}.{}", maybe_quoted(value.schema.as_str()), maybe_quoted(value.name.as_str()))
+        format!(
+            "{}.{}",
+            maybe_quoted(value.schema.as_str()),
+            maybe_quoted(value.name.as_str())
+        )
     }
 }
 
@@ -204,7 +209,10 @@ mod tests {
     #[test]
     fn quotes_and_escapes() {
         assert_eq!(Ident::new("a\"b").unwrap().to_string(), "\"a\"\"b\"");
-        assert_eq!(QualName::new("public", "T").unwrap().to_string(), "\"public\".\"T\"");
+        assert_eq!(
+            QualName::new("public", "T").unwrap().to_string(),
+            "\"public\".\"T\""
+        );
         assert_eq!(Literal("it's").to_string(), "'it''s'");
         assert_eq!(Literal("a\\b").to_string(), "E'a\\\\b'");
     }
@@ -227,8 +235,14 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         assert_eq!(Ident::new(""), Err(IdentError::Empty));
-        assert!(matches!(Ident::new("x".repeat(64)), Err(IdentError::TooLong(_, 64))));
+        assert!(matches!(
+            Ident::new("x".repeat(64)),
+            Err(IdentError::TooLong(_, 64))
+        ));
         assert!(Ident::new("x".repeat(63)).is_ok());
-        assert!(matches!(Ident::new("a\nb"), Err(IdentError::ControlChar(_))));
+        assert!(matches!(
+            Ident::new("a\nb"),
+            Err(IdentError::ControlChar(_))
+        ));
     }
 }

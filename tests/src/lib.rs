@@ -26,7 +26,10 @@ impl Run {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The `tandem` binary next to this test executable (`TANDEM_BIN` overrides).
@@ -63,7 +66,15 @@ pub fn tandem(args: &[&str]) -> Run {
 pub fn tandem_in(args: &[&str], dir: &Path) -> Run {
     let mut cmd = Command::new(binary());
     cmd.args(args).current_dir(dir);
-    for var in ["DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "TANDEM_LOG"] {
+    for var in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "TANDEM_LOG",
+    ] {
         cmd.env_remove(var);
     }
     let out = cmd.output().expect("tandem runs");
@@ -76,7 +87,10 @@ pub fn tandem_in(args: &[&str], dir: &Path) -> Run {
 
 /// The fingerprint of a database's schema, to show that a command changed nothing.
 pub async fn fingerprint(client: &tokio_postgres::Client) -> String {
-    engine::catalog::introspect(client).await.expect("introspection").fingerprint()
+    engine::catalog::introspect(client)
+        .await
+        .expect("introspection")
+        .fingerprint()
 }
 
 /// A case folder under `fixtures/cases/`.
@@ -92,7 +106,8 @@ impl Case {
     }
 
     pub fn read(&self, name: &str) -> Option<String> {
-        self.file(name).map(|p| std::fs::read_to_string(p).expect("case file reads"))
+        self.file(name)
+            .map(|p| std::fs::read_to_string(p).expect("case file reads"))
     }
 }
 
@@ -103,7 +118,10 @@ pub fn cases() -> Vec<Case> {
         .expect("fixtures/cases exists")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
-        .map(|e| Case { name: e.file_name().to_string_lossy().into_owned(), dir: e.path() })
+        .map(|e| Case {
+            name: e.file_name().to_string_lossy().into_owned(),
+            dir: e.path(),
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out

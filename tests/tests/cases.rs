@@ -20,13 +20,20 @@ fn main() {
         let case = std::sync::Arc::new(case);
         if case.file("after.sql").is_some() {
             let c = case.clone();
-            trials.push(Trial::test(format!("roundtrip::{}", case.name), move || block_on(roundtrip(&c))));
+            trials.push(Trial::test(
+                format!("roundtrip::{}", case.name),
+                move || block_on(roundtrip(&c)),
+            ));
         }
         if case.file("change.sql").is_some() {
             let c = case.clone();
-            trials.push(Trial::test(format!("lint::{}", case.name), move || lint(&c)));
+            trials.push(Trial::test(format!("lint::{}", case.name), move || {
+                lint(&c)
+            }));
             let c = case.clone();
-            trials.push(Trial::test(format!("plan::{}", case.name), move || block_on(plan_change(&c))));
+            trials.push(Trial::test(format!("plan::{}", case.name), move || {
+                block_on(plan_change(&c))
+            }));
         }
     }
     libtest_mimic::run(&args, trials).exit();
@@ -57,7 +64,10 @@ async fn before(case: &Case) -> Result<fixtures::pg::TestDb, Failed> {
             .await
             .map_err(|e| format!("before.sql of {} does not load: {e:?}", case.name))?;
     }
-    db.client().batch_execute("ANALYZE").await.map_err(|e| e.to_string())?;
+    db.client()
+        .batch_execute("ANALYZE")
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(db)
 }
 
@@ -68,13 +78,27 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
     let after = after.to_str().expect("utf-8 path");
     let fp = fingerprint(db.client()).await;
 
-    let run = tandem(&["plan", "--to", after, "--database-url", &url, "--format", "json"]);
+    let run = tandem(&[
+        "plan",
+        "--to",
+        after,
+        "--database-url",
+        &url,
+        "--format",
+        "json",
+    ]);
     if run.code != 0 && run.code != 3 {
         return Err(format!("tandem plan --to failed with {}:\n{}", run.code, run.stderr).into());
     }
-    let plan: Value = serde_json::from_str(&run.stdout).map_err(|e| format!("plan is not JSON ({e}): {}", run.stdout))?;
-    assert_eq!(fingerprint(db.client()).await, fp, "tandem plan changed the database");
-    settings().bind(|| insta::assert_json_snapshot!(format!("roundtrip-{}", case.name), redact(&plan)));
+    let plan: Value = serde_json::from_str(&run.stdout)
+        .map_err(|e| format!("plan is not JSON ({e}): {}", run.stdout))?;
+    assert_eq!(
+        fingerprint(db.client()).await,
+        fp,
+        "tandem plan changed the database"
+    );
+    settings()
+        .bind(|| insta::assert_json_snapshot!(format!("roundtrip-{}", case.name), redact(&plan)));
 
     for step in plan["steps"].as_array().expect("steps") {
         if step["strategy"] == "refused" {
@@ -91,9 +115,17 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
     let fp_after = fingerprint(db.client()).await;
     let diff = tandem(&["diff", "--to", after, "--exit-code", "--database-url", &url]);
     if diff.code != 0 {
-        return Err(format!("after the plan, diff --to after.sql still reports (exit {}):\n{}", diff.code, diff.stderr).into());
+        return Err(format!(
+            "after the plan, diff --to after.sql still reports (exit {}):\n{}",
+            diff.code, diff.stderr
+        )
+        .into());
     }
-    assert_eq!(fingerprint(db.client()).await, fp_after, "tandem diff changed the database");
+    assert_eq!(
+        fingerprint(db.client()).await,
+        fp_after,
+        "tandem diff changed the database"
+    );
     Ok(())
 }
 
@@ -104,8 +136,16 @@ fn lint(case: &Case) -> Result<(), Failed> {
         return Err(format!("tandem lint failed with {}:\n{}", run.code, run.stderr).into());
     }
     let report: Value = serde_json::from_str(&run.stdout).map_err(|e| e.to_string())?;
-    let errors = report["findings"].as_array().expect("findings").iter().any(|f| f["severity"] == "error");
-    assert_eq!(run.code == 3, errors, "exit 3 exactly when a finding is an error");
+    let errors = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .any(|f| f["severity"] == "error");
+    assert_eq!(
+        run.code == 3,
+        errors,
+        "exit 3 exactly when a finding is an error"
+    );
     settings().bind(|| insta::assert_json_snapshot!(format!("lint-{}", case.name), report));
     Ok(())
 }
@@ -115,19 +155,35 @@ async fn plan_change(case: &Case) -> Result<(), Failed> {
     let url = db.url();
     let fp = fingerprint(db.client()).await;
     let change = case.file("change.sql").expect("change.sql");
-    let run = tandem(&["plan", "-f", rel(&change).as_str(), "--database-url", &url, "--format", "json"]);
+    let run = tandem(&[
+        "plan",
+        "-f",
+        rel(&change).as_str(),
+        "--database-url",
+        &url,
+        "--format",
+        "json",
+    ]);
     if run.code != 0 && run.code != 3 {
         return Err(format!("tandem plan -f failed with {}:\n{}", run.code, run.stderr).into());
     }
-    let plan: Value = serde_json::from_str(&run.stdout).map_err(|e| format!("plan is not JSON ({e}): {}", run.stdout))?;
-    assert_eq!(fingerprint(db.client()).await, fp, "tandem plan changed the database");
+    let plan: Value = serde_json::from_str(&run.stdout)
+        .map_err(|e| format!("plan is not JSON ({e}): {}", run.stdout))?;
+    assert_eq!(
+        fingerprint(db.client()).await,
+        fp,
+        "tandem plan changed the database"
+    );
     settings().bind(|| insta::assert_json_snapshot!(format!("plan-{}", case.name), redact(&plan)));
     Ok(())
 }
 
 /// The case file's path relative to the workspace root, so snapshots do not hold machine paths.
 fn rel(path: &Path) -> String {
-    path.strip_prefix(tests::root()).unwrap_or(path).display().to_string()
+    path.strip_prefix(tests::root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The parts of a plan that describe the change, without what varies by machine or run.

@@ -38,7 +38,11 @@ fn usage_error_exits_64() {
 #[test]
 fn lint_of_missing_file_says_so() {
     let run = tandem(&["lint", "does/not/exist.sql"]).expect(64);
-    assert!(run.stderr.contains("cannot read does/not/exist.sql"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read does/not/exist.sql"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -52,12 +56,29 @@ fn lint_parse_error_points_at_line_and_column_and_keeps_going() {
     let run = tandem(&["lint", "--format", "json", &file]).expect(3);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let findings = report["findings"].as_array().unwrap();
-    let parse = findings.iter().find(|f| f["id"] == "T000").expect("a parse-error finding");
+    let parse = findings
+        .iter()
+        .find(|f| f["id"] == "T000")
+        .expect("a parse-error finding");
     assert_eq!(parse["location"]["line"], 2, "{parse}");
-    assert!(findings.iter().any(|f| f["location"]["line"] == 1 && f["id"] != "T000"), "the first statement is still analysed: {findings:?}");
-    assert!(findings.iter().any(|f| f["location"]["line"] == 3 && f["id"] != "T000"), "the third statement is still analysed: {findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["location"]["line"] == 1 && f["id"] != "T000"),
+        "the first statement is still analysed: {findings:?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["location"]["line"] == 3 && f["id"] != "T000"),
+        "the third statement is still analysed: {findings:?}"
+    );
     let text = tandem(&["lint", &file]).expect(3);
-    assert!(text.stderr.contains(":2:"), "text output names the line: {}", text.stderr);
+    assert!(
+        text.stderr.contains(":2:"),
+        "text output names the line: {}",
+        text.stderr
+    );
 }
 
 #[test]
@@ -65,12 +86,24 @@ fn lint_github_format_annotates() {
     let dir = tmp("gh");
     let file = write(&dir, "m.sql", "CREATE INDEX a_idx ON accounts (email);\n");
     let run = tandem(&["lint", "--format", "github", &file]);
-    assert!(run.stdout.lines().any(|l| l.starts_with("::") && l.contains("line=1")), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("::") && l.contains("line=1")),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test]
 async fn unreachable_database_exits_69_naming_the_host() {
-    let run = tandem(&["plan", "--sql", "select 1", "--database-url", "postgresql://nobody@127.0.0.1:1/nowhere"]);
+    let run = tandem(&[
+        "plan",
+        "--sql",
+        "select 1",
+        "--database-url",
+        "postgresql://nobody@127.0.0.1:1/nowhere",
+    ]);
     let run = run.expect(69);
     assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.stderr);
     assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
@@ -80,7 +113,14 @@ async fn unreachable_database_exits_69_naming_the_host() {
 async fn unknown_table_is_refused_and_changes_nothing() {
     let db = shop("unknown_table").await;
     let fp = fingerprint(db.client()).await;
-    let run = tandem(&["plan", "--sql", "ALTER TABLE acounts ADD COLUMN note text", "--database-url", &db.url()]).expect(3);
+    let run = tandem(&[
+        "plan",
+        "--sql",
+        "ALTER TABLE acounts ADD COLUMN note text",
+        "--database-url",
+        &db.url(),
+    ])
+    .expect(3);
     assert!(run.stderr.contains("acounts"), "{}", run.stderr);
     assert_eq!(fingerprint(db.client()).await, fp);
 }
@@ -90,14 +130,22 @@ async fn rewrite_of_a_table_without_key_is_refused_with_the_fix() {
     let db = shop("no_key").await;
     let fp = fingerprint(db.client()).await;
     let run = tandem(&[
-        "plan", "--sql", "ALTER TABLE events ALTER COLUMN payload TYPE integer USING length(payload)",
-        "--database-url", &db.url(), "--format", "json",
+        "plan",
+        "--sql",
+        "ALTER TABLE events ALTER COLUMN payload TYPE integer USING length(payload)",
+        "--database-url",
+        &db.url(),
+        "--format",
+        "json",
     ])
     .expect(3);
     let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let step = &plan["steps"][0];
     assert_eq!(step["strategy"], "refused", "{plan}");
-    assert!(step["refusal"].as_str().unwrap().contains("primary key"), "{step}");
+    assert!(
+        step["refusal"].as_str().unwrap().contains("primary key"),
+        "{step}"
+    );
     assert_eq!(fingerprint(db.client()).await, fp);
 }
 
@@ -108,17 +156,53 @@ async fn plan_file_is_canonical_and_stable() {
     let change = write(&dir, "c.sql", "ALTER TABLE accounts ALTER COLUMN id TYPE bigint;\nCREATE INDEX accounts_email_idx ON accounts (email);\n");
     let a = dir.join("a.json");
     let b = dir.join("b.json");
-    tandem(&["plan", "-f", &change, "-o", a.to_str().unwrap(), "--database-url", &db.url()]).expect(0);
-    tandem(&["plan", "-f", &change, "-o", b.to_str().unwrap(), "--database-url", &db.url()]).expect(0);
+    tandem(&[
+        "plan",
+        "-f",
+        &change,
+        "-o",
+        a.to_str().unwrap(),
+        "--database-url",
+        &db.url(),
+    ])
+    .expect(0);
+    tandem(&[
+        "plan",
+        "-f",
+        &change,
+        "-o",
+        b.to_str().unwrap(),
+        "--database-url",
+        &db.url(),
+    ])
+    .expect(0);
     let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-    assert_eq!(a, b, "two plans of the same change against the same schema are byte-identical");
-    let plan = planner::plan::Plan::from_json(std::str::from_utf8(&a).unwrap()).expect("plan parses back");
-    assert_eq!(plan.to_canonical_json().as_bytes(), a.as_slice(), "the file is the canonical encoding");
+    assert_eq!(
+        a, b,
+        "two plans of the same change against the same schema are byte-identical"
+    );
+    let plan =
+        planner::plan::Plan::from_json(std::str::from_utf8(&a).unwrap()).expect("plan parses back");
+    assert_eq!(
+        plan.to_canonical_json().as_bytes(),
+        a.as_slice(),
+        "the file is the canonical encoding"
+    );
     assert_eq!(plan.database.database, db.name());
     assert_eq!(plan.schema_fingerprint, fingerprint(db.client()).await);
     let strategies: Vec<_> = plan.steps.iter().map(|s| s.strategy).collect();
-    assert_eq!(strategies, vec![planner::plan::Strategy::Shadow, planner::plan::Strategy::Online]);
-    assert!(plan.steps[1].sql[0].contains("CONCURRENTLY"), "{:?}", plan.steps[1]);
+    assert_eq!(
+        strategies,
+        vec![
+            planner::plan::Strategy::Shadow,
+            planner::plan::Strategy::Online
+        ]
+    );
+    assert!(
+        plan.steps[1].sql[0].contains("CONCURRENTLY"),
+        "{:?}",
+        plan.steps[1]
+    );
 }
 
 #[tokio::test]
@@ -126,16 +210,39 @@ async fn diff_exit_code_and_scratch_cleanup() {
     let db = shop("diff_exit").await;
     let dir = tmp("diff");
     let same = write(&dir, "same.sql", SHOP);
-    let other = write(&dir, "other.sql", &format!("{SHOP}\nCREATE INDEX accounts_email_idx ON accounts (email);"));
+    let other = write(
+        &dir,
+        "other.sql",
+        &format!("{SHOP}\nCREATE INDEX accounts_email_idx ON accounts (email);"),
+    );
     let fp = fingerprint(db.client()).await;
-    tandem(&["diff", "--to", &same, "--exit-code", "--database-url", &db.url()]).expect(0);
-    let run: Run = tandem(&["diff", "--to", &other, "--exit-code", "--database-url", &db.url()]).expect(2);
+    tandem(&[
+        "diff",
+        "--to",
+        &same,
+        "--exit-code",
+        "--database-url",
+        &db.url(),
+    ])
+    .expect(0);
+    let run: Run = tandem(&[
+        "diff",
+        "--to",
+        &other,
+        "--exit-code",
+        "--database-url",
+        &db.url(),
+    ])
+    .expect(2);
     assert!(run.stderr.contains("accounts_email_idx"), "{}", run.stderr);
     tandem(&["diff", "--to", &other, "--database-url", &db.url()]).expect(0);
     assert_eq!(fingerprint(db.client()).await, fp);
     let left = db
         .client()
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'tandem_scratch_%'", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'tandem_scratch_%'",
+            &[],
+        )
         .await
         .unwrap();
     assert!(left.is_empty(), "scratch databases left behind: {left:?}");
@@ -145,7 +252,11 @@ async fn diff_exit_code_and_scratch_cleanup() {
 async fn malformed_desired_schema_points_at_the_line() {
     let db = shop("bad_desired").await;
     let dir = tmp("bad_desired");
-    let bad = write(&dir, "bad.sql", "CREATE TABLE a (id int);\nCREATE TABLEE b (id int);\n");
+    let bad = write(
+        &dir,
+        "bad.sql",
+        "CREATE TABLE a (id int);\nCREATE TABLEE b (id int);\n",
+    );
     let run = tandem(&["diff", "--to", &bad, "--database-url", &db.url()]).expect(3);
     assert!(run.stderr.contains(":2:"), "{}", run.stderr);
     let unknown = write(&dir, "unknown.sql", "CREATE TABLE a (id int, m mood);\n");

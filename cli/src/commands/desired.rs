@@ -23,21 +23,37 @@ pub async fn load(live: &Config, path: &Path) -> Result<Desired, Failure> {
     let sql = read(path)?;
     let name = path.display().to_string();
     // Syntax errors are reported with line and column before any database work.
-    let parse_errors: Vec<_> = lint(&sql, &LintOptions { pg_version: 15, live: None, file: Some(name.clone()) })
-        .findings
-        .into_iter()
-        .filter(|f| f.id == "T000" && f.severity == Severity::Error)
-        .collect();
+    let parse_errors: Vec<_> = lint(
+        &sql,
+        &LintOptions {
+            pg_version: 15,
+            live: None,
+            file: Some(name.clone()),
+        },
+    )
+    .findings
+    .into_iter()
+    .filter(|f| f.id == "T000" && f.severity == Severity::Error)
+    .collect();
     if let Some(first) = parse_errors.first() {
         eprint!("{}", output::finding_text(first, Some(&sql)));
-        return Err(Failure::new(FINDINGS, anyhow!("{name} is not valid SQL; fix the statement above")));
+        return Err(Failure::new(
+            FINDINGS,
+            anyhow!("{name} is not valid SQL; fix the statement above"),
+        ));
     }
-    let scratch = Scratch::create(live, "desired").await.map_err(Failure::from)?;
+    let scratch = Scratch::create(live, "desired")
+        .await
+        .map_err(Failure::from)?;
     let work = async {
-        scratch
-            .load(&sql, &name)
-            .await
-            .map_err(|e| Failure::new(USAGE, e.context(format!("cannot load the desired schema {name}; fix the statement and retry"))))?;
+        scratch.load(&sql, &name).await.map_err(|e| {
+            Failure::new(
+                USAGE,
+                e.context(format!(
+                    "cannot load the desired schema {name}; fix the statement and retry"
+                )),
+            )
+        })?;
         engine::catalog::introspect(&scratch.client)
             .await
             .map_err(|e| Failure::from(anyhow::Error::new(e)))
@@ -47,11 +63,17 @@ pub async fn load(live: &Config, path: &Path) -> Result<Desired, Failure> {
         _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
     };
     scratch.drop().await;
-    Ok(Desired { schema: result?, sql })
+    Ok(Desired {
+        schema: result?,
+        sql,
+    })
 }
 
 pub fn read(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(USAGE, anyhow!("cannot read {} ({e}); check the path", path.display()))
+        Failure::new(
+            USAGE,
+            anyhow!("cannot read {} ({e}); check the path", path.display()),
+        )
     })
 }

@@ -54,5 +54,9 @@ pub async fn run(global: &Global, args: DiffArgs) -> Result<u8, Failure> {
             }
         }
     }
-    Ok(if args.exit_code && !found.is_empty() { DIFFERENCES } else { OK })
+    Ok(if args.exit_code && !found.is_empty() {
+        DIFFERENCES
+    } else {
+        OK
+    })
 }

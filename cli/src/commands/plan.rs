@@ -20,15 +20,26 @@ use crate::scratch::Scratch;
 pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
     let client = connect::connect(&config).await?;
-    let database = engine::catalog::database_identity(&client).await.map_err(catalog)?;
-    let pg_version = args.pg_version.unwrap_or(database.server_version_num / 10000);
-    let live = engine::catalog::introspect(&client).await.map_err(catalog)?;
-    let target = Target { live: &live, database, pg_version };
+    let database = engine::catalog::database_identity(&client)
+        .await
+        .map_err(catalog)?;
+    let pg_version = args
+        .pg_version
+        .unwrap_or(database.server_version_num / 10000);
+    let live = engine::catalog::introspect(&client)
+        .await
+        .map_err(catalog)?;
+    let target = Target {
+        live: &live,
+        database,
+        pg_version,
+    };
 
     let (plan, input) = if let Some(path) = &args.to {
         let desired = desired::load(&config, path).await?;
         let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
-        let changes = diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
+        let changes =
+            diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
         let source = source("to", &path.display().to_string(), &desired.sql);
         let plan = plan::from_changes(&target, source, &changes);
         if !args.no_verify {
@@ -49,7 +60,13 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     let json = plan.to_canonical_json();
     if let Some(out) = &args.output {
         std::fs::write(out, &json).map_err(|e| {
-            Failure::new(USAGE, anyhow!("cannot write {} ({e}); check the directory exists and is writable", out.display()))
+            Failure::new(
+                USAGE,
+                anyhow!(
+                    "cannot write {} ({e}); check the directory exists and is writable",
+                    out.display()
+                ),
+            )
         })?;
     }
     match global.format {
@@ -59,7 +76,10 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
                 println!("{}", output::finding_github(f));
             }
         }
-        Format::Text => eprint!("{}", review(&plan, &config, input.as_deref(), args.output.as_deref())),
+        Format::Text => eprint!(
+            "{}",
+            review(&plan, &config, input.as_deref(), args.output.as_deref())
+        ),
     }
     let refused = plan.steps.iter().any(|s| s.strategy == Strategy::Refused);
     let errors = plan.findings.iter().any(|f| f.severity == Severity::Error);
@@ -87,33 +107,55 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Replay the plan on a scratch copy of the live schema and check it yields the desired one.
 /// A plan that fails this is tandem's bug, and is reported as such instead of handed out.
-async fn verify(config: &Config, live: &Schema, desired: &Schema, plan: &Plan) -> Result<(), Failure> {
-    let scratch = Scratch::create(config, "verify").await.map_err(Failure::from)?;
+async fn verify(
+    config: &Config,
+    live: &Schema,
+    desired: &Schema,
+    plan: &Plan,
+) -> Result<(), Failure> {
+    let scratch = Scratch::create(config, "verify")
+        .await
+        .map_err(Failure::from)?;
     let work = async {
-        let empty = engine::catalog::introspect(&scratch.client).await.map_err(catalog)?;
+        let empty = engine::catalog::introspect(&scratch.client)
+            .await
+            .map_err(catalog)?;
         let rebuild = diff(&empty, live, &RenameHints::default())
             .map_err(|e| bug(anyhow!("cannot recreate the live schema: {e}")))?;
         for change in &rebuild {
             for sql in &change.sql {
                 scratch.client.batch_execute(sql).await.map_err(|e| {
-                    bug(anyhow!("recreating the live schema failed at `{sql}`: {}", db_message(&e)))
+                    bug(anyhow!(
+                        "recreating the live schema failed at `{sql}`: {}",
+                        db_message(&e)
+                    ))
                 })?;
             }
         }
-        let copy = engine::catalog::introspect(&scratch.client).await.map_err(catalog)?;
+        let copy = engine::catalog::introspect(&scratch.client)
+            .await
+            .map_err(catalog)?;
         let off = differences(live, &copy);
         if !off.is_empty() {
             let list: Vec<String> = off.iter().map(|d| d.object.clone()).collect();
-            return Err(bug(anyhow!("the scratch copy of the live schema differs from it in {}", list.join(", "))));
+            return Err(bug(anyhow!(
+                "the scratch copy of the live schema differs from it in {}",
+                list.join(", ")
+            )));
         }
         for step in &plan.steps {
             for sql in &step.sql {
                 scratch.client.batch_execute(sql).await.map_err(|e| {
-                    bug(anyhow!("the plan failed on a copy of the live schema at `{sql}`: {}", db_message(&e)))
+                    bug(anyhow!(
+                        "the plan failed on a copy of the live schema at `{sql}`: {}",
+                        db_message(&e)
+                    ))
                 })?;
             }
         }
-        let after = engine::catalog::introspect(&scratch.client).await.map_err(catalog)?;
+        let after = engine::catalog::introspect(&scratch.client)
+            .await
+            .map_err(catalog)?;
         let left = differences(&after, desired);
         if !left.is_empty() {
             let list: Vec<String> = left.iter().map(|d| d.object.clone()).collect();
@@ -140,11 +182,17 @@ fn bug(e: anyhow::Error) -> Failure {
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
 }
 
 /// The review a DBA reads on a terminal.
-fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&std::path::Path>) -> String {
+fn review(
+    plan: &Plan,
+    config: &Config,
+    input: Option<&str>,
+    written: Option<&std::path::Path>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -154,8 +202,18 @@ fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&st
         plan.database.server_version_num % 10000,
         plan.database.system_identifier
     );
-    let _ = writeln!(out, "source: {} {} (sha256 {})", plan.source.kind, plan.source.name, &plan.source.sha256[..12]);
-    let _ = writeln!(out, "schema fingerprint: {}\n", &plan.schema_fingerprint[..16]);
+    let _ = writeln!(
+        out,
+        "source: {} {} (sha256 {})",
+        plan.source.kind,
+        plan.source.name,
+        &plan.source.sha256[..12]
+    );
+    let _ = writeln!(
+        out,
+        "schema fingerprint: {}\n",
+        &plan.schema_fingerprint[..16]
+    );
     if plan.steps.is_empty() {
         let _ = writeln!(out, "nothing to do: the database already matches\n");
     }
@@ -167,7 +225,13 @@ fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&st
         };
         let _ = writeln!(out, "step {}  {strategy}  {}", i + 1, step.description);
         for lock in &step.locks {
-            let _ = writeln!(out, "    lock: {} on {} (blocks {})", lock.mode, lock.object, lock.mode.blocks());
+            let _ = writeln!(
+                out,
+                "    lock: {} on {} (blocks {})",
+                lock.mode,
+                lock.object,
+                lock.mode.blocks()
+            );
         }
         let _ = writeln!(
             out,
@@ -181,7 +245,15 @@ fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&st
         if let Some(why) = &step.refusal {
             let _ = writeln!(out, "    refused: {why}");
         }
-        let _ = writeln!(out, "    {}", if step.transactional { "in one transaction:" } else { "each statement on its own:" });
+        let _ = writeln!(
+            out,
+            "    {}",
+            if step.transactional {
+                "in one transaction:"
+            } else {
+                "each statement on its own:"
+            }
+        );
         for sql in &step.sql {
             for line in sql.lines() {
                 let _ = writeln!(out, "      {line}");
@@ -190,7 +262,14 @@ fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&st
         out.push('\n');
     }
     for f in &plan.findings {
-        out.push_str(&output::finding_text(f, if plan.source.kind == "to" { None } else { input }));
+        out.push_str(&output::finding_text(
+            f,
+            if plan.source.kind == "to" {
+                None
+            } else {
+                input
+            },
+        ));
         out.push('\n');
     }
     let count = |s: Strategy| plan.steps.iter().filter(|x| x.strategy == s).count();
@@ -204,7 +283,12 @@ fn review(plan: &Plan, config: &Config, input: Option<&str>, written: Option<&st
         output::summary(&plan.findings)
     );
     if let Some(path) = written {
-        let _ = writeln!(out, "plan written to {} (sha256 {})", path.display(), plan.digest());
+        let _ = writeln!(
+            out,
+            "plan written to {} (sha256 {})",
+            path.display(),
+            plan.digest()
+        );
     }
     out
 }

@@ -374,7 +374,11 @@ fn diff_indexes(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
                 format!("create index {} on {}", i.name, plain(name)),
             )
             .table(name);
-            let draft = if live.is_none() || partitioned {
+            let draft = if partitioned {
+                // pg_get_indexdef writes `ON ONLY` for a partitioned parent: that form builds
+                // no index on the partitions. The plain form builds and attaches them all.
+                draft.sql(i.definition.replacen(" ON ONLY ", " ON ", 1))
+            } else if live.is_none() {
                 draft.sql(i.definition.clone())
             } else {
                 draft.sql(concurrently(&i.definition)).non_transactional()

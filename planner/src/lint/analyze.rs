@@ -3,7 +3,8 @@
 //! readers of the parse tree (names, ALTER TABLE commands, column types, DO blocks).
 
 use pg_query::protobuf::{
-    AlterTableCmd, AlterTableStmt, AlterTableType, ColumnDef, ConstrType, Constraint, Node, ObjectType, RangeVar,
+    AlterTableCmd, AlterTableStmt, AlterTableType, ColumnDef, ConstrType, Constraint, Node,
+    ObjectType, RangeVar,
 };
 use pg_query::NodeEnum;
 
@@ -24,6 +25,8 @@ pub(crate) struct Facts {
     pub(crate) concurrently: bool,
     /// Changes the schema (anything but DML, SET, transaction control).
     pub(crate) ddl: bool,
+    /// Tables this statement creates.
+    pub(crate) created: Vec<QualName>,
 }
 
 impl Facts {
@@ -109,7 +112,10 @@ pub(crate) fn drop_objects(objects: &[Node]) -> Vec<QualName> {
 pub(crate) fn alter_table(node: &NodeEnum) -> Option<(QualName, &AlterTableStmt)> {
     match node {
         NodeEnum::AlterTableStmt(a)
-            if matches!(a.objtype(), ObjectType::ObjectTable | ObjectType::ObjectForeignTable) =>
+            if matches!(
+                a.objtype(),
+                ObjectType::ObjectTable | ObjectType::ObjectForeignTable
+            ) =>
         {
             Some((qual(a.relation.as_ref()?), a))
         }
@@ -147,7 +153,10 @@ pub(crate) fn column_constraints(col: &ColumnDef) -> impl Iterator<Item = &Const
 }
 
 pub(crate) fn names(list: &[Node]) -> Vec<String> {
-    list.iter().filter_map(node_str).map(str::to_string).collect()
+    list.iter()
+        .filter_map(node_str)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Why adding this column rewrites the table, if it does.
@@ -163,16 +172,23 @@ pub(crate) fn add_column_rewrite(col: &ColumnDef, pg: u32) -> AddColumnRewrite {
     let ty = col.type_name.as_ref().map(Ty::from_ast);
     if let Some(t) = &ty {
         if matches!(t.base.as_str(), "serial" | "bigserial" | "smallserial") {
-            return AddColumnRewrite::Yes(format!("a {} column fills every row from a sequence", t.base));
+            return AddColumnRewrite::Yes(format!(
+                "a {} column fills every row from a sequence",
+                t.base
+            ));
         }
     }
     for c in column_constraints(col) {
         match c.contype() {
             ConstrType::ConstrIdentity => {
-                return AddColumnRewrite::Yes("an identity column fills every row from a sequence".into())
+                return AddColumnRewrite::Yes(
+                    "an identity column fills every row from a sequence".into(),
+                )
             }
             ConstrType::ConstrGenerated => {
-                return AddColumnRewrite::Yes("a stored generated column is computed for every row".into())
+                return AddColumnRewrite::Yes(
+                    "a stored generated column is computed for every row".into(),
+                )
             }
             ConstrType::ConstrDefault => {
                 let Some(expr) = &c.raw_expr else { continue };
@@ -187,7 +203,9 @@ pub(crate) fn add_column_rewrite(col: &ColumnDef, pg: u32) -> AddColumnRewrite {
                 match volatility(expr) {
                     Volatility::Stable => {}
                     Volatility::Volatile(f) => {
-                        return AddColumnRewrite::Yes(format!("the default calls the volatile function {f}()"))
+                        return AddColumnRewrite::Yes(format!(
+                            "the default calls the volatile function {f}()"
+                        ))
                     }
                     Volatility::Unknown(f) => return AddColumnRewrite::Maybe(f),
                 }
@@ -228,37 +246,81 @@ pub(crate) fn type_change(
             .and_then(|t| t.column(&cmd.name))
             .map(|c| Ty::from_format_type(&c.data_type))
     });
-    let using = def.raw_default.is_some();
+    // `USING col` or `USING col::newtype` leaves the values as they are: PostgreSQL skips the
+    // rewrite exactly as without USING when the cast is binary-coercible.
+    let using = def
+        .raw_default
+        .as_deref()
+        .is_some_and(|e| !using_is_plain_column(e, &cmd.name));
     let collate = def.coll_clause.is_some();
     let rewrites = if using || collate {
         Some(true)
     } else {
         match &old {
             Some(o) => Some(!no_rewrite(o, &new)),
-            None if matches!(new.base.as_str(), "text" | "varchar" | "numeric" | "varbit" | "inet") => None,
+            None if matches!(
+                new.base.as_str(),
+                "text" | "varchar" | "numeric" | "varbit" | "inet"
+            ) =>
+            {
+                None
+            }
             None => Some(true),
         }
     };
-    Some(TypeChange { column: cmd.name.clone(), old, new, using, collate, rewrites })
+    Some(TypeChange {
+        column: cmd.name.clone(),
+        old,
+        new,
+        using,
+        collate,
+        rewrites,
+    })
+}
+
+fn using_is_plain_column(expr: &Node, column: &str) -> bool {
+    match &expr.node {
+        Some(NodeEnum::ColumnRef(c)) => matches!(
+            c.fields.last().and_then(|f| f.node.as_ref()),
+            Some(NodeEnum::String(s)) if s.sval == column
+        ),
+        Some(NodeEnum::TypeCast(t)) => t
+            .arg
+            .as_deref()
+            .is_some_and(|a| using_is_plain_column(a, column)),
+        _ => false,
+    }
 }
 
 /// Whether `SET NOT NULL` on this column can skip its scan: PostgreSQL 12+ and a validated
 /// `CHECK (col IS NOT NULL)` (seen in this file or in the live schema).
-pub(crate) fn not_null_proven(table: &QualName, column: &str, state: &FileState, opts: &LintOptions<'_>) -> bool {
+pub(crate) fn not_null_proven(
+    table: &QualName,
+    column: &str,
+    state: &FileState,
+    opts: &LintOptions<'_>,
+) -> bool {
     if opts.pg_version < 12 {
         return false;
     }
     if state.not_null_proven(table, column) {
         return true;
     }
-    let Some(t) = opts.live.and_then(|s| s.tables.get(table)) else { return false };
+    let Some(t) = opts.live.and_then(|s| s.tables.get(table)) else {
+        return false;
+    };
     if t.column(column).is_some_and(|c| c.not_null) {
         return true;
     }
     let want = format!("check(({}isnotnull))", column.to_ascii_lowercase());
     let want_q = format!("check((\"{}\"isnotnull))", column.to_ascii_lowercase());
     t.constraints.values().any(|c| {
-        let d: String = c.definition.chars().filter(|ch| !ch.is_whitespace()).collect::<String>().to_ascii_lowercase();
+        let d: String = c
+            .definition
+            .chars()
+            .filter(|ch| !ch.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
         c.validated && (d == want || d == want_q)
     })
 }
@@ -291,7 +353,11 @@ fn lock_from_int(mode: i32) -> LockMode {
 }
 
 /// The table an index belongs to, when the live schema or this file knows it.
-pub(crate) fn index_table(index: &QualName, state: &FileState, opts: &LintOptions<'_>) -> Option<QualName> {
+pub(crate) fn index_table(
+    index: &QualName,
+    state: &FileState,
+    opts: &LintOptions<'_>,
+) -> Option<QualName> {
     if let Some(t) = state.index_table(index) {
         return Some(t.clone());
     }
@@ -300,13 +366,16 @@ pub(crate) fn index_table(index: &QualName, state: &FileState, opts: &LintOption
         .values()
         .find(|t| {
             t.name.schema == index.schema
-                && (t.indexes.contains_key(index.name.as_str()) || t.constraints.contains_key(index.name.as_str()))
+                && (t.indexes.contains_key(index.name.as_str())
+                    || t.constraints.contains_key(index.name.as_str()))
         })
         .map(|t| t.name.clone())
 }
 
 fn options_have(params: &[Node], name: &str) -> bool {
-    params.iter().any(|p| matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name)))
+    params.iter().any(
+        |p| matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name)),
+    )
 }
 
 pub(crate) fn reindex_concurrent(params: &[Node]) -> bool {
@@ -327,11 +396,16 @@ pub(crate) fn facts(node: &NodeEnum, state: &FileState, opts: &LintOptions<'_>) 
             f.ddl = true;
             if let Some(rv) = &c.relation {
                 f.table_lock(&qual(rv), AccessExclusive);
+                f.created.push(qual(rv));
             }
             for p in &c.inh_relations {
                 if let Some(NodeEnum::RangeVar(rv)) = &p.node {
                     // PARTITION OF locks the parent; INHERITS takes SHARE UPDATE EXCLUSIVE
-                    let mode = if c.partbound.is_some() { AccessExclusive } else { ShareUpdateExclusive };
+                    let mode = if c.partbound.is_some() {
+                        AccessExclusive
+                    } else {
+                        ShareUpdateExclusive
+                    };
                     f.table_lock(&qual(rv), mode);
                 }
             }
@@ -343,6 +417,7 @@ pub(crate) fn facts(node: &NodeEnum, state: &FileState, opts: &LintOptions<'_>) 
             f.ddl = true;
             if let Some(rv) = c.into.as_ref().and_then(|i| i.rel.as_ref()) {
                 f.table_lock(&qual(rv), AccessExclusive);
+                f.created.push(qual(rv));
             }
         }
         NodeEnum::IndexStmt(i) => {
@@ -360,11 +435,17 @@ pub(crate) fn facts(node: &NodeEnum, state: &FileState, opts: &LintOptions<'_>) 
         }
         NodeEnum::DropStmt(d) => {
             f.ddl = true;
-            let mode = if d.concurrent { ShareUpdateExclusive } else { AccessExclusive };
+            let mode = if d.concurrent {
+                ShareUpdateExclusive
+            } else {
+                AccessExclusive
+            };
             f.concurrently |= d.concurrent;
             for o in drop_objects(&d.objects) {
                 match d.remove_type() {
-                    ObjectType::ObjectTable | ObjectType::ObjectView | ObjectType::ObjectMatview => {
+                    ObjectType::ObjectTable
+                    | ObjectType::ObjectView
+                    | ObjectType::ObjectMatview => {
                         if d.remove_type() == ObjectType::ObjectTable {
                             f.touch(&o);
                         }
@@ -405,9 +486,9 @@ pub(crate) fn facts(node: &NodeEnum, state: &FileState, opts: &LintOptions<'_>) 
             if let Some(rv) = &r.relation {
                 let t = qual(rv);
                 match r.rename_type() {
-                    ObjectType::ObjectTable | ObjectType::ObjectColumn | ObjectType::ObjectTabconstraint => {
-                        f.table_lock(&t, AccessExclusive)
-                    }
+                    ObjectType::ObjectTable
+                    | ObjectType::ObjectColumn
+                    | ObjectType::ObjectTabconstraint => f.table_lock(&t, AccessExclusive),
                     ObjectType::ObjectIndex => f.lock(&t, ShareUpdateExclusive),
                     _ => f.lock(&t, AccessExclusive),
                 }
@@ -420,7 +501,11 @@ pub(crate) fn facts(node: &NodeEnum, state: &FileState, opts: &LintOptions<'_>) 
             if let Some(rv) = &r.relation {
                 let o = qual(rv);
                 let index = r.kind == 1;
-                let table = if index { index_table(&o, state, opts) } else { Some(o.clone()) };
+                let table = if index {
+                    index_table(&o, state, opts)
+                } else {
+                    Some(o.clone())
+                };
                 if conc {
                     if let Some(t) = &table {
                         f.table_lock(t, ShareUpdateExclusive);
@@ -516,7 +601,14 @@ pub(crate) fn facts(node: &NodeEnum, state: &FileState, opts: &LintOptions<'_>) 
         }
         NodeEnum::RefreshMatViewStmt(r) => {
             if let Some(rv) = &r.relation {
-                f.lock(&qual(rv), if r.concurrent { Exclusive } else { AccessExclusive });
+                f.lock(
+                    &qual(rv),
+                    if r.concurrent {
+                        Exclusive
+                    } else {
+                        AccessExclusive
+                    },
+                );
             }
         }
         NodeEnum::VariableSetStmt(_)
@@ -568,7 +660,9 @@ fn alter_cmd_facts(
                 }
                 for c in column_constraints(col) {
                     match c.contype() {
-                        ConstrType::ConstrCheck | ConstrType::ConstrPrimary | ConstrType::ConstrUnique => f.scan(t, state),
+                        ConstrType::ConstrCheck
+                        | ConstrType::ConstrPrimary
+                        | ConstrType::ConstrUnique => f.scan(t, state),
                         ConstrType::ConstrForeign => {
                             if let Some(rv) = &c.pktable {
                                 f.table_lock(&qual(rv), ShareRowExclusive);
@@ -606,7 +700,9 @@ fn alter_cmd_facts(
                         f.scan(t, state);
                     }
                 }
-                ConstrType::ConstrPrimary | ConstrType::ConstrUnique | ConstrType::ConstrExclusion => {
+                ConstrType::ConstrPrimary
+                | ConstrType::ConstrUnique
+                | ConstrType::ConstrExclusion => {
                     f.lock(t, AccessExclusive);
                     if c.indexname.is_empty() || c.contype() == ConstrType::ConstrPrimary {
                         f.scan(t, state);
@@ -637,7 +733,8 @@ fn alter_cmd_facts(
         | A::AtDropCluster
         | A::AtAttachPartition => f.lock(t, ShareUpdateExclusive),
         A::AtDetachPartition => {
-            if let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+            if let Some(NodeEnum::PartitionCmd(p)) = cmd.def.as_ref().and_then(|d| d.node.as_ref())
+            {
                 if p.concurrent {
                     f.concurrently = true;
                     f.lock(t, ShareUpdateExclusive);
@@ -671,7 +768,9 @@ pub(crate) struct DoBlock {
 }
 
 pub(crate) fn do_block(node: &NodeEnum) -> Option<DoBlock> {
-    let NodeEnum::DoStmt(d) = node else { return None };
+    let NodeEnum::DoStmt(d) = node else {
+        return None;
+    };
     let mut body = None;
     let mut language = "plpgsql".to_string();
     for a in &d.args {
@@ -684,7 +783,10 @@ pub(crate) fn do_block(node: &NodeEnum) -> Option<DoBlock> {
             }
         }
     }
-    let mut out = DoBlock { statements: Vec::new(), dynamic: 0 };
+    let mut out = DoBlock {
+        statements: Vec::new(),
+        dynamic: 0,
+    };
     let body = body?;
     if language != "plpgsql" {
         out.dynamic += 1;
@@ -694,7 +796,8 @@ pub(crate) fn do_block(node: &NodeEnum) -> Option<DoBlock> {
     while body.contains(&tag) {
         tag.insert(1, 'x');
     }
-    let wrapped = format!("CREATE FUNCTION tandem_do() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}");
+    let wrapped =
+        format!("CREATE FUNCTION tandem_do() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}");
     let Ok(json) = pg_query::parse_plpgsql(&wrapped) else {
         out.dynamic += 1;
         return Some(out);
@@ -719,12 +822,19 @@ fn collect_plpgsql(v: &serde_json::Value, out: &mut Vec<String>, dynamic: &mut u
             for (k, val) in map {
                 match k.as_str() {
                     "PLpgSQL_stmt_execsql" => {
-                        if let Some(q) = val.pointer("/sqlstmt/PLpgSQL_expr/query").and_then(|q| q.as_str()) {
+                        if let Some(q) = val
+                            .pointer("/sqlstmt/PLpgSQL_expr/query")
+                            .and_then(|q| q.as_str())
+                        {
                             out.push(q.to_string());
                         }
                     }
                     "PLpgSQL_stmt_dynexecute" => {
-                        match val.pointer("/query/PLpgSQL_expr/query").and_then(|q| q.as_str()).and_then(string_constant) {
+                        match val
+                            .pointer("/query/PLpgSQL_expr/query")
+                            .and_then(|q| q.as_str())
+                            .and_then(string_constant)
+                        {
                             Some(s) => out.push(s),
                             None => *dynamic += 1,
                         }
@@ -733,7 +843,9 @@ fn collect_plpgsql(v: &serde_json::Value, out: &mut Vec<String>, dynamic: &mut u
                 }
             }
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_plpgsql(i, out, dynamic)),
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|i| collect_plpgsql(i, out, dynamic))
+        }
         _ => {}
     }
 }
@@ -742,9 +854,15 @@ fn collect_plpgsql(v: &serde_json::Value, out: &mut Vec<String>, dynamic: &mut u
 fn string_constant(expr: &str) -> Option<String> {
     let p = pg_query::parse(&format!("SELECT {expr}"), 0).ok()?;
     let stmt = p.protobuf.stmts.first()?.stmt.as_ref()?.node.as_ref()?;
-    let NodeEnum::SelectStmt(s) = stmt else { return None };
-    let [target] = s.target_list.as_slice() else { return None };
-    let Some(NodeEnum::ResTarget(rt)) = &target.node else { return None };
+    let NodeEnum::SelectStmt(s) = stmt else {
+        return None;
+    };
+    let [target] = s.target_list.as_slice() else {
+        return None;
+    };
+    let Some(NodeEnum::ResTarget(rt)) = &target.node else {
+        return None;
+    };
     match rt.val.as_ref()?.node.as_ref()? {
         NodeEnum::AConst(c) => match &c.val {
             Some(pg_query::protobuf::a_const::Val::Sval(s)) => Some(s.sval.clone()),
@@ -752,4 +870,32 @@ fn string_constant(expr: &str) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Identifiers in the statement text longer than PostgreSQL keeps (the parse tree already
+/// holds them truncated).
+pub(crate) fn long_identifiers(sql: &str) -> Vec<String> {
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for b in sql.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'"' || b >= 0x80 {
+            run += 1;
+            longest = longest.max(run);
+        } else if b != b' ' || run == 0 {
+            run = 0;
+        }
+    }
+    if longest <= MAX_IDENT_BYTES {
+        return Vec::new();
+    }
+    let Ok(scan) = pg_query::scan(sql) else {
+        return Vec::new();
+    };
+    scan.tokens
+        .iter()
+        .filter(|t| t.token == pg_query::protobuf::Token::Ident as i32)
+        .filter_map(|t| sql.get(t.start as usize..t.end as usize))
+        .map(|s| s.trim_matches('"').replace("\"\"", "\""))
+        .filter(|s| s.len() > MAX_IDENT_BYTES)
+        .collect()
 }

@@ -114,10 +114,19 @@ pub struct RuleHit {
 
 impl RuleHit {
     pub(crate) fn new(message: impl Into<String>, help: impl Into<String>) -> Self {
-        RuleHit { message: message.into(), help: help.into(), lock: None, table: None, severity: None }
+        RuleHit {
+            message: message.into(),
+            help: help.into(),
+            lock: None,
+            table: None,
+            severity: None,
+        }
     }
     pub(crate) fn lock(mut self, mode: crate::finding::LockMode, object: &QualName) -> Self {
-        self.lock = Some(Lock { mode, object: object.display_plain() });
+        self.lock = Some(Lock {
+            mode,
+            object: object.display_plain(),
+        });
         self
     }
     pub(crate) fn table(mut self, table: &QualName) -> Self {
@@ -137,12 +146,20 @@ pub trait Rule: Sync {
     fn check(&self, stmt: &Stmt<'_>, state: &FileState, out: &mut Vec<RuleHit>);
     /// Called once after the last statement, for hazards only visible at the end of the file.
     /// Hits are attributed to the statement index given with them.
-    fn finish(&self, _state: &FileState, _opts: &LintOptions<'_>, _out: &mut Vec<(usize, RuleHit)>) {}
+    fn finish(
+        &self,
+        _state: &FileState,
+        _opts: &LintOptions<'_>,
+        _out: &mut Vec<(usize, RuleHit)>,
+    ) {
+    }
 }
 
 /// One parsed statement as the rules see it.
 pub struct Stmt<'a> {
     pub(crate) index: usize,
+    /// The statement's text (for a DO block's inner statement, that statement's text).
+    pub(crate) sql: &'a str,
     pub(crate) node: &'a NodeEnum,
     pub(crate) opts: &'a LintOptions<'a>,
     pub(crate) facts: analyze::Facts,
@@ -163,7 +180,11 @@ impl<'a> Stmt<'a> {
     pub(crate) fn size_note(&self, name: &QualName) -> String {
         match self.live_table(name).and_then(|t| t.stats) {
             Some(s) if s.estimated_rows >= 0 => {
-                format!(" (~{} rows, {})", thousands(s.estimated_rows), human_bytes(s.total_bytes))
+                format!(
+                    " (~{} rows, {})",
+                    thousands(s.estimated_rows),
+                    human_bytes(s.total_bytes)
+                )
             }
             _ => String::new(),
         }
@@ -171,18 +192,23 @@ impl<'a> Stmt<'a> {
 }
 
 pub(crate) fn thousands(n: i64) -> String {
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
+    let digits = n.unsigned_abs().to_string();
+    let head = digits.len() % 3;
+    let mut parts: Vec<&str> = Vec::new();
+    if head > 0 {
+        parts.push(&digits[..head]);
     }
+    parts.extend(
+        digits.as_bytes()[head..]
+            .chunks(3)
+            .map(|c| std::str::from_utf8(c).unwrap_or("")),
+    );
+    let joined = parts.join(",");
     if n < 0 {
-        out.insert(0, '-');
+        format!("-{joined}")
+    } else {
+        joined
     }
-    out
 }
 
 pub(crate) fn human_bytes(b: i64) -> String {
@@ -224,7 +250,12 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
 
     for (i, piece) in pieces.iter().enumerate() {
         let (line, column) = index.line_col(piece.start);
-        let location = Location { file: opts.file.clone(), line, column, statement: i };
+        let location = Location {
+            file: opts.file.clone(),
+            line,
+            column,
+            statement: i,
+        };
         let mut analyzed = AnalyzedStatement {
             index: i,
             sql: sql[piece.start..piece.end].to_string(),
@@ -261,17 +292,24 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
 
         // A DO block is analysed through the static SQL inside it, at the block's location.
         let block = analyze::do_block(node);
-        let units: Vec<(&NodeEnum, bool)> = match &block {
-            Some(b) => b.statements.iter().map(|(n, _)| (n, true)).collect(),
-            None => vec![(node, false)],
+        let units: Vec<(&NodeEnum, &str, bool)> = match &block {
+            Some(b) => b
+                .statements
+                .iter()
+                .map(|(n, s)| (n, s.as_str(), true))
+                .collect(),
+            None => vec![(node, &sql[piece.start..piece.end], false)],
         };
         if block.is_some() {
             state.begin_do_block();
         }
-        for (unit, in_do) in units {
+        for (unit, text, in_do) in units {
             let facts = analyze::facts(unit, &state, opts);
+            // a table created by this statement is new for the rules already
+            state.mark_created(&facts.created);
             let stmt = Stmt {
                 index: i,
+                sql: text,
                 node: unit,
                 opts,
                 facts,
@@ -300,7 +338,10 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
                     ),
                     "write the statements out as plain SQL so they can be checked, or review the generated SQL by hand",
                 );
-                raw.push((make_finding(rules::uninspectable_meta(), hit, location.clone()), i));
+                raw.push((
+                    make_finding(rules::uninspectable_meta(), hit, location.clone()),
+                    i,
+                ));
             }
         }
         statements.push(analyzed);
@@ -313,7 +354,12 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
         for (i, hit) in late.drain(..) {
             if let Some(hit) = adjust(rule.meta(), hit, &state, opts) {
                 let s = &statements[i.min(statements.len().saturating_sub(1))];
-                let loc = Location { file: opts.file.clone(), line: s.line, column: s.column, statement: s.index };
+                let loc = Location {
+                    file: opts.file.clone(),
+                    line: s.line,
+                    column: s.column,
+                    statement: s.index,
+                };
                 raw.push((make_finding(rule.meta(), hit, loc), s.index));
             }
         }
@@ -325,7 +371,11 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
     directives.attach(&starts, &index);
     raw.retain(|(f, i)| !directives.suppresses(*i, &f.id, &f.name));
     raw.sort_by(|(a, _), (b, _)| {
-        (a.location.line, a.location.column, &a.id).cmp(&(b.location.line, b.location.column, &b.id))
+        (a.location.line, a.location.column, &a.id).cmp(&(
+            b.location.line,
+            b.location.column,
+            &b.id,
+        ))
     });
     let mut findings = Vec::with_capacity(raw.len());
     for (n, (f, i)) in raw.into_iter().enumerate() {
@@ -335,7 +385,11 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
         findings.push(f);
     }
     let unused_ignores = directives.unused(opts.file.as_deref());
-    LintReport { statements, findings, unused_ignores }
+    LintReport {
+        statements,
+        findings,
+        unused_ignores,
+    }
 }
 
 fn merge_facts(into: &mut AnalyzedStatement, facts: &analyze::Facts) {
@@ -349,7 +403,10 @@ fn merge_facts(into: &mut AnalyzedStatement, facts: &analyze::Facts) {
         match into.locks.iter_mut().find(|x| x.object == object) {
             Some(x) if x.mode < *mode => x.mode = *mode,
             Some(_) => {}
-            None => into.locks.push(Lock { mode: *mode, object }),
+            None => into.locks.push(Lock {
+                mode: *mode,
+                object,
+            }),
         }
     }
     for t in &facts.rewrites {
@@ -368,8 +425,15 @@ fn merge_facts(into: &mut AnalyzedStatement, facts: &analyze::Facts) {
 /// Applies the file-wide policies to a hit: blocking hazards on tables created in this file
 /// are dropped, those on small live tables become info, and shadow remedies on tables
 /// without a usable key say so.
-fn adjust(meta: &RuleMeta, mut hit: RuleHit, state: &FileState, opts: &LintOptions) -> Option<RuleHit> {
-    let Some(table) = hit.table.clone() else { return Some(hit) };
+fn adjust(
+    meta: &RuleMeta,
+    mut hit: RuleHit,
+    state: &FileState,
+    opts: &LintOptions,
+) -> Option<RuleHit> {
+    let Some(table) = hit.table.clone() else {
+        return Some(hit);
+    };
     if meta.class == Class::Blocking && state.is_new(&table) {
         return None;
     }
@@ -377,7 +441,10 @@ fn adjust(meta: &RuleMeta, mut hit: RuleHit, state: &FileState, opts: &LintOptio
     if let Some(t) = live {
         if meta.class == Class::Blocking {
             if let Some(stats) = t.stats {
-                if stats.estimated_rows >= 0 && stats.estimated_rows < SMALL_ROWS && stats.total_bytes < SMALL_BYTES {
+                if stats.estimated_rows >= 0
+                    && stats.estimated_rows < SMALL_ROWS
+                    && stats.total_bytes < SMALL_BYTES
+                {
                     hit.severity = Some(Severity::Info);
                     hit.message.push_str(&format!(
                         "; small table ({} rows, {}): the lock is brief",

@@ -20,11 +20,20 @@ pub(crate) fn split(sql: &str) -> Vec<Piece> {
         let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
         for raw in parsed.protobuf.stmts {
             let loc = raw.stmt_location.max(0) as usize;
-            let end = if raw.stmt_len <= 0 { sql.len() } else { loc + raw.stmt_len as usize };
+            let end = if raw.stmt_len <= 0 {
+                sql.len()
+            } else {
+                loc + raw.stmt_len as usize
+            };
             let (start, end) = trim_span(sql, loc, end.min(sql.len()));
             let node = raw.stmt.and_then(|n| n.node);
             if start < end {
-                out.push(Piece { start, end, parsed: node, error: None });
+                out.push(Piece {
+                    start,
+                    end,
+                    parsed: node,
+                    error: None,
+                });
             }
         }
         return out;
@@ -37,9 +46,20 @@ pub(crate) fn split(sql: &str) -> Vec<Piece> {
         }
         match pg_query::parse(&sql[start..end], 0) {
             Ok(p) => {
-                let node = p.protobuf.stmts.into_iter().next().and_then(|r| r.stmt).and_then(|n| n.node);
+                let node = p
+                    .protobuf
+                    .stmts
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.stmt)
+                    .and_then(|n| n.node);
                 if node.is_some() {
-                    out.push(Piece { start, end, parsed: node, error: None });
+                    out.push(Piece {
+                        start,
+                        end,
+                        parsed: node,
+                        error: None,
+                    });
                 }
             }
             Err(e) => {
@@ -47,7 +67,12 @@ pub(crate) fn split(sql: &str) -> Vec<Piece> {
                     pg_query::Error::Parse(m) => m,
                     other => other.to_string(),
                 };
-                out.push(Piece { start, end, parsed: None, error: Some(msg) });
+                out.push(Piece {
+                    start,
+                    end,
+                    parsed: None,
+                    error: Some(msg),
+                });
             }
         }
     }
@@ -81,7 +106,9 @@ fn find_token(text: &str, tok: &str) -> Option<usize> {
         let at = from + p;
         let before_ok = at == 0 || !word(bytes[at - 1]) || !word(tok.as_bytes()[0]);
         let after = at + tok.len();
-        let after_ok = after >= bytes.len() || !word(bytes[after]) || !word(*tok.as_bytes().last().unwrap_or(&b' '));
+        let after_ok = after >= bytes.len()
+            || !word(bytes[after])
+            || !word(*tok.as_bytes().last().unwrap_or(&b' '));
         if before_ok && after_ok {
             return Some(at);
         }
@@ -213,7 +240,12 @@ pub(crate) struct LineIndex<'a> {
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.bytes().enumerate().filter(|(_, c)| *c == b'\n').map(|(i, _)| i + 1));
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, c)| *c == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         LineIndex { text, starts }
     }
 
@@ -221,7 +253,11 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset) - 1;
         let ls = self.starts[line];
-        let col = self.text.get(ls..offset).map(|s| s.chars().count()).unwrap_or(offset - ls);
+        let col = self
+            .text
+            .get(ls..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(offset - ls);
         (line as u32 + 1, col as u32 + 1)
     }
 

@@ -8,8 +8,8 @@ use pg_query::protobuf::{AlterTableType, ConstrType, TransactionStmtKind, Variab
 use pg_query::NodeEnum;
 
 use super::analyze::{
-    alter_table, check_is_not_null, cmd_column_def, cmd_constraint, cmds, column_constraints, drop_objects, names,
-    qual, qual_list,
+    alter_table, check_is_not_null, cmd_column_def, cmd_constraint, cmds, column_constraints,
+    drop_objects, names, qual, qual_list,
 };
 use super::types::{node_str, Ty};
 use super::Stmt;
@@ -121,6 +121,10 @@ impl FileState {
         self.created.contains(t)
     }
 
+    pub(crate) fn mark_created(&mut self, tables: &[QualName]) {
+        self.created.extend(tables.iter().cloned());
+    }
+
     pub(crate) fn in_transaction(&self) -> bool {
         self.tx.is_some()
     }
@@ -144,11 +148,14 @@ impl FileState {
     }
 
     pub(crate) fn not_valid_tx(&self, table: &QualName, constraint: &str) -> Option<usize> {
-        self.not_valid.get(&(table.clone(), constraint.to_string())).copied()
+        self.not_valid
+            .get(&(table.clone(), constraint.to_string()))
+            .copied()
     }
 
     pub(crate) fn not_null_proven(&self, table: &QualName, column: &str) -> bool {
-        self.not_null_proven.contains(&(table.clone(), column.to_string()))
+        self.not_null_proven
+            .contains(&(table.clone(), column.to_string()))
     }
 
     pub(crate) fn column_type(&self, table: &QualName, column: &str) -> Option<&Ty> {
@@ -156,8 +163,14 @@ impl FileState {
     }
 
     /// Views created in this file that read `t`.
-    pub(crate) fn views_reading<'s>(&'s self, t: &'s QualName) -> impl Iterator<Item = &'s QualName> + 's {
-        self.views.iter().filter(move |(_, reads)| reads.contains(t)).map(|(v, _)| v)
+    pub(crate) fn views_reading<'s>(
+        &'s self,
+        t: &'s QualName,
+    ) -> impl Iterator<Item = &'s QualName> + 's {
+        self.views
+            .iter()
+            .filter(move |(_, reads)| reads.contains(t))
+            .map(|(v, _)| v)
     }
 
     pub(crate) fn index_table(&self, index: &QualName) -> Option<&QualName> {
@@ -166,7 +179,10 @@ impl FileState {
 
     /// How many ALTER TABLEs took ACCESS EXCLUSIVE on `t` earlier in the current transaction.
     pub(crate) fn alters_in_tx(&self, t: &QualName) -> usize {
-        self.alters.get(&(self.tx_id(), t.clone())).copied().unwrap_or(0)
+        self.alters
+            .get(&(self.tx_id(), t.clone()))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn after_unparsed(&mut self) {
@@ -243,13 +259,22 @@ impl FileState {
                         match &e.node {
                             Some(NodeEnum::ColumnDef(col)) => {
                                 if let Some(ty) = &col.type_name {
-                                    self.columns.insert((t.clone(), col.colname.clone()), Ty::from_ast(ty));
+                                    self.columns
+                                        .insert((t.clone(), col.colname.clone()), Ty::from_ast(ty));
                                 }
                                 for con in column_constraints(col) {
-                                    self.record_constraint(&t, con, Some(&col.colname), tx_id, s.index);
+                                    self.record_constraint(
+                                        &t,
+                                        con,
+                                        Some(&col.colname),
+                                        tx_id,
+                                        s.index,
+                                    );
                                 }
                             }
-                            Some(NodeEnum::Constraint(con)) => self.record_constraint(&t, con, None, tx_id, s.index),
+                            Some(NodeEnum::Constraint(con)) => {
+                                self.record_constraint(&t, con, None, tx_id, s.index)
+                            }
                             _ => {}
                         }
                     }
@@ -273,7 +298,10 @@ impl FileState {
                         .collect();
                     self.indexes.entry(t.clone()).or_default().push(cols);
                     if !i.idxname.is_empty() {
-                        self.index_tables.insert(super::analyze::make_qual(Some(&rv.schemaname), &i.idxname), t);
+                        self.index_tables.insert(
+                            super::analyze::make_qual(Some(&rv.schemaname), &i.idxname),
+                            t,
+                        );
                     }
                 }
             }
@@ -285,13 +313,13 @@ impl FileState {
                     }
                 }
             }
-            NodeEnum::RenameStmt(r) => {
-                if r.rename_type() == pg_query::protobuf::ObjectType::ObjectTable {
-                    if let Some(rv) = &r.relation {
-                        let old = qual(rv);
-                        if self.created.remove(&old) {
-                            self.created.insert(super::analyze::make_qual(Some(&rv.schemaname), &r.newname));
-                        }
+            NodeEnum::RenameStmt(r)
+                if r.rename_type() == pg_query::protobuf::ObjectType::ObjectTable =>
+            {
+                if let Some(rv) = &r.relation {
+                    if self.created.remove(&qual(rv)) {
+                        self.created
+                            .insert(super::analyze::make_qual(Some(&rv.schemaname), &r.newname));
                     }
                 }
             }
@@ -320,7 +348,8 @@ impl FileState {
                     AlterTableType::AtAddColumn => {
                         if let Some(col) = cmd_column_def(cmd) {
                             if let Some(ty) = &col.type_name {
-                                self.columns.insert((t.clone(), col.colname.clone()), Ty::from_ast(ty));
+                                self.columns
+                                    .insert((t.clone(), col.colname.clone()), Ty::from_ast(ty));
                             }
                             for con in column_constraints(col) {
                                 self.record_constraint(&t, con, Some(&col.colname), tx_id, s.index);
@@ -328,12 +357,16 @@ impl FileState {
                         }
                     }
                     AlterTableType::AtDropColumn => {
-                        self.dropped_columns.entry(t.clone()).or_default().push((cmd.name.clone(), s.index));
+                        self.dropped_columns
+                            .entry(t.clone())
+                            .or_default()
+                            .push((cmd.name.clone(), s.index));
                         self.columns.remove(&(t.clone(), cmd.name.clone()));
                     }
                     AlterTableType::AtAlterColumnType => {
                         if let Some(ty) = cmd_column_def(cmd).and_then(|c| c.type_name.as_ref()) {
-                            self.columns.insert((t.clone(), cmd.name.clone()), Ty::from_ast(ty));
+                            self.columns
+                                .insert((t.clone(), cmd.name.clone()), Ty::from_ast(ty));
                         }
                     }
                     AlterTableType::AtAddConstraint => {
@@ -349,20 +382,30 @@ impl FileState {
                         }
                     }
                     AlterTableType::AtDropConstraint => {
-                        self.dropped_constraints.insert((t.clone(), cmd.name.clone()));
+                        self.dropped_constraints
+                            .insert((t.clone(), cmd.name.clone()));
                     }
                     AlterTableType::AtSetNotNull => {
                         self.not_null_proven.insert((t.clone(), cmd.name.clone()));
                     }
                     _ => {}
                 }
-                if s.facts.lock_on(&t).is_some_and(|m| m == LockMode::AccessExclusive) {
+                if s.facts
+                    .lock_on(&t)
+                    .is_some_and(|m| m == LockMode::AccessExclusive)
+                {
                     strong = true;
                 }
             }
             if strong && !self.is_new(&t) {
                 *self.alters.entry((tx_id, t.clone())).or_insert(0) += 1;
             }
+        }
+        // T030 reports the first long statement without statement_timeout, once per file
+        if !self.statement_timeout_set()
+            && (!s.facts.rewrites.is_empty() || !s.facts.scans_under_lock.is_empty())
+        {
+            self.statement_timeout_reported = true;
         }
         if let Some(tx) = &mut self.tx {
             tx.has_ddl |= s.facts.ddl;
@@ -419,7 +462,11 @@ impl FileState {
                     }
                 }
                 if !cols.is_empty() {
-                    self.pending_fks.push(PendingFk { statement: stmt, table: t.clone(), columns: cols });
+                    self.pending_fks.push(PendingFk {
+                        statement: stmt,
+                        table: t.clone(),
+                        columns: cols,
+                    });
                 }
             }
             ConstrType::ConstrPrimary | ConstrType::ConstrUnique | ConstrType::ConstrExclusion => {
@@ -451,7 +498,9 @@ fn is_zero(args: &[pg_query::protobuf::Node]) -> bool {
     args.first().is_some_and(|a| match &a.node {
         Some(NodeEnum::AConst(c)) => match &c.val {
             Some(Val::Ival(i)) => i.ival == 0,
-            Some(Val::Sval(s)) => s.sval.trim() == "0" || s.sval.trim().starts_with("0 ") || s.sval.trim() == "0ms",
+            Some(Val::Sval(s)) => {
+                s.sval.trim() == "0" || s.sval.trim().starts_with("0 ") || s.sval.trim() == "0ms"
+            }
             _ => false,
         },
         _ => node_str(a).is_some_and(|s| s == "0"),

@@ -31,7 +31,9 @@ impl Directives {
         for (at, _) in sql.match_indices(MARKER) {
             let line_start = sql[..at].rfind('\n').map(|p| p + 1).unwrap_or(0);
             let before = &sql[line_start..at];
-            let Some(dash) = before.rfind("--") else { continue };
+            let Some(dash) = before.rfind("--") else {
+                continue;
+            };
             if !before[dash + 2..].trim().is_empty() {
                 continue;
             }
@@ -47,13 +49,23 @@ impl Directives {
             let items: Vec<Item> = list_text
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|s| !s.is_empty())
-                .map(|s| Item { key: s.to_ascii_lowercase(), used: false })
+                .map(|s| Item {
+                    key: s.to_ascii_lowercase(),
+                    used: false,
+                })
                 .collect();
             if items.is_empty() {
                 continue;
             }
             let (line, column) = index.line_col(line_start + dash);
-            list.push(Directive { offset: at, line, column, file_wide, statement: None, items });
+            list.push(Directive {
+                offset: at,
+                line,
+                column,
+                file_wide,
+                statement: None,
+                items,
+            });
         }
         Directives { list }
     }
@@ -63,9 +75,9 @@ impl Directives {
     pub(crate) fn attach(&mut self, spans: &[(usize, usize)], index: &LineIndex<'_>) {
         for d in self.list.iter_mut().filter(|d| !d.file_wide) {
             let after = spans.partition_point(|&(s, _)| s <= d.offset);
-            d.statement = if after > 0 && spans[after - 1].1 >= d.offset {
-                Some(after - 1)
-            } else if after > 0 && index.line(spans[after - 1].1) == d.line {
+            let inside_or_same_line = after > 0
+                && (spans[after - 1].1 >= d.offset || index.line(spans[after - 1].1) == d.line);
+            d.statement = if inside_or_same_line {
                 Some(after - 1)
             } else if after < spans.len() {
                 Some(after)

@@ -17,7 +17,12 @@ pub(crate) struct Ty {
 impl Ty {
     pub(crate) fn from_ast(t: &TypeName) -> Ty {
         let names: Vec<&str> = t.names.iter().filter_map(node_str).collect();
-        let raw = names.iter().rev().find(|n| **n != "pg_catalog").copied().unwrap_or("");
+        let raw = names
+            .iter()
+            .rev()
+            .find(|n| **n != "pg_catalog")
+            .copied()
+            .unwrap_or("");
         let mods = t
             .typmods
             .iter()
@@ -29,7 +34,11 @@ impl Ty {
                 _ => None,
             })
             .collect();
-        let mut ty = Ty { base: canonical(raw).to_string(), mods, array: !t.array_bounds.is_empty() };
+        let mut ty = Ty {
+            base: canonical(raw).to_string(),
+            mods,
+            array: !t.array_bounds.is_empty(),
+        };
         if names.len() > 1 && names[0] != "pg_catalog" {
             ty.base = names.join(".");
         }
@@ -51,10 +60,17 @@ impl Ty {
         let mut mods = Vec::new();
         let mut base = s.to_string();
         if let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) {
-            mods = s[open + 1..close].split(',').filter_map(|m| m.trim().parse().ok()).collect();
+            mods = s[open + 1..close]
+                .split(',')
+                .filter_map(|m| m.trim().parse().ok())
+                .collect();
             base = format!("{}{}", s[..open].trim_end(), &s[close + 1..]);
         }
-        Ty { base: canonical(base.trim()).to_string(), mods, array }
+        Ty {
+            base: canonical(base.trim()).to_string(),
+            mods,
+            array,
+        }
     }
 
     pub(crate) fn display(&self) -> String {
@@ -70,7 +86,6 @@ impl Ty {
         }
         s
     }
-
 }
 
 pub(crate) fn node_str(n: &Node) -> Option<&str> {
@@ -109,12 +124,8 @@ fn canonical(name: &str) -> &str {
         "date" => "date",
         "bytea" => "bytea",
         "interval" => "interval",
-        _ => return name_passthrough(name),
+        _ => name,
     }
-}
-
-fn name_passthrough(name: &str) -> &str {
-    name
 }
 
 /// Whether `ALTER COLUMN ... TYPE new` from `old` needs no table rewrite (binary-coercible
@@ -137,7 +148,9 @@ pub(crate) fn no_rewrite(old: &Ty, new: &Ty) -> bool {
         ("text", "varchar") => new.mods.is_empty(),
         ("numeric", "numeric") => {
             new.mods.is_empty()
-                || (widen(&old.mods, &new.mods) && old.mods.get(1).copied().unwrap_or(0) == new.mods.get(1).copied().unwrap_or(0))
+                || (widen(&old.mods, &new.mods)
+                    && old.mods.get(1).copied().unwrap_or(0)
+                        == new.mods.get(1).copied().unwrap_or(0))
         }
         ("varbit", "varbit") | ("bit", "varbit") => widen(&old.mods, &new.mods),
         ("cidr", "inet") => true,
@@ -162,14 +175,17 @@ pub(crate) fn narrows(old: &Ty, new: &Ty) -> Option<String> {
         ("varchar" | "text" | "char", "varchar" | "char") if shorter(&old.mods, &new.mods) => {
             Some("values longer than the new limit make it fail".to_string())
         }
-        ("numeric", "numeric") if shorter(&old.mods, &new.mods) || new.mods.get(1) < old.mods.get(1) => {
+        ("numeric", "numeric")
+            if shorter(&old.mods, &new.mods) || new.mods.get(1) < old.mods.get(1) =>
+        {
             Some("values outside the new precision/scale fail or are rounded".to_string())
         }
         (o, n) if int_rank(o).zip(int_rank(n)).is_some_and(|(a, b)| b < a) => {
             Some(format!("{o} values outside the {n} range make it fail"))
         }
         ("timestamptz", "timestamp") => Some("the time zone information is dropped".to_string()),
-        ("double precision", "real") | ("numeric", "real" | "double precision" | "integer" | "bigint" | "smallint") => {
+        ("double precision", "real")
+        | ("numeric", "real" | "double precision" | "integer" | "bigint" | "smallint") => {
             Some("values lose precision".to_string())
         }
         ("text" | "varchar", n) if !matches!(n, "text" | "varchar" | "char") => {
@@ -265,14 +281,22 @@ pub(crate) fn volatility(expr: &Node) -> Volatility {
 fn walk(n: &Node, worst: &mut Volatility) {
     let Some(node) = &n.node else { return };
     match node {
-        NodeEnum::AConst(_) | NodeEnum::SqlvalueFunction(_) | NodeEnum::ColumnRef(_) | NodeEnum::ParamRef(_) => {}
+        NodeEnum::AConst(_)
+        | NodeEnum::SqlvalueFunction(_)
+        | NodeEnum::ColumnRef(_)
+        | NodeEnum::ParamRef(_) => {}
         NodeEnum::TypeCast(c) => {
             if let Some(a) = &c.arg {
                 walk(a, worst)
             }
         }
         NodeEnum::FuncCall(f) => {
-            let name = f.funcname.last().and_then(node_str).unwrap_or("").to_ascii_lowercase();
+            let name = f
+                .funcname
+                .last()
+                .and_then(node_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
             if VOLATILE.contains(&name.as_str()) {
                 *worst = Volatility::Volatile(name);
                 return;

@@ -8,7 +8,9 @@ use crate::finding::{Finding, Lock, LockMode, Remedy, Severity};
 use crate::ident::QualName;
 use crate::lint::{lint, AnalyzedStatement, LintOptions};
 use crate::model::Schema;
-use crate::plan::{online, DatabaseIdentity, Estimate, Plan, PlanSource, Step, Strategy, PLAN_FORMAT};
+use crate::plan::{
+    online, DatabaseIdentity, Estimate, Plan, PlanSource, Step, Strategy, PLAN_FORMAT,
+};
 
 /// What every plan is built against.
 pub struct Target<'a> {
@@ -42,7 +44,10 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
     let mut findings = report.findings.clone();
     for stmt in &report.statements {
         if !stmt.parsed {
-            steps.push(refused(stmt, "tandem cannot read this statement; fix the syntax error reported for it"));
+            steps.push(refused(
+                stmt,
+                "tandem cannot read this statement; fix the syntax error reported for it",
+            ));
             continue;
         }
         if is_transaction_control(&stmt.sql) {
@@ -53,7 +58,9 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
         let mut rewritten = false;
         let step = if let Some(table) = stmt.rewrites.iter().find(|t| existing(t)).cloned() {
             shadow_step(target, table, &stmt.sql)
-        } else if let Some(rw) = online::rewrite(&stmt.sql, target.pg_version, target.live, &existing) {
+        } else if let Some(rw) =
+            online::rewrite(&stmt.sql, target.pg_version, target.live, &existing)
+        {
             let locks = locks_of(&rw.sql, target);
             rewritten = true;
             Step {
@@ -90,7 +97,13 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
         } else {
             step
         };
-        mark_handled(&mut findings, &stmt.findings, &step, rewritten, steps.len() + 1);
+        mark_handled(
+            &mut findings,
+            &stmt.findings,
+            &step,
+            rewritten,
+            steps.len() + 1,
+        );
         created.extend(created_tables(&stmt.sql));
         steps.push(step);
     }
@@ -144,7 +157,12 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
                 let locks = if rewritten {
                     locks_of(&sql, target)
                 } else {
-                    merge_locks(report.statements.iter().flat_map(|s| s.locks.iter().cloned()))
+                    merge_locks(
+                        report
+                            .statements
+                            .iter()
+                            .flat_map(|s| s.locks.iter().cloned()),
+                    )
                 };
                 Step {
                     description: change.description.clone(),
@@ -171,10 +189,19 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
     finish(target, source, steps, findings)
 }
 
-fn finish(target: &Target<'_>, source: PlanSource, steps: Vec<Step>, mut findings: Vec<Finding>) -> Plan {
+fn finish(
+    target: &Target<'_>,
+    source: PlanSource,
+    steps: Vec<Step>,
+    mut findings: Vec<Finding>,
+) -> Plan {
     findings.sort_by(|a, b| {
-        (&a.location.file, a.location.line, a.location.column, &a.id)
-            .cmp(&(&b.location.file, b.location.line, b.location.column, &b.id))
+        (&a.location.file, a.location.line, a.location.column, &a.id).cmp(&(
+            &b.location.file,
+            b.location.line,
+            b.location.column,
+            &b.id,
+        ))
     });
     findings.dedup();
     Plan {
@@ -195,7 +222,9 @@ fn shadow_step(target: &Target<'_>, table: QualName, sql: &str) -> Step {
 
 fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> Step {
     let live = target.live.tables.get(&table);
-    let bytes = live.and_then(|t| t.stats).map_or(0, |s| s.total_bytes.max(0) as u64);
+    let bytes = live
+        .and_then(|t| t.stats)
+        .map_or(0, |s| s.total_bytes.max(0) as u64);
     let refusal = match live {
         None => Some(format!("{} does not exist in the database", table.display_plain())),
         Some(t) if t.partition_key.is_some() => Some(format!(
@@ -211,11 +240,21 @@ fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> St
     // The shadow migration never takes the statement's own strong lock on the original: it
     // takes brief locks to install triggers and an ACCESS EXCLUSIVE lock for the cutover only.
     let object = table.display_plain();
-    let mut locks = vec![Lock { mode: LockMode::ShareRowExclusive, object: object.clone() }];
-    locks.push(Lock { mode: LockMode::AccessExclusive, object });
+    let mut locks = vec![Lock {
+        mode: LockMode::ShareRowExclusive,
+        object: object.clone(),
+    }];
+    locks.push(Lock {
+        mode: LockMode::AccessExclusive,
+        object,
+    });
     Step {
         description: String::new(),
-        strategy: if refusal.is_some() { Strategy::Refused } else { Strategy::Shadow },
+        strategy: if refusal.is_some() {
+            Strategy::Refused
+        } else {
+            Strategy::Shadow
+        },
         table: Some(table),
         sql,
         transactional: false,
@@ -236,7 +275,10 @@ fn refused(stmt: &AnalyzedStatement, why: &str) -> Step {
         sql: vec![stmt.sql.clone()],
         transactional: true,
         locks: Vec::new(),
-        estimate: Estimate { lock_ms: 0, total_ms: 0 },
+        estimate: Estimate {
+            lock_ms: 0,
+            total_ms: 0,
+        },
         refusal: Some(why.to_string()),
     }
 }
@@ -246,7 +288,10 @@ fn merge_shadow_steps(steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for step in steps {
         if let Some(last) = out.last_mut() {
-            if last.strategy == Strategy::Shadow && step.strategy == Strategy::Shadow && last.table == step.table {
+            if last.strategy == Strategy::Shadow
+                && step.strategy == Strategy::Shadow
+                && last.table == step.table
+            {
                 last.sql.extend(step.sql);
                 last.description = format!("{}; {}", last.description, step.description);
                 continue;
@@ -259,10 +304,20 @@ fn merge_shadow_steps(steps: Vec<Step>) -> Vec<Step> {
 
 /// Findings about how a file is run rather than what it changes: the executor takes care of
 /// them for every step (timeouts with retries, progress recorded per step).
-const EXECUTOR_HANDLES: &[&str] = &["require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts"];
+const EXECUTOR_HANDLES: &[&str] = &[
+    "require-lock-timeout",
+    "require-statement-timeout",
+    "prefer-robust-stmts",
+];
 
 /// Findings whose hazard the step's strategy removes are kept, as notes saying so.
-fn mark_handled(findings: &mut [Finding], indexes: &[usize], step: &Step, rewritten: bool, number: usize) {
+fn mark_handled(
+    findings: &mut [Finding],
+    indexes: &[usize],
+    step: &Step,
+    rewritten: bool,
+    number: usize,
+) {
     for &i in indexes {
         let f = &mut findings[i];
         let handled = match (f.remedy, step.strategy) {
@@ -285,7 +340,11 @@ fn locks_of(sql: &[String], target: &Target<'_>) -> Vec<Lock> {
     let joined = sql.join(";\n") + ";";
     let report = lint(
         &joined,
-        &LintOptions { pg_version: target.pg_version, live: Some(target.live), file: None },
+        &LintOptions {
+            pg_version: target.pg_version,
+            live: Some(target.live),
+            file: None,
+        },
     );
     merge_locks(report.statements.into_iter().flat_map(|s| s.locks))
 }
@@ -316,7 +375,10 @@ fn estimate_online(target: &Target<'_>, sql: &[String], locks: &[Lock]) -> Estim
     };
     let bytes: u64 = locks.iter().map(|l| bytes_of(&l.object)).max().unwrap_or(0);
     let blocking = locks.iter().any(|l| l.mode.blocks_traffic());
-    let work = if text.contains("CREATE INDEX") || text.contains("CREATE UNIQUE INDEX") || text.contains("REINDEX") {
+    let work = if text.contains("CREATE INDEX")
+        || text.contains("CREATE UNIQUE INDEX")
+        || text.contains("REINDEX")
+    {
         // A concurrent build scans the table twice.
         2 * ms(bytes, INDEX_BUILD_BYTES_PER_SEC)
     } else if text.contains("VALIDATE CONSTRAINT") {
@@ -331,7 +393,10 @@ fn estimate_online(target: &Target<'_>, sql: &[String], locks: &[Lock]) -> Estim
     } else {
         CATALOG_LOCK_MS + work
     };
-    Estimate { lock_ms, total_ms: work.max(lock_ms) + CATALOG_LOCK_MS }
+    Estimate {
+        lock_ms,
+        total_ms: work.max(lock_ms) + CATALOG_LOCK_MS,
+    }
 }
 
 fn ms(bytes: u64, per_sec: u64) -> u64 {
@@ -354,20 +419,28 @@ fn describe(sql: &str) -> String {
 
 fn is_transaction_control(sql: &str) -> bool {
     matches!(
-        pg_query::parse(sql, 0).ok().and_then(|p| p.protobuf.stmts.into_iter().next()).and_then(|s| s.stmt).and_then(|n| n.node),
+        pg_query::parse(sql, 0)
+            .ok()
+            .and_then(|p| p.protobuf.stmts.into_iter().next())
+            .and_then(|s| s.stmt)
+            .and_then(|n| n.node),
         Some(pg_query::NodeEnum::TransactionStmt(_)) | Some(pg_query::NodeEnum::VariableSetStmt(_))
     )
 }
 
 fn created_tables(sql: &str) -> Vec<QualName> {
-    let Ok(parsed) = pg_query::parse(sql, 0) else { return Vec::new() };
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return Vec::new();
+    };
     parsed
         .protobuf
         .stmts
         .iter()
         .filter_map(|s| match s.stmt.as_ref()?.node.as_ref()? {
             pg_query::NodeEnum::CreateStmt(c) => online::range_var_name(c.relation.as_ref()?),
-            pg_query::NodeEnum::CreateTableAsStmt(c) => online::range_var_name(c.into.as_ref()?.rel.as_ref()?),
+            pg_query::NodeEnum::CreateTableAsStmt(c) => {
+                online::range_var_name(c.into.as_ref()?.rel.as_ref()?)
+            }
             _ => None,
         })
         .collect()

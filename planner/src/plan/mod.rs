@@ -105,7 +105,9 @@ impl Plan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("plan file is not a tandem plan ({0}); make a new one with `tandem plan -o plan.json`")]
+    #[error(
+        "plan file is not a tandem plan ({0}); make a new one with `tandem plan -o plan.json`"
+    )]
     Malformed(serde_json::Error),
     #[error("plan format {0} is not supported by this tandem (it reads format 1); re-plan with this version")]
     Format(u32),

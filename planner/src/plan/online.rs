@@ -55,15 +55,16 @@ pub(crate) fn rewrite(
             })
         }
         NodeEnum::ReindexStmt(stmt) if pg_version >= 12 => {
-            let already = stmt.params.iter().any(|p| {
-                matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")
-            });
+            let already = stmt.params.iter().any(
+                |p| matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == "concurrently"),
+            );
             if already {
                 return None;
             }
             stmt.params.push(protobuf::Node {
                 node: Some(NodeEnum::DefElem(Box::new(protobuf::DefElem {
                     defname: "concurrently".into(),
+                    defaction: protobuf::DefElemAction::DefelemUnspec as i32,
                     ..Default::default()
                 }))),
             });
@@ -82,7 +83,8 @@ pub(crate) fn rewrite(
             };
             let subtype = cmd.subtype;
             if subtype == AlterTableType::AtAddConstraint as i32 {
-                let Some(NodeEnum::Constraint(con)) = cmd.def.as_mut().and_then(|d| d.node.as_mut())
+                let Some(NodeEnum::Constraint(con)) =
+                    cmd.def.as_mut().and_then(|d| d.node.as_mut())
                 else {
                     return None;
                 };
@@ -114,14 +116,22 @@ enum Action {
     Replace(Rewrite),
 }
 
-fn add_constraint(table: &QualName, con: &mut protobuf::Constraint, live: &Schema) -> Option<Action> {
+fn add_constraint(
+    table: &QualName,
+    con: &mut protobuf::Constraint,
+    live: &Schema,
+) -> Option<Action> {
     let kind = con.contype;
     if kind == ConstrType::ConstrCheck as i32 || kind == ConstrType::ConstrForeign as i32 {
         if con.skip_validation {
             return None;
         }
         if con.conname.is_empty() {
-            let suffix = if kind == ConstrType::ConstrCheck as i32 { "check" } else { "fkey" };
+            let suffix = if kind == ConstrType::ConstrCheck as i32 {
+                "check"
+            } else {
+                "fkey"
+            };
             con.conname = constraint_name(table, &key_names(con), suffix);
         }
         let name = Ident::new(con.conname.clone()).ok()?;
@@ -156,10 +166,15 @@ fn add_constraint(table: &QualName, con: &mut protobuf::Constraint, live: &Schem
             .collect::<Result<Vec<_>, _>>()
             .ok()?
             .join(", ");
-        let nulls = if con.nulls_not_distinct { " NULLS NOT DISTINCT" } else { "" };
+        let nulls = if con.nulls_not_distinct {
+            " NULLS NOT DISTINCT"
+        } else {
+            ""
+        };
         let index = format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({cols}){nulls}");
         let kind_sql = if primary { "PRIMARY KEY" } else { "UNIQUE" };
-        let attach = format!("ALTER TABLE {table} ADD CONSTRAINT {name} {kind_sql} USING INDEX {name}");
+        let attach =
+            format!("ALTER TABLE {table} ADD CONSTRAINT {name} {kind_sql} USING INDEX {name}");
         return Some(Action::Replace(Rewrite {
             sql: vec![index, attach],
             how: "its index built with CREATE UNIQUE INDEX CONCURRENTLY, then attached with ADD CONSTRAINT ... USING INDEX (a brief lock)",
@@ -170,7 +185,12 @@ fn add_constraint(table: &QualName, con: &mut protobuf::Constraint, live: &Schem
 
 fn set_not_null(table: &QualName, column: &str) -> Option<Rewrite> {
     let col = Ident::new(column.to_string()).ok()?;
-    let check = Ident::new(constraint_name(table, &[column.to_string()], "not_null_tandem")).ok()?;
+    let check = Ident::new(constraint_name(
+        table,
+        &[column.to_string()],
+        "not_null_tandem",
+    ))
+    .ok()?;
     Some(Rewrite {
         sql: vec![
             format!("ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"),
@@ -183,7 +203,11 @@ fn set_not_null(table: &QualName, column: &str) -> Option<Rewrite> {
 }
 
 fn key_names(con: &protobuf::Constraint) -> Vec<String> {
-    let keys = if con.fk_attrs.is_empty() { &con.keys } else { &con.fk_attrs };
+    let keys = if con.fk_attrs.is_empty() {
+        &con.keys
+    } else {
+        &con.fk_attrs
+    };
     keys.iter()
         .filter_map(|k| match &k.node {
             Some(NodeEnum::String(s)) => Some(s.sval.clone()),
@@ -209,7 +233,11 @@ fn constraint_name(table: &QualName, columns: &[String], suffix: &str) -> String
 }
 
 pub(crate) fn range_var_name(rv: &protobuf::RangeVar) -> Option<QualName> {
-    let schema = if rv.schemaname.is_empty() { "public" } else { rv.schemaname.as_str() };
+    let schema = if rv.schemaname.is_empty() {
+        "public"
+    } else {
+        rv.schemaname.as_str()
+    };
     QualName::new(schema, &rv.relname).ok()
 }
 
@@ -240,7 +268,10 @@ mod tests {
 
     #[test]
     fn drop_index_becomes_concurrent() {
-        assert_eq!(rw("drop index i").unwrap(), vec!["DROP INDEX CONCURRENTLY i"]);
+        assert_eq!(
+            rw("drop index i").unwrap(),
+            vec!["DROP INDEX CONCURRENTLY i"]
+        );
     }
 
     #[test]
@@ -257,7 +288,8 @@ mod tests {
 
     #[test]
     fn unnamed_foreign_key_gets_postgres_style_name() {
-        let sql = rw("alter table orders add foreign key (account_id) references accounts (id)").unwrap();
+        let sql =
+            rw("alter table orders add foreign key (account_id) references accounts (id)").unwrap();
         assert!(sql[0].contains("orders_account_id_fkey"), "{sql:?}");
         assert!(sql[0].ends_with("NOT VALID"), "{sql:?}");
     }
@@ -267,7 +299,13 @@ mod tests {
         let sql = rw("alter table accounts alter column email set not null").unwrap();
         assert_eq!(sql.len(), 4);
         assert!(sql[0].contains("CHECK (\"email\" IS NOT NULL) NOT VALID"));
-        assert!(rewrite("alter table a alter column e set not null", 11, &live(), &|_| true).is_none());
+        assert!(rewrite(
+            "alter table a alter column e set not null",
+            11,
+            &live(),
+            &|_| true
+        )
+        .is_none());
     }
 
     #[test]

@@ -156,8 +156,8 @@ mod prelude {
     pub(crate) use crate::finding::{Class, LockMode, Remedy, Severity};
     pub(crate) use crate::ident::QualName;
     pub(crate) use crate::lint::analyze::{
-        add_column_rewrite, alter_table, cmd_column_def, cmd_constraint, cmds, column_constraints, drop_objects, names,
-        qual, qual_list, type_change, AddColumnRewrite,
+        add_column_rewrite, alter_table, cmd_column_def, cmd_constraint, cmds, column_constraints,
+        drop_objects, names, qual, qual_list, type_change, AddColumnRewrite,
     };
     pub(crate) use crate::lint::state::FileState;
     pub(crate) use crate::lint::types::Ty;

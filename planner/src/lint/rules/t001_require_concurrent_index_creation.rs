@@ -25,16 +25,25 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::IndexStmt(i) = s.node else { return };
-        if i.concurrent { return; }
+        let NodeEnum::IndexStmt(i) = s.node else {
+            return;
+        };
+        if i.concurrent {
+            return;
+        }
         let Some(rv) = &i.relation else { return };
         let t = qual(rv);
-        if st.is_new(&t) { return; }
-        let name = if i.idxname.is_empty() { "the index".to_string() } else { i.idxname.clone() };
+        if st.is_new(&t) {
+            return;
+        }
+        let name = if i.idxname.is_empty() {
+            "the index".to_string()
+        } else {
+            i.idxname.clone()
+        };
         out.push(RuleHit::new(
             format!("CREATE INDEX {name} locks {} with SHARE, blocking writes for the whole index build{}", t.display_plain(), s.size_note(&t)),
             "use CREATE INDEX CONCURRENTLY (outside a transaction block); tandem plan/apply does this",
         ).lock(LockMode::Share, &t).table(&t));
     }
-
 }

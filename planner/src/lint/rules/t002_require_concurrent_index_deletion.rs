@@ -25,19 +25,29 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::DropStmt(d) = s.node else { return };
-        if d.remove_type() != ObjectType::ObjectIndex || d.concurrent { return; }
+        let NodeEnum::DropStmt(d) = s.node else {
+            return;
+        };
+        if d.remove_type() != ObjectType::ObjectIndex || d.concurrent {
+            return;
+        }
         for idx in drop_objects(&d.objects) {
             let table = crate::lint::analyze::index_table(&idx, st, s.opts);
-            if table.as_ref().is_some_and(|t| st.is_new(t)) { continue; }
-            let on = table.as_ref().map(|t| t.display_plain()).unwrap_or_else(|| "its table".to_string());
+            if table.as_ref().is_some_and(|t| st.is_new(t)) {
+                continue;
+            }
+            let on = table
+                .as_ref()
+                .map(|t| t.display_plain())
+                .unwrap_or_else(|| "its table".to_string());
             let mut hit = RuleHit::new(
                 format!("DROP INDEX {} takes ACCESS EXCLUSIVE on {on}, blocking reads and writes until running queries finish", idx.display_plain()),
                 "use DROP INDEX CONCURRENTLY (outside a transaction block)",
             );
-            if let Some(t) = &table { hit = hit.lock(LockMode::AccessExclusive, t).table(t); }
+            if let Some(t) = &table {
+                hit = hit.lock(LockMode::AccessExclusive, t).table(t);
+            }
             out.push(hit);
         }
     }
-
 }

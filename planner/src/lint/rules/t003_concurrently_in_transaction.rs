@@ -27,12 +27,19 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        if !s.facts.concurrently || !s.in_transaction { return; }
-        let where_ = if s.in_do_block { "inside a DO block" } else if st.in_explicit_transaction() { "inside the transaction opened by BEGIN" } else { "inside the transaction the file runs in" };
+        if !s.facts.concurrently || !s.in_transaction {
+            return;
+        }
+        let where_ = if s.in_do_block {
+            "inside a DO block"
+        } else if st.in_explicit_transaction() {
+            "inside the transaction opened by BEGIN"
+        } else {
+            "inside the transaction the file runs in"
+        };
         out.push(RuleHit::new(
             format!("this CONCURRENTLY statement runs {where_}: PostgreSQL refuses it with 'cannot run inside a transaction block'"),
             "run it as its own statement outside any transaction (end the transaction first, or mark the file non-transactional)",
         ));
     }
-
 }

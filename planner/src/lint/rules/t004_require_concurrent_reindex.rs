@@ -25,13 +25,31 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::ReindexStmt(r) = s.node else { return };
-        if crate::lint::analyze::reindex_concurrent(&r.params) { return; }
-        let target = r.relation.as_ref().map(|rv| qual(rv).display_plain()).unwrap_or_else(|| r.name.clone());
-        let help = if s.pg() >= 12 { "use REINDEX ... CONCURRENTLY (outside a transaction block)".to_string() } else { format!("PostgreSQL {} has no REINDEX CONCURRENTLY: create a new index CONCURRENTLY, drop the old one CONCURRENTLY, rename", s.pg()) };
+        let NodeEnum::ReindexStmt(r) = s.node else {
+            return;
+        };
+        if crate::lint::analyze::reindex_concurrent(&r.params) {
+            return;
+        }
+        let target = r
+            .relation
+            .as_ref()
+            .map(|rv| qual(rv).display_plain())
+            .unwrap_or_else(|| r.name.clone());
+        let help = if s.pg() >= 12 {
+            "use REINDEX ... CONCURRENTLY (outside a transaction block)".to_string()
+        } else {
+            format!("PostgreSQL {} has no REINDEX CONCURRENTLY: create a new index CONCURRENTLY, drop the old one CONCURRENTLY, rename", s.pg())
+        };
         let mut hit = RuleHit::new(format!("REINDEX of {target} blocks writes to the table and reads through the rebuilt indexes until it finishes"), help);
-        if let Some((t, m)) = s.facts.locks.iter().find(|(t, _)| s.facts.tables.contains(t)) { hit = hit.lock(*m, t).table(t); }
+        if let Some((t, m)) = s
+            .facts
+            .locks
+            .iter()
+            .find(|(t, _)| s.facts.tables.contains(t))
+        {
+            hit = hit.lock(*m, t).table(t);
+        }
         out.push(hit);
     }
-
 }

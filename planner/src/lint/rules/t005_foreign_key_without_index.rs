@@ -30,15 +30,24 @@ impl Rule for R {
     }
     fn finish(&self, st: &FileState, opts: &LintOptions<'_>, out: &mut Vec<(usize, RuleHit)>) {
         for fk in &st.pending_fks {
-            let covered = |keys: &[String]| keys.len() >= fk.columns.len() && keys[..fk.columns.len()] == fk.columns[..];
-            let in_file = st.indexes.get(&fk.table).is_some_and(|l| l.iter().any(|k| covered(k)));
-            let live = opts.live.and_then(|s| s.tables.get(&fk.table)).is_some_and(|t| {
-                t.indexes.values().any(|i| covered(&i.keys))
-                    || t.constraints.values().any(|c| match &c.kind {
-                        crate::model::ConstraintKind::PrimaryKey { columns } | crate::model::ConstraintKind::Unique { columns } => covered(columns),
-                        _ => false,
-                    })
-            });
+            let covered = |keys: &[String]| {
+                keys.len() >= fk.columns.len() && keys[..fk.columns.len()] == fk.columns[..]
+            };
+            let in_file = st
+                .indexes
+                .get(&fk.table)
+                .is_some_and(|l| l.iter().any(|k| covered(k)));
+            let live = opts
+                .live
+                .and_then(|s| s.tables.get(&fk.table))
+                .is_some_and(|t| {
+                    t.indexes.values().any(|i| covered(&i.keys))
+                        || t.constraints.values().any(|c| match &c.kind {
+                            crate::model::ConstraintKind::PrimaryKey { columns }
+                            | crate::model::ConstraintKind::Unique { columns } => covered(columns),
+                            _ => false,
+                        })
+                });
             if !in_file && !live {
                 let cols = fk.columns.join(", ");
                 out.push((fk.statement, RuleHit::new(

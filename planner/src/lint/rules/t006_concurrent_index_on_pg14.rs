@@ -25,7 +25,9 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        if s.pg() != 14 { return; }
+        if s.pg() != 14 {
+            return;
+        }
         let concurrent_build = match s.node {
             NodeEnum::IndexStmt(i) => i.concurrent,
             NodeEnum::ReindexStmt(r) => crate::lint::analyze::reindex_concurrent(&r.params),
@@ -38,5 +40,4 @@ impl Rule for R {
             ));
         }
     }
-
 }

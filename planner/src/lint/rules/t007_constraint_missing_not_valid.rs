@@ -26,17 +26,28 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAddConstraint { continue; }
-            let Some(c) = cmd_constraint(cmd) else { continue };
-            if c.contype() != ConstrType::ConstrCheck || c.skip_validation { continue; }
-            let name = if c.conname.is_empty() { "a CHECK constraint".to_string() } else { format!("CHECK constraint {}", c.conname) };
+            if sub != A::AtAddConstraint {
+                continue;
+            }
+            let Some(c) = cmd_constraint(cmd) else {
+                continue;
+            };
+            if c.contype() != ConstrType::ConstrCheck || c.skip_validation {
+                continue;
+            }
+            let name = if c.conname.is_empty() {
+                "a CHECK constraint".to_string()
+            } else {
+                format!("CHECK constraint {}", c.conname)
+            };
             out.push(RuleHit::new(
                 format!("adding {name} scans all of {} under ACCESS EXCLUSIVE, blocking reads and writes for the scan{}", t.display_plain(), s.size_note(&t)),
                 "add it with NOT VALID, then run ALTER TABLE ... VALIDATE CONSTRAINT in a separate transaction (SHARE UPDATE EXCLUSIVE only)",
             ).lock(LockMode::AccessExclusive, &t).table(&t));
         }
     }
-
 }

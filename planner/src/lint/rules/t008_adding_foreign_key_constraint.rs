@@ -27,16 +27,27 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
             let fks: Vec<&pg_query::protobuf::Constraint> = match sub {
                 A::AtAddConstraint => cmd_constraint(cmd).into_iter().collect(),
-                A::AtAddColumn => cmd_column_def(cmd).map(|c| column_constraints(c).collect()).unwrap_or_default(),
+                A::AtAddColumn => cmd_column_def(cmd)
+                    .map(|c| column_constraints(c).collect())
+                    .unwrap_or_default(),
                 _ => Vec::new(),
             };
             for c in fks {
-                if c.contype() != ConstrType::ConstrForeign || c.skip_validation { continue; }
-                let parent = c.pktable.as_ref().map(qual).map(|p| p.display_plain()).unwrap_or_default();
+                if c.contype() != ConstrType::ConstrForeign || c.skip_validation {
+                    continue;
+                }
+                let parent = c
+                    .pktable
+                    .as_ref()
+                    .map(qual)
+                    .map(|p| p.display_plain())
+                    .unwrap_or_default();
                 out.push(RuleHit::new(
                     format!("adding a foreign key on {} validates every row while holding SHARE ROW EXCLUSIVE on {} and {parent}, blocking writes to both{}", t.display_plain(), t.display_plain(), s.size_note(&t)),
                     "add it with NOT VALID, then VALIDATE CONSTRAINT in a separate transaction",
@@ -44,5 +55,4 @@ impl Rule for R {
             }
         }
     }
-
 }

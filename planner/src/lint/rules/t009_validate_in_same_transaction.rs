@@ -29,10 +29,16 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if !s.in_transaction { return; }
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if !s.in_transaction {
+            return;
+        }
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtValidateConstraint { continue; }
+            if sub != A::AtValidateConstraint {
+                continue;
+            }
             if st.not_valid_tx(&t, &cmd.name) == Some(st.tx_id()) {
                 out.push(RuleHit::new(
                     format!("constraint {} is validated in the same transaction that added it NOT VALID, so the lock taken on {} by ADD CONSTRAINT is held through the whole validation scan", cmd.name, t.display_plain()),
@@ -41,5 +47,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -26,11 +26,17 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
             let found = match sub {
-                A::AtAddConstraint => cmd_constraint(cmd).is_some_and(|c| c.contype() == ConstrType::ConstrPrimary && c.indexname.is_empty()),
-                A::AtAddColumn => cmd_column_def(cmd).is_some_and(|c| column_constraints(c).any(|c| c.contype() == ConstrType::ConstrPrimary)),
+                A::AtAddConstraint => cmd_constraint(cmd).is_some_and(|c| {
+                    c.contype() == ConstrType::ConstrPrimary && c.indexname.is_empty()
+                }),
+                A::AtAddColumn => cmd_column_def(cmd).is_some_and(|c| {
+                    column_constraints(c).any(|c| c.contype() == ConstrType::ConstrPrimary)
+                }),
                 _ => false,
             };
             if found {
@@ -41,5 +47,4 @@ impl Rule for R {
             }
         }
     }
-
 }

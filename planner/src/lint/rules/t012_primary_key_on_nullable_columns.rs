@@ -27,24 +27,46 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAddConstraint { continue; }
-            let Some(c) = cmd_constraint(cmd) else { continue };
-            if c.contype() != ConstrType::ConstrPrimary { continue; }
+            if sub != A::AtAddConstraint {
+                continue;
+            }
+            let Some(c) = cmd_constraint(cmd) else {
+                continue;
+            };
+            if c.contype() != ConstrType::ConstrPrimary {
+                continue;
+            }
             let mut cols = names(&c.keys);
             if cols.is_empty() && !c.indexname.is_empty() {
                 // USING INDEX: the columns come from the index, known only for indexes of this file
-                        if let Some(live) = s.live_table(&t) {
-                    if let Some(i) = live.indexes.get(&c.indexname) { cols = i.keys.clone(); }
+                if let Some(live) = s.live_table(&t) {
+                    if let Some(i) = live.indexes.get(&c.indexname) {
+                        cols = i.keys.clone();
+                    }
                 }
             }
-            let nullable: Vec<String> = cols.iter().filter(|col| {
-                if crate::lint::analyze::not_null_proven(&t, col, st, s.opts) { return false; }
-                let live_nullable = s.live_table(&t).and_then(|lt| lt.column(col)).map(|c| !c.not_null);
-                live_nullable.unwrap_or_else(|| st.column_type(&t, col).is_some())
-            }).cloned().collect();
-            let unknown_using = cols.is_empty() && !c.indexname.is_empty() && s.live_table(&t).is_none() && !st.is_new(&t);
+            let nullable: Vec<String> = cols
+                .iter()
+                .filter(|col| {
+                    if crate::lint::analyze::not_null_proven(&t, col, st, s.opts) {
+                        return false;
+                    }
+                    let live_nullable = s
+                        .live_table(&t)
+                        .and_then(|lt| lt.column(col))
+                        .map(|c| !c.not_null);
+                    live_nullable.unwrap_or_else(|| st.column_type(&t, col).is_some())
+                })
+                .cloned()
+                .collect();
+            let unknown_using = cols.is_empty()
+                && !c.indexname.is_empty()
+                && s.live_table(&t).is_none()
+                && !st.is_new(&t);
             if !nullable.is_empty() {
                 out.push(RuleHit::new(
                     format!("the primary key on {} makes nullable column(s) {} NOT NULL, which scans the whole table under ACCESS EXCLUSIVE", t.display_plain(), nullable.join(", ")),
@@ -58,5 +80,4 @@ impl Rule for R {
             }
         }
     }
-
 }

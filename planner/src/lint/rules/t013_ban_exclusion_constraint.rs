@@ -25,9 +25,13 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub == A::AtAddConstraint && cmd_constraint(cmd).is_some_and(|c| c.contype() == ConstrType::ConstrExclusion) {
+            if sub == A::AtAddConstraint
+                && cmd_constraint(cmd).is_some_and(|c| c.contype() == ConstrType::ConstrExclusion)
+            {
                 out.push(RuleHit::new(
                     format!("adding an exclusion constraint to {} builds its index and checks every row under ACCESS EXCLUSIVE, blocking reads and writes{}; there is no online form", t.display_plain(), s.size_note(&t)),
                     "run it in a maintenance window, or enforce the rule in a new table that is swapped in",
@@ -35,5 +39,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -44,5 +44,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

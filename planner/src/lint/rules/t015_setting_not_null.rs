@@ -28,9 +28,15 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtSetNotNull || crate::lint::analyze::not_null_proven(&t, &cmd.name, st, s.opts) { continue; }
+            if sub != A::AtSetNotNull
+                || crate::lint::analyze::not_null_proven(&t, &cmd.name, st, s.opts)
+            {
+                continue;
+            }
             let help = if s.pg() >= 12 {
                 format!("first ADD CONSTRAINT ... CHECK ({} IS NOT NULL) NOT VALID and VALIDATE it in a separate transaction; SET NOT NULL then skips the scan", cmd.name)
             } else {
@@ -42,5 +48,4 @@ impl Rule for R {
             ).lock(LockMode::AccessExclusive, &t).table(&t));
         }
     }
-
 }

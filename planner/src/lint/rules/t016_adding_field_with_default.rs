@@ -25,12 +25,21 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAddColumn { continue; }
-            let Some(col) = cmd_column_def(cmd) else { continue };
-            let has_default = column_constraints(col).any(|c| c.contype() == ConstrType::ConstrDefault);
-            if !has_default { continue; }
+            if sub != A::AtAddColumn {
+                continue;
+            }
+            let Some(col) = cmd_column_def(cmd) else {
+                continue;
+            };
+            let has_default =
+                column_constraints(col).any(|c| c.contype() == ConstrType::ConstrDefault);
+            if !has_default {
+                continue;
+            }
             match add_column_rewrite(col, s.pg()) {
                 AddColumnRewrite::Yes(why) if !why.contains("sequence") && !why.contains("generated") => out.push(RuleHit::new(
                     format!("ADD COLUMN {} rewrites {} and its indexes under ACCESS EXCLUSIVE, blocking reads and writes for the whole rewrite{}: {why}", tc(&t, &col.colname), t.display_plain(), s.size_note(&t)),
@@ -44,5 +53,4 @@ impl Rule for R {
             }
         }
     }
-
 }

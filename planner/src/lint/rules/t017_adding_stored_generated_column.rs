@@ -25,10 +25,16 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAddColumn { continue; }
-            let Some(col) = cmd_column_def(cmd) else { continue };
+            if sub != A::AtAddColumn {
+                continue;
+            }
+            let Some(col) = cmd_column_def(cmd) else {
+                continue;
+            };
             if column_constraints(col).any(|c| c.contype() == ConstrType::ConstrGenerated) {
                 out.push(RuleHit::new(
                     format!("ADD COLUMN {} as a stored generated column rewrites {} under ACCESS EXCLUSIVE, blocking reads and writes for the whole rewrite{}", tc(&t, &col.colname), t.display_plain(), s.size_note(&t)),
@@ -37,5 +43,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -25,10 +25,16 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAddColumn { continue; }
-            let Some(col) = cmd_column_def(cmd) else { continue };
+            if sub != A::AtAddColumn {
+                continue;
+            }
+            let Some(col) = cmd_column_def(cmd) else {
+                continue;
+            };
             if let AddColumnRewrite::Yes(why) = add_column_rewrite(col, s.pg()) {
                 if why.contains("sequence") {
                     out.push(RuleHit::new(
@@ -39,5 +45,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -11,7 +11,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     class: Class::Blocking,
     summary: r#"column type change that rewrites the table"#,
-    docs: r#"ALTER COLUMN ... TYPE rewrites the table and rebuilds its indexes under ACCESS EXCLUSIVE unless the change is binary-coercible: varchar(n) to varchar(m >= n), varchar to text, text to unconstrained varchar, numeric(p,s) to numeric(p2 >= p,s). Everything else (int to bigint, text to int, narrowing, timestamp to timestamptz, any USING clause, a new collation) rewrites. With a database, tandem knows the current type; without one it says when it is guessing."#,
+    docs: r#"ALTER COLUMN ... TYPE rewrites the table and rebuilds its indexes under ACCESS EXCLUSIVE unless the change is binary-coercible: varchar(n) to varchar(m >= n), varchar to text, text to unconstrained varchar, numeric(p,s) to numeric(p2 >= p,s). Everything else (int to bigint, text to int, narrowing, timestamp to timestamptz, a USING expression other than the column itself or its cast, a new collation) rewrites. With a database, tandem knows the current type; without one it says when it is guessing."#,
     bad: r#"ALTER TABLE accounts ALTER COLUMN id TYPE bigint;"#,
     good: r#"ALTER TABLE accounts ALTER COLUMN name TYPE text;"#,
     remedy: Remedy::Shadow,
@@ -25,12 +25,28 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAlterColumnType { continue; }
-            let Some(ch) = type_change(&t, cmd, st, s.opts) else { continue };
-            let from = ch.old.as_ref().map(|o| format!(" from {}", o.display())).unwrap_or_default();
-            let why = if ch.using { " (a USING clause always rewrites)" } else if ch.collate { " (a collation change rewrites)" } else { "" };
+            if sub != A::AtAlterColumnType {
+                continue;
+            }
+            let Some(ch) = type_change(&t, cmd, st, s.opts) else {
+                continue;
+            };
+            let from = ch
+                .old
+                .as_ref()
+                .map(|o| format!(" from {}", o.display()))
+                .unwrap_or_default();
+            let why = if ch.using {
+                " (the USING expression computes new values)"
+            } else if ch.collate {
+                " (a collation change rewrites)"
+            } else {
+                ""
+            };
             let help = format!("run it as a tandem shadow migration (tandem plan/apply does this), or add a new {} column, backfill it in batches, and swap", ch.new.display());
             match ch.rewrites {
                 Some(true) => {
@@ -48,5 +64,4 @@ impl Rule for R {
             }
         }
     }
-
 }

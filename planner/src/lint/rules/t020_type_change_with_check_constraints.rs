@@ -27,14 +27,30 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         let Some(live) = s.live_table(&t) else { return };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAlterColumnType { continue; }
+            if sub != A::AtAlterColumnType {
+                continue;
+            }
             let col = cmd.name.to_ascii_lowercase();
-            let checks: Vec<&str> = live.constraints.values().filter(|c| {
-                matches!(c.kind, crate::model::ConstraintKind::Check) && !st.dropped_constraints.contains(&(t.clone(), c.name.clone())) && c.definition.to_ascii_lowercase().split(|ch: char| !(ch.is_alphanumeric() || ch == '_')).any(|w| w == col)
-            }).map(|c| c.name.as_str()).collect();
+            let checks: Vec<&str> = live
+                .constraints
+                .values()
+                .filter(|c| {
+                    matches!(c.kind, crate::model::ConstraintKind::Check)
+                        && !st
+                            .dropped_constraints
+                            .contains(&(t.clone(), c.name.clone()))
+                        && c.definition
+                            .to_ascii_lowercase()
+                            .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                            .any(|w| w == col)
+                })
+                .map(|c| c.name.as_str())
+                .collect();
             if !checks.is_empty() {
                 out.push(RuleHit::new(
                     format!("changing the type of {} re-checks CHECK constraint(s) {} on every row under ACCESS EXCLUSIVE", tc(&t, &cmd.name), checks.join(", ")),
@@ -43,5 +59,4 @@ impl Rule for R {
             }
         }
     }
-
 }

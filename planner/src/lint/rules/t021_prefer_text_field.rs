@@ -36,5 +36,4 @@ impl Rule for R {
             }
         }
     }
-
 }

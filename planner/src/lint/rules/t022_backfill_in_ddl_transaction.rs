@@ -37,11 +37,12 @@ impl Rule for R {
         let Some(rv) = rv else { return };
         let t = qual(rv);
         let in_ddl_tx = st.tx.as_ref().is_some_and(|tx| tx.has_ddl);
-        if !whole || !in_ddl_tx || st.is_new(&t) { return; }
+        if !whole || !in_ddl_tx || st.is_new(&t) {
+            return;
+        }
         out.push(RuleHit::new(
             format!("{verb} of every row of {} inside a transaction that also changes the schema: the DDL locks are held for the whole data change and every row stays locked until COMMIT{}", t.display_plain(), s.size_note(&t)),
             "commit the schema change first, then backfill in batches (WHERE key BETWEEN ...) in separate transactions",
         ).table(&t));
     }
-
 }

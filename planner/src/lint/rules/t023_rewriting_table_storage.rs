@@ -25,7 +25,9 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, _) in cmds(a) {
             let what = match sub {
                 A::AtSetLogged => "SET LOGGED",
@@ -40,5 +42,4 @@ impl Rule for R {
             ).lock(LockMode::AccessExclusive, &t).table(&t));
         }
     }
-
 }

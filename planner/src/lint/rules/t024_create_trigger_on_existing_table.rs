@@ -27,15 +27,22 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::CreateTrigStmt(c) = s.node else { return };
+        let NodeEnum::CreateTrigStmt(c) = s.node else {
+            return;
+        };
         let Some(rv) = &c.relation else { return };
         let t = qual(rv);
-        if st.is_new(&t) { return; }
-        let sev = if st.lock_timeout_set() { Severity::Info } else { Severity::Warning };
+        if st.is_new(&t) {
+            return;
+        }
+        let sev = if st.lock_timeout_set() {
+            Severity::Info
+        } else {
+            Severity::Warning
+        };
         out.push(RuleHit::new(
             format!("CREATE TRIGGER {} takes SHARE ROW EXCLUSIVE on {}, blocking writes while it waits for and holds the lock", c.trigname, t.display_plain()),
             "run it with SET lock_timeout (about 1-2 s) and retry on timeout",
         ).lock(LockMode::ShareRowExclusive, &t).table(&t).severity(sev));
     }
-
 }

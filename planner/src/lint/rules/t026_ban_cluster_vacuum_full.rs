@@ -27,7 +27,11 @@ impl Rule for R {
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
         let what = match s.node {
             NodeEnum::ClusterStmt(_) => "CLUSTER",
-            NodeEnum::VacuumStmt(v) if v.is_vacuumcmd && crate::lint::analyze::vacuum_full(&v.options) => "VACUUM FULL",
+            NodeEnum::VacuumStmt(v)
+                if v.is_vacuumcmd && crate::lint::analyze::vacuum_full(&v.options) =>
+            {
+                "VACUUM FULL"
+            }
             _ => return,
         };
         if s.facts.tables.is_empty() {
@@ -43,5 +47,4 @@ impl Rule for R {
             ).lock(LockMode::AccessExclusive, t).table(t));
         }
     }
-
 }

@@ -28,8 +28,15 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, _)) = alter_table(s.node) else { return };
-        if !s.in_transaction || st.is_new(&t) || s.facts.lock_on(&t) != Some(LockMode::AccessExclusive) { return; }
+        let Some((t, _)) = alter_table(s.node) else {
+            return;
+        };
+        if !s.in_transaction
+            || st.is_new(&t)
+            || s.facts.lock_on(&t) != Some(LockMode::AccessExclusive)
+        {
+            return;
+        }
         let n = st.alters_in_tx(&t);
         if n >= 1 {
             out.push(RuleHit::new(
@@ -38,5 +45,4 @@ impl Rule for R {
             ).table(&t));
         }
     }
-
 }

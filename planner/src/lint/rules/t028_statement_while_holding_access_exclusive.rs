@@ -29,14 +29,28 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        if matches!(s.node, NodeEnum::TransactionStmt(_) | NodeEnum::VariableSetStmt(_) | NodeEnum::VariableShowStmt(_)) { return; }
+        if matches!(
+            s.node,
+            NodeEnum::TransactionStmt(_)
+                | NodeEnum::VariableSetStmt(_)
+                | NodeEnum::VariableShowStmt(_)
+        ) {
+            return;
+        }
         let Some(tx) = &st.tx else { return };
-        let Some((t, at)) = tx.access_exclusive.first() else { return };
-        if s.facts.tables.iter().all(|x| x == t) && s.facts.tables.len() == 1 && tx.access_exclusive.len() == 1 && s.in_do_block { return; }
+        let Some((t, at)) = tx.access_exclusive.first() else {
+            return;
+        };
+        if s.facts.tables.iter().all(|x| x == t)
+            && s.facts.tables.len() == 1
+            && tx.access_exclusive.len() == 1
+            && s.in_do_block
+        {
+            return;
+        }
         out.push(RuleHit::new(
             format!("this statement runs while ACCESS EXCLUSIVE on {} (taken by statement {}) is still held: reads and writes of {} keep waiting until COMMIT", t.display_plain(), at + 1, t.display_plain()),
             "commit right after the statement that takes the lock and run this one in a separate transaction",
         ).lock(LockMode::AccessExclusive, t).table(t));
     }
-
 }

@@ -26,12 +26,21 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        if st.lock_timeout_set() { return; }
-        let Some((t, m)) = s.facts.locks.iter().filter(|(t, m)| m.blocks_traffic() && s.facts.tables.contains(t) && !st.is_new(t)).max_by_key(|(_, m)| *m) else { return };
+        if st.lock_timeout_set() {
+            return;
+        }
+        let Some((t, m)) = s
+            .facts
+            .locks
+            .iter()
+            .filter(|(t, m)| m.blocks_traffic() && s.facts.tables.contains(t) && !st.is_new(t))
+            .max_by_key(|(_, m)| *m)
+        else {
+            return;
+        };
         out.push(RuleHit::new(
             format!("{} on {} is requested without lock_timeout: while it waits behind running transactions, every query on {} queues behind it", m.sql_name(), t.display_plain(), t.display_plain()),
             "SET lock_timeout = '2s' (or SET LOCAL inside the transaction) before it, and retry on timeout",
         ).lock(*m, t).table(t));
     }
-
 }

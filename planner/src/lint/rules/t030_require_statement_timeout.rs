@@ -26,13 +26,18 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        if st.statement_timeout_set() || st.statement_timeout_reported { return; }
-        let long = s.facts.rewrites.first().or(s.facts.scans_under_lock.first());
+        if st.statement_timeout_set() || st.statement_timeout_reported {
+            return;
+        }
+        let long = s
+            .facts
+            .rewrites
+            .first()
+            .or(s.facts.scans_under_lock.first());
         let Some(t) = long else { return };
         out.push(RuleHit::new(
             format!("this statement scans or rewrites {} while holding a lock, and no statement_timeout is set: if it runs longer than expected it keeps blocking", t.display_plain()),
             "SET statement_timeout before it (e.g. '5min'), sized to the table",
         ).table(t));
     }
-
 }

@@ -30,7 +30,9 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::TransactionStmt(t) = s.node else { return };
+        let NodeEnum::TransactionStmt(t) = s.node else {
+            return;
+        };
         use pg_query::protobuf::TransactionStmtKind as K;
         match t.kind() {
             K::TransStmtBegin | K::TransStmtStart if st.in_explicit_transaction() => out.push(RuleHit::new(
@@ -52,5 +54,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

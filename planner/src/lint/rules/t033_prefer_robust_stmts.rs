@@ -27,11 +27,25 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        if s.in_transaction || st.total_statements < 2 { return; }
+        if s.in_transaction || st.total_statements < 2 {
+            return;
+        }
         let what = match s.node {
-            NodeEnum::IndexStmt(i) if !i.if_not_exists => Some("CREATE INDEX without IF NOT EXISTS"),
-            NodeEnum::CreateStmt(c) if !c.if_not_exists => Some("CREATE TABLE without IF NOT EXISTS"),
-            NodeEnum::DropStmt(d) if !d.missing_ok && matches!(d.remove_type(), ObjectType::ObjectTable | ObjectType::ObjectIndex) => Some("DROP without IF EXISTS"),
+            NodeEnum::IndexStmt(i) if !i.if_not_exists => {
+                Some("CREATE INDEX without IF NOT EXISTS")
+            }
+            NodeEnum::CreateStmt(c) if !c.if_not_exists => {
+                Some("CREATE TABLE without IF NOT EXISTS")
+            }
+            NodeEnum::DropStmt(d)
+                if !d.missing_ok
+                    && matches!(
+                        d.remove_type(),
+                        ObjectType::ObjectTable | ObjectType::ObjectIndex
+                    ) =>
+            {
+                Some("DROP without IF EXISTS")
+            }
             _ => alter_table(s.node).and_then(|(_, a)| {
                 cmds(a).find_map(|(sub, cmd)| match sub {
                     A::AtAddColumn if !cmd.missing_ok => Some("ADD COLUMN without IF NOT EXISTS"),
@@ -46,5 +60,4 @@ impl Rule for R {
             "add IF [NOT] EXISTS so the file can be re-run, or run the non-concurrent statements in a transaction",
         ));
     }
-
 }

@@ -25,21 +25,28 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtDropConstraint || st.is_new(&t) { continue; }
-            let kind = s.live_table(&t).and_then(|lt| lt.constraints.get(&cmd.name)).map(|c| match c.kind {
-                crate::model::ConstraintKind::PrimaryKey { .. } => "primary key ",
-                crate::model::ConstraintKind::Unique { .. } => "unique constraint ",
-                crate::model::ConstraintKind::ForeignKey(_) => "foreign key ",
-                crate::model::ConstraintKind::Check => "check constraint ",
-                crate::model::ConstraintKind::Exclusion => "exclusion constraint ",
-            }).unwrap_or("constraint ");
+            if sub != A::AtDropConstraint || st.is_new(&t) {
+                continue;
+            }
+            let kind = s
+                .live_table(&t)
+                .and_then(|lt| lt.constraints.get(&cmd.name))
+                .map(|c| match c.kind {
+                    crate::model::ConstraintKind::PrimaryKey { .. } => "primary key ",
+                    crate::model::ConstraintKind::Unique { .. } => "unique constraint ",
+                    crate::model::ConstraintKind::ForeignKey(_) => "foreign key ",
+                    crate::model::ConstraintKind::Check => "check constraint ",
+                    crate::model::ConstraintKind::Exclusion => "exclusion constraint ",
+                })
+                .unwrap_or("constraint ");
             out.push(RuleHit::new(
                 format!("dropping {kind}{} on {} removes its guarantee: rows that break it can be written from now on", cmd.name, t.display_plain()),
                 "confirm the guarantee is no longer needed; if it is being redefined, add the new constraint (NOT VALID + VALIDATE) before dropping the old one",
             ).table(&t));
         }
     }
-
 }

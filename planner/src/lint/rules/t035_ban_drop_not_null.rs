@@ -25,7 +25,9 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
         for (sub, cmd) in cmds(a) {
             if sub == A::AtDropNotNull && !st.is_new(&t) {
                 out.push(RuleHit::new(
@@ -35,5 +37,4 @@ impl Rule for R {
             }
         }
     }
-
 }

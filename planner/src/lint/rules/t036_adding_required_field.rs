@@ -25,14 +25,34 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if st.is_new(&t) { return; }
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if st.is_new(&t) {
+            return;
+        }
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAddColumn { continue; }
-            let Some(col) = cmd_column_def(cmd) else { continue };
-            let not_null = col.is_not_null || column_constraints(col).any(|c| matches!(c.contype(), ConstrType::ConstrNotnull | ConstrType::ConstrPrimary));
-            let filled = column_constraints(col).any(|c| matches!(c.contype(), ConstrType::ConstrDefault | ConstrType::ConstrIdentity | ConstrType::ConstrGenerated))
-                || col_type(col).is_some_and(|ty| ty.base.ends_with("serial"));
+            if sub != A::AtAddColumn {
+                continue;
+            }
+            let Some(col) = cmd_column_def(cmd) else {
+                continue;
+            };
+            let not_null = col.is_not_null
+                || column_constraints(col).any(|c| {
+                    matches!(
+                        c.contype(),
+                        ConstrType::ConstrNotnull | ConstrType::ConstrPrimary
+                    )
+                });
+            let filled = column_constraints(col).any(|c| {
+                matches!(
+                    c.contype(),
+                    ConstrType::ConstrDefault
+                        | ConstrType::ConstrIdentity
+                        | ConstrType::ConstrGenerated
+                )
+            }) || col_type(col).is_some_and(|ty| ty.base.ends_with("serial"));
             if not_null && !filled {
                 out.push(RuleHit::new(
                     format!("ADD COLUMN {} NOT NULL without a default fails if {} has any row, and old code inserting without the column breaks", tc(&t, &col.colname), t.display_plain()),
@@ -41,5 +61,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -34,5 +34,4 @@ impl Rule for R {
             }
         }
     }
-
 }

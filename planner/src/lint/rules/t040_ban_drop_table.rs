@@ -26,15 +26,20 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::DropStmt(d) = s.node else { return };
-        if d.remove_type() != ObjectType::ObjectTable { return; }
+        let NodeEnum::DropStmt(d) = s.node else {
+            return;
+        };
+        if d.remove_type() != ObjectType::ObjectTable {
+            return;
+        }
         for t in drop_objects(&d.objects) {
-            if st.is_new(&t) { continue; }
+            if st.is_new(&t) {
+                continue;
+            }
             out.push(RuleHit::new(
                 format!("DROP TABLE {} deletes the table and all its rows{}; code that still uses it fails", t.display_plain(), s.size_note(&t)),
                 "remove every use first, and check it is unused (or rename it away and drop it later)",
             ).table(&t));
         }
     }
-
 }

@@ -25,15 +25,20 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::RenameStmt(r) = s.node else { return };
-        if r.rename_type() != ObjectType::ObjectTable { return; }
+        let NodeEnum::RenameStmt(r) = s.node else {
+            return;
+        };
+        if r.rename_type() != ObjectType::ObjectTable {
+            return;
+        }
         let Some(rv) = &r.relation else { return };
         let t = qual(rv);
-        if st.is_new(&t) { return; }
+        if st.is_new(&t) {
+            return;
+        }
         out.push(RuleHit::new(
             format!("renaming {} to {} breaks every running query that uses the old name", t.display_plain(), r.newname),
             "keep the old name working: create a view with the old name in the same transaction, or migrate to a new table with dual writes",
         ).table(&t));
     }
-
 }

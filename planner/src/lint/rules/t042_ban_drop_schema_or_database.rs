@@ -27,9 +27,17 @@ impl Rule for R {
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
         match s.node {
             NodeEnum::DropStmt(d) if d.remove_type() == ObjectType::ObjectSchema => {
-                let names: Vec<String> = d.objects.iter().filter_map(crate::lint::types::node_str).map(str::to_string).collect();
+                let names: Vec<String> = d
+                    .objects
+                    .iter()
+                    .filter_map(crate::lint::types::node_str)
+                    .map(str::to_string)
+                    .collect();
                 out.push(RuleHit::new(
-                    format!("DROP SCHEMA {} deletes every object and row in it", names.join(", ")),
+                    format!(
+                        "DROP SCHEMA {} deletes every object and row in it",
+                        names.join(", ")
+                    ),
                     "drop the objects you mean to drop explicitly, after checking they are unused",
                 ));
             }
@@ -40,5 +48,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

@@ -37,5 +37,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

@@ -34,7 +34,10 @@ impl Rule for R {
                 ));
             }
             NodeEnum::DropStmt(d) if d.behavior == 2 => {
-                let names: Vec<String> = drop_objects(&d.objects).iter().map(|t| t.display_plain()).collect();
+                let names: Vec<String> = drop_objects(&d.objects)
+                    .iter()
+                    .map(|t| t.display_plain())
+                    .collect();
                 out.push(RuleHit::new(
                     format!("DROP ... {} CASCADE also drops every object that depends on it (views, foreign keys, defaults)", names.join(", ")),
                     "drop the dependent objects explicitly first, then drop without CASCADE",
@@ -43,5 +46,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

@@ -25,8 +25,12 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::DropStmt(d) = s.node else { return };
-        if d.remove_type() != ObjectType::ObjectSequence { return; }
+        let NodeEnum::DropStmt(d) = s.node else {
+            return;
+        };
+        if d.remove_type() != ObjectType::ObjectSequence {
+            return;
+        }
         for q in drop_objects(&d.objects) {
             out.push(RuleHit::new(
                 format!("DROP SEQUENCE {} loses its counter; defaults using it fail and a re-created sequence restarts numbering", q.display_plain()),
@@ -34,5 +38,4 @@ impl Rule for R {
             ));
         }
     }
-
 }

@@ -41,5 +41,4 @@ impl Rule for R {
             out.push(RuleHit::new(w, "review the access change with the owners of the affected roles and test it with those roles"));
         }
     }
-
 }

@@ -34,5 +34,4 @@ impl Rule for R {
             out.push(RuleHit::new(w, "review with the consumers (replication, CDC, code using the extension) before applying"));
         }
     }
-
 }

@@ -25,8 +25,12 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if st.is_new(&t) { return; }
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if st.is_new(&t) {
+            return;
+        }
         for (sub, cmd) in cmds(a) {
             if sub == A::AtColumnDefault && cmd.def.is_none() {
                 out.push(RuleHit::new(
@@ -36,5 +40,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -25,11 +25,19 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if st.is_new(&t) { return; }
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if st.is_new(&t) {
+            return;
+        }
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAlterColumnType { continue; }
-            let Some(ch) = type_change(&t, cmd, st, s.opts) else { continue };
+            if sub != A::AtAlterColumnType {
+                continue;
+            }
+            let Some(ch) = type_change(&t, cmd, st, s.opts) else {
+                continue;
+            };
             let Some(old) = &ch.old else { continue };
             if let Some(why) = crate::lint::types::narrows(old, &ch.new) {
                 out.push(RuleHit::new(
@@ -39,5 +47,4 @@ impl Rule for R {
             }
         }
     }
-
 }

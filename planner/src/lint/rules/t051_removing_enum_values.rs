@@ -29,7 +29,13 @@ impl Rule for R {
         match s.node {
             NodeEnum::DropStmt(d) if d.remove_type() == ObjectType::ObjectType => {
                 for q in drop_objects(&d.objects) {
-                    if s.opts.live.is_some_and(|l| !l.enums.contains_key(&q) && !l.domains.contains_key(&q) && !l.composites.contains_key(&q)) { continue; }
+                    if s.opts.live.is_some_and(|l| {
+                        !l.enums.contains_key(&q)
+                            && !l.domains.contains_key(&q)
+                            && !l.composites.contains_key(&q)
+                    }) {
+                        continue;
+                    }
                     out.push(RuleHit::new(
                         format!("DROP TYPE {} removes the type and all its values: it fails while columns use it, or drops them with CASCADE", q.display_plain()),
                         "migrate the columns off the type first; to remove enum values, move the columns to a new type with a shadow migration",
@@ -39,9 +45,24 @@ impl Rule for R {
             NodeEnum::CreateEnumStmt(e) => {
                 let q = qual_list(&e.type_name);
                 let labels: Vec<String> = names(&e.vals);
-                let live_missing: Vec<String> = s.opts.live.and_then(|l| l.enums.get(&q)).map(|en| en.labels.iter().filter(|l| !labels.contains(l)).cloned().collect()).unwrap_or_default();
+                let live_missing: Vec<String> = s
+                    .opts
+                    .live
+                    .and_then(|l| l.enums.get(&q))
+                    .map(|en| {
+                        en.labels
+                            .iter()
+                            .filter(|l| !labels.contains(l))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 if st.dropped_types.contains(&q) {
-                    let extra = if live_missing.is_empty() { String::new() } else { format!(" (removed: {})", live_missing.join(", ")) };
+                    let extra = if live_missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (removed: {})", live_missing.join(", "))
+                    };
                     out.push(RuleHit::new(
                         format!("enum {} is re-created after being dropped{extra}: values rows and code still use are gone", q.display_plain()),
                         "add values with ALTER TYPE ... ADD VALUE instead; to remove values, migrate columns to a new type",
@@ -51,5 +72,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

@@ -29,19 +29,33 @@ impl Rule for R {
             NodeEnum::ViewStmt(v) if v.replace => {
                 let Some(rv) = &v.view else { return };
                 let q = qual(rv);
-                if st.is_new(&q) { return; }
+                if st.is_new(&q) {
+                    return;
+                }
                 let known = s.opts.live.map(|l| l.views.contains_key(&q));
-                if known == Some(false) { return; }
+                if known == Some(false) {
+                    return;
+                }
                 out.push(RuleHit::new(
                     format!("CREATE OR REPLACE VIEW {} changes what every reader of the view gets; only new columns at the end are allowed, anything else fails", q.display_plain()),
                     "create a new view version and move readers over, or make sure the output columns are unchanged",
                 ));
             }
-            NodeEnum::DropStmt(d) if matches!(d.remove_type(), ObjectType::ObjectView | ObjectType::ObjectMatview) => {
+            NodeEnum::DropStmt(d)
+                if matches!(
+                    d.remove_type(),
+                    ObjectType::ObjectView | ObjectType::ObjectMatview
+                ) =>
+            {
                 for q in drop_objects(&d.objects) {
-                    if st.is_new(&q) { continue; }
+                    if st.is_new(&q) {
+                        continue;
+                    }
                     out.push(RuleHit::new(
-                        format!("DROP VIEW {} breaks every query that reads it", q.display_plain()),
+                        format!(
+                            "DROP VIEW {} breaks every query that reads it",
+                            q.display_plain()
+                        ),
                         "move readers off the view first",
                     ));
                 }
@@ -49,5 +63,4 @@ impl Rule for R {
             _ => {}
         }
     }
-
 }

@@ -25,12 +25,20 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if st.is_new(&t) { return; }
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if st.is_new(&t) {
+            return;
+        }
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtAlterColumnType { continue; }
+            if sub != A::AtAlterColumnType {
+                continue;
+            }
             if let Some(ch) = type_change(&t, cmd, st, s.opts) {
-                if ch.old.as_ref() == Some(&ch.new) && !ch.using { continue; }
+                if ch.old.as_ref() == Some(&ch.new) && !ch.using {
+                    continue;
+                }
             }
             out.push(RuleHit::new(
                 format!("changing the type of {}: prepared statements that return it fail with 'cached plan must not change result type' (SQLSTATE 0A000) until re-prepared", tc(&t, &cmd.name)),
@@ -38,5 +46,4 @@ impl Rule for R {
             ).table(&t));
         }
     }
-
 }

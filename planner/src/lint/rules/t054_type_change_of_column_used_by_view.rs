@@ -26,17 +26,33 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if !cmds(a).any(|(sub, _)| sub == A::AtAlterColumnType) { return; }
-        let mut views: Vec<String> = s.opts.live.map(|l| l.dependent_views(&t).iter().map(|v| v.display_plain()).collect()).unwrap_or_default();
-        for v in st.views_reading(&t) {
-            if !views.contains(&v.display_plain()) { views.push(v.display_plain()); }
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if !cmds(a).any(|(sub, _)| sub == A::AtAlterColumnType) {
+            return;
         }
-        if views.is_empty() { return; }
+        let mut views: Vec<String> = s
+            .opts
+            .live
+            .map(|l| {
+                l.dependent_views(&t)
+                    .iter()
+                    .map(|v| v.display_plain())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for v in st.views_reading(&t) {
+            if !views.contains(&v.display_plain()) {
+                views.push(v.display_plain());
+            }
+        }
+        if views.is_empty() {
+            return;
+        }
         out.push(RuleHit::new(
             format!("view(s) {} read {}: if they use the retyped column, PostgreSQL refuses the change ('cannot alter type of a column used by a view or rule'), so they must be dropped and recreated, breaking their readers meanwhile", views.join(", "), t.display_plain()),
             "run it as a tandem shadow migration (views are recreated at cutover), or drop and recreate the views in the same transaction",
         ).table(&t));
     }
-
 }

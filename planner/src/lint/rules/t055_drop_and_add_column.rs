@@ -26,15 +26,27 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let Some((t, a)) = alter_table(s.node) else { return };
-        if st.is_new(&t) { return; }
-        let mut dropped: Vec<String> = st.dropped_columns.get(&t).map(|v| v.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default();
+        let Some((t, a)) = alter_table(s.node) else {
+            return;
+        };
+        if st.is_new(&t) {
+            return;
+        }
+        let mut dropped: Vec<String> = st
+            .dropped_columns
+            .get(&t)
+            .map(|v| v.iter().map(|(c, _)| c.clone()).collect())
+            .unwrap_or_default();
         for (sub, cmd) in cmds(a) {
             match sub {
                 A::AtDropColumn => dropped.push(cmd.name.clone()),
                 A::AtAddColumn => {
-                    let Some(col) = cmd_column_def(cmd) else { continue };
-                    if dropped.is_empty() || dropped.contains(&col.colname) { continue; }
+                    let Some(col) = cmd_column_def(cmd) else {
+                        continue;
+                    };
+                    if dropped.is_empty() || dropped.contains(&col.colname) {
+                        continue;
+                    }
                     out.push(RuleHit::new(
                         format!("{} is added after {} was dropped from {}: if this is a rename, the dropped column's data is lost", col.colname, dropped.join(", "), t.display_plain()),
                         "if it is a rename, use ALTER TABLE ... RENAME COLUMN instead of drop + add",
@@ -44,5 +56,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -29,16 +29,26 @@ impl Rule for R {
         if let NodeEnum::CreateStmt(c) = s.node {
             for e in &c.table_elts {
                 if let Some(NodeEnum::Constraint(con)) = &e.node {
-                    if con.contype() == ConstrType::ConstrPrimary { pk_cols.extend(names(&con.keys)); }
+                    if con.contype() == ConstrType::ConstrPrimary {
+                        pk_cols.extend(names(&con.keys));
+                    }
                 }
             }
         }
         for (t, col) in declared_columns(s.node) {
             let Some(ty) = col_type(col) else { continue };
-            let small = matches!(ty.base.as_str(), "integer" | "smallint" | "serial" | "smallserial") && !ty.array;
+            let small = matches!(
+                ty.base.as_str(),
+                "integer" | "smallint" | "serial" | "smallserial"
+            ) && !ty.array;
             let key = matches!(ty.base.as_str(), "serial" | "smallserial")
                 || pk_cols.contains(&col.colname)
-                || column_constraints(col).any(|c| matches!(c.contype(), ConstrType::ConstrPrimary | ConstrType::ConstrIdentity));
+                || column_constraints(col).any(|c| {
+                    matches!(
+                        c.contype(),
+                        ConstrType::ConstrPrimary | ConstrType::ConstrIdentity
+                    )
+                });
             if small && key {
                 out.push(RuleHit::new(
                     format!("key column {} is {}: it overflows at {}, and moving to bigint later rewrites the table", tc(&t, &col.colname), ty.base, if ty.base.starts_with("small") { "32,767" } else { "2,147,483,647" }),
@@ -47,5 +57,4 @@ impl Rule for R {
             }
         }
     }
-
 }

@@ -35,11 +35,17 @@ impl Rule for R {
         }
         if let Some((t, a)) = alter_table(s.node) {
             for (sub, cmd) in cmds(a) {
-                if sub == A::AtAlterColumnType && cmd_column_def(cmd).and_then(col_type).is_some_and(|ty| ty.base == "timestamp") {
-                    out.push(RuleHit::new(format!("{} becomes timestamp without time zone", tc(&t, &cmd.name)), "use timestamptz"));
+                if sub == A::AtAlterColumnType
+                    && cmd_column_def(cmd)
+                        .and_then(col_type)
+                        .is_some_and(|ty| ty.base == "timestamp")
+                {
+                    out.push(RuleHit::new(
+                        format!("{} becomes timestamp without time zone", tc(&t, &cmd.name)),
+                        "use timestamptz",
+                    ));
                 }
             }
         }
     }
-
 }

@@ -25,44 +25,20 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let mut found: Vec<String> = Vec::new();
-        let mut check = |n: &str| if n.len() > crate::ident::MAX_IDENT_BYTES { found.push(n.to_string()) };
-        match s.node {
-            NodeEnum::CreateStmt(c) => {
-                if let Some(rv) = &c.relation { check(&rv.relname); }
-                for e in &c.table_elts {
-                    match &e.node {
-                        Some(NodeEnum::ColumnDef(col)) => { check(&col.colname); column_constraints(col).for_each(|k| check(&k.conname)); }
-                        Some(NodeEnum::Constraint(k)) => check(&k.conname),
-                        _ => {}
-                    }
-                }
-            }
-            NodeEnum::IndexStmt(i) => check(&i.idxname),
-            NodeEnum::RenameStmt(r) => check(&r.newname),
-            NodeEnum::ViewStmt(v) => { if let Some(rv) = &v.view { check(&rv.relname); } }
-            NodeEnum::CreateSeqStmt(q) => { if let Some(rv) = &q.sequence { check(&rv.relname); } }
-            NodeEnum::CreateTrigStmt(c) => check(&c.trigname),
-            _ => {
-                if let Some((_, a)) = alter_table(s.node) {
-                    for (sub, cmd) in cmds(a) {
-                        match sub {
-                            A::AtAddColumn => { if let Some(col) = cmd_column_def(cmd) { check(&col.colname); } }
-                            A::AtAddConstraint => { if let Some(k) = cmd_constraint(cmd) { check(&k.conname); } }
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
+        let found = crate::lint::analyze::long_identifiers(s.sql);
         for n in found {
             let mut end = crate::ident::MAX_IDENT_BYTES;
-            while !n.is_char_boundary(end) { end -= 1; }
+            while !n.is_char_boundary(end) {
+                end -= 1;
+            }
             out.push(RuleHit::new(
-                format!("identifier {n:?} is {} bytes; PostgreSQL truncates it to {:?}", n.len(), &n[..end]),
+                format!(
+                    "identifier {n:?} is {} bytes; PostgreSQL truncates it to {:?}",
+                    n.len(),
+                    &n[..end]
+                ),
                 "choose a name of at most 63 bytes",
             ));
         }
     }
-
 }

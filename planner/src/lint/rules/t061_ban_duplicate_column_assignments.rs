@@ -26,9 +26,32 @@ impl Rule for R {
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
         let cols: Vec<&str> = match s.node {
-            NodeEnum::UpdateStmt(u) => u.target_list.iter().filter_map(|n| match &n.node { Some(NodeEnum::ResTarget(r)) if r.indirection.is_empty() => Some(r.name.as_str()), _ => None }).collect(),
-            NodeEnum::InsertStmt(i) => i.cols.iter().filter_map(|n| match &n.node { Some(NodeEnum::ResTarget(r)) => Some(r.name.as_str()), _ => None }).collect(),
-            NodeEnum::CreateStmt(c) => c.table_elts.iter().filter_map(|n| match &n.node { Some(NodeEnum::ColumnDef(d)) => Some(d.colname.as_str()), _ => None }).collect(),
+            NodeEnum::UpdateStmt(u) => u
+                .target_list
+                .iter()
+                .filter_map(|n| match &n.node {
+                    Some(NodeEnum::ResTarget(r)) if r.indirection.is_empty() => {
+                        Some(r.name.as_str())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            NodeEnum::InsertStmt(i) => i
+                .cols
+                .iter()
+                .filter_map(|n| match &n.node {
+                    Some(NodeEnum::ResTarget(r)) => Some(r.name.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            NodeEnum::CreateStmt(c) => c
+                .table_elts
+                .iter()
+                .filter_map(|n| match &n.node {
+                    Some(NodeEnum::ColumnDef(d)) => Some(d.colname.as_str()),
+                    _ => None,
+                })
+                .collect(),
             _ => return,
         };
         let mut seen = std::collections::HashSet::new();
@@ -41,5 +64,4 @@ impl Rule for R {
             }
         }
     }
-
 }

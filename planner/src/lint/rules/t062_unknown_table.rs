@@ -39,13 +39,17 @@ impl Rule for R {
             _ => Vec::new(),
         };
         for t in &s.facts.tables {
-            if created_here.contains(t) || (if_exists && !matches!(s.node, NodeEnum::CreateStmt(_))) { continue; }
-            if st.is_new(t) || live.tables.contains_key(t) || live.views.contains_key(t) { continue; }
+            if created_here.contains(t) || (if_exists && !matches!(s.node, NodeEnum::CreateStmt(_)))
+            {
+                continue;
+            }
+            if st.is_new(t) || live.tables.contains_key(t) || live.views.contains_key(t) {
+                continue;
+            }
             out.push(RuleHit::new(
                 format!("table {} does not exist in the database (and is not created earlier in this file)", t.display_plain()),
                 "check the table name and schema (unqualified names resolve through search_path; tandem assumes public)",
             ));
         }
     }
-
 }

@@ -27,5 +27,4 @@ impl Rule for R {
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
         // Emitted by the driver for DO blocks with dynamic SQL.
     }
-
 }
