@@ -38,6 +38,19 @@ fn safe_set_not_null_pattern_gets_no_finding() {
 }
 
 #[test]
+fn dropping_the_helper_check_after_set_not_null_is_not_a_lost_guarantee() {
+    let r = run(
+        "ALTER TABLE accounts ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;\n\
+                 ALTER TABLE accounts VALIDATE CONSTRAINT email_nn;\n\
+                 ALTER TABLE accounts ALTER COLUMN email SET NOT NULL;\n\
+                 ALTER TABLE accounts DROP CONSTRAINT email_nn;",
+    );
+    assert!(!has(&r, "T034"), "{:?}", ids(&r));
+    let without = run("ALTER TABLE accounts DROP CONSTRAINT email_nn;");
+    assert!(has(&without, "T034"), "{:?}", ids(&without));
+}
+
+#[test]
 fn plain_set_not_null_is_flagged_and_the_pattern_needs_pg12() {
     let r = run("ALTER TABLE accounts ALTER COLUMN email SET NOT NULL;");
     assert!(has(&r, "T015"));

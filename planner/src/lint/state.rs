@@ -52,6 +52,8 @@ pub struct FileState {
     /// (table, constraint) → the column a `CHECK (col IS NOT NULL)` covers.
     not_null_checks: HashMap<(QualName, String), String>,
     not_null_proven: HashSet<(QualName, String)>,
+    /// Columns made NOT NULL in this file.
+    set_not_null: HashSet<(QualName, String)>,
     columns: HashMap<(QualName, String), Ty>,
     /// Leading columns of indexes and unique/primary keys created in this file, per table.
     pub(crate) indexes: HashMap<QualName, Vec<Vec<String>>>,
@@ -84,6 +86,7 @@ impl FileState {
             not_valid: HashMap::new(),
             not_null_checks: HashMap::new(),
             not_null_proven: HashSet::new(),
+            set_not_null: HashSet::new(),
             columns: HashMap::new(),
             indexes: HashMap::new(),
             index_tables: HashMap::new(),
@@ -156,6 +159,14 @@ impl FileState {
     pub(crate) fn not_null_proven(&self, table: &QualName, column: &str) -> bool {
         self.not_null_proven
             .contains(&(table.clone(), column.to_string()))
+    }
+
+    /// True for a `CHECK (col IS NOT NULL)` constraint whose column this file has since made
+    /// NOT NULL: dropping it (the last step of the safe SET NOT NULL pattern) loses nothing.
+    pub(crate) fn is_redundant_not_null_check(&self, table: &QualName, constraint: &str) -> bool {
+        self.not_null_checks
+            .get(&(table.clone(), constraint.to_string()))
+            .is_some_and(|col| self.set_not_null.contains(&(table.clone(), col.clone())))
     }
 
     pub(crate) fn column_type(&self, table: &QualName, column: &str) -> Option<&Ty> {
@@ -387,6 +398,7 @@ impl FileState {
                     }
                     AlterTableType::AtSetNotNull => {
                         self.not_null_proven.insert((t.clone(), cmd.name.clone()));
+                        self.set_not_null.insert((t.clone(), cmd.name.clone()));
                     }
                     _ => {}
                 }

@@ -29,7 +29,10 @@ impl Rule for R {
             return;
         };
         for (sub, cmd) in cmds(a) {
-            if sub != A::AtDropConstraint || st.is_new(&t) {
+            if sub != A::AtDropConstraint
+                || st.is_new(&t)
+                || st.is_redundant_not_null_check(&t, &cmd.name)
+            {
                 continue;
             }
             let kind = s
