@@ -110,7 +110,7 @@ async fn unreachable_database_exits_69_naming_the_host() {
 }
 
 #[tokio::test]
-async fn unknown_table_is_refused_and_changes_nothing() {
+async fn unknown_table_or_column_is_refused_and_changes_nothing() {
     let db = shop("unknown_table").await;
     let fp = fingerprint(db.client()).await;
     let run = tandem(&[
@@ -122,6 +122,21 @@ async fn unknown_table_is_refused_and_changes_nothing() {
     ])
     .expect(3);
     assert!(run.stderr.contains("acounts"), "{}", run.stderr);
+    let run = tandem(&[
+        "plan",
+        "--sql",
+        "ALTER TABLE accounts ALTER COLUMN emial SET NOT NULL",
+        "--database-url",
+        &db.url(),
+    ])
+    .expect(3);
+    assert!(
+        run.stderr
+            .contains("column emial does not exist in table accounts"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("REFUSED"), "{}", run.stderr);
     assert_eq!(fingerprint(db.client()).await, fp);
 }
 

@@ -86,16 +86,17 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
                 refusal: None,
             }
         };
-        // A step that refers to a table nobody has is refused, not run.
-        let unknown = own.iter().any(|f| f.name == "unknown-table");
-        let step = if unknown {
-            Step {
+        // A step that refers to a table or column nobody has is refused, not run.
+        let unknown = own
+            .iter()
+            .find(|f| f.name == "unknown-table" || f.name == "unknown-column");
+        let step = match unknown {
+            Some(f) => Step {
                 strategy: Strategy::Refused,
-                refusal: Some("it refers to a table that does not exist in the database; check the name and the schema".into()),
+                refusal: Some(format!("{}; {}", f.message, f.help)),
                 ..step
-            }
-        } else {
-            step
+            },
+            None => step,
         };
         mark_handled(
             &mut findings,

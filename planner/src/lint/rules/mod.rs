@@ -65,6 +65,7 @@ mod t060_identifier_too_long;
 mod t061_ban_duplicate_column_assignments;
 mod t062_unknown_table;
 mod t063_uninspectable_sql;
+mod t064_unknown_column;
 
 use super::{Rule, RuleMeta};
 
@@ -133,6 +134,7 @@ static RULES: &[&dyn Rule] = &[
     &t061_ban_duplicate_column_assignments::R,
     &t062_unknown_table::R,
     &t063_uninspectable_sql::R,
+    &t064_unknown_column::R,
 ];
 
 /// Every rule, ordered by id.
