@@ -1,7 +1,7 @@
 //! Objects that tables use: schemas, extensions, enums, domains, composite types, sequences
 //! and functions. Created before tables, dropped after them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::order::{Draft, Rank};
 use super::sql::{comment_sql, ident, plain, strip_not_valid};
@@ -61,19 +61,13 @@ pub(crate) fn diff_namespaces(cx: &mut Cx) {
             ns.comment.as_deref(),
         );
     }
-    for name in cx
-        .from
-        .schemas
-        .keys()
-        .filter(|n| !cx.to.schemas.contains_key(*n))
-    {
-        let object = format!("schema {name}");
-        cx.out.push(
-            Rank::DropSchema,
-            Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
-                .sql(format!("DROP SCHEMA {}", ident(name))),
-        );
-    }
+    let (from, to) = (cx.from, cx.to);
+    drop_missing(cx, &from.schemas, &to.schemas, Rank::DropSchema, |name| {
+        (
+            format!("schema {name}"),
+            format!("DROP SCHEMA {}", ident(name)),
+        )
+    });
 }
 
 pub(crate) fn diff_extensions(cx: &mut Cx) {
@@ -114,19 +108,19 @@ pub(crate) fn diff_extensions(cx: &mut Cx) {
         draft.sql = sql;
         cx.out.push(Rank::Extension, draft);
     }
-    for name in cx
-        .from
-        .extensions
-        .keys()
-        .filter(|n| !cx.to.extensions.contains_key(*n))
-    {
-        let object = format!("extension {name}");
-        cx.out.push(
-            Rank::DropExtension,
-            Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
-                .sql(format!("DROP EXTENSION {}", ident(name))),
-        );
-    }
+    let (from, to) = (cx.from, cx.to);
+    drop_missing(
+        cx,
+        &from.extensions,
+        &to.extensions,
+        Rank::DropExtension,
+        |name| {
+            (
+                format!("extension {name}"),
+                format!("DROP EXTENSION {}", ident(name)),
+            )
+        },
+    );
 }
 
 pub(crate) fn diff_enums(cx: &mut Cx) -> Result<(), DiffError> {
@@ -185,19 +179,10 @@ pub(crate) fn diff_enums(cx: &mut Cx) -> Result<(), DiffError> {
             e.comment.as_deref(),
         );
     }
-    for name in cx
-        .from
-        .enums
-        .keys()
-        .filter(|n| !cx.to.enums.contains_key(*n))
-    {
-        let object = format!("enum {}", plain(name));
-        cx.out.push(
-            Rank::DropEnum,
-            Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
-                .sql(format!("DROP TYPE {name}")),
-        );
-    }
+    let (from, to) = (cx.from, cx.to);
+    drop_missing(cx, &from.enums, &to.enums, Rank::DropEnum, |name| {
+        (format!("enum {}", plain(name)), format!("DROP TYPE {name}"))
+    });
     Ok(())
 }
 
@@ -267,19 +252,13 @@ pub(crate) fn diff_domains(cx: &mut Cx) -> Result<(), DiffError> {
             d.comment.as_deref(),
         );
     }
-    for name in cx
-        .from
-        .domains
-        .keys()
-        .filter(|n| !cx.to.domains.contains_key(*n))
-    {
-        let object = format!("domain {}", plain(name));
-        cx.out.push(
-            Rank::DropDomain,
-            Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
-                .sql(format!("DROP DOMAIN {name}")),
-        );
-    }
+    let (from, to) = (cx.from, cx.to);
+    drop_missing(cx, &from.domains, &to.domains, Rank::DropDomain, |name| {
+        (
+            format!("domain {}", plain(name)),
+            format!("DROP DOMAIN {name}"),
+        )
+    });
     Ok(())
 }
 
@@ -451,19 +430,14 @@ pub(crate) fn diff_composites(cx: &mut Cx) {
             c.comment.as_deref(),
         );
     }
-    for name in cx
-        .from
-        .composites
-        .keys()
-        .filter(|n| !cx.to.composites.contains_key(*n))
-    {
-        let object = format!("type {}", plain(name));
-        cx.out.push(
-            Rank::DropComposite,
-            Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}"))
-                .sql(format!("DROP TYPE {name}")),
-        );
-    }
+    let (from, to) = (cx.from, cx.to);
+    drop_missing(
+        cx,
+        &from.composites,
+        &to.composites,
+        Rank::DropComposite,
+        |name| (format!("type {}", plain(name)), format!("DROP TYPE {name}")),
+    );
 }
 
 fn create_composite(object: &str, c: &CompositeType) -> Draft {
@@ -760,4 +734,22 @@ fn create_function(object: &str, f: &Function, verb: &str) -> Draft {
         draft
     };
     draft.sql(f.definition.trim_end().to_string())
+}
+
+/// A drop for every object the live schema has and the desired one lacks; `what` gives the
+/// object's description and its DROP statement.
+fn drop_missing<K: Ord, V>(
+    cx: &mut Cx,
+    live: &BTreeMap<K, V>,
+    desired: &BTreeMap<K, V>,
+    rank: Rank,
+    what: impl Fn(&K) -> (String, String),
+) {
+    for name in live.keys().filter(|n| !desired.contains_key(*n)) {
+        let (object, sql) = what(name);
+        cx.out.push(
+            rank,
+            Draft::new(ChangeKind::Drop, object.clone(), format!("drop {object}")).sql(sql),
+        );
+    }
 }
