@@ -4,14 +4,13 @@ use std::fmt::Write as _;
 
 use planner::{Finding, Location, Severity};
 
-/// One finding in the style of a compiler diagnostic, with the offending source line.
-pub fn finding_text(f: &Finding, source: Option<&str>) -> String {
+/// One finding in the style of a compiler diagnostic, with the offending source line
+/// (`source` is the file split into lines, once per file).
+pub fn finding_text(f: &Finding, source: Option<&[&str]>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}[{} {}]: {}", f.severity, f.id, f.name, f.message);
     let _ = writeln!(out, "  --> {}", location(&f.location));
-    if let Some(line) =
-        source.and_then(|s| s.lines().nth(f.location.line.saturating_sub(1) as usize))
-    {
+    if let Some(line) = source.and_then(|s| s.get(f.location.line.saturating_sub(1) as usize)) {
         let number = f.location.line.to_string();
         let pad = " ".repeat(number.len() + 1);
         let _ = writeln!(out, "{pad} |");

@@ -35,6 +35,7 @@ impl Scratch {
                 let mut config = live.clone();
                 config.dbname(name.as_str());
                 let client = connect::connect(&config).await.map_err(|f| f.error)?;
+                client.batch_execute(SCRATCH_SESSION).await?;
                 Ok(Scratch {
                     name,
                     admin,
@@ -54,6 +55,7 @@ impl Scratch {
                 let client = connect::connect(&cluster.config(name.as_str()))
                     .await
                     .map_err(|f| f.error)?;
+                client.batch_execute(SCRATCH_SESSION).await?;
                 Ok(Scratch {
                     name,
                     admin,
@@ -65,12 +67,17 @@ impl Scratch {
         }
     }
 
-    /// Run a whole SQL file; errors carry the file's line and column.
+    /// Run a whole SQL file statement by statement, as psql does (so its own BEGIN/COMMIT
+    /// and CONCURRENTLY work, and PostgreSQL does not pile up a whole schema's catalog
+    /// invalidations in one transaction); errors carry the file's line and column.
     pub async fn load(&self, sql: &str, file: &str) -> anyhow::Result<()> {
-        self.client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| anyhow!(describe_sql_error(&e, sql, file)))
+        for span in planner::lint::statement_spans(sql) {
+            let statement = &sql[span.clone()];
+            if let Err(e) = self.client.batch_execute(statement).await {
+                return Err(anyhow!(describe_sql_error(&e, sql, span.start, file)));
+            }
+        }
+        Ok(())
     }
 
     /// Drop the scratch database (forcing out its own connections).
@@ -92,13 +99,25 @@ impl Scratch {
     }
 }
 
-/// `file:line:col: message` for an error PostgreSQL reported while running `sql`.
-pub fn describe_sql_error(e: &tokio_postgres::Error, sql: &str, file: &str) -> String {
+/// Scratch databases hold nothing worth a disk flush per commit.
+const SCRATCH_SESSION: &str = "SET synchronous_commit = off";
+
+/// `file:line:col: message` for an error PostgreSQL reported while running the statement
+/// that starts at byte `offset` of the file `sql`.
+pub fn describe_sql_error(
+    e: &tokio_postgres::Error,
+    sql: &str,
+    offset: usize,
+    file: &str,
+) -> String {
     let Some(db) = e.as_db_error() else {
         return format!("{file}: {e}");
     };
     let (line, col) = match db.position() {
-        Some(ErrorPosition::Original(pos)) => line_col(sql, *pos as usize),
+        Some(ErrorPosition::Original(pos)) => {
+            let chars_before = sql[..offset].chars().count();
+            line_col(sql, chars_before + *pos as usize)
+        }
         _ => (0, 0),
     };
     let mut out = if line > 0 {

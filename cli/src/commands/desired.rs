@@ -36,16 +36,23 @@ pub async fn load(live: &Config, path: &Path) -> Result<Desired, Failure> {
     .filter(|f| f.id == "T000" && f.severity == Severity::Error)
     .collect();
     if let Some(first) = parse_errors.first() {
-        eprint!("{}", output::finding_text(first, Some(&sql)));
+        let lines: Vec<&str> = sql.lines().collect();
+        eprint!("{}", output::finding_text(first, Some(&lines)));
         return Err(Failure::new(
             FINDINGS,
             anyhow!("{name} is not valid SQL; fix the statement above"),
         ));
     }
+    let t = std::time::Instant::now();
     let scratch = Scratch::create(live, "desired")
         .await
         .map_err(Failure::from)?;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "created the scratch database"
+    );
     let work = async {
+        let t = std::time::Instant::now();
         scratch.load(&sql, &name).await.map_err(|e| {
             Failure::new(
                 USAGE,
@@ -54,15 +61,30 @@ pub async fn load(live: &Config, path: &Path) -> Result<Desired, Failure> {
                 )),
             )
         })?;
-        engine::catalog::introspect(&scratch.client)
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "loaded the desired schema"
+        );
+        let t = std::time::Instant::now();
+        let schema = engine::catalog::introspect(&scratch.client)
             .await
-            .map_err(|e| Failure::from(anyhow::Error::new(e)))
+            .map_err(|e| Failure::from(anyhow::Error::new(e)));
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "introspected the desired schema"
+        );
+        schema
     };
     let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
     };
+    let t = std::time::Instant::now();
     scratch.drop().await;
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "dropped the scratch database"
+    );
     Ok(Desired {
         schema: result?,
         sql,

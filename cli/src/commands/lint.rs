@@ -28,9 +28,12 @@ pub fn run(global: &Global, args: LintArgs) -> Result<u8, Failure> {
                 file: Some(name.clone()),
             },
         );
-        for f in &report.findings {
-            text.push_str(&output::finding_text(f, Some(&sql)));
-            text.push('\n');
+        if global.format == Format::Text {
+            let lines: Vec<&str> = sql.lines().collect();
+            for f in &report.findings {
+                text.push_str(&output::finding_text(f, Some(&lines)));
+                text.push('\n');
+            }
         }
         for l in &report.unused_ignores {
             text.push_str(&format!(
@@ -52,8 +55,27 @@ pub fn run(global: &Global, args: LintArgs) -> Result<u8, Failure> {
             );
         }
         Format::Json => {
-            let doc = serde_json::json!({ "findings": all, "unused_ignores": unused });
-            println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+            // Streamed straight from the findings: no intermediate JSON tree.
+            #[derive(serde::Serialize)]
+            struct Report<'a> {
+                findings: &'a [Finding],
+                unused_ignores: &'a [planner::Location],
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(
+                &mut out,
+                &Report {
+                    findings: &all,
+                    unused_ignores: &unused,
+                },
+            )
+            .and_then(|()| {
+                use std::io::Write;
+                writeln!(out)
+                    .and_then(|()| out.flush())
+                    .map_err(serde_json::Error::io)
+            })
+            .map_err(|e| Failure::from(anyhow!("cannot write the report: {e}")))?;
         }
         Format::Github => {
             for f in &all {

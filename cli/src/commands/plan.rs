@@ -26,9 +26,11 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     let pg_version = args
         .pg_version
         .unwrap_or(database.server_version_num / 10000);
+    let t = std::time::Instant::now();
     let live = engine::catalog::introspect(&client)
         .await
         .map_err(catalog)?;
+    tracing::info!(elapsed_ms = ms(t), "introspected the live schema");
     let target = Target {
         live: &live,
         database,
@@ -37,13 +39,19 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
 
     let (plan, input) = if let Some(path) = &args.to {
         let desired = desired::load(&config, path).await?;
+        let t = std::time::Instant::now();
         let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
         let changes =
             diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
+        tracing::info!(elapsed_ms = ms(t), changes = changes.len(), "diffed");
+        let t = std::time::Instant::now();
         let source = source("to", &path.display().to_string(), &desired.sql);
         let plan = plan::from_changes(&target, source, &changes);
+        tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
         if !args.no_verify {
+            let t = std::time::Instant::now();
             verify(&config, &live, &desired.schema, &plan).await?;
+            tracing::info!(elapsed_ms = ms(t), "checked the plan on a scratch copy");
         }
         (plan, None)
     } else {
@@ -84,6 +92,10 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     let refused = plan.steps.iter().any(|s| s.strategy == Strategy::Refused);
     let errors = plan.findings.iter().any(|f| f.severity == Severity::Error);
     Ok(if refused || errors { FINDINGS } else { OK })
+}
+
+fn ms(since: std::time::Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 fn catalog(e: engine::catalog::CatalogError) -> Failure {
@@ -261,15 +273,11 @@ fn review(
         }
         out.push('\n');
     }
+    let lines: Option<Vec<&str>> = input
+        .filter(|_| plan.source.kind != "to")
+        .map(|s| s.lines().collect());
     for f in &plan.findings {
-        out.push_str(&output::finding_text(
-            f,
-            if plan.source.kind == "to" {
-                None
-            } else {
-                input
-            },
-        ));
+        out.push_str(&output::finding_text(f, lines.as_deref()));
         out.push('\n');
     }
     let count = |s: Strategy| plan.steps.iter().filter(|x| x.strategy == s).count();

@@ -230,6 +230,16 @@ pub(crate) fn human_bytes(b: i64) -> String {
 const SMALL_ROWS: i64 = 10_000;
 const SMALL_BYTES: i64 = 10 * 1024 * 1024;
 
+/// The byte ranges of the statements of `sql`, in order, as PostgreSQL's parser splits them
+/// (comments and whitespace between statements left out). A statement the parser rejects is
+/// still a range of its own, cut by the lexical splitter.
+pub fn statement_spans(sql: &str) -> Vec<std::ops::Range<usize>> {
+    split::split(sql)
+        .into_iter()
+        .map(|p| p.start..p.end)
+        .collect()
+}
+
 /// Lints one file of migration SQL.
 pub fn lint(sql: &str, opts: &LintOptions) -> LintReport {
     lint_with(sql, opts, LintSettings::default())
