@@ -7,7 +7,6 @@ use planner::diff::{diff, differences, parse_rename_hints, RenameHints};
 use planner::model::Schema;
 use planner::plan::{self, Plan, PlanSource, Strategy, Target};
 use planner::Severity;
-use sha2::{Digest, Sha256};
 use tokio_postgres::Config;
 
 use crate::args::{Format, Global, PlanArgs};
@@ -45,7 +44,7 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
             diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
         tracing::info!(elapsed_ms = ms(t), changes = changes.len(), "diffed");
         let t = std::time::Instant::now();
-        let source = source("to", &path.display().to_string(), &desired.sql);
+        let source = PlanSource::new("to", &path.display().to_string(), &desired.sql);
         let plan = plan::from_changes(&target, source, &changes);
         tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
         if !args.no_verify {
@@ -61,7 +60,7 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
             (None, None) => return Err(Failure::usage("give the change with --to, -f or --sql")),
         };
         let kind = if args.file.is_some() { "file" } else { "sql" };
-        let source = source(kind, &name, &sql);
+        let source = PlanSource::new(kind, &name, &sql);
         (plan::from_sql(&target, source, &sql), Some(sql))
     };
 
@@ -100,21 +99,6 @@ fn ms(since: std::time::Instant) -> u64 {
 
 fn catalog(e: engine::catalog::CatalogError) -> Failure {
     Failure::new(FAILURE, anyhow::Error::new(e))
-}
-
-fn source(kind: &str, name: &str, text: &str) -> PlanSource {
-    PlanSource {
-        kind: kind.into(),
-        name: name.into(),
-        sha256: hex(&Sha256::digest(text.as_bytes())),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Replay the plan on a scratch copy of the live schema and check it yields the desired one.

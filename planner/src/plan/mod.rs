@@ -45,6 +45,17 @@ pub struct PlanSource {
     pub sha256: String,
 }
 
+impl PlanSource {
+    /// The source of a plan: its kind (`to`, `file`, `sql`), its name, and the SHA-256 of `text`.
+    pub fn new(kind: &str, name: &str, text: &str) -> PlanSource {
+        PlanSource {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
