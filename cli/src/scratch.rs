@@ -26,7 +26,7 @@ impl Scratch {
             "tandem_scratch_{}_{}_{:08x}",
             purpose,
             std::process::id(),
-            rand_u32()
+            rand::random::<u32>()
         ))?;
         let admin = connect::connect(live).await.map_err(|f| f.error)?;
         let create = format!("CREATE DATABASE {name} TEMPLATE template0");
@@ -143,17 +143,6 @@ fn line_col(sql: &str, pos: usize) -> (usize, usize) {
         }
     }
     (line, col)
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as u32
 }
 
 #[cfg(test)]

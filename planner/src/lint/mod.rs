@@ -73,6 +73,10 @@ pub struct AnalyzedStatement {
     pub scans_under_lock: Vec<QualName>,
     /// CONCURRENTLY forms that cannot run inside a transaction block.
     pub concurrently: bool,
+    /// Tables it creates.
+    pub created: Vec<QualName>,
+    /// `BEGIN`/`COMMIT`/`SET ...`: shapes the session rather than the schema.
+    pub session_control: bool,
     /// Indexes into [`LintReport::findings`].
     pub findings: Vec<usize>,
 }
@@ -277,6 +281,8 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
             rewrites: Vec::new(),
             scans_under_lock: Vec::new(),
             concurrently: false,
+            created: Vec::new(),
+            session_control: false,
             findings: Vec::new(),
         };
         let Some(node) = piece.parsed.as_ref() else {
@@ -300,6 +306,10 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
             continue;
         };
 
+        analyzed.session_control = matches!(
+            node,
+            NodeEnum::TransactionStmt(_) | NodeEnum::VariableSetStmt(_)
+        );
         // A DO block is analysed through the static SQL inside it, at the block's location.
         let block = analyze::do_block(node);
         let units: Vec<(&NodeEnum, &str, bool)> = match &block {
@@ -417,6 +427,11 @@ fn merge_facts(into: &mut AnalyzedStatement, facts: &analyze::Facts) {
                 mode: *mode,
                 object,
             }),
+        }
+    }
+    for t in &facts.created {
+        if !into.created.contains(t) {
+            into.created.push(t.clone());
         }
     }
     for t in &facts.rewrites {

@@ -50,7 +50,7 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
             ));
             continue;
         }
-        if is_transaction_control(&stmt.sql) {
+        if stmt.session_control {
             continue;
         }
         let own: Vec<&Finding> = stmt.findings.iter().map(|&i| &report.findings[i]).collect();
@@ -105,7 +105,7 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
             rewritten,
             steps.len() + 1,
         );
-        created.extend(created_tables(&stmt.sql));
+        created.extend(stmt.created.iter().cloned());
         steps.push(step);
     }
     let steps = merge_shadow_steps(steps);
@@ -191,7 +191,7 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
             }
         }
         for s in &report.statements {
-            created.extend(created_tables(&s.sql));
+            created.extend(s.created.iter().cloned());
         }
         steps.push(step);
     }
@@ -425,33 +425,4 @@ fn describe(sql: &str) -> String {
     } else {
         squeezed
     }
-}
-
-fn is_transaction_control(sql: &str) -> bool {
-    matches!(
-        pg_query::parse(sql, 0)
-            .ok()
-            .and_then(|p| p.protobuf.stmts.into_iter().next())
-            .and_then(|s| s.stmt)
-            .and_then(|n| n.node),
-        Some(pg_query::NodeEnum::TransactionStmt(_)) | Some(pg_query::NodeEnum::VariableSetStmt(_))
-    )
-}
-
-fn created_tables(sql: &str) -> Vec<QualName> {
-    let Ok(parsed) = pg_query::parse(sql, 0) else {
-        return Vec::new();
-    };
-    parsed
-        .protobuf
-        .stmts
-        .iter()
-        .filter_map(|s| match s.stmt.as_ref()?.node.as_ref()? {
-            pg_query::NodeEnum::CreateStmt(c) => online::range_var_name(c.relation.as_ref()?),
-            pg_query::NodeEnum::CreateTableAsStmt(c) => {
-                online::range_var_name(c.into.as_ref()?.rel.as_ref()?)
-            }
-            _ => None,
-        })
-        .collect()
 }

@@ -232,7 +232,7 @@ fn constraint_name(table: &QualName, columns: &[String], suffix: &str) -> String
     base
 }
 
-pub(crate) fn range_var_name(rv: &protobuf::RangeVar) -> Option<QualName> {
+fn range_var_name(rv: &protobuf::RangeVar) -> Option<QualName> {
     let schema = if rv.schemaname.is_empty() {
         "public"
     } else {
