@@ -47,8 +47,87 @@ pub enum Command {
     Plan(PlanArgs),
     /// Compare the live database with a desired schema (exit 2 with --exit-code if they differ).
     Diff(DiffArgs),
-    /// Start a throwaway PostgreSQL, and show lint, plan and diff on a sample schema.
+    /// Register a plan in the database; prints the new migration's id (exit 4 if stale).
+    Submit(SubmitArgs),
+    /// Run (or resume) a migration's phases up to cutover; it then stays in its rollback window.
+    Apply(ApplyArgs),
+    /// Where each migration stands: phase, progress, ETA, verification, cutover, window.
+    Status(StatusArgs),
+    /// Stop a running apply's copy at the next batch (applications are never paused).
+    Pause(IdArgs),
+    /// Let a paused apply go on.
+    Resume(IdArgs),
+    /// Within the rollback window, swap the old table back (no write made since is lost).
+    Rollback(ConfirmArgs),
+    /// End the rollback window: drop the reverse triggers and the old table.
+    Finalize(ConfirmArgs),
+    /// Start a throwaway PostgreSQL with a live load, and run a full migration on it.
     Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    /// The plan made by `tandem plan -o plan.json`.
+    #[arg(value_name = "plan.json")]
+    pub plan: PathBuf,
+    /// How long the old table is kept current after cutover, e.g. 30d, 12h, 90m (default 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub rollback_window: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// The migration id `tandem submit` printed.
+    pub id: i64,
+    /// Stop after this phase: prepare, dual-write, backfill, verify or cutover (default).
+    #[arg(long, value_name = "PHASE")]
+    pub until: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Target time of one backfill batch, in milliseconds.
+    #[arg(long, default_value_t = 40, value_name = "MS")]
+    pub batch_time: u64,
+    /// Pause between backfill batches, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub batch_pause: u64,
+    /// lock_timeout of the cutover and of every DDL statement, in milliseconds.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub lock_timeout: u64,
+    /// Cutover attempts before giving up (with the table untouched).
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub cutover_attempts: u32,
+    /// Don't start a phase, and pause the copy, while more sessions than this are active.
+    #[arg(long, value_name = "SESSIONS")]
+    pub max_load: Option<u32>,
+    /// Pause the copy while a replica lags more than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_replication_lag: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// One migration (default: all, newest first).
+    pub id: Option<i64>,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct IdArgs {
+    pub id: i64,
+}
+
+#[derive(clap::Args)]
+pub struct ConfirmArgs {
+    pub id: i64,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// lock_timeout of the swap, in milliseconds.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub lock_timeout: u64,
 }
 
 #[derive(clap::Args)]

@@ -48,6 +48,13 @@ async fn run(args: Args) -> Result<u8, Failure> {
         Command::Lint(a) => commands::lint::run(&global, a),
         Command::Plan(a) => commands::plan::run(&global, a).await,
         Command::Diff(a) => commands::diff::run(&global, a).await,
+        Command::Submit(a) => commands::submit::run(&global, a).await,
+        Command::Apply(a) => commands::apply::apply(&global, a).await,
+        Command::Rollback(a) => commands::apply::rollback(&global, a).await,
+        Command::Finalize(a) => commands::apply::finalize(&global, a).await,
+        Command::Status(a) => commands::status::status(&global, a).await,
+        Command::Pause(a) => commands::status::pause(&global, a, true).await,
+        Command::Resume(a) => commands::status::pause(&global, a, false).await,
         Command::Demo(a) => commands::demo::run(&global, a).await,
     }
 }

@@ -1,26 +1,96 @@
 //! Gates: approval (signed, M-of-N, bound to the exact plan), secrets and audit.
 //!
 //! Every phase transition of the engine passes through a [`Gate`] before it starts. The
-//! approval, secrets and audit parts land with their own issues; the trait is the seam.
+//! approval, secrets and audit parts land with their own issues; the trait is the seam. Gates
+//! are pure decisions over a [`Context`] the engine gathers: they do no I/O of their own.
 
 /// Why a gate refused a transition, with what to do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}; {remedy}")]
 pub struct Refusal {
     pub reason: String,
     pub remedy: String,
+    /// True when the condition passes by itself (load falls): the engine waits and asks again,
+    /// and says what it waits for. False when a person must act (approve, fix): it stops.
+    pub retry: bool,
 }
 
-/// A check a phase transition must pass. `phase` is the phase about to start.
-pub trait Gate {
-    fn check(&self, migration: &str, phase: &str) -> Result<(), Refusal>;
+/// What the engine knows when a phase is about to start.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub migration: i64,
+    /// SHA-256 of the plan being run.
+    pub plan_sha256: &'a str,
+    /// The phase about to start.
+    pub phase: &'a str,
+    /// Sessions of other clients running a statement right now (`pg_stat_activity`).
+    pub active_sessions: u32,
 }
 
-/// The gate that lets everything through: used until approvals are configured.
+/// A check a phase transition must pass.
+pub trait Gate: Send + Sync {
+    fn check(&self, ctx: &Context<'_>) -> Result<(), Refusal>;
+}
+
+/// The gate that lets everything through.
 pub struct Open;
 
 impl Gate for Open {
-    fn check(&self, _migration: &str, _phase: &str) -> Result<(), Refusal> {
+    fn check(&self, _ctx: &Context<'_>) -> Result<(), Refusal> {
         Ok(())
+    }
+}
+
+/// Refuses to start a phase while more than `max_active` other sessions are running a
+/// statement: a busy database first.
+pub struct Load {
+    pub max_active: u32,
+}
+
+impl Gate for Load {
+    fn check(&self, ctx: &Context<'_>) -> Result<(), Refusal> {
+        if ctx.active_sessions > self.max_active {
+            return Err(Refusal {
+                reason: format!(
+                    "database load: {} active sessions, above the limit of {}",
+                    ctx.active_sessions, self.max_active
+                ),
+                remedy: "waiting for the load to fall (raise --max-load to start anyway)".into(),
+                retry: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// All of the gates, in order; the first refusal wins.
+pub struct All(pub Vec<Box<dyn Gate>>);
+
+impl Gate for All {
+    fn check(&self, ctx: &Context<'_>) -> Result<(), Refusal> {
+        self.0.iter().try_for_each(|g| g.check(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(active: u32) -> Context<'static> {
+        Context {
+            migration: 1,
+            plan_sha256: "0",
+            phase: "backfill",
+            active_sessions: active,
+        }
+    }
+
+    #[test]
+    fn load_gate_refuses_above_the_limit_and_asks_to_wait() {
+        let g = All(vec![Box::new(Open), Box::new(Load { max_active: 4 })]);
+        assert!(g.check(&ctx(4)).is_ok());
+        let r = g.check(&ctx(5)).unwrap_err();
+        assert!(r.retry);
+        assert!(r.reason.contains("5 active sessions"), "{r}");
     }
 }

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+pub mod apply;
 pub mod demo;
 mod desired;
 pub mod diff;
 pub mod lint;
 pub mod plan;
+pub mod status;
+pub mod submit;

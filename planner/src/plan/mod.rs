@@ -126,5 +126,6 @@ pub enum PlanError {
 
 mod build;
 mod online;
+pub mod shadow;
 
 pub use build::{from_changes, from_sql, Target};

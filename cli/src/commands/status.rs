@@ -1,0 +1,106 @@
+//! `tandem status [ID] [--json]`, `tandem pause ID`, `tandem resume ID`.
+
+use crate::args::{Global, IdArgs, StatusArgs};
+use crate::commands::apply::engine_failure;
+use crate::connect;
+use crate::exit::{Failure, OK};
+
+pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
+    let config = connect::resolve(global)?;
+    let client = connect::connect(&config).await?;
+    let all = engine::status::status(&client, args.id)
+        .await
+        .map_err(engine_failure)?;
+    if args.json || global.format == crate::args::Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("serialises")
+        );
+        return Ok(OK);
+    }
+    if all.is_empty() {
+        eprintln!("no migrations in this database; `tandem submit plan.json` registers one");
+    }
+    for s in &all {
+        let mut out = format!(
+            "migration {}: {}{}{}\n",
+            s.id,
+            s.phase,
+            if s.running {
+                " (an executor is running it)"
+            } else {
+                ""
+            },
+            if s.paused { ", paused" } else { "" }
+        );
+        for t in &s.tables {
+            let pct = if t.rows_total > 0 {
+                t.rows_copied as f64 * 100.0 / t.rows_total as f64
+            } else {
+                0.0
+            };
+            out.push_str(&format!(
+                "  {}: {} of {} rows copied ({pct:.0}%)",
+                t.table, t.rows_copied, t.rows_total
+            ));
+            if let Some(r) = t.rows_per_sec {
+                out.push_str(&format!(", {r:.0} rows/s"));
+            }
+            if let Some(eta) = t.eta_secs {
+                out.push_str(&format!(", ETA {eta:.0}s"));
+            }
+            out.push('\n');
+        }
+        if let Some(v) = &s.verify {
+            out.push_str(&format!(
+                "  verification: {}\n",
+                if v["passed"].as_bool() == Some(true) {
+                    "passed".to_string()
+                } else {
+                    format!("failed ({})", v)
+                }
+            ));
+        }
+        if s.cutover_attempts > 0 {
+            out.push_str(&format!("  cutover attempts: {}\n", s.cutover_attempts));
+        }
+        if let Some(w) = &s.window_ends_at {
+            out.push_str(&format!("  rollback window ends: {w}\n"));
+        }
+        if let Some(b) = &s.rollback_blocker {
+            out.push_str(&format!("  rollback unavailable: {b}\n"));
+        }
+        if s.divergence_forward + s.divergence_reverse > 0 {
+            out.push_str(&format!(
+                "  writes the triggers could not apply: {} to the new table, {} to the old\n",
+                s.divergence_forward, s.divergence_reverse
+            ));
+        }
+        if let Some(w) = &s.waiting_for {
+            out.push_str(&format!("  waiting for: {w}\n"));
+        }
+        if let Some(e) = &s.last_event {
+            out.push_str(&format!("  last event: {e}\n"));
+        }
+        print!("{out}");
+    }
+    Ok(OK)
+}
+
+pub async fn pause(global: &Global, args: IdArgs, paused: bool) -> Result<u8, Failure> {
+    let config = connect::resolve(global)?;
+    let client = connect::connect(&config).await?;
+    let phase = engine::state::set_paused(&client, args.id, paused)
+        .await
+        .map_err(engine_failure)?;
+    eprintln!(
+        "migration {} ({phase}) {}",
+        args.id,
+        if paused {
+            "paused: a running apply stops copying after its current batch; applications are not affected"
+        } else {
+            "resumed"
+        }
+    );
+    Ok(OK)
+}

@@ -1,0 +1,117 @@
+//! `tandem submit plan.json`: register a plan in the target database, print its id.
+//!
+//! Refused (exit 4) when the plan was made for another database or the schema changed since;
+//! refused (exit 3) when the plan has a step tandem will not run. Nothing is written then.
+
+use anyhow::anyhow;
+use planner::plan::{Plan, Strategy};
+
+use crate::args::{Global, SubmitArgs};
+use crate::commands::apply::engine_failure;
+use crate::connect;
+use crate::exit::{Failure, FINDINGS, OK, STALE, USAGE};
+
+pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
+    let text = std::fs::read_to_string(&args.plan).map_err(|e| {
+        Failure::new(
+            USAGE,
+            anyhow!(
+                "cannot read {} ({e}); give the file `tandem plan -o` wrote",
+                args.plan.display()
+            ),
+        )
+    })?;
+    let plan = Plan::from_json(&text).map_err(|e| Failure::new(USAGE, e))?;
+    let window = args
+        .rollback_window
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(Failure::usage)?;
+    if let Some(step) = plan.steps.iter().find(|s| s.strategy == Strategy::Refused) {
+        return Err(Failure::new(
+            FINDINGS,
+            anyhow!(
+                "the plan has a step tandem will not run: {}: {}; change it, make a new plan and submit that",
+                step.description,
+                step.refusal.as_deref().unwrap_or("refused")
+            ),
+        ));
+    }
+    if plan.steps.is_empty() {
+        return Err(Failure::usage(
+            "the plan has no steps: the database already matches; there is nothing to submit",
+        ));
+    }
+
+    let config = connect::resolve(global)?;
+    let mut client = connect::connect(&config).await?;
+    let identity = engine::database_identity(&client)
+        .await
+        .map_err(|e| Failure::new(crate::exit::FAILURE, e))?;
+    if identity.system_identifier != plan.database.system_identifier
+        || identity.database != plan.database.database
+    {
+        return Err(Failure::new(
+            STALE,
+            anyhow!(
+                "the plan was made for database {:?} on server {}, not for this one ({:?} on server {}); make the plan against the database you submit it to",
+                plan.database.database,
+                plan.database.system_identifier,
+                identity.database,
+                identity.system_identifier
+            ),
+        ));
+    }
+    let live = engine::introspect(&client)
+        .await
+        .map_err(|e| Failure::new(crate::exit::FAILURE, e))?;
+    if live.fingerprint() != plan.schema_fingerprint {
+        return Err(Failure::new(
+            STALE,
+            anyhow!(
+                "the schema changed since the plan was made (fingerprint {} then, {} now); make a new plan with `tandem plan` and submit that",
+                short(&plan.schema_fingerprint),
+                short(&live.fingerprint())
+            ),
+        ));
+    }
+    engine::state::install(&mut client)
+        .await
+        .map_err(engine_failure)?;
+    let id = engine::state::submit(&client, &plan, window)
+        .await
+        .map_err(engine_failure)?;
+    println!("{id}");
+    eprintln!(
+        "submitted migration {id} ({} step(s), plan sha256 {}); run it with `tandem apply {id}`",
+        plan.steps.len(),
+        short(&plan.digest())
+    );
+    Ok(OK)
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(12)]
+}
+
+/// `30d`, `12h`, `90m`, `45s` (or a bare number of seconds) as seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| {
+        format!("--rollback-window {s:?} is not a duration; write it like 30d, 12h, 90m or 45s")
+    })?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "--rollback-window {s:?}: unknown unit {unit:?}; use s, m, h or d"
+            ))
+        }
+    };
+    Ok(n * mult)
+}

@@ -1,0 +1,307 @@
+//! Phase 3, backfill: copy the rows that existed when dual-write began, in key order, in
+//! batches sized to a target time, each batch committed with its checkpoint; then build the
+//! shadow's other indexes with CONCURRENTLY and ANALYZE it.
+//!
+//! Why a copy never resurrects a deleted row nor overwrites a newer value: each batch first
+//! locks its key range in the original `FOR KEY SHARE` (which DELETE and key-changing UPDATE
+//! must wait for, and ordinary UPDATEs need not), then copies the range with
+//! `ON CONFLICT (key) DO NOTHING`. A row deleted before the lock is not read; one deleted
+//! after waits until the copy has committed, and its trigger then deletes the copy. A row the
+//! triggers wrote is at least as new as what the copy read, and the copy skips it; if the
+//! trigger's write is still uncommitted, the copy waits for it and then skips it. The batch
+//! waits at most `batch_lock_timeout` for any lock and then backs off, so it can never hold
+//! an application in a deadlock.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_postgres::GenericClient;
+
+use super::{is_lock_timeout, Event, Executor};
+use crate::error::EngineError;
+use crate::shadow::{sql, TableSpec};
+use crate::state::{self, Migration, Phase};
+
+/// One batch: lock the range `(lo, hi]` against deletes and key changes, then copy it.
+/// Returns (rows in the range, rows copied). Runs on the caller's transaction, which must
+/// commit (with the checkpoint) for the copy to count.
+pub async fn copy_batch(
+    client: &impl GenericClient,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    hi: &[String],
+) -> Result<(i64, u64), tokio_postgres::Error> {
+    let lower = lo.is_some();
+    let lo: Option<Vec<String>> = lo.map(<[String]>::to_vec);
+    let hi: Vec<String> = hi.to_vec();
+    let locked: i64 = client
+        .query_one(&sql::lock_batch(spec, lower, false), &[&lo, &hi])
+        .await?
+        .get(0);
+    let copied = client
+        .execute(&sql::copy_batch(spec, lower), &[&lo, &hi])
+        .await?;
+    Ok((locked, copied))
+}
+
+struct Progress {
+    last_key: Option<Vec<String>>,
+    bound: Option<Vec<String>>,
+    done: i64,
+    total: i64,
+    indexes_built: bool,
+}
+
+async fn progress(ex: &Executor, spec: &TableSpec) -> Result<Progress, EngineError> {
+    let r = ex
+        .client
+        .query_one(
+            "SELECT last_key::text, bound::text, rows_copied, rows_total, indexes_built
+               FROM tandem.shadow_tables WHERE migration_id = $1 AND table_oid = $2",
+            &[&ex.id, &spec.table_oid],
+        )
+        .await
+        .map_err(EngineError::sql("read the backfill checkpoint"))?;
+    let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok());
+    Ok(Progress {
+        last_key: parse(r.get(0)),
+        bound: parse(r.get(1)),
+        done: r.get(2),
+        total: r.get(3),
+        indexes_built: r.get(4),
+    })
+}
+
+pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
+    for spec in ex.specs().await? {
+        copy_table(ex, &spec).await?;
+        build_indexes(ex, &spec).await?;
+    }
+    state::set_phase(&ex.client, m.id, Phase::Backfill, serde_json::Value::Null).await
+}
+
+async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
+    let name = spec.table.display_plain();
+    let mut p = progress(ex, spec).await?;
+    if p.indexes_built {
+        return Ok(());
+    }
+    let bound = match p.bound.clone() {
+        Some(b) => b,
+        None => {
+            // The bound: rows above it were inserted after dual-write began, through the
+            // triggers. Taken once and stored, so a resumed copy stops at the same place.
+            let row = ex
+                .client
+                .query_opt(&sql::bound(spec), &[])
+                .await
+                .map_err(EngineError::sql("read the backfill bound"))?;
+            let Some(row) = row else {
+                // Empty table: nothing to copy.
+                ex.client
+                    .execute(
+                        "UPDATE tandem.shadow_tables SET bound = '[]', last_key = '[]', backfill_started_at = now()
+                          WHERE migration_id = $1 AND table_oid = $2",
+                        &[&ex.id, &spec.table_oid],
+                    )
+                    .await
+                    .map_err(EngineError::sql("record the backfill bound"))?;
+                return Ok(());
+            };
+            let b: Vec<String> = row.get(0);
+            let count: i64 = ex
+                .client
+                .query_one(&format!("SELECT count(*) FROM {}", spec.table), &[])
+                .await
+                .map_err(EngineError::sql("count the rows to copy"))?
+                .get(0);
+            ex.client
+                .execute(
+                    "UPDATE tandem.shadow_tables SET bound = $3, rows_total = $4, backfill_started_at = now()
+                      WHERE migration_id = $1 AND table_oid = $2",
+                    &[&ex.id, &spec.table_oid, &json!(b), &count],
+                )
+                .await
+                .map_err(EngineError::sql("record the backfill bound"))?;
+            p.total = count;
+            b
+        }
+    };
+    if bound.is_empty() || p.last_key.as_ref() == Some(&bound) {
+        return Ok(());
+    }
+
+    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, ex.opts.max_batch);
+    let started = Instant::now();
+    let done_at_start = p.done;
+    let mut last_report = Instant::now() - Duration::from_secs(10);
+    let mut last_throttle_check = Instant::now() - Duration::from_secs(10);
+    let mut paused = false;
+    loop {
+        if paused || last_throttle_check.elapsed() > Duration::from_secs(1) {
+            ex.throttle(paused).await?;
+            last_throttle_check = Instant::now();
+        }
+        let t0 = Instant::now();
+        let lo = p.last_key.clone();
+        let tx = ex
+            .client
+            .transaction()
+            .await
+            .map_err(EngineError::sql("begin a backfill batch"))?;
+        let result: Result<(Vec<String>, i64, bool), tokio_postgres::Error> = async {
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                ex.opts.batch_lock_timeout.as_millis().max(1)
+            ))
+            .await?;
+            let end = tx
+                .query_opt(&sql::batch_end(spec, lo.is_some()), &[&lo, &bound, &batch])
+                .await?;
+            let hi: Vec<String> = end.map(|r| r.get(0)).unwrap_or_else(|| bound.clone());
+            let (locked, _copied) = copy_batch(&tx, spec, lo.as_deref(), &hi).await?;
+            let row = tx
+                .query_one(
+                    "UPDATE tandem.shadow_tables SET last_key = $3, rows_copied = rows_copied + $4
+                      WHERE migration_id = $1 AND table_oid = $2
+                     RETURNING (SELECT paused FROM tandem.migrations WHERE id = $1)",
+                    &[&ex.id, &spec.table_oid, &json!(hi), &locked],
+                )
+                .await?;
+            Ok((hi, locked, row.get(0)))
+        }
+        .await;
+        let result = match result {
+            Ok(v) => tx.commit().await.map(|()| v),
+            Err(e) => {
+                drop(tx);
+                Err(e)
+            }
+        };
+        match result {
+            Ok((hi, locked, now_paused)) => {
+                paused = now_paused;
+                p.done += locked;
+                let finished = hi == bound;
+                p.last_key = Some(hi);
+                // Size the next batch to the target time (smoothed, within limits).
+                let took = t0.elapsed().as_secs_f64().max(0.001);
+                let ideal = (batch as f64) * ex.opts.batch_time.as_secs_f64() / took;
+                batch = ((batch as f64 * 0.5 + ideal * 0.5) as i64)
+                    .clamp(ex.opts.min_batch, ex.opts.max_batch);
+                if finished || last_report.elapsed() > Duration::from_millis(500) {
+                    let rate = (p.done - done_at_start) as f64
+                        / started.elapsed().as_secs_f64().max(0.001);
+                    ex.emit(Event::Backfill {
+                        table: name.clone(),
+                        done: p.done,
+                        total: p.total.max(p.done),
+                        rows_per_sec: rate,
+                    });
+                    last_report = Instant::now();
+                }
+                if finished {
+                    return Ok(());
+                }
+                if !ex.opts.batch_pause.is_zero() {
+                    tokio::time::sleep(ex.opts.batch_pause).await;
+                }
+            }
+            Err(e) if is_lock_timeout(&e) => {
+                // A writer holds rows of the range: let it finish, retry smaller.
+                batch = (batch / 2).max(ex.opts.min_batch);
+                tokio::time::sleep(super::backoff(2, Duration::from_millis(100))).await;
+            }
+            Err(e) => {
+                let detail = e
+                    .as_db_error()
+                    .map(|d| format!("{} ({})", d.message(), d.detail().unwrap_or("")))
+                    .unwrap_or_else(|| e.to_string());
+                if e.code()
+                    .is_some_and(|c| c.code().starts_with("23") || c.code().starts_with("22"))
+                {
+                    return Err(EngineError::refused(
+                        format!("a row of {name} does not fit the new definition: {detail}"),
+                        "fix the data (or the change), then run `tandem apply` again; the copy resumes where it stopped",
+                    ));
+                }
+                return Err(EngineError::sql(format!("copy a batch of {name}"))(e));
+            }
+        }
+    }
+}
+
+/// Build the shadow's deferred indexes with CONCURRENTLY (they never block the triggers'
+/// writes), dropping an invalid one an interrupted build left; then ANALYZE the shadow so the
+/// planner has statistics the moment it goes live.
+async fn build_indexes(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
+    if progress(ex, spec).await?.indexes_built {
+        return Ok(());
+    }
+    for idx in spec.new_indexes.iter().filter(|i| i.deferred) {
+        let qualified = format!("{}.{}", spec.shadow.schema, idx.temp_name);
+        let state: Option<bool> = ex
+            .client
+            .query_one(
+                "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))",
+                &[&qualified],
+            )
+            .await
+            .map_err(EngineError::sql("look for the shadow's index"))?
+            .get(0);
+        match state {
+            Some(true) => continue,
+            Some(false) => {
+                ex.client
+                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+                    .await
+                    .map_err(EngineError::sql(
+                        "drop an invalid index an interrupted build left",
+                    ))?;
+            }
+            None => {}
+        }
+        let Some(build) = planner::plan::shadow::concurrent_index(&idx.definition) else {
+            return Err(EngineError::refused(
+                format!(
+                    "cannot build index {} concurrently: {}",
+                    idx.final_name, idx.definition
+                ),
+                "this is a tandem bug; please report it",
+            ));
+        };
+        ex.emit(Event::Note(format!(
+            "building index {} on the shadow of {}",
+            idx.final_name,
+            spec.table.display_plain()
+        )));
+        ex.client.batch_execute(&build).await.map_err(|e| {
+            if e.code().is_some_and(|c| c.code() == "23505") {
+                EngineError::refused(
+                    format!(
+                        "unique index {} cannot be built: {}",
+                        idx.final_name,
+                        e.as_db_error()
+                            .and_then(|d| d.detail())
+                            .unwrap_or("duplicate values")
+                    ),
+                    "remove the duplicates, then run `tandem apply` again",
+                )
+            } else {
+                EngineError::sql(format!("build index {}", idx.final_name))(e)
+            }
+        })?;
+    }
+    ex.client
+        .batch_execute(&format!("ANALYZE {}", spec.shadow))
+        .await
+        .map_err(EngineError::sql("analyze the shadow"))?;
+    ex.client
+        .execute(
+            "UPDATE tandem.shadow_tables SET indexes_built = true WHERE migration_id = $1 AND table_oid = $2",
+            &[&ex.id, &spec.table_oid],
+        )
+        .await
+        .map_err(EngineError::sql("record the index builds"))?;
+    Ok(())
+}

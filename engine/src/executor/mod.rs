@@ -1,0 +1,501 @@
+//! The seven-phase executor: runs (or resumes) one migration against a live database.
+//!
+//! Each phase reads what it needs from tandem's bookkeeping, does its work in transactions
+//! that also record the progress they make, and ends by recording the phase as done. The
+//! executor can therefore stop anywhere (kill -9, a lost connection) and a new one picks up
+//! from the last record. One executor per migration at a time: it holds a session advisory
+//! lock on the migration's id for as long as it runs.
+
+mod backfill;
+mod online;
+mod prepare;
+mod swap;
+mod verify;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gates::{Context, Gate};
+use serde_json::json;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::EngineError;
+use crate::hooks::{CutoverHold, NoHold};
+use crate::shadow::TableSpec;
+use crate::state::{self, Migration, Phase, EXECUTOR_LOCK_CLASS};
+
+/// How the executor paces itself. The defaults suit an OLTP database; every one of them is a
+/// `tandem apply` option.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The last phase to run (`apply --until`); cutover by default.
+    pub until: Phase,
+    /// Target duration of one backfill batch: rows are locked against deletes for this long.
+    pub batch_time: Duration,
+    pub min_batch: i64,
+    pub max_batch: i64,
+    /// Pause between backfill batches.
+    pub batch_pause: Duration,
+    /// How long a backfill batch waits for a row lock before it backs off and retries smaller.
+    pub batch_lock_timeout: Duration,
+    /// `lock_timeout` of the cutover transaction, and of every DDL the executor runs.
+    pub lock_timeout: Duration,
+    pub cutover_attempts: u32,
+    pub cutover_max_backoff: Duration,
+    /// Don't start a phase (and pause the backfill) while more sessions than this are active.
+    pub max_load: Option<u32>,
+    /// Pause the backfill while a replica lags more than this.
+    pub max_replication_lag: Option<Duration>,
+    pub verify_chunk: i64,
+    /// Verification passes (each re-copies the ranges that differ) before it gives up.
+    pub verify_rounds: u32,
+    /// Reconnection attempts after a lost connection before `apply` gives up.
+    pub reconnect_attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            until: Phase::Cutover,
+            batch_time: Duration::from_millis(40),
+            min_batch: 100,
+            max_batch: 20_000,
+            batch_pause: Duration::ZERO,
+            batch_lock_timeout: Duration::from_millis(200),
+            lock_timeout: Duration::from_millis(50),
+            cutover_attempts: 30,
+            cutover_max_backoff: Duration::from_secs(2),
+            max_load: None,
+            max_replication_lag: None,
+            verify_chunk: 20_000,
+            verify_rounds: 3,
+            reconnect_attempts: 6,
+        }
+    }
+}
+
+/// What the executor reports as it goes (for progress bars and logs).
+#[derive(Debug, Clone)]
+pub enum Event {
+    PhaseStarted(Phase),
+    PhaseDone(Phase, Duration),
+    Note(String),
+    Warning(String),
+    Backfill {
+        table: String,
+        done: i64,
+        total: i64,
+        rows_per_sec: f64,
+    },
+    Verify {
+        table: String,
+        rows: i64,
+        mismatched_ranges: usize,
+    },
+    Cutover {
+        attempt: u32,
+        ok: bool,
+        took: Duration,
+        detail: String,
+    },
+    Waiting(String),
+}
+
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// One executor, holding migration `id`'s lock.
+pub struct Executor {
+    config: Config,
+    pub(crate) client: Client,
+    pub(crate) opts: Options,
+    gate: Box<dyn Gate>,
+    pub(crate) hold: Box<dyn CutoverHold>,
+    observe: Observer,
+    pub(crate) id: i64,
+}
+
+pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+impl Executor {
+    /// Connect, install or upgrade the bookkeeping, and take migration `id`'s lock.
+    pub async fn open(
+        config: &Config,
+        id: i64,
+        opts: Options,
+        gate: Box<dyn Gate>,
+        observe: Observer,
+    ) -> Result<Executor, EngineError> {
+        let mut config = config.clone();
+        config.application_name(format!("tandem apply {id} (pid {})", std::process::id()));
+        let mut client = connect(&config)
+            .await
+            .map_err(EngineError::sql("connect to the database"))?;
+        state::install(&mut client).await?;
+        Migration::load(&client, id).await?;
+        let ex = Executor {
+            config,
+            client,
+            opts,
+            gate,
+            hold: Box::new(NoHold),
+            observe,
+            id,
+        };
+        ex.lock().await?;
+        Ok(ex)
+    }
+
+    /// Replace the cutover hook (a proxy coordinator).
+    pub fn with_hold(mut self, hold: Box<dyn CutoverHold>) -> Executor {
+        self.hold = hold;
+        self
+    }
+
+    async fn lock(&self) -> Result<(), EngineError> {
+        let got: bool = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2::int4)",
+                &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+            )
+            .await
+            .map_err(EngineError::sql("take the migration's lock"))?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        let holder = self
+            .client
+            .query_opt(
+                "SELECT format('server pid %s, %s, connected %s ago from %s', a.pid,
+                               coalesce(nullif(a.application_name, ''), 'no application name'),
+                               date_trunc('second', now() - a.backend_start),
+                               coalesce(host(a.client_addr), 'a local socket'))
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.classid = $1::int4::oid
+                    AND l.objid = $2::int4::oid AND l.objsubid = 2 AND l.granted
+                  LIMIT 1",
+                &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+            )
+            .await
+            .map_err(EngineError::sql("find who holds the migration's lock"))?
+            .map(|r| r.get::<_, String>(0))
+            .unwrap_or_else(|| "a process that just finished".into());
+        Err(EngineError::Busy {
+            id: self.id,
+            holder,
+        })
+    }
+
+    pub(crate) fn emit(&self, e: Event) {
+        (self.observe)(&e);
+    }
+
+    /// Run a connection-sensitive operation; when the connection (or the server) goes away,
+    /// reconnect with backoff, take the lock again and run it again from the saved state.
+    async fn resilient<T, F>(&mut self, what: &str, mut op: F) -> Result<T, EngineError>
+    where
+        F: for<'a> FnMut(&'a mut Executor) -> state::BoxFut<'a, Result<T, EngineError>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            match op(self).await {
+                Err(e) if e.is_connection() => {
+                    failures += 1;
+                    if failures > self.opts.reconnect_attempts {
+                        return Err(EngineError::Connection {
+                            context: what.to_string(),
+                            attempts: failures,
+                        });
+                    }
+                    let wait = Duration::from_millis(250u64 << failures.min(6));
+                    self.emit(Event::Warning(format!(
+                        "lost the connection while {what} ({e}); reconnecting in {}",
+                        ms(wait)
+                    )));
+                    tokio::time::sleep(wait).await;
+                    match connect(&self.config).await {
+                        Ok(c) => {
+                            self.client = c;
+                            self.lock().await?;
+                        }
+                        Err(err) => {
+                            self.emit(Event::Warning(format!("reconnect failed: {err}")));
+                        }
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Run or resume the phases up to `opts.until` (cutover by default). Returns the phase
+    /// the migration is in afterwards.
+    pub async fn apply(&mut self) -> Result<Phase, EngineError> {
+        self.resilient("applying the migration", |ex| Box::pin(ex.apply_once()))
+            .await
+    }
+
+    async fn apply_once(&mut self) -> Result<Phase, EngineError> {
+        loop {
+            let m = Migration::load(&self.client, self.id).await?;
+            match m.phase {
+                Phase::RollbackWindow => {
+                    swap::after_cutover(self, &m).await?;
+                    return Ok(m.phase);
+                }
+                p if p.is_terminal() => {
+                    return Err(EngineError::refused(
+                        format!("migration {} is {p}", self.id),
+                        "there is nothing left to apply; `tandem status` shows its history",
+                    ))
+                }
+                _ => {}
+            }
+            if m.phase >= self.opts.until {
+                return Ok(m.phase);
+            }
+            let Some(next) = m.phase.next() else {
+                return Ok(m.phase);
+            };
+            self.gate(&m, next).await?;
+            self.emit(Event::PhaseStarted(next));
+            let started = Instant::now();
+            match next {
+                Phase::Prepare => prepare::run(self, &m).await?,
+                Phase::DualWrite => prepare::dual_write(self, &m).await?,
+                Phase::Backfill => backfill::run(self, &m).await?,
+                Phase::Verify => verify::run(self, &m).await?,
+                Phase::Cutover => swap::cutover(self, &m).await?,
+                _ => unreachable!("apply runs prepare..cutover"),
+            }
+            self.emit(Event::PhaseDone(next, started.elapsed()));
+        }
+    }
+
+    /// `tandem rollback`: swap the old table back in, within the window.
+    pub async fn rollback(&mut self) -> Result<(), EngineError> {
+        self.resilient("rolling back", |ex| Box::pin(swap::rollback(ex)))
+            .await
+    }
+
+    /// `tandem finalize`: drop the reverse triggers and the old table.
+    pub async fn finalize(&mut self) -> Result<(), EngineError> {
+        self.resilient("finalizing", |ex| Box::pin(swap::finalize(ex)))
+            .await
+    }
+
+    /// Sessions of other clients running a statement now.
+    pub(crate) async fn active_sessions(&self) -> Result<u32, EngineError> {
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE state = 'active' AND backend_type = 'client backend'
+                    AND pid <> pg_backend_pid() AND application_name NOT LIKE 'tandem %'",
+                &[],
+            )
+            .await
+            .map_err(EngineError::sql("read the database load"))?
+            .get(0);
+        Ok(n as u32)
+    }
+
+    /// Pass the gate before `phase` starts: wait while it asks to wait, stop when it refuses.
+    async fn gate(&self, m: &Migration, phase: Phase) -> Result<(), EngineError> {
+        loop {
+            let active = self.active_sessions().await?;
+            let ctx = Context {
+                migration: m.id,
+                plan_sha256: &m.plan_sha256,
+                phase: phase.as_str(),
+                active_sessions: active,
+            };
+            match self.gate.check(&ctx) {
+                Ok(()) => {
+                    state::set_waiting(&self.client, m.id, None).await;
+                    return Ok(());
+                }
+                Err(refusal) if refusal.retry => {
+                    let what = format!("gate before {phase}: {}", refusal.reason);
+                    state::set_waiting(&self.client, m.id, Some(&what)).await;
+                    self.emit(Event::Waiting(what));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(refusal) => {
+                    state::record(
+                        &self.client,
+                        m.id,
+                        phase.as_str(),
+                        "refused",
+                        json!({ "reason": refusal.reason }),
+                    )
+                    .await?;
+                    return Err(EngineError::Gate {
+                        phase: phase.to_string(),
+                        refusal,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Wait while the migration is paused, the load is above the limit or a replica lags.
+    /// Says what it waits for in `status`. Returns quickly when none applies.
+    pub(crate) async fn throttle(&self, paused: bool) -> Result<(), EngineError> {
+        let mut paused = paused;
+        loop {
+            let mut why = None;
+            if paused {
+                why = Some("paused by `tandem pause`; `tandem resume` continues".to_string());
+            } else if let Some(max) = self.opts.max_load {
+                let active = self.active_sessions().await?;
+                if active > max {
+                    why = Some(format!(
+                        "database load: {active} active sessions, above the limit of {max}"
+                    ));
+                }
+            }
+            if why.is_none() {
+                if let Some(max) = self.opts.max_replication_lag {
+                    let lag: Option<f64> = self
+                        .client
+                        .query_one(
+                            "SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication",
+                            &[],
+                        )
+                        .await
+                        .map_err(EngineError::sql("read the replication lag"))?
+                        .get(0);
+                    if let Some(lag) = lag.filter(|l| *l > max.as_secs_f64()) {
+                        why = Some(format!(
+                            "replication lag {lag:.1}s, above the limit of {:.1}s",
+                            max.as_secs_f64()
+                        ));
+                    }
+                }
+            }
+            match why {
+                None => {
+                    state::set_waiting(&self.client, self.id, None).await;
+                    return Ok(());
+                }
+                Some(w) => {
+                    state::set_waiting(&self.client, self.id, Some(&w)).await;
+                    self.emit(Event::Waiting(w));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    paused = Migration::load(&self.client, self.id).await?.paused;
+                }
+            }
+        }
+    }
+
+    /// The stored specs of the migration's shadow tables, in step order.
+    pub(crate) async fn specs(&self) -> Result<Vec<TableSpec>, EngineError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT spec::text FROM tandem.shadow_tables WHERE migration_id = $1 ORDER BY step",
+                &[&self.id],
+            )
+            .await
+            .map_err(EngineError::sql("read the shadow tables"))?;
+        rows.iter()
+            .map(|r| {
+                serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| {
+                    EngineError::refused(
+                        format!(
+                            "migration {}'s stored table spec cannot be read ({e})",
+                            self.id
+                        ),
+                        "use the tandem version that started it",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Run `statements` in one transaction under the DDL lock timeout, retrying with capped,
+    /// jittered backoff while a lock is not granted in time. `record` runs in the same
+    /// transaction after the statements.
+    pub(crate) async fn ddl_retry(
+        &mut self,
+        what: &str,
+        statements: &[String],
+        phase: Option<Phase>,
+    ) -> Result<(), EngineError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.ddl_once(what, statements, phase).await;
+            match result {
+                Err(EngineError::Sql { source, .. })
+                    if is_lock_timeout(&source) && attempt < self.opts.cutover_attempts =>
+                {
+                    let wait = backoff(attempt, self.opts.cutover_max_backoff);
+                    let w = format!(
+                        "a lock for {what} (attempt {attempt}); retrying in {}",
+                        ms(wait)
+                    );
+                    state::set_waiting(&self.client, self.id, Some(&w)).await;
+                    self.emit(Event::Waiting(w));
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn ddl_once(
+        &mut self,
+        what: &str,
+        statements: &[String],
+        phase: Option<Phase>,
+    ) -> Result<(), EngineError> {
+        let id = self.id;
+        let lock_timeout = ms(self.opts.lock_timeout);
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(EngineError::sql(format!("begin {what}")))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{lock_timeout}'; SET LOCAL search_path = pg_catalog, pg_temp"
+        ))
+        .await
+        .map_err(EngineError::sql(format!("set up {what}")))?;
+        for s in statements {
+            tx.batch_execute(s)
+                .await
+                .map_err(EngineError::sql(what.to_string()))?;
+        }
+        if let Some(p) = phase {
+            state::set_phase(&tx, id, p, serde_json::Value::Null).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(EngineError::sql(what.to_string()))
+    }
+}
+
+pub(crate) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code().map(|c| c.code()), Some("55P03") | Some("40P01"))
+}
+
+/// Capped exponential backoff with full jitter: `[base/2, base)` with base = 20 ms * 2^n.
+pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
+    use rand::Rng;
+    let base = Duration::from_millis(20u64 << attempt.min(10)).min(cap);
+    let half = base / 2;
+    half + Duration::from_micros(rand::thread_rng().gen_range(0..=half.as_micros() as u64))
+}

@@ -1,0 +1,631 @@
+//! Phase 1, prepare: preflight checks, then the shadow table with the new definition.
+//! Phase 2, dual-write: the triggers that apply every write to the shadow.
+//!
+//! The shadow starts as `CREATE TABLE ... (LIKE original INCLUDING ...)` and the step's own
+//! statements are run on it while it is empty, so PostgreSQL works out the new definition
+//! (types, defaults, constraints, which indexes survive). Every index but the key's is then
+//! dropped from the shadow, to be built after the backfill with CONCURRENTLY.
+
+use std::collections::BTreeMap;
+
+use planner::ident::{Ident, QualName};
+use planner::plan::shadow::shadow_change;
+use planner::plan::Strategy;
+use serde_json::json;
+use tokio_postgres::GenericClient;
+
+use super::{online, Event, Executor};
+use crate::error::EngineError;
+use crate::shadow::{
+    self, dependents, sql, Column, IndexConstraint, IndexPair, Mapped, NewIndex, TableSpec,
+};
+use crate::state::{self, Migration, Phase};
+
+pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
+    let steps = &m.plan.steps;
+    if let Some(refused) = steps.iter().find(|s| s.strategy == Strategy::Refused) {
+        return Err(EngineError::refused(
+            format!(
+                "the plan has a step tandem will not run: {} ({})",
+                refused.description,
+                refused.refusal.as_deref().unwrap_or("refused")
+            ),
+            "fix the change, make a new plan and submit it",
+        ));
+    }
+    report_preflight(ex).await?;
+    let first = online::first_shadow(steps);
+    online::run(ex, steps, 0..first, m.online_done).await?;
+
+    let tx = ex
+        .client
+        .transaction()
+        .await
+        .map_err(EngineError::sql("begin prepare"))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL lock_timeout = '{}ms'",
+        ex.opts.lock_timeout.as_millis().max(1)
+    ))
+    .await
+    .map_err(EngineError::sql("set up prepare"))?;
+    let mut notes = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if step.strategy != Strategy::Shadow {
+            continue;
+        }
+        let table = step.table.clone().ok_or_else(|| {
+            EngineError::refused(
+                format!("shadow step {} names no table", i + 1),
+                "make a new plan",
+            )
+        })?;
+        let spec = prepare_table(&tx, m, &table, &step.sql).await?;
+        let size: i64 = tx
+            .query_one("SELECT pg_total_relation_size($1::oid)", &[&spec.table_oid])
+            .await
+            .map_err(EngineError::sql("read the table's size"))?
+            .get(0);
+        notes.push(format!(
+            "{}: shadow {} created; it will need about {} MB of disk (the table's size with its indexes)",
+            table.display_plain(),
+            spec.shadow.display_plain(),
+            size >> 20
+        ));
+        let reltuples: f64 = tx
+            .query_one(
+                "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = $1",
+                &[&spec.table_oid],
+            )
+            .await
+            .map_err(EngineError::sql("read the table's row estimate"))?
+            .get(0);
+        let spec_json = serde_json::to_value(&spec).expect("spec serialises");
+        tx.execute(
+            "INSERT INTO tandem.shadow_tables
+                 (migration_id, step, table_oid, schema_name, table_name, shadow_name, old_name, spec, rows_total)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &m.id,
+                &(i as i32),
+                &spec.table_oid,
+                &spec.table.schema.as_str(),
+                &spec.table.name.as_str(),
+                &spec.shadow.name.as_str(),
+                &spec.old.name.as_str(),
+                &spec_json,
+                &(reltuples as i64),
+            ],
+        )
+        .await
+        .map_err(EngineError::sql("record the shadow table"))?;
+        if let Some(b) = &spec.rollback_blocker {
+            tx.execute(
+                "UPDATE tandem.migrations SET rollback_blocker = $2 WHERE id = $1",
+                &[&m.id, b],
+            )
+            .await
+            .map_err(EngineError::sql("record the rollback blocker"))?;
+            notes.push(format!("rollback will not be available: {b}"));
+        }
+    }
+    state::set_phase(&tx, m.id, Phase::Prepare, json!({ "notes": notes })).await?;
+    tx.commit()
+        .await
+        .map_err(EngineError::sql("commit prepare"))?;
+    for n in notes {
+        ex.emit(Event::Note(n));
+    }
+    Ok(())
+}
+
+/// Long transactions and replication slots: reported, not refused (the backfill and cutover
+/// will wait for them, and a slot holds WAL while the shadow is written).
+async fn report_preflight(ex: &Executor) -> Result<(), EngineError> {
+    let rows = ex
+        .client
+        .query(
+            "SELECT pid, date_trunc('second', now() - xact_start)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
+               FROM pg_stat_activity
+              WHERE xact_start < now() - interval '1 minute' AND pid <> pg_backend_pid()
+              ORDER BY xact_start LIMIT 5",
+            &[],
+        )
+        .await
+        .map_err(EngineError::sql("look for long transactions"))?;
+    for r in rows {
+        ex.emit(Event::Warning(format!(
+            "long transaction: pid {} open for {} ({}); the cutover will wait for it",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2)
+        )));
+    }
+    let slots = ex
+        .client
+        .query(
+            "SELECT slot_name::text, active, coalesce(pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)), '?')
+               FROM pg_replication_slots",
+            &[],
+        )
+        .await
+        .map_err(EngineError::sql("read the replication slots"))?;
+    for r in slots {
+        ex.emit(Event::Warning(format!(
+            "replication slot {} ({}) retains {} of WAL; the copy adds about the table's size",
+            r.get::<_, String>(0),
+            if r.get::<_, bool>(1) {
+                "active"
+            } else {
+                "inactive"
+            },
+            r.get::<_, String>(2)
+        )));
+    }
+    Ok(())
+}
+
+struct Col {
+    name: String,
+    sql_type: String,
+    generated: bool,
+    not_null: bool,
+    has_default: bool,
+}
+
+async fn columns(c: &impl GenericClient, oid: u32) -> Result<Vec<Col>, EngineError> {
+    let rows = c
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod), attgenerated <> '', attnotnull, atthasdef
+               FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(EngineError::sql("read the columns"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Col {
+            name: r.get(0),
+            sql_type: r.get(1),
+            generated: r.get(2),
+            not_null: r.get(3),
+            has_default: r.get(4),
+        })
+        .collect())
+}
+
+struct Idx {
+    oid: u32,
+    name: String,
+    constraint: Option<(String, String, bool, bool)>,
+}
+
+async fn indexes(c: &impl GenericClient, oid: u32) -> Result<Vec<Idx>, EngineError> {
+    let rows = c
+        .query(
+            "SELECT i.indexrelid, x.relname::text, pg_get_indexdef(i.indexrelid),
+                    k.conname::text, k.contype::text, k.condeferrable, k.condeferred
+               FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+               LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
+              WHERE i.indrelid = $1 ORDER BY i.indexrelid",
+            &[&oid],
+        )
+        .await
+        .map_err(EngineError::sql("read the indexes"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Idx {
+            oid: r.get(0),
+            name: r.get(1),
+            constraint: r
+                .get::<_, Option<String>>(3)
+                .map(|n| (n, r.get(4), r.get(5), r.get(6))),
+        })
+        .collect())
+}
+
+fn ident(name: &str) -> Result<Ident, EngineError> {
+    Ident::new(name.to_string())
+        .map_err(|e| EngineError::refused(format!("name {name:?}: {e}"), "rename the object first"))
+}
+
+async fn prepare_table(
+    tx: &tokio_postgres::Transaction<'_>,
+    m: &Migration,
+    table: &QualName,
+    statements: &[String],
+) -> Result<TableSpec, EngineError> {
+    let name = table.display_plain();
+    let oid: Option<u32> = tx
+        .query_one("SELECT to_regclass($1)::oid", &[&table.to_string()])
+        .await
+        .map_err(EngineError::sql("find the table"))?
+        .get(0);
+    let oid = oid.ok_or_else(|| {
+        EngineError::refused(
+            format!("table {name} does not exist any more"),
+            "make a new plan against the current schema",
+        )
+    })?;
+
+    let deps = dependents::inspect(tx, oid).await?;
+    if !deps.refusals.is_empty() {
+        return Err(EngineError::refused(
+            format!(
+                "{name} cannot be migrated through a shadow table: {}",
+                deps.refusals.join("; ")
+            ),
+            "nothing was changed",
+        ));
+    }
+    let other: Option<i64> = tx
+        .query_opt(
+            "SELECT s.migration_id FROM tandem.shadow_tables s JOIN tandem.migrations g ON g.id = s.migration_id
+              WHERE s.table_oid = $1 AND s.migration_id <> $2
+                AND g.phase NOT IN ('finalized', 'rolled_back', 'abandoned') LIMIT 1",
+            &[&oid, &m.id],
+        )
+        .await
+        .map_err(EngineError::sql("look for other migrations of the table"))?
+        .map(|r| r.get(0));
+    if let Some(other) = other {
+        return Err(EngineError::refused(
+            format!("migration {other} is still running on {name}"),
+            format!("finish it first (`tandem finalize {other}` or `tandem rollback {other}`)"),
+        ));
+    }
+
+    let (shadow_name, old_name) = shadow::names(m.id, oid);
+    let shadow = QualName::new(table.schema.as_str(), &shadow_name).expect("short");
+    let old = QualName::new(table.schema.as_str(), &old_name).expect("short");
+    for n in [&shadow, &old] {
+        let taken: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.to_string()])
+            .await
+            .map_err(EngineError::sql("check tandem's names are free"))?
+            .get(0);
+        if taken {
+            return Err(EngineError::refused(
+                format!("a relation named {} already exists", n.display_plain()),
+                "it is not tandem's (tandem records the objects it creates): rename it",
+            ));
+        }
+    }
+
+    // The key: the primary key, else a unique index on NOT NULL plain columns.
+    let key_row = tx
+        .query_opt(
+            "SELECT i.indexrelid,
+                    array(SELECT a.attname::text FROM generate_series(0, i.indnkeyatts - 1) g(n)
+                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.n]
+                          ORDER BY g.n)
+               FROM pg_index i
+              WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indimmediate
+                AND i.indpred IS NULL AND i.indexprs IS NULL
+                AND NOT EXISTS (SELECT 1 FROM generate_series(0, i.indnkeyatts - 1) g(n)
+                                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.n]
+                                 WHERE NOT a.attnotnull OR i.indkey[g.n] = 0)
+              ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid LIMIT 1",
+            &[&oid],
+        )
+        .await
+        .map_err(EngineError::sql("find the table's key"))?;
+    let Some(key_row) = key_row else {
+        return Err(EngineError::refused(
+            format!("{name} has no primary key or unique index on NOT NULL columns, which the shadow migration needs to address rows"),
+            "add one first (CREATE UNIQUE INDEX CONCURRENTLY ..., then ALTER TABLE ... ADD PRIMARY KEY USING INDEX ...); nothing was changed",
+        ));
+    };
+    let key_index: u32 = key_row.get(0);
+    let key_names: Vec<String> = key_row.get(1);
+
+    let orig_indexes = indexes(tx, oid).await?;
+    let orig_cols = columns(tx, oid).await?;
+
+    // The shadow, shaped like the original (no identity: refused above), then changed.
+    tx.batch_execute(&format!(
+        "CREATE TABLE {shadow} (LIKE {table} INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING CONSTRAINTS \
+         INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING INDEXES INCLUDING STATISTICS INCLUDING STORAGE)"
+    ))
+    .await
+    .map_err(EngineError::sql(format!("create the shadow of {name}")))?;
+    if !deps.reloptions.is_empty() {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {shadow} SET ({})",
+            dependents::option_list(&deps.reloptions)
+        ))
+        .await
+        .map_err(EngineError::sql("copy the table's storage options"))?;
+    }
+    // LIKE copies the indexes in the original's oid order: give each copy tandem's name now,
+    // so no name the step's statements choose can collide with it.
+    let shadow_oid: u32 = tx
+        .query_one("SELECT to_regclass($1)::oid", &[&shadow.to_string()])
+        .await
+        .map_err(EngineError::sql("find the shadow"))?
+        .get(0);
+    let copies = indexes(tx, shadow_oid).await?;
+    if copies.len() != orig_indexes.len() {
+        return Err(EngineError::refused(
+            format!(
+                "the shadow of {name} got {} indexes, the table has {}",
+                copies.len(),
+                orig_indexes.len()
+            ),
+            "this is a tandem bug; please report it with the table's definition",
+        ));
+    }
+    let mut temp_of: BTreeMap<u32, Ident> = BTreeMap::new(); // original index oid -> temp name
+    for (n, (orig, copy)) in orig_indexes.iter().zip(&copies).enumerate() {
+        let temp = shadow::shadow_index(m.id, oid, n);
+        tx.batch_execute(&format!(
+            "ALTER INDEX {}.{} RENAME TO {temp}",
+            shadow.schema,
+            ident(&copy.name)?
+        ))
+        .await
+        .map_err(EngineError::sql("name the shadow's indexes"))?;
+        temp_of.insert(orig.oid, temp);
+    }
+
+    let change = shadow_change(statements, table, &shadow).map_err(|e| {
+        EngineError::refused(
+            format!("the change cannot be applied to a shadow of {name}: {e}"),
+            "make a new plan",
+        )
+    })?;
+    for s in &change.statements {
+        tx.batch_execute(s).await.map_err(|e| {
+            EngineError::refused(
+                format!(
+                    "the change fails on the (empty) shadow of {name}: {}",
+                    e.as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string())
+                ),
+                "fix the change, make a new plan and submit it; nothing was changed",
+            )
+        })?;
+    }
+
+    // The column mapping.
+    let new_cols = columns(tx, shadow_oid).await?;
+    let source_of = |new: &str| -> Option<String> {
+        if let Some(old) = change.renames.get(new) {
+            return Some(old.clone());
+        }
+        orig_cols
+            .iter()
+            .any(|c| c.name == new && !change.renames.values().any(|o| o == new))
+            .then(|| new.to_string())
+    };
+    let mut forward = Vec::new();
+    let mut mapped_from = BTreeMap::new(); // old column -> new column (plain mappings only)
+    for c in new_cols.iter().filter(|c| !c.generated) {
+        let column = Column {
+            name: ident(&c.name)?,
+            sql_type: c.sql_type.clone(),
+        };
+        if let Some(expr) = change.using.get(&c.name) {
+            forward.push(Mapped {
+                column,
+                expr: expr.clone(),
+            });
+            continue;
+        }
+        match source_of(&c.name) {
+            Some(src) if orig_cols.iter().any(|o| o.name == src && !o.generated) => {
+                mapped_from.insert(src.clone(), c.name.clone());
+                forward.push(Mapped {
+                    column,
+                    expr: format!("o.{}", ident(&src)?),
+                });
+            }
+            _ => {
+                if c.not_null && !c.has_default {
+                    return Err(EngineError::refused(
+                        format!("new column {} of {name} is NOT NULL without a default, so existing rows have no value for it", c.name),
+                        "give it a DEFAULT (it can be dropped afterwards), make a new plan and submit it",
+                    ));
+                }
+            }
+        }
+    }
+    let mut key = Vec::new();
+    let mut new_key = Vec::new();
+    for k in &key_names {
+        let oc = orig_cols
+            .iter()
+            .find(|c| &c.name == k)
+            .expect("key columns exist");
+        let Some(nk) = mapped_from.get(k) else {
+            return Err(EngineError::refused(
+                format!("the change drops or recomputes key column {k} of {name}; the shadow migration addresses rows by that key"),
+                "keep the key column (a type change without USING is fine), or add another primary key first",
+            ));
+        };
+        let nc = new_cols
+            .iter()
+            .find(|c| &c.name == nk)
+            .expect("mapped columns exist");
+        key.push(Column {
+            name: ident(k)?,
+            sql_type: oc.sql_type.clone(),
+        });
+        new_key.push(Column {
+            name: ident(nk)?,
+            sql_type: nc.sql_type.clone(),
+        });
+    }
+    let mut reverse = Vec::new();
+    let mut blockers = Vec::new();
+    for o in orig_cols.iter().filter(|c| !c.generated) {
+        let column = Column {
+            name: ident(&o.name)?,
+            sql_type: o.sql_type.clone(),
+        };
+        if let Some(n) = mapped_from.get(&o.name) {
+            reverse.push(Mapped {
+                column,
+                expr: format!("o.{}", ident(n)?),
+            });
+        } else if change.using.contains_key(&o.name) {
+            blockers.push(format!(
+                "column {} is computed with a USING expression, which tandem cannot invert",
+                o.name
+            ));
+        } else if o.not_null && !o.has_default {
+            blockers.push(format!("dropped column {} is NOT NULL without a default, so rows inserted after cutover cannot be written back", o.name));
+        }
+    }
+
+    // Indexes of the new table: keep the key's, defer the rest.
+    let key_temp = temp_of
+        .get(&key_index)
+        .cloned()
+        .expect("the key index was copied");
+    let mut new_indexes = Vec::new();
+    let mut kept_key = false;
+    for idx in indexes(tx, shadow_oid).await? {
+        let temp = ident(&idx.name)?;
+        let copied_from = temp_of.iter().find(|(_, t)| **t == temp).map(|(o, _)| *o);
+        let final_name = match copied_from {
+            Some(o) => ident(
+                &orig_indexes
+                    .iter()
+                    .find(|i| i.oid == o)
+                    .expect("known")
+                    .name,
+            )?,
+            // Added by the change: the name PostgreSQL chose on the shadow, said of the table.
+            None => match idx.name.strip_prefix(shadow.name.as_str()) {
+                Some(rest) => ident(&format!("{}{rest}", table.name.as_str()))?,
+                None => temp.clone(),
+            },
+        };
+        let is_key = temp == key_temp;
+        kept_key |= is_key;
+        let constraint = match &idx.constraint {
+            Some((_, t, ..)) if t == "x" => {
+                return Err(EngineError::refused(
+                    format!("{name} has an exclusion constraint, which tandem cannot build without blocking writes"),
+                    "drop it for the migration, or use a maintenance window",
+                ))
+            }
+            Some((cname, t, deferrable, deferred)) => Some(IndexConstraint {
+                name: match copied_from {
+                    Some(_) => final_name.clone(),
+                    None => ident(cname)?,
+                },
+                primary: t == "p",
+                deferrable: *deferrable,
+                deferred: *deferred,
+            }),
+            None => None,
+        };
+        // Give an added index a temporary name too, so it cannot collide at cutover.
+        let temp = if copied_from.is_none() {
+            let t = shadow::shadow_index(m.id, oid, 1000 + new_indexes.len());
+            tx.batch_execute(&format!(
+                "ALTER INDEX {}.{} RENAME TO {t}",
+                shadow.schema,
+                ident(&idx.name)?
+            ))
+            .await
+            .map_err(EngineError::sql("name the shadow's indexes"))?;
+            t
+        } else {
+            temp
+        };
+        let definition: String = tx
+            .query_one(
+                "SELECT pg_get_indexdef(to_regclass($1))",
+                &[&format!("{}.{temp}", shadow.schema)],
+            )
+            .await
+            .map_err(EngineError::sql("read the shadow's index"))?
+            .get(0);
+        if !is_key {
+            let drop = match &idx.constraint {
+                Some((cname, ..)) if copied_from.is_some() => {
+                    format!("ALTER TABLE {shadow} DROP CONSTRAINT {temp}")
+                }
+                Some((cname, ..)) => {
+                    format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", ident(cname)?)
+                }
+                None => format!("DROP INDEX {}.{temp}", shadow.schema),
+            };
+            tx.batch_execute(&drop)
+                .await
+                .map_err(EngineError::sql("defer the shadow's index"))?;
+        }
+        new_indexes.push(NewIndex {
+            definition,
+            temp_name: temp,
+            final_name,
+            deferred: !is_key,
+            constraint,
+        });
+    }
+    if !kept_key {
+        return Err(EngineError::refused(
+            format!("the change removes the key index of {name}"),
+            "keep the key, or add another primary key first",
+        ));
+    }
+    let old_indexes = orig_indexes
+        .iter()
+        .enumerate()
+        .map(|(n, i)| {
+            Ok(IndexPair {
+                name: ident(&i.name)?,
+                parked: shadow::parked_index(m.id, oid, n),
+            })
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+
+    Ok(TableSpec {
+        migration: m.id,
+        table_oid: oid,
+        table: table.clone(),
+        shadow,
+        old,
+        key,
+        new_key,
+        forward,
+        reverse,
+        new_indexes,
+        old_indexes,
+        rollback_blocker: (!blockers.is_empty()).then(|| blockers.join("; ")),
+    })
+}
+
+/// Phase 2: create the forward triggers, in the transaction that records the phase (so no
+/// write can slip between the two). CREATE TRIGGER waits for the writers in flight; it runs
+/// under the lock timeout and retries.
+pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
+    let specs = ex.specs().await?;
+    let mut statements = Vec::new();
+    for spec in &specs {
+        let f = shadow::forward_function(m.id, spec.table_oid);
+        let t = shadow::forward_trigger(m.id);
+        statements.push(sql::trigger_function(spec, sql::Direction::Forward, &f));
+        statements.push(sql::truncate_function(spec, &f));
+        statements.push(format!("DROP TRIGGER IF EXISTS {t} ON {}", spec.table));
+        statements.push(format!(
+            "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
+            spec.table
+        ));
+        statements.push(format!(
+            "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
+            shadow::truncate_trigger(m.id),
+            spec.table,
+            shadow::truncate_function(&f)
+        ));
+    }
+    ex.ddl_retry(
+        "install the dual-write triggers",
+        &statements,
+        Some(Phase::DualWrite),
+    )
+    .await
+}

@@ -1,0 +1,512 @@
+//! Everything attached to a table that must follow it when the shadow takes its place:
+//! views, foreign keys both ways, triggers, grants, owner, comment, row-level security,
+//! replica identity, publications and owned sequences. Read from the catalog, by oid.
+//!
+//! [`Dependents::refusals`] lists what tandem cannot carry over yet, so prepare refuses the
+//! migration before it changes anything; [`Dependents::carry`] writes the statements that
+//! carry the rest to the other table at a swap.
+
+use planner::ident::{Ident, Literal, QualName};
+use tokio_postgres::GenericClient;
+
+use crate::error::EngineError;
+
+#[derive(Debug, Clone, Default)]
+pub struct Dependents {
+    pub owner: String,
+    pub comment: Option<String>,
+    pub reloptions: Vec<String>,
+    pub rls: bool,
+    pub force_rls: bool,
+    pub replica_identity: char,
+    pub replica_index: Option<String>,
+    pub grants: Vec<Grant>,
+    pub views: Vec<View>,
+    pub inbound_fks: Vec<ForeignKey>,
+    pub outbound_fks: Vec<ForeignKey>,
+    pub triggers: Vec<Trigger>,
+    pub policies: Vec<String>,
+    pub policy_names: Vec<String>,
+    pub publications: Vec<String>,
+    pub sequences: Vec<(QualName, String)>,
+    /// What cannot be carried over: each entry says what and why.
+    pub refusals: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// `None` for PUBLIC.
+    pub grantee: Option<String>,
+    pub privilege: String,
+    pub grantable: bool,
+    pub column: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct View {
+    pub name: QualName,
+    pub definition: String,
+    pub options: Vec<String>,
+    pub owner: String,
+    pub comment: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForeignKey {
+    pub table: QualName,
+    pub name: String,
+    pub definition: String,
+    pub validated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub name: String,
+    pub definition: String,
+    pub enabled: char,
+}
+
+fn q(schema: &str, name: &str) -> Result<QualName, EngineError> {
+    QualName::new(schema, name).map_err(|e| {
+        EngineError::refused(
+            format!("an object attached to the table has a name tandem cannot use ({e})"),
+            "rename it",
+        )
+    })
+}
+
+/// Read the dependents of table `oid`. Must run with `search_path = pg_catalog` so the
+/// definitions come out schema-qualified.
+pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents, EngineError> {
+    let e = |what: &'static str| EngineError::sql(format!("read the table's {what}"));
+    let mut d = Dependents::default();
+    let row = client
+        .query_one(
+            "SELECT pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'),
+                    coalesce(c.reloptions, '{}'), c.relrowsecurity, c.relforcerowsecurity,
+                    c.relreplident::text,
+                    (SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
+                    c.relkind::text, c.relispartition,
+                    EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid),
+                    EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attidentity <> ''),
+                    (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid)::int,
+                    EXISTS (SELECT 1 FROM pg_publication WHERE puballtables)
+               FROM pg_class c WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await
+        .map_err(e("definition"))?;
+    d.owner = row.get(0);
+    d.comment = row.get(1);
+    d.reloptions = row.get(2);
+    d.rls = row.get(3);
+    d.force_rls = row.get(4);
+    let ri: String = row.get(5);
+    d.replica_identity = ri.chars().next().unwrap_or('d');
+    d.replica_index = row.get(6);
+    let relkind: String = row.get(7);
+    if relkind != "r" || row.get::<_, bool>(8) {
+        d.refusals.push("the table is partitioned or a partition: change each partition on its own, or use a maintenance window".into());
+    }
+    if row.get::<_, bool>(9) {
+        d.refusals.push("the table takes part in inheritance, which the shadow swap would break: detach the children first".into());
+    }
+    if row.get::<_, bool>(10) {
+        d.refusals.push("the table has an identity column, whose sequence tandem does not carry over yet: use a serial-style default (nextval) or a maintenance window".into());
+    }
+    if row.get::<_, i32>(11) > 0 {
+        d.refusals
+            .push("the table has rules, which tandem does not carry over: drop them first".into());
+    }
+    if row.get::<_, bool>(12) {
+        d.refusals.push("a FOR ALL TABLES publication exists: during the rollback window it would publish both tables; use a publication that lists its tables".into());
+    }
+
+    d.grants = grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x
+         UNION ALL
+         SELECT (a).grantee, (a).privilege_type, (a).is_grantable, attname::text FROM (SELECT aclexplode(attacl) a, attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attacl IS NOT NULL) y", oid).await?;
+
+    for row in client
+        .query(
+            "SELECT DISTINCT v.oid, n.nspname::text, v.relname::text, v.relkind::text,
+                    pg_get_viewdef(v.oid), coalesce(v.reloptions, '{}'), pg_get_userbyid(v.relowner),
+                    obj_description(v.oid, 'pg_class'),
+                    EXISTS (SELECT 1 FROM pg_depend d2 JOIN pg_rewrite r2 ON r2.oid = d2.objid
+                             WHERE d2.refobjid = v.oid AND r2.ev_class <> v.oid)
+               FROM pg_depend d
+               JOIN pg_rewrite r ON r.oid = d.objid
+               JOIN pg_class v ON v.oid = r.ev_class
+               JOIN pg_namespace n ON n.oid = v.relnamespace
+              WHERE d.refobjid = $1 AND d.classid = 'pg_rewrite'::regclass AND v.oid <> $1
+              ORDER BY 1",
+            &[&oid],
+        )
+        .await
+        .map_err(e("views"))?
+    {
+        let voids: u32 = row.get(0);
+        let name = q(row.get(1), row.get(2))?;
+        let kind: String = row.get(3);
+        if kind == "m" {
+            d.refusals.push(format!("materialized view {} reads the table; drop it first and re-create it after the migration", name.display_plain()));
+            continue;
+        }
+        if row.get::<_, bool>(8) {
+            d.refusals.push(format!("view {} has views built on it, which tandem does not re-create yet; drop them first", name.display_plain()));
+            continue;
+        }
+        let grants = grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x", voids).await?;
+        d.views.push(View {
+            name,
+            definition: row.get(4),
+            options: row.get(5),
+            owner: row.get(6),
+            comment: row.get(7),
+            grants,
+        });
+    }
+
+    for row in client
+        .query(
+            "SELECT c.conrelid = $1, n.nspname::text, t.relname::text, c.conname::text,
+                    pg_get_constraintdef(c.oid), c.convalidated
+               FROM pg_constraint c
+               JOIN pg_class t ON t.oid = c.conrelid
+               JOIN pg_namespace n ON n.oid = t.relnamespace
+              WHERE c.contype = 'f' AND (c.conrelid = $1 OR c.confrelid = $1) AND c.conparentid = 0
+              ORDER BY c.oid",
+            &[&oid],
+        )
+        .await
+        .map_err(e("foreign keys"))?
+    {
+        let outbound: bool = row.get(0);
+        let fk = ForeignKey {
+            table: q(row.get(1), row.get(2))?,
+            name: row.get(3),
+            definition: row.get(4),
+            validated: row.get(5),
+        };
+        if outbound {
+            d.outbound_fks.push(fk);
+        } else {
+            d.inbound_fks.push(fk);
+        }
+    }
+
+    for row in client
+        .query(
+            "SELECT tgname::text, pg_get_triggerdef(oid), tgenabled::text FROM pg_trigger
+              WHERE tgrelid = $1 AND NOT tgisinternal AND tgname NOT LIKE '\\_tandem\\_%' ORDER BY tgname",
+            &[&oid],
+        )
+        .await
+        .map_err(e("triggers"))?
+    {
+        let enabled: String = row.get(2);
+        d.triggers.push(Trigger {
+            name: row.get(0),
+            definition: row.get(1),
+            enabled: enabled.chars().next().unwrap_or('O'),
+        });
+    }
+
+    for row in client
+        .query(
+            "SELECT p.polname::text, p.polpermissive, p.polcmd::text,
+                    coalesce((SELECT array_agg(CASE WHEN r = 0 THEN NULL ELSE pg_get_userbyid(r)::text END) FROM unnest(p.polroles) r), '{}'),
+                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+               FROM pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname",
+            &[&oid],
+        )
+        .await
+        .map_err(e("row-level security policies"))?
+    {
+        let name: String = row.get(0);
+        let ident = Ident::new(name.clone()).map_err(|e| EngineError::refused(format!("policy {name:?}: {e}"), "rename it"))?;
+        let cmd = match row.get::<_, String>(2).as_str() {
+            "r" => "SELECT",
+            "a" => "INSERT",
+            "w" => "UPDATE",
+            "d" => "DELETE",
+            _ => "ALL",
+        };
+        let roles: Vec<Option<String>> = row.get(3);
+        let roles: Result<Vec<String>, EngineError> = roles
+            .into_iter()
+            .map(|r| match r {
+                None => Ok("PUBLIC".to_string()),
+                Some(r) => Ident::new(r).map(|i| i.to_string()).map_err(|e| EngineError::refused(format!("role name: {e}"), "rename the role")),
+            })
+            .collect();
+        let mut sql = format!(
+            "CREATE POLICY {ident} ON {{table}} AS {} FOR {cmd} TO {}",
+            if row.get::<_, bool>(1) { "PERMISSIVE" } else { "RESTRICTIVE" },
+            roles?.join(", ")
+        );
+        if let Some(qual) = row.get::<_, Option<String>>(4) {
+            sql.push_str(&format!(" USING ({qual})"));
+        }
+        if let Some(check) = row.get::<_, Option<String>>(5) {
+            sql.push_str(&format!(" WITH CHECK ({check})"));
+        }
+        d.policies.push(sql);
+        d.policy_names.push(name);
+    }
+
+    for row in client
+        .query(
+            "SELECT p.pubname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = $1 ORDER BY 1",
+            &[&oid],
+        )
+        .await
+        .map_err(e("publications"))?
+    {
+        d.publications.push(row.get(0));
+    }
+
+    for row in client
+        .query(
+            "SELECT n.nspname::text, s.relname::text, a.attname::text
+               FROM pg_depend d
+               JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+               JOIN pg_namespace n ON n.oid = s.relnamespace
+               JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+              WHERE d.refobjid = $1 AND d.classid = 'pg_class'::regclass AND d.deptype = 'a'",
+            &[&oid],
+        )
+        .await
+        .map_err(e("sequences"))?
+    {
+        d.sequences.push((q(row.get(0), row.get(1))?, row.get(2)));
+    }
+
+    let sql_bodies: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_depend WHERE refobjid = $1 AND classid = 'pg_proc'::regclass",
+            &[&oid],
+        )
+        .await
+        .map_err(e("functions"))?
+        .get(0);
+    if sql_bodies > 0 {
+        d.refusals.push("a function with a SQL-standard body (BEGIN ATOMIC) depends on the table; re-create it with a quoted body first".into());
+    }
+    Ok(d)
+}
+
+async fn grants(
+    client: &impl GenericClient,
+    sql: &str,
+    oid: u32,
+) -> Result<Vec<Grant>, EngineError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT CASE WHEN g = 0 THEN NULL ELSE pg_get_userbyid(g)::text END, p, gr, col
+                   FROM ({sql}) AS acl(g, p, gr, col)"
+            ),
+            &[&oid],
+        )
+        .await
+        .map_err(EngineError::sql("read the grants"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Grant {
+            grantee: r.get(0),
+            privilege: r.get(1),
+            grantable: r.get(2),
+            column: r.get(3),
+        })
+        .collect())
+}
+
+fn role(name: &str) -> Result<String, EngineError> {
+    Ident::new(name.to_string())
+        .map(|i| i.to_string())
+        .map_err(|e| EngineError::refused(format!("role {name:?}: {e}"), "rename the role"))
+}
+
+const PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+];
+
+/// `GRANT` statements giving `target` the privileges in `grants` (after its own were revoked).
+pub fn grant_statements(target: &QualName, grants: &[Grant]) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::new();
+    for g in grants {
+        // Privilege names come from aclexplode: check them against the known list anyway.
+        let Some(privilege) = PRIVILEGES.iter().find(|p| **p == g.privilege) else {
+            continue;
+        };
+        let grantee = match &g.grantee {
+            None => "PUBLIC".to_string(),
+            Some(r) => role(r)?,
+        };
+        let column = match &g.column {
+            Some(c) => format!(
+                " ({})",
+                Ident::new(c.clone())
+                    .map_err(|e| EngineError::refused(format!("column {c:?}: {e}"), "rename it"))?
+            ),
+            None => String::new(),
+        };
+        out.push(format!(
+            "GRANT {privilege}{column} ON {target} TO {grantee}{}",
+            if g.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(out)
+}
+
+/// `WITH (...)` for reloptions (`key=value` strings from the catalog).
+pub fn with_options(options: &[String]) -> String {
+    if options.is_empty() {
+        return String::new();
+    }
+    format!(" WITH ({})", option_list(options))
+}
+
+/// `key = 'value', ...` for reloptions; keys that are not plain option names are skipped.
+pub fn option_list(options: &[String]) -> String {
+    let parts: Vec<String> = options
+        .iter()
+        .filter_map(|o| {
+            let (k, v) = o.split_once('=')?;
+            k.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+                .then(|| format!("{k} = {}", Literal(v)))
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// The statements that make `target` (already renamed to the user's name) carry what `d`
+/// (read from the table that was live) describes. `source` is that table under its new
+/// (parked) name. Run inside the swap transaction.
+pub fn carry(
+    d: &Dependents,
+    source: &QualName,
+    target: &QualName,
+    target_triggers: &[String],
+    target_policies: &[String],
+    target_fks: &[String],
+) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::new();
+    out.push(format!("ALTER TABLE {target} OWNER TO {}", role(&d.owner)?));
+    out.push(format!("REVOKE ALL ON {target} FROM PUBLIC"));
+    out.push(format!("REVOKE ALL ON {target} FROM {}", role(&d.owner)?));
+    out.extend(grant_statements(target, &d.grants)?);
+    out.push(match &d.comment {
+        Some(c) => format!("COMMENT ON TABLE {target} IS {}", Literal(c)),
+        None => format!("COMMENT ON TABLE {target} IS NULL"),
+    });
+    if !d.reloptions.is_empty() {
+        out.push(format!(
+            "ALTER TABLE {target} SET ({})",
+            option_list(&d.reloptions)
+        ));
+    }
+    out.push(format!(
+        "ALTER TABLE {target} {} ROW LEVEL SECURITY",
+        if d.rls { "ENABLE" } else { "DISABLE" }
+    ));
+    out.push(format!(
+        "ALTER TABLE {target} {} ROW LEVEL SECURITY",
+        if d.force_rls { "FORCE" } else { "NO FORCE" }
+    ));
+    for (name, policy) in d.policy_names.iter().zip(&d.policies) {
+        if !target_policies.contains(name) {
+            out.push(policy.replace("{table}", &target.to_string()));
+        }
+    }
+    // Sequences follow the column, so dropping the old table later cannot drop them.
+    for (seq, column) in &d.sequences {
+        let col = Ident::new(column.clone())
+            .map_err(|e| EngineError::refused(format!("column {column:?}: {e}"), "rename it"))?;
+        out.push(format!("ALTER SEQUENCE {seq} OWNED BY {target}.{col}"));
+    }
+    // The user's triggers fire on the live table only: created on the new one, disabled on the
+    // one that becomes the copy (so the reverse dual-write does not fire them twice).
+    for t in &d.triggers {
+        let name = Ident::new(t.name.clone())
+            .map_err(|e| EngineError::refused(format!("trigger {:?}: {e}", t.name), "rename it"))?;
+        if !target_triggers.contains(&t.name) {
+            out.push(t.definition.clone());
+        }
+        let mode = match t.enabled {
+            'D' => "DISABLE TRIGGER",
+            'R' => "ENABLE REPLICA TRIGGER",
+            'A' => "ENABLE ALWAYS TRIGGER",
+            _ => "ENABLE TRIGGER",
+        };
+        out.push(format!("ALTER TABLE {target} {mode} {name}"));
+        out.push(format!("ALTER TABLE {source} DISABLE TRIGGER {name}"));
+    }
+    // Outbound foreign keys: added NOT VALID (no scan under the lock), validated afterwards.
+    for fk in &d.outbound_fks {
+        if !target_fks.contains(&fk.name) {
+            let name = Ident::new(fk.name.clone()).map_err(|e| {
+                EngineError::refused(format!("constraint {:?}: {e}", fk.name), "rename it")
+            })?;
+            out.push(format!(
+                "ALTER TABLE {target} ADD CONSTRAINT {name} {} NOT VALID",
+                fk.definition.trim_end_matches(" NOT VALID")
+            ));
+        }
+    }
+    // Inbound foreign keys now point at the live table.
+    for fk in &d.inbound_fks {
+        if &fk.table == source || &fk.table == target {
+            continue;
+        }
+        let name = Ident::new(fk.name.clone()).map_err(|e| {
+            EngineError::refused(format!("constraint {:?}: {e}", fk.name), "rename it")
+        })?;
+        out.push(format!("ALTER TABLE {} DROP CONSTRAINT {name}", fk.table));
+        out.push(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {name} {} NOT VALID",
+            fk.table,
+            fk.definition.trim_end_matches(" NOT VALID")
+        ));
+    }
+    for p in &d.publications {
+        let p = role(p)?;
+        out.push(format!("ALTER PUBLICATION {p} ADD TABLE {target}"));
+        out.push(format!("ALTER PUBLICATION {p} DROP TABLE {source}"));
+    }
+    Ok(out)
+}
+
+/// Re-create a view so it reads the table now under the user's name. The caller tries
+/// `replace` first (keeps the view's oid, grants and dependents) and falls back to `recreate`
+/// when a column's type changed.
+pub fn view_statements(v: &View) -> Result<(String, Vec<String>), EngineError> {
+    let opts = with_options(&v.options);
+    let replace = format!(
+        "CREATE OR REPLACE VIEW {}{opts} AS {}",
+        v.name, v.definition
+    );
+    let mut recreate = vec![
+        format!("DROP VIEW {}", v.name),
+        format!("CREATE VIEW {}{opts} AS {}", v.name, v.definition),
+        format!("ALTER VIEW {} OWNER TO {}", v.name, role(&v.owner)?),
+        format!("REVOKE ALL ON {} FROM PUBLIC", v.name),
+    ];
+    recreate.extend(grant_statements(&v.name, &v.grants)?);
+    if let Some(c) = &v.comment {
+        recreate.push(format!("COMMENT ON VIEW {} IS {}", v.name, Literal(c)));
+    }
+    Ok((replace, recreate))
+}

@@ -1,0 +1,351 @@
+//! The SQL that moves rows between a table and its shadow: trigger functions, backfill
+//! batches, verification checksums. Generated from a [`TableSpec`]; every name is an
+//! [`Ident`]/[`QualName`] (always quoted) and every value travels as a bind parameter
+//! (key values as `text[]`, cast to the key's types on the server).
+
+use planner::ident::{Literal, QualName};
+
+use super::{Column, Mapped, TableSpec};
+
+/// Which way rows flow: original -> shadow before cutover, new -> old in the rollback window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Reverse,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+        }
+    }
+}
+
+/// The source and target of one direction, under the names they have while it runs.
+pub struct Flow<'a> {
+    pub source: &'a QualName,
+    pub source_key: &'a [Column],
+    pub target: &'a QualName,
+    pub target_key: &'a [Column],
+    pub mapping: &'a [Mapped],
+}
+
+impl TableSpec {
+    pub fn flow(&self, direction: Direction) -> Flow<'_> {
+        match direction {
+            Direction::Forward => Flow {
+                source: &self.table,
+                source_key: &self.key,
+                target: &self.shadow,
+                target_key: &self.new_key,
+                mapping: &self.forward,
+            },
+            Direction::Reverse => Flow {
+                source: &self.table,
+                source_key: &self.new_key,
+                target: &self.old,
+                target_key: &self.key,
+                mapping: &self.reverse,
+            },
+        }
+    }
+}
+
+fn cols(cols: &[Column], alias: &str) -> String {
+    cols.iter()
+        .map(|c| format!("{alias}.{}", c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bare(cols: &[Column]) -> String {
+    cols.iter()
+        .map(|c| c.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(($n::text[])[1]::type1, ...)`: key values sent as text, typed on the server.
+fn key_param(cols: &[Column], n: usize) -> String {
+    let parts: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("(${n}::text[])[{}]::{}", i + 1, c.sql_type))
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+/// `(alias.k1, ...)::text[]` spelled as an array of the key's text forms.
+pub fn key_text(cols: &[Column], alias: &str) -> String {
+    let parts: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{alias}.{}::text", c.name))
+        .collect();
+    format!("ARRAY[{}]", parts.join(", "))
+}
+
+/// The key range predicate on `alias`: `> $lo` (when `lower`) and `<= $hi`.
+pub fn range(cols: &[Column], alias: &str, lower: bool) -> String {
+    let k = format!("({})", self::cols(cols, alias));
+    if lower {
+        format!(
+            "{k} > {} AND {k} <= {}",
+            key_param(cols, 1),
+            key_param(cols, 2)
+        )
+    } else {
+        format!("$1::text[] IS NULL AND {k} <= {}", key_param(cols, 2))
+    }
+}
+
+/// `ORDER BY` on the key.
+fn order(cols: &[Column], alias: &str, desc: bool) -> String {
+    cols.iter()
+        .map(|c| format!("{alias}.{}{}", c.name, if desc { " DESC" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The trigger function that applies every row change on the source to the target.
+///
+/// Runs as its owner (tandem's role) with a fixed `search_path`, so applications need no
+/// rights on the shadow or on schema tandem. A write the target's definition rejects (a data
+/// exception or a constraint violation) does not fail the application's transaction: it is
+/// recorded in `tandem.divergence`, which fails verification (forward) or blocks a rollback
+/// (reverse) with the key.
+pub fn trigger_function(spec: &TableSpec, direction: Direction, function: &QualName) -> String {
+    let f = spec.flow(direction);
+    let src_old: Vec<String> = f
+        .source_key
+        .iter()
+        .map(|c| format!("OLD.{}", c.name))
+        .collect();
+    let src_new: Vec<String> = f
+        .source_key
+        .iter()
+        .map(|c| format!("NEW.{}", c.name))
+        .collect();
+    let target_cols: Vec<String> = f
+        .mapping
+        .iter()
+        .map(|m| m.column.name.to_string())
+        .collect();
+    let exprs: Vec<String> = f.mapping.iter().map(|m| m.expr.clone()).collect();
+    let key_names: Vec<String> = f.target_key.iter().map(|c| c.name.to_string()).collect();
+    let updates: Vec<String> = f
+        .mapping
+        .iter()
+        .filter(|m| !f.target_key.iter().any(|k| k.name == m.column.name))
+        .map(|m| format!("{0} = EXCLUDED.{0}", m.column.name))
+        .collect();
+    let on_conflict = if updates.is_empty() {
+        format!("ON CONFLICT ({}) DO NOTHING", key_names.join(", "))
+    } else {
+        format!(
+            "ON CONFLICT ({}) DO UPDATE SET {}",
+            key_names.join(", "),
+            updates.join(", ")
+        )
+    };
+    let table = Literal(&String::from(spec.table.clone())).to_string();
+    let write = match direction {
+        // Before cutover the backfill writes the shadow too: an upsert on the key settles
+        // every race between the two.
+        Direction::Forward => format!(
+            "    INSERT INTO {target} AS t ({tcols}) SELECT {exprs} FROM (SELECT NEW.*) AS o\n    {on_conflict};",
+            target = f.target,
+            tcols = target_cols.join(", "),
+            exprs = exprs.join(", "),
+        ),
+        // In the rollback window only this trigger writes the old table. Update first, so an
+        // old column the change dropped (NOT NULL, no default) only matters for new rows.
+        Direction::Reverse => {
+            let sets: Vec<String> = f
+                .mapping
+                .iter()
+                .map(|m| format!("{} = s.{}", m.column.name, m.column.name))
+                .collect();
+            format!(
+                "    UPDATE {target} AS t SET {sets} FROM (SELECT {named} FROM (SELECT NEW.*) AS o) AS s\n     WHERE ({tkeys}) = ({newkeys});\n    IF NOT FOUND THEN\n      INSERT INTO {target} AS t ({tcols}) SELECT {exprs} FROM (SELECT NEW.*) AS o;\n    END IF;",
+                target = f.target,
+                sets = sets.join(", "),
+                named = f.mapping.iter().map(|m| format!("{} AS {}", m.expr, m.column.name)).collect::<Vec<_>>().join(", "),
+                tkeys = cols(f.target_key, "t"),
+                newkeys = src_new.join(", "),
+                tcols = target_cols.join(", "),
+                exprs = exprs.join(", "),
+            )
+        }
+    };
+    format!(
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $tandem$
+#variable_conflict use_column
+BEGIN
+  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({old}) IS DISTINCT FROM ({new})) THEN
+    DELETE FROM {target} AS t WHERE ({tkeys}) = ({old});
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+{write}
+  END IF;
+  RETURN NULL;
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+  INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
+  VALUES ({m}, '{dir}', {table},
+          CASE WHEN TG_OP = 'DELETE' THEN ROW({old})::text ELSE ROW({new})::text END,
+          SQLSTATE, SQLERRM);
+  RETURN NULL;
+END
+$tandem$",
+        old = src_old.join(", "),
+        new = src_new.join(", "),
+        target = f.target,
+        tkeys = cols(f.target_key, "t"),
+        m = spec.migration,
+        dir = direction.as_str(),
+    )
+}
+
+/// The largest key of the source now: the backfill copies up to it; later rows arrive
+/// through the triggers.
+pub fn bound(spec: &TableSpec) -> String {
+    format!(
+        "SELECT {} FROM {} AS o ORDER BY {} LIMIT 1",
+        key_text(&spec.key, "o"),
+        spec.table,
+        order(&spec.key, "o", true)
+    )
+}
+
+/// The key `$3` rows after `$1` (or from the start), not past the bound `$2`: the end of the
+/// next batch. No row comes back when fewer rows are left.
+pub fn batch_end(spec: &TableSpec, lower: bool) -> String {
+    format!(
+        "SELECT {} FROM {} AS o WHERE {} ORDER BY {} OFFSET $3::int8 - 1 LIMIT 1",
+        key_text(&spec.key, "o"),
+        spec.table,
+        range(&spec.key, "o", lower),
+        order(&spec.key, "o", false)
+    )
+}
+
+/// Lock the batch's rows against DELETE and key changes (not against ordinary updates) until
+/// the batch commits: a row the copy reads cannot then be deleted or moved before its copy is
+/// in the shadow, so the copy never resurrects a row.
+pub fn lock_batch(spec: &TableSpec, lower: bool, share: bool) -> String {
+    format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {} AS o WHERE {} FOR {}) AS locked",
+        spec.table,
+        range(&spec.key, "o", lower),
+        if share { "SHARE" } else { "KEY SHARE" }
+    )
+}
+
+/// Copy the batch. A row the triggers already wrote is newer than what the copy read, so the
+/// copy skips it (`DO NOTHING` on the key); any other conflict is an error that says which row
+/// the new definition rejects.
+pub fn copy_batch(spec: &TableSpec, lower: bool) -> String {
+    let target_cols: Vec<String> = spec
+        .forward
+        .iter()
+        .map(|m| m.column.name.to_string())
+        .collect();
+    let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
+    format!(
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE {} ON CONFLICT ({}) DO NOTHING",
+        spec.shadow,
+        target_cols.join(", "),
+        exprs.join(", "),
+        spec.table,
+        range(&spec.key, "o", lower),
+        bare(&spec.new_key)
+    )
+}
+
+/// Remove the shadow's rows of a key range (before copying it again).
+pub fn delete_shadow_range(spec: &TableSpec, lower: bool) -> String {
+    format!(
+        "DELETE FROM {} AS t WHERE {}",
+        spec.shadow,
+        range(&spec.new_key, "t", lower)
+    )
+}
+
+/// The row as the shadow should hold it, as text: each mapped expression cast to the new
+/// column's type.
+fn mapped_row(spec: &TableSpec) -> String {
+    let parts: Vec<String> = spec
+        .forward
+        .iter()
+        .map(|m| format!("({})::{}", m.expr, m.column.sql_type))
+        .collect();
+    format!("ROW({})::text", parts.join(", "))
+}
+
+fn shadow_row(spec: &TableSpec) -> String {
+    let parts: Vec<String> = spec
+        .forward
+        .iter()
+        .map(|m| format!("t.{}", m.column.name))
+        .collect();
+    format!("ROW({})::text", parts.join(", "))
+}
+
+/// Count and order-independent checksum of one key range on both sides.
+pub fn chunk_sums(spec: &TableSpec, lower: bool) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM {table} AS o WHERE {orange}),
+                (SELECT coalesce(sum(hashtextextended({mapped}, 0)), 0)::text FROM {table} AS o WHERE {orange}),
+                (SELECT count(*) FROM {shadow} AS t WHERE {srange}),
+                (SELECT coalesce(sum(hashtextextended({srow}, 0)), 0)::text FROM {shadow} AS t WHERE {srange})",
+        table = spec.table,
+        shadow = spec.shadow,
+        orange = range(&spec.key, "o", lower),
+        srange = range(&spec.new_key, "t", lower),
+        mapped = mapped_row(spec),
+        srow = shadow_row(spec),
+    )
+}
+
+/// Keys (as text) whose rows differ between the two sides within one range: missing,
+/// extra, or different. At most `$3` of them.
+pub fn chunk_differences(spec: &TableSpec, lower: bool) -> String {
+    format!(
+        "SELECT coalesce(a.k, b.k)::text, a.k IS NULL, b.k IS NULL
+           FROM (SELECT ROW({okeys})::text AS k, {mapped} AS r FROM {table} AS o WHERE {orange}) AS a
+           FULL JOIN (SELECT ROW({skeys})::text AS k, {srow} AS r FROM {shadow} AS t WHERE {srange}) AS b
+             ON a.k = b.k
+          WHERE a.r IS DISTINCT FROM b.r
+          LIMIT $3::int8",
+        table = spec.table,
+        shadow = spec.shadow,
+        okeys = cols(&spec.key, "o"),
+        skeys = cols(&spec.new_key, "t"),
+        orange = range(&spec.key, "o", lower),
+        srange = range(&spec.new_key, "t", lower),
+        mapped = mapped_row(spec),
+        srow = shadow_row(spec),
+    )
+}
+
+/// The end key of the verification chunk `$3` rows after `$1`.
+pub fn chunk_end(spec: &TableSpec, lower: bool) -> String {
+    batch_end(spec, lower)
+}
+
+/// The function a TRUNCATE of the original runs: it empties the shadow too.
+pub fn truncate_function(spec: &TableSpec, forward: &QualName) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $tandem$
+BEGIN
+  TRUNCATE {};
+  RETURN NULL;
+END
+$tandem$",
+        super::truncate_function(forward),
+        spec.shadow
+    )
+}

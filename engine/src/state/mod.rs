@@ -1,0 +1,234 @@
+//! tandem's bookkeeping in the target database (schema `tandem`): installed and upgraded by
+//! the versioned files in `migrations/`, read and written only through this module.
+//!
+//! Every record of progress is written in the same transaction as the work it records, so
+//! the state after a crash is always one the executor can resume from.
+
+mod phase;
+
+use planner::plan::Plan;
+use serde_json::Value;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::error::EngineError;
+pub use phase::Phase;
+
+/// The bookkeeping versions, in order: (version, SQL). Each runs in one transaction with its
+/// version row.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/0001_bookkeeping.sql")),
+    (2, include_str!("../../../migrations/0002_executor.sql")),
+];
+
+/// The advisory lock key (class) under which tandem serialises its bookkeeping upgrades; the
+/// per-migration executor lock uses [`EXECUTOR_LOCK_CLASS`].
+const INSTALL_LOCK: i64 = 0x7461_6e64_656d_0001;
+pub(crate) const EXECUTOR_LOCK_CLASS: i32 = 0x7461_6e64; // "tand"
+
+/// Create or upgrade schema `tandem` to the newest version. Safe to run concurrently: one
+/// process upgrades, the others wait for it and find nothing left to do.
+pub async fn install(client: &mut Client) -> Result<i32, EngineError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(EngineError::sql("begin the bookkeeping upgrade"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
+        .await
+        .map_err(EngineError::sql("wait for the bookkeeping lock"))?;
+    let installed: bool = tx
+        .query_one(
+            "SELECT to_regclass('tandem.schema_version') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(EngineError::sql("look for tandem's bookkeeping"))?
+        .get(0);
+    let have: i32 = if installed {
+        tx.query_one(
+            "SELECT coalesce(max(version), 0) FROM tandem.schema_version",
+            &[],
+        )
+        .await
+        .map_err(EngineError::sql("read the bookkeeping version"))?
+        .get(0)
+    } else {
+        0
+    };
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if have > newest {
+        return Err(EngineError::refused(
+            format!("the database's tandem bookkeeping is version {have}, newer than this tandem understands ({newest})"),
+            "use the tandem release that upgraded it",
+        ));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > have) {
+        tx.batch_execute(sql).await.map_err(|e| {
+            let msg = match e.code().map(|c| c.code()) {
+                Some("42501") => "the role cannot create tandem's bookkeeping (schema tandem); run once as a role with CREATE on the database",
+                _ => "upgrade tandem's bookkeeping",
+            };
+            EngineError::sql(format!("{msg} (version {version})"))(e)
+        })?;
+    }
+    tx.commit()
+        .await
+        .map_err(EngineError::sql("commit the bookkeeping upgrade"))?;
+    Ok(newest)
+}
+
+/// One submitted migration, as stored.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub id: i64,
+    pub plan: Plan,
+    pub plan_sha256: String,
+    pub phase: Phase,
+    pub paused: bool,
+    pub online_done: i32,
+    pub rollback_window_secs: f64,
+    pub rollback_blocker: Option<String>,
+}
+
+const MIGRATION_COLUMNS: &str = "id, plan::text, plan_sha256, phase, paused, online_done, \
+     extract(epoch FROM rollback_window)::float8, rollback_blocker";
+
+impl Migration {
+    pub async fn load(client: &impl GenericClient, id: i64) -> Result<Migration, EngineError> {
+        let row = client
+            .query_opt(
+                &format!("SELECT {MIGRATION_COLUMNS} FROM tandem.migrations WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(EngineError::sql("read the migration"))?
+            .ok_or(EngineError::UnknownMigration(id))?;
+        let plan_text: String = row.get(1);
+        let plan = Plan::from_json(&plan_text).map_err(|e| {
+            EngineError::refused(
+                format!("migration {id}'s stored plan cannot be read ({e})"),
+                "submit the plan again with this tandem version",
+            )
+        })?;
+        let phase: String = row.get(3);
+        Ok(Migration {
+            id: row.get(0),
+            plan,
+            plan_sha256: row.get(2),
+            phase: Phase::parse(&phase).ok_or_else(|| {
+                EngineError::refused(
+                    format!("migration {id} is in an unknown phase {phase:?}"),
+                    "upgrade tandem",
+                )
+            })?,
+            paused: row.get(4),
+            online_done: row.get(5),
+            rollback_window_secs: row.get(6),
+            rollback_blocker: row.get(7),
+        })
+    }
+
+    /// Reload the phase and flags (after another transaction changed them).
+    pub async fn refresh(&mut self, client: &impl GenericClient) -> Result<(), EngineError> {
+        *self = Migration::load(client, self.id).await?;
+        Ok(())
+    }
+}
+
+/// Register `plan` (whose canonical text is `text`). The caller has checked it is current.
+pub async fn submit(
+    client: &impl GenericClient,
+    plan: &Plan,
+    rollback_window_secs: Option<u64>,
+) -> Result<i64, EngineError> {
+    let text = plan.to_canonical_json();
+    let json: Value = serde_json::from_str(&text).expect("a plan is JSON");
+    let window = rollback_window_secs.map(|s| s.to_string());
+    let row = client
+        .query_one(
+            "INSERT INTO tandem.migrations (plan, plan_sha256, schema_fingerprint, rollback_window)
+             VALUES ($1, $2, $3, coalesce(($4::text || ' seconds')::interval, '30 days'))
+             RETURNING id",
+            &[&json, &plan.digest(), &plan.schema_fingerprint, &window],
+        )
+        .await
+        .map_err(EngineError::sql("register the migration"))?;
+    let id: i64 = row.get(0);
+    record(client, id, "submitted", "submitted", Value::Null).await?;
+    Ok(id)
+}
+
+/// Append an event (in the caller's transaction).
+pub async fn record(
+    client: &impl GenericClient,
+    id: i64,
+    phase: &str,
+    event: &str,
+    detail: Value,
+) -> Result<(), EngineError> {
+    let detail = (!detail.is_null()).then_some(detail);
+    client
+        .execute(
+            "INSERT INTO tandem.events (migration_id, phase, event, detail) VALUES ($1, $2, $3, $4)",
+            &[&id, &phase, &event, &detail],
+        )
+        .await
+        .map_err(EngineError::sql("record the event"))?;
+    Ok(())
+}
+
+/// Set the migration's phase and record it (in the caller's transaction).
+pub async fn set_phase(
+    client: &impl GenericClient,
+    id: i64,
+    phase: Phase,
+    detail: Value,
+) -> Result<(), EngineError> {
+    client
+        .execute(
+            "UPDATE tandem.migrations SET phase = $2, waiting_for = NULL, updated_at = now() WHERE id = $1",
+            &[&id, &phase.as_str()],
+        )
+        .await
+        .map_err(EngineError::sql("record the phase"))?;
+    record(client, id, phase.as_str(), "done", detail).await
+}
+
+/// Say what the executor waits for (or `None`), for `status`. Best effort, autocommit.
+pub async fn set_waiting(client: &Client, id: i64, what: Option<&str>) {
+    let _ = client
+        .execute(
+            "UPDATE tandem.migrations SET waiting_for = $2, updated_at = now() WHERE id = $1 AND waiting_for IS DISTINCT FROM $2",
+            &[&id, &what],
+        )
+        .await;
+}
+
+/// `tandem pause` / `tandem resume`.
+pub async fn set_paused(client: &Client, id: i64, paused: bool) -> Result<Phase, EngineError> {
+    let m = Migration::load(client, id).await?;
+    if m.phase.is_terminal() {
+        return Err(EngineError::refused(
+            format!("migration {id} is {}, there is nothing to pause", m.phase),
+            "`tandem status` shows where it stands",
+        ));
+    }
+    client
+        .execute(
+            "UPDATE tandem.migrations SET paused = $2, updated_at = now() WHERE id = $1",
+            &[&id, &paused],
+        )
+        .await
+        .map_err(EngineError::sql("record the pause"))?;
+    record(
+        client,
+        id,
+        m.phase.as_str(),
+        if paused { "paused" } else { "resumed" },
+        Value::Null,
+    )
+    .await?;
+    Ok(m.phase)
+}
+
+/// A boxed future borrowing the executor (for the reconnect loop).
+pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
