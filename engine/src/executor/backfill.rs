@@ -137,7 +137,9 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     let mut last_report = Instant::now() - Duration::from_secs(10);
     let mut last_throttle_check = Instant::now() - Duration::from_secs(10);
     let mut paused = false;
+    let mut batches = 0u64;
     loop {
+        batches += 1;
         if paused || last_throttle_check.elapsed() > Duration::from_secs(1) {
             ex.throttle(paused).await?;
             last_throttle_check = Instant::now();
@@ -168,6 +170,9 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                     &[&ex.id, &spec.table_oid, &json!(hi), &locked],
                 )
                 .await?;
+            if batches == 2 {
+                super::failpoint("backfill").await;
+            }
             Ok((hi, locked, row.get(0)))
         }
         .await;

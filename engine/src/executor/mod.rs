@@ -481,6 +481,7 @@ impl Executor {
         }
         if let Some(p) = phase {
             state::set_phase(&tx, id, p, serde_json::Value::Null).await?;
+            failpoint(p.as_str()).await;
         }
         tx.commit()
             .await
@@ -498,4 +499,18 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
     let base = Duration::from_millis(20u64 << attempt.min(10)).min(cap);
     let half = base / 2;
     half + Duration::from_micros(rand::thread_rng().gen_range(0..=half.as_micros() as u64))
+}
+
+/// A point where a test can stop the executor to kill it (`TANDEM_FAILPOINT=name`): the
+/// executor prints `failpoint NAME reached` on stderr and waits forever, inside whatever
+/// transaction is open there. Names: prepare, dual_write, backfill (inside the third batch),
+/// verify, cutover (inside the swap, after the renames), after_cutover, rollback, finalized.
+/// Unset in production, where this is one environment lookup per call.
+pub(crate) async fn failpoint(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let point = POINT.get_or_init(|| std::env::var("TANDEM_FAILPOINT").ok());
+    if point.as_deref() == Some(name) {
+        eprintln!("failpoint {name} reached");
+        std::future::pending::<()>().await;
+    }
 }

@@ -109,6 +109,7 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
         }
     }
     state::set_phase(&tx, m.id, Phase::Prepare, json!({ "notes": notes })).await?;
+    super::failpoint("prepare").await;
     tx.commit()
         .await
         .map_err(EngineError::sql("commit prepare"))?;

@@ -532,6 +532,12 @@ async fn attempt_swap(
             state::set_phase(&tx, m.id, Phase::RolledBack, detail).await?;
         }
     }
+    super::failpoint(if way == Way::Forward {
+        "cutover"
+    } else {
+        "rollback"
+    })
+    .await;
     tx.commit()
         .await
         .map_err(EngineError::sql("commit the swap"))?;
@@ -582,6 +588,7 @@ pub(crate) async fn after_cutover(ex: &mut Executor, m: &Migration) -> Result<()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    super::failpoint("after_cutover").await;
     if let Some((_, detail)) = pending.first() {
         let detail: serde_json::Value = detail
             .as_deref()

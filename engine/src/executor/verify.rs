@@ -238,6 +238,7 @@ async fn check(
     }
     let mut rows = 0i64;
     let mut out = Vec::new();
+    super::failpoint("verify").await;
     for (lo, hi) in work {
         let r = tx
             .query_one(&sql::chunk_sums(spec, lo.is_some()), &[&lo, &hi])

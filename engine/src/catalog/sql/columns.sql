@@ -25,4 +25,6 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm')
   AND NOT a.attisdropped
   AND n.nspname NOT LIKE 'pg\_%'
   AND n.nspname NOT IN ('information_schema', 'tandem')
+  -- tandem's shadow and parked tables in user schemas (see engine/src/shadow)
+  AND c.relname !~ '^_tandem_m[0-9]+_t[0-9]+_(new|old)$'
 ORDER BY a.attrelid, a.attnum

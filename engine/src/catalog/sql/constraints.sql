@@ -34,3 +34,5 @@ WHERE c.contype IN ('p', 'u', 'f', 'c', 'x')
   AND r.relkind IN ('r', 'p')
   AND n.nspname NOT LIKE 'pg\_%'
   AND n.nspname NOT IN ('information_schema', 'tandem')
+  -- tandem's shadow and parked tables in user schemas (see engine/src/shadow)
+  AND r.relname !~ '^_tandem_m[0-9]+_t[0-9]+_(new|old)$'

@@ -31,6 +31,8 @@ LEFT JOIN pg_description AS descr
 WHERE r.relkind IN ('r', 'p', 'm')
   AND n.nspname NOT LIKE 'pg\_%'
   AND n.nspname NOT IN ('information_schema', 'tandem')
+  -- tandem's shadow and parked tables in user schemas (see engine/src/shadow)
+  AND r.relname !~ '^_tandem_m[0-9]+_t[0-9]+_(new|old)$'
   AND NOT EXISTS (SELECT FROM pg_constraint AS c
                   WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT FROM pg_inherits AS inh WHERE inh.inhrelid = i.indexrelid)

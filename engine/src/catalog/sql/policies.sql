@@ -14,3 +14,5 @@ JOIN pg_class AS r ON r.oid = p.polrelid
 JOIN pg_namespace AS n ON n.oid = r.relnamespace
 WHERE n.nspname NOT LIKE 'pg\_%'
   AND n.nspname NOT IN ('information_schema', 'tandem')
+  -- tandem's shadow and parked tables in user schemas (see engine/src/shadow)
+  AND r.relname !~ '^_tandem_m[0-9]+_t[0-9]+_(new|old)$'

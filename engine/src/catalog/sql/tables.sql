@@ -38,5 +38,7 @@ WHERE c.relkind IN ('r', 'p')
   AND c.relpersistence IN ('p', 'u')
   AND n.nspname NOT LIKE 'pg\_%'
   AND n.nspname NOT IN ('information_schema', 'tandem')
+  -- tandem's shadow and parked tables in user schemas (see engine/src/shadow)
+  AND c.relname !~ '^_tandem_m[0-9]+_t[0-9]+_(new|old)$'
   AND NOT EXISTS (SELECT FROM pg_depend AS d
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')

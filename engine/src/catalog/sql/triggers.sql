@@ -19,3 +19,5 @@ WHERE NOT t.tgisinternal
   AND fnsp.nspname <> 'tandem'
   AND n.nspname NOT LIKE 'pg\_%'
   AND n.nspname NOT IN ('information_schema', 'tandem')
+  -- tandem's shadow and parked tables in user schemas (see engine/src/shadow)
+  AND r.relname !~ '^_tandem_m[0-9]+_t[0-9]+_(new|old)$'
