@@ -75,7 +75,7 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
         let tables = client
             .query(
                 "SELECT schema_name || '.' || table_name, shadow_name, rows_copied, rows_total,
-                        CASE WHEN backfill_started_at IS NOT NULL AND rows_copied > 0
+                        CASE WHEN backfill_started_at IS NOT NULL AND rows_copied > 0 AND NOT indexes_built
                              THEN rows_copied / greatest(extract(epoch FROM now() - backfill_started_at), 0.001) END::float8
                    FROM tandem.shadow_tables WHERE migration_id = $1 ORDER BY step",
                 &[&mid],

@@ -20,6 +20,9 @@ pub struct Dependents {
     pub force_rls: bool,
     pub replica_identity: char,
     pub replica_index: Option<String>,
+    /// False while the table has its default privileges (`relacl` is NULL): then nothing is
+    /// granted explicitly, and the other table's defaults are left alone.
+    pub explicit_acl: bool,
     pub grants: Vec<Grant>,
     pub views: Vec<View>,
     pub inbound_fks: Vec<ForeignKey>,
@@ -91,7 +94,9 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
                     EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid),
                     EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attidentity <> ''),
                     (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid)::int,
-                    EXISTS (SELECT 1 FROM pg_publication WHERE puballtables)
+                    EXISTS (SELECT 1 FROM pg_publication WHERE puballtables),
+                    c.relacl IS NOT NULL
+                       OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attacl IS NOT NULL)
                FROM pg_class c WHERE c.oid = $1",
             &[&oid],
         )
@@ -123,6 +128,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
         d.refusals.push("a FOR ALL TABLES publication exists: during the rollback window it would publish both tables; use a publication that lists its tables".into());
     }
 
+    d.explicit_acl = row.get(13);
     d.grants = grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x
          UNION ALL
          SELECT (a).grantee, (a).privilege_type, (a).is_grantable, attname::text FROM (SELECT aclexplode(attacl) a, attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attacl IS NOT NULL) y", oid).await?;
@@ -405,9 +411,11 @@ pub fn carry(
 ) -> Result<Vec<String>, EngineError> {
     let mut out = Vec::new();
     out.push(format!("ALTER TABLE {target} OWNER TO {}", role(&d.owner)?));
-    out.push(format!("REVOKE ALL ON {target} FROM PUBLIC"));
-    out.push(format!("REVOKE ALL ON {target} FROM {}", role(&d.owner)?));
-    out.extend(grant_statements(target, &d.grants)?);
+    if d.explicit_acl {
+        out.push(format!("REVOKE ALL ON {target} FROM PUBLIC"));
+        out.push(format!("REVOKE ALL ON {target} FROM {}", role(&d.owner)?));
+        out.extend(grant_statements(target, &d.grants)?);
+    }
     out.push(match &d.comment {
         Some(c) => format!("COMMENT ON TABLE {target} IS {}", Literal(c)),
         None => format!("COMMENT ON TABLE {target} IS NULL"),
