@@ -6,7 +6,7 @@
 //! from the last record. One executor per migration at a time: it holds a session advisory
 //! lock on the migration's id for as long as it runs.
 
-mod backfill;
+pub mod backfill;
 mod online;
 mod prepare;
 mod swap;
