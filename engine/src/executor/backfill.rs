@@ -297,10 +297,34 @@ async fn build_indexes(ex: &mut Executor, spec: &TableSpec) -> Result<(), Engine
             }
         })?;
     }
+    // Statistics for the planner the moment the shadow goes live, a visibility map for
+    // index-only scans, and autovacuum back to the original's setting.
     ex.client
-        .batch_execute(&format!("ANALYZE {}", spec.shadow))
+        .batch_execute(&format!("VACUUM (ANALYZE) {}", spec.shadow))
         .await
-        .map_err(EngineError::sql("analyze the shadow"))?;
+        .map_err(EngineError::sql("vacuum and analyze the shadow"))?;
+    let options: Vec<String> = ex
+        .client
+        .query_one(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1",
+            &[&spec.table_oid],
+        )
+        .await
+        .map_err(EngineError::sql("read the table's options"))?
+        .get(0);
+    let mut reset = format!(
+        "ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)",
+        spec.shadow
+    );
+    if !options.is_empty() {
+        reset.push_str(&format!(
+            "; ALTER TABLE {} SET ({})",
+            spec.shadow,
+            crate::shadow::dependents::option_list(&options)
+        ));
+    }
+    ex.ddl_retry("give autovacuum back to the shadow", &[reset], None)
+        .await?;
     ex.client
         .execute(
             "UPDATE tandem.shadow_tables SET indexes_built = true WHERE migration_id = $1 AND table_oid = $2",

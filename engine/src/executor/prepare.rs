@@ -337,6 +337,15 @@ async fn prepare_table(
         .await
         .map_err(EngineError::sql("copy the table's storage options"))?;
     }
+    // No autovacuum on the shadow while it is filled: a worker started by the bulk copy would
+    // hold a lock the cutover waits for (autovacuum yields to waiters only after
+    // deadlock_timeout, far longer than the cutover's lock_timeout). The backfill ends with
+    // its own VACUUM (ANALYZE) and gives autovacuum back.
+    tx.batch_execute(&format!(
+        "ALTER TABLE {shadow} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+    ))
+    .await
+    .map_err(EngineError::sql("pause autovacuum on the shadow"))?;
     // LIKE copies the indexes in the original's oid order: give each copy tandem's name now,
     // so no name the step's statements choose can collide with it.
     let shadow_oid: u32 = tx

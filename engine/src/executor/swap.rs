@@ -75,6 +75,13 @@ async fn swap(
                 return Ok(());
             }
             Err(Attempt::Locked(e)) => {
+                let cancelled = cancel_autovacuum(ex, specs).await.unwrap_or_default();
+                if !cancelled.is_empty() {
+                    ex.emit(Event::Note(format!(
+                        "cancelled autovacuum on the tables (pid {}), as PostgreSQL does for a lock waiter; it runs again later",
+                        cancelled.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
                 let blockers = blockers(ex, specs).await.unwrap_or_default();
                 let detail = format!(
                     "{what} attempt {attempt}: locks not granted within {} ms ({}){}",
@@ -156,6 +163,41 @@ async fn blockers(ex: &Executor, specs: &[TableSpec]) -> Result<String, tokio_po
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("; "))
+}
+
+/// Autovacuum workers (not the anti-wraparound kind) holding locks on the tables: PostgreSQL
+/// cancels them itself for a waiter after `deadlock_timeout`, but the swap never waits that
+/// long. Client sessions are never touched.
+async fn cancel_autovacuum(
+    ex: &Executor,
+    specs: &[TableSpec],
+) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let oids: Vec<u32> = specs.iter().map(|s| s.table_oid).collect();
+    let names: Vec<String> = specs
+        .iter()
+        .flat_map(|s| {
+            [
+                s.table.name.as_str().to_string(),
+                s.shadow.name.as_str().to_string(),
+                s.old.name.as_str().to_string(),
+            ]
+        })
+        .collect();
+    let rows = ex
+        .client
+        .query(
+            // The candidates are chosen first (MATERIALIZED), so the cancel can never be
+            // evaluated for a session the other conditions exclude.
+            "WITH workers AS MATERIALIZED (
+                 SELECT a.pid FROM pg_stat_activity a
+                  WHERE a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%to prevent wraparound%'
+                    AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
+                                   AND l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.relname = ANY($2))))
+             SELECT pid FROM workers WHERE pg_cancel_backend(pid)",
+            &[&oids, &names],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<(), EngineError> {
