@@ -53,7 +53,8 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
     let rows = client
         .query(
             "SELECT m.id, m.phase, m.paused,
-                    EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.classid = $2::int4::oid AND l.objid = m.id::int4::oid AND l.objsubid = 2 AND l.granted),
+                    EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.classid = $2::int4::oid AND l.objid = m.id::int4::oid AND l.objsubid = 2 AND l.granted
+                                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())),
                     m.waiting_for, date_trunc('second', m.submitted_at)::text, m.verify_result, m.cutover_attempts,
                     date_trunc('second', m.window_ends_at)::text, m.rollback_blocker,
                     (SELECT count(*) FROM tandem.divergence d WHERE d.migration_id = m.id AND d.direction = 'forward'),

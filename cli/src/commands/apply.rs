@@ -157,7 +157,13 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         &format!("Apply migration {} up to {until}?", args.id),
     )?;
     let phase = ex.apply().await.map_err(engine_failure)?;
-    if phase == Phase::RollbackWindow {
+    ex.close().await;
+    if phase == Phase::Finalized {
+        eprintln!(
+            "migration {} is done: every step was online, so there is no table to swap and no rollback window",
+            args.id
+        );
+    } else if phase == Phase::RollbackWindow {
         eprintln!(
             "migration {} is live; the old table is kept current until its rollback window ends (`tandem status {}`); `tandem rollback {}` swaps back, `tandem finalize {}` drops it",
             args.id, args.id, args.id, args.id
@@ -189,7 +195,12 @@ pub async fn rollback(global: &Global, args: ConfirmArgs) -> Result<u8, Failure>
         args.yes,
         &format!("Roll migration {} back to the old table?", args.id),
     )?;
-    ex.rollback().await.map_err(engine_failure)?;
+    let abandoned = ex.rollback().await.map_err(engine_failure)?;
+    ex.close().await;
+    if abandoned {
+        eprintln!("migration {} abandoned before cutover: the table was never swapped; the shadow table and tandem's triggers are gone", args.id);
+        return Ok(OK);
+    }
     eprintln!("migration {} rolled back: the old table is live again, with every write made since cutover", args.id);
     Ok(OK)
 }
@@ -204,6 +215,7 @@ pub async fn finalize(global: &Global, args: ConfirmArgs) -> Result<u8, Failure>
         ),
     )?;
     ex.finalize().await.map_err(engine_failure)?;
+    ex.close().await;
     eprintln!(
         "migration {} finalized: the old table and tandem's triggers are gone",
         args.id

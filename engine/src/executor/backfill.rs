@@ -225,8 +225,22 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 if e.code()
                     .is_some_and(|c| c.code().starts_with("23") || c.code().starts_with("22"))
                 {
+                    if let Ok(Some((key, why))) =
+                        rejected_row(ex, spec, p.last_key.as_deref(), batch).await
+                    {
+                        return Err(EngineError::refused(
+                            format!("the row of {name} with key ({key}) does not fit the new definition: {why}"),
+                            "fix that row (or the change), then run `tandem apply` again; the copy resumes where it stopped, or `tandem rollback` abandons the migration",
+                        ));
+                    }
                     return Err(EngineError::refused(
-                        format!("a row of {name} does not fit the new definition: {detail}"),
+                        format!(
+                            "a row of {name} {} (within the next {batch} rows in key order) does not fit the new definition: {detail}",
+                            match &p.last_key {
+                                Some(k) => format!("after key ({})", k.join(", ")),
+                                None => "near the start of the table".to_string(),
+                            }
+                        ),
                         "fix the data (or the change), then run `tandem apply` again; the copy resumes where it stopped",
                     ));
                 }
@@ -234,6 +248,64 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             }
         }
     }
+}
+
+/// The first row of the next `batch` rows after `lo` that the shadow rejects, found by
+/// copying them one at a time inside savepoints of a transaction that is rolled back.
+async fn rejected_row(
+    ex: &mut Executor,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    batch: i64,
+) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+    let lo_v: Option<Vec<String>> = lo.map(<[String]>::to_vec);
+    let tx = ex.client.transaction().await?;
+    tx.batch_execute("SET LOCAL lock_timeout = '1s'").await?;
+    let keys: Vec<Vec<String>> = tx
+        .query(
+            &format!(
+                "SELECT {} FROM {} AS o WHERE $1::text[] IS NULL OR ({}) > {} ORDER BY {} LIMIT $2",
+                sql::key_text(&spec.key, "o"),
+                spec.table,
+                spec.key
+                    .iter()
+                    .map(|c| format!("o.{}", c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sql::key_param_at(&spec.key, 1),
+                spec.key
+                    .iter()
+                    .map(|c| format!("o.{}", c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            &[&lo_v, &batch],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut prev = lo_v;
+    for key in keys {
+        tx.batch_execute("SAVEPOINT tandem_probe").await?;
+        let r = copy_batch(&tx, spec, prev.as_deref(), &key).await;
+        tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_probe")
+            .await?;
+        if let Err(e) = r {
+            if e.code()
+                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+            {
+                let why = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
+                return Ok(Some((key.join(", "), why)));
+            }
+            return Err(e);
+        }
+        prev = Some(key);
+    }
+    Ok(None)
 }
 
 /// Build the shadow's deferred indexes with CONCURRENTLY (they never block the triggers'

@@ -140,6 +140,10 @@ impl Executor {
         let mut client = connect(&config)
             .await
             .map_err(EngineError::sql("connect to the database"))?;
+        // A database tandem never touched has no migrations: say so, and write nothing.
+        if !state::installed(&client).await? {
+            return Err(EngineError::UnknownMigration(id));
+        }
         state::install(&mut client).await?;
         Migration::load(&client, id).await?;
         let ex = Executor {
@@ -155,6 +159,17 @@ impl Executor {
         Ok(ex)
     }
 
+    /// Give the migration's lock back (it also goes with the connection).
+    pub async fn close(self) {
+        let _ = self
+            .client
+            .execute(
+                "SELECT pg_advisory_unlock($1, $2::int4)",
+                &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+            )
+            .await;
+    }
+
     /// Replace the cutover hook (a proxy coordinator).
     pub fn with_hold(mut self, hold: Box<dyn CutoverHold>) -> Executor {
         self.hold = hold;
@@ -162,17 +177,25 @@ impl Executor {
     }
 
     async fn lock(&self) -> Result<(), EngineError> {
-        let got: bool = self
-            .client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2::int4)",
-                &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
-            )
-            .await
-            .map_err(EngineError::sql("take the migration's lock"))?
-            .get(0);
-        if got {
-            return Ok(());
+        // A session whose client just exited keeps its locks for a few milliseconds more:
+        // try for a moment before saying another process holds the migration.
+        for attempt in 0..8 {
+            let got: bool = self
+                .client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2::int4)",
+                    &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+                )
+                .await
+                .map_err(EngineError::sql("take the migration's lock"))?
+                .get(0);
+            if got {
+                state::set_waiting(&self.client, self.id, None).await;
+                return Ok(());
+            }
+            if attempt < 7 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(3))).await;
+            }
         }
         let holder = self
             .client
@@ -183,6 +206,7 @@ impl Executor {
                                coalesce(host(a.client_addr), 'a local socket'))
                    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                   WHERE l.locktype = 'advisory' AND l.classid = $1::int4::oid
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                     AND l.objid = $2::int4::oid AND l.objsubid = 2 AND l.granted
                   LIMIT 1",
                 &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
@@ -272,7 +296,26 @@ impl Executor {
             self.emit(Event::PhaseStarted(next));
             let started = Instant::now();
             match next {
-                Phase::Prepare => prepare::run(self, &m).await?,
+                Phase::Prepare => {
+                    prepare::run(self, &m).await?;
+                    if !m
+                        .plan
+                        .steps
+                        .iter()
+                        .any(|s| s.strategy == planner::plan::Strategy::Shadow)
+                    {
+                        // Only online steps, all run: nothing to swap, no window.
+                        state::set_phase(
+                            &self.client,
+                            m.id,
+                            Phase::Finalized,
+                            json!({ "reason": "every step was online" }),
+                        )
+                        .await?;
+                        self.emit(Event::PhaseDone(next, started.elapsed()));
+                        return Ok(Phase::Finalized);
+                    }
+                }
                 Phase::DualWrite => prepare::dual_write(self, &m).await?,
                 Phase::Backfill => backfill::run(self, &m).await?,
                 Phase::Verify => verify::run(self, &m).await?,
@@ -284,7 +327,10 @@ impl Executor {
     }
 
     /// `tandem rollback`: swap the old table back in, within the window.
-    pub async fn rollback(&mut self) -> Result<(), EngineError> {
+    ///
+    /// Before cutover it abandons the migration instead (the table was never swapped): the
+    /// shadow and the triggers are dropped. Returns true then.
+    pub async fn rollback(&mut self) -> Result<bool, EngineError> {
         self.resilient("rolling back", |ex| Box::pin(swap::rollback(ex)))
             .await
     }

@@ -383,6 +383,11 @@ async fn prepare_table(
             "make a new plan",
         )
     })?;
+    // The change's own names resolve as they did when it was planned: under the session's
+    // search_path, not the pg_catalog-only one the rest of prepare uses.
+    tx.batch_execute("SET LOCAL search_path TO DEFAULT")
+        .await
+        .map_err(EngineError::sql("set the search path"))?;
     for s in &change.statements {
         tx.batch_execute(s).await.map_err(|e| {
             EngineError::refused(
@@ -397,6 +402,9 @@ async fn prepare_table(
         })?;
     }
 
+    tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        .await
+        .map_err(EngineError::sql("set the search path"))?;
     // The column mapping.
     let new_cols = columns(tx, shadow_oid).await?;
     let source_of = |new: &str| -> Option<String> {
@@ -521,11 +529,9 @@ async fn prepare_table(
                     "drop it for the migration, or use a maintenance window",
                 ))
             }
-            Some((cname, t, deferrable, deferred)) => Some(IndexConstraint {
-                name: match copied_from {
-                    Some(_) => final_name.clone(),
-                    None => ident(cname)?,
-                },
+            // An index-backed constraint shares its index's name (renaming one renames both).
+            Some((_, t, deferrable, deferred)) => Some(IndexConstraint {
+                name: final_name.clone(),
                 primary: t == "p",
                 deferrable: *deferrable,
                 deferred: *deferred,
@@ -555,13 +561,9 @@ async fn prepare_table(
             .map_err(EngineError::sql("read the shadow's index"))?
             .get(0);
         if !is_key {
+            // The constraint was renamed with its index.
             let drop = match &idx.constraint {
-                Some((cname, ..)) if copied_from.is_some() => {
-                    format!("ALTER TABLE {shadow} DROP CONSTRAINT {temp}")
-                }
-                Some((cname, ..)) => {
-                    format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", ident(cname)?)
-                }
+                Some(_) => format!("ALTER TABLE {shadow} DROP CONSTRAINT {temp}"),
                 None => format!("DROP INDEX {}.{temp}", shadow.schema),
             };
             tx.batch_execute(&drop)

@@ -473,13 +473,19 @@ async fn attempt_swap(
             schema: spec.table.schema.clone(),
             name: parked_as.name.clone(),
         };
+        // The old table keeps its own outbound FKs: they are carried forward only (a rollback
+        // must not give the original an FK the change added).
+        let keep_fks: Vec<String> = match way {
+            Way::Forward => target_fks.clone(),
+            Way::Back => deps.outbound_fks.iter().map(|f| f.name.clone()).collect(),
+        };
         for s in dependents::carry(
             &deps,
             &parked,
             live_name,
             &target_triggers,
             &target_policies,
-            &target_fks,
+            &keep_fks,
         )? {
             exec(&tx, &s, "carry a dependent object over").await?;
         }
@@ -618,57 +624,18 @@ $tandem$",
 /// After the swap: validate the foreign keys it added NOT VALID (SHARE UPDATE EXCLUSIVE: no
 /// writer waits), then the plan's online steps that follow its shadow steps. Resumable.
 pub(crate) async fn after_cutover(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
-    let pending: Vec<(i32, Option<String>)> = ex
+    let pending: bool = ex
         .client
-        .query(
-            "SELECT s.table_oid::int4, (SELECT e.detail::text FROM tandem.events e WHERE e.migration_id = s.migration_id AND e.phase = 'cutover' AND e.event = 'done' ORDER BY e.id DESC LIMIT 1)
-               FROM tandem.shadow_tables s WHERE s.migration_id = $1 AND NOT s.fks_validated",
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM tandem.shadow_tables WHERE migration_id = $1 AND NOT fks_validated)",
             &[&m.id],
         )
         .await
         .map_err(EngineError::sql("read the cutover record"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .get(0);
     super::failpoint("after_cutover").await;
-    if let Some((_, detail)) = pending.first() {
-        let detail: serde_json::Value = detail
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or_default();
-        for pair in detail["validate"].as_array().cloned().unwrap_or_default() {
-            let (Some(table), Some(name)) = (pair[0].as_str(), pair[1].as_str()) else {
-                continue;
-            };
-            let (Ok(table), Ok(name)) = (
-                QualName::try_from(table.to_string()),
-                Ident::new(name.to_string()),
-            ) else {
-                continue;
-            };
-            let still: bool = ex
-                .client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND NOT convalidated)",
-                    &[&table.to_string(), &name.as_str()],
-                )
-                .await
-                .map_err(EngineError::sql("look at a foreign key"))?
-                .get(0);
-            if still {
-                ex.emit(Event::Note(format!(
-                    "validating foreign key {} on {}",
-                    name.as_str(),
-                    table.display_plain()
-                )));
-                ex.ddl_retry(
-                    "validate a foreign key",
-                    &[format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}")],
-                    None,
-                )
-                .await?;
-            }
-        }
+    if pending {
+        validate_recorded(ex, m.id, "cutover").await?;
         ex.client
             .execute(
                 "UPDATE tandem.shadow_tables SET fks_validated = true WHERE migration_id = $1",
@@ -679,6 +646,58 @@ pub(crate) async fn after_cutover(ex: &mut Executor, m: &Migration) -> Result<()
     }
     let first = online::first_shadow(&m.plan.steps);
     online::run(ex, &m.plan.steps, first..m.plan.steps.len(), m.online_done).await
+}
+
+/// Validate the foreign keys the last swap of `phase` (cutover, or the rollback's) added NOT
+/// VALID, as its event recorded them. Skips those already valid, so it can run again.
+async fn validate_recorded(ex: &mut Executor, id: i64, phase: &str) -> Result<(), EngineError> {
+    let detail: Option<String> = ex
+        .client
+        .query_opt(
+            "SELECT detail::text FROM tandem.events WHERE migration_id = $1 AND phase = $2 AND event = 'done' ORDER BY id DESC LIMIT 1",
+            &[&id, &phase],
+        )
+        .await
+        .map_err(EngineError::sql("read the swap's record"))?
+        .and_then(|r| r.get(0));
+    let detail: serde_json::Value = detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default();
+    for pair in detail["validate"].as_array().cloned().unwrap_or_default() {
+        let (Some(table), Some(name)) = (pair[0].as_str(), pair[1].as_str()) else {
+            continue;
+        };
+        let (Ok(table), Ok(name)) = (
+            QualName::try_from(table.to_string()),
+            Ident::new(name.to_string()),
+        ) else {
+            continue;
+        };
+        let still: bool = ex
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2 AND NOT convalidated)",
+                &[&table.to_string(), &name.as_str()],
+            )
+            .await
+            .map_err(EngineError::sql("look at a foreign key"))?
+            .get(0);
+        if still {
+            ex.emit(Event::Note(format!(
+                "validating foreign key {} on {}",
+                name.as_str(),
+                table.display_plain()
+            )));
+            ex.ddl_retry(
+                "validate a foreign key",
+                &[format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}")],
+                None,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 fn window_check(ends: Option<String>, id: i64) -> Result<(), EngineError> {
@@ -693,23 +712,28 @@ fn window_check(ends: Option<String>, id: i64) -> Result<(), EngineError> {
     Ok(())
 }
 
-pub(crate) async fn rollback(ex: &mut Executor) -> Result<(), EngineError> {
+/// `tandem rollback`: in the rollback window, swap the old table back in (returns false);
+/// before cutover, abandon the migration: the table was never swapped, so drop the shadow and
+/// the triggers (returns true).
+pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
     let m = Migration::load(&ex.client, ex.id).await?;
-    if m.phase == Phase::RolledBack {
-        return drop_new(ex, &m).await;
-    }
-    if m.phase != Phase::RollbackWindow {
-        return Err(EngineError::refused(
-            format!(
-                "migration {} is in phase {}, not in its rollback window",
-                m.id, m.phase
-            ),
-            if m.phase < Phase::Cutover {
-                "nothing was swapped yet; the table is still the original"
-            } else {
-                "there is nothing to roll back"
-            },
-        ));
+    match m.phase {
+        Phase::RolledBack => {
+            drop_new(ex, &m).await?;
+            validate_recorded(ex, m.id, "rolled_back").await?;
+            return Ok(false);
+        }
+        Phase::RollbackWindow => {}
+        Phase::Submitted | Phase::Prepare | Phase::DualWrite | Phase::Backfill | Phase::Verify => {
+            abandon(ex, &m).await?;
+            return Ok(true);
+        }
+        p => {
+            return Err(EngineError::refused(
+                format!("migration {} is {p}", m.id),
+                "there is nothing to roll back; make a new migration to change the table back",
+            ))
+        }
     }
     let ended: Option<String> = ex
         .client
@@ -745,7 +769,31 @@ pub(crate) async fn rollback(ex: &mut Executor) -> Result<(), EngineError> {
     let specs = ex.specs().await?;
     ex.emit(Event::PhaseStarted(Phase::RolledBack));
     swap(ex, &m, &specs, Way::Back).await?;
-    drop_new(ex, &m).await
+    drop_new(ex, &m).await?;
+    validate_recorded(ex, m.id, "rolled_back").await?;
+    Ok(false)
+}
+
+/// Before cutover: drop the dual-write triggers, the shadow and tandem's functions; the
+/// table was never swapped. The plan's online steps that already ran are not undone.
+async fn abandon(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
+    let mut statements = Vec::new();
+    for spec in ex.specs().await? {
+        statements.push(format!(
+            "DROP TRIGGER IF EXISTS {} ON {}",
+            shadow::forward_trigger(m.id),
+            spec.table
+        ));
+        statements.push(format!(
+            "DROP TRIGGER IF EXISTS {} ON {}",
+            shadow::truncate_trigger(m.id),
+            spec.table
+        ));
+        statements.push(format!("DROP TABLE IF EXISTS {}", spec.shadow));
+        statements.extend(drop_functions(m.id, spec.table_oid));
+    }
+    ex.ddl_retry("abandon the migration", &statements, Some(Phase::Abandoned))
+        .await
 }
 
 /// After a rollback: drop the new table and tandem's functions.

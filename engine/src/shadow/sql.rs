@@ -67,6 +67,11 @@ fn bare(cols: &[Column]) -> String {
         .join(", ")
 }
 
+/// `(($n::text[])[1]::type1, ...)` for parameter `n`.
+pub fn key_param_at(cols: &[Column], n: usize) -> String {
+    key_param(cols, n)
+}
+
 /// `(($n::text[])[1]::type1, ...)`: key values sent as text, typed on the server.
 fn key_param(cols: &[Column], n: usize) -> String {
     let parts: Vec<String> = cols

@@ -76,6 +76,15 @@ pub async fn install(client: &mut Client) -> Result<i32, EngineError> {
     Ok(newest)
 }
 
+/// Whether tandem's bookkeeping exists in this database (read-only check).
+pub async fn installed(client: &impl GenericClient) -> Result<bool, EngineError> {
+    Ok(client
+        .query_one("SELECT to_regclass('tandem.migrations') IS NOT NULL", &[])
+        .await
+        .map_err(EngineError::sql("look for tandem's bookkeeping"))?
+        .get(0))
+}
+
 /// One submitted migration, as stored.
 #[derive(Debug, Clone)]
 pub struct Migration {
@@ -205,6 +214,9 @@ pub async fn set_waiting(client: &Client, id: i64, what: Option<&str>) {
 
 /// `tandem pause` / `tandem resume`.
 pub async fn set_paused(client: &Client, id: i64, paused: bool) -> Result<Phase, EngineError> {
+    if !installed(client).await? {
+        return Err(EngineError::UnknownMigration(id));
+    }
     let m = Migration::load(client, id).await?;
     if m.phase.is_terminal() {
         return Err(EngineError::refused(

@@ -1,0 +1,865 @@
+//! Supported changes through the real `tandem` binary and a real PostgreSQL: plan, submit,
+//! apply (up to its rollback window), then the live definition read from the catalog and the
+//! data compared row for row with the old data as the change maps it; then finalize or
+//! rollback, and the same checks again.
+
+use std::path::{Path, PathBuf};
+
+use fixtures::pg::TestDb;
+use tests::migrate::{
+    apply, on, plan_sql, scratch_dir, status_json, strategies, submit, text_rows,
+};
+use tests::{fingerprint, tandem};
+use tokio_postgres::Client;
+
+/// 3,000 rows with NULLs in most columns; `qty` is nullable but holds none.
+const ITEMS: &str = "
+    CREATE TABLE items (
+        id integer PRIMARY KEY,
+        n integer,
+        qty integer,
+        label varchar(20),
+        note text,
+        cents integer,
+        price numeric(10,2)
+    );
+    INSERT INTO items
+    SELECT g,
+           CASE WHEN g % 7 = 0 THEN NULL ELSE g * 3 END,
+           g % 50,
+           CASE WHEN g % 5 = 0 THEN NULL ELSE 'label ' || g END,
+           CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
+           CASE WHEN g % 13 = 0 THEN NULL ELSE g * 7 - 1000 END,
+           CASE WHEN g % 9 = 0 THEN NULL ELSE round((g * 1.37)::numeric, 2) END
+      FROM generate_series(1, 3000) g;
+    ANALYZE items;
+";
+
+struct Fixture {
+    db: TestDb,
+    url: String,
+    dir: PathBuf,
+}
+
+async fn fixture(name: &str, sql: &str) -> Fixture {
+    let db = TestDb::new(name).await;
+    db.client().batch_execute(sql).await.expect("fixture loads");
+    let url = db.url();
+    Fixture {
+        db,
+        url,
+        dir: scratch_dir(name),
+    }
+}
+
+impl Fixture {
+    fn client(&self) -> &Client {
+        self.db.client()
+    }
+
+    /// Plan `sql` into a file; the plan must be written and its steps have `expected`
+    /// strategies.
+    fn plan(&self, sql: &str, expected: &[&str]) -> PathBuf {
+        let path = self.dir.join(format!(
+            "plan{}.json",
+            std::fs::read_dir(&self.dir).unwrap().count()
+        ));
+        let run = plan_sql(&self.url, sql, &path);
+        assert!(
+            path.exists(),
+            "plan wrote no file (exit {}): {}",
+            run.code,
+            run.stderr
+        );
+        assert_eq!(strategies(&path), expected, "{}", run.stderr);
+        path
+    }
+
+    /// Plan, submit, apply up to the rollback window.
+    fn migrate(&self, sql: &str, expected: &[&str]) -> i64 {
+        let plan = self.plan(sql, expected);
+        self.submit_and_apply(&plan)
+    }
+
+    fn submit_and_apply(&self, plan: &Path) -> i64 {
+        let id = submit(&self.url, plan, &[]);
+        let run = apply(&self.url, id, &[]).expect(0);
+        let all_online = tests::migrate::read_plan(plan)["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().all(|s| s["strategy"] == "online"));
+        if all_online {
+            // Nothing to swap: the migration is done, with no rollback window.
+            assert!(
+                run.stderr.contains("every step was online"),
+                "{}",
+                run.stderr
+            );
+            assert_eq!(status_json(&self.url, id)["phase"], "finalized");
+        } else {
+            assert!(run.stderr.contains("is live"), "{}", run.stderr);
+            assert_eq!(status_json(&self.url, id)["phase"], "rollback_window");
+        }
+        id
+    }
+
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        text_rows(self.client(), sql).await
+    }
+
+    async fn one(&self, sql: &str) -> String {
+        let rows = self.rows(sql).await;
+        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+        rows[0][0].clone().unwrap_or_default()
+    }
+
+    /// `format_type` and NOT NULL of a column of the table now named `table`.
+    async fn column(&self, table: &str, column: &str) -> (String, bool) {
+        let r = self
+            .client()
+            .query_one(
+                "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
+                  WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+                &[&table, &column],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("column {table}.{column}: {e}"));
+        (r.get(0), r.get(1))
+    }
+
+    /// The oid of the table now named `table`, if there is one.
+    async fn oid(&self, table: &str) -> Option<u32> {
+        self.client()
+            .query_one("SELECT to_regclass($1)::oid", &[&table])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Name, type and whether it is validated, of each constraint of `table`, sorted.
+    async fn constraints(&self, table: &str) -> Vec<(String, String, bool)> {
+        self.client()
+            .query(
+                "SELECT conname::text, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+                  WHERE conrelid = to_regclass($1) ORDER BY conname",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    /// tandem's tables, triggers and functions still in the database.
+    async fn leftovers(&self) -> Vec<Vec<Option<String>>> {
+        self.rows(
+            "SELECT relname::text FROM pg_class WHERE relname LIKE '\\_tandem\\_%'
+             UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE '\\_tandem\\_%'
+             UNION ALL SELECT proname::text FROM pg_proc WHERE pronamespace = to_regnamespace('tandem')",
+        )
+        .await
+    }
+
+    fn finalize(&self, id: i64) {
+        on(&self.url, "finalize", id, &["--yes"]).expect(0);
+        assert_eq!(status_json(&self.url, id)["phase"], "finalized");
+    }
+
+    fn rollback(&self, id: i64) {
+        let run = on(&self.url, "rollback", id, &["--yes"]).expect(0);
+        assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+        assert_eq!(status_json(&self.url, id)["phase"], "rolled_back");
+    }
+}
+
+/// The shadow's row count must be the table's, and the data the mapped old data.
+async fn assert_rows(f: &Fixture, sql: &str, expected: &[Vec<Option<String>>]) {
+    let got = f.rows(sql).await;
+    assert_eq!(got.len(), expected.len(), "row count of `{sql}`");
+    for (g, e) in got.iter().zip(expected) {
+        assert_eq!(g, e, "`{sql}`");
+    }
+}
+
+const ALL_AS_TEXT: &str = "SELECT id::text, n::text, qty::text, label::text, note, cents::text, price::text FROM items ORDER BY items.id";
+
+#[tokio::test]
+async fn int_to_bigint_on_the_key_and_a_plain_column_then_rollback() {
+    let f = fixture("mc_int_bigint", ITEMS).await;
+    let before_fp = fingerprint(f.client()).await;
+    let before_oid = f.oid("items").await;
+    let before = f.rows(ALL_AS_TEXT).await;
+
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ALTER n TYPE bigint",
+        &["shadow"],
+    );
+    assert_ne!(f.oid("items").await, before_oid, "a new table is live");
+    assert_eq!(f.column("items", "id").await, ("bigint".into(), true));
+    assert_eq!(f.column("items", "n").await, ("bigint".into(), false));
+    assert_eq!(f.column("items", "qty").await.0, "integer");
+    assert_eq!(
+        f.constraints("items").await,
+        vec![("items_pkey".into(), "PRIMARY KEY (id)".into(), true)]
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM items WHERE n IS NULL")
+            .await,
+        "428",
+        "the NULLs were copied as NULLs"
+    );
+
+    // Writes during the rollback window reach the old table: a rollback loses none.
+    f.client()
+        .batch_execute(
+            "INSERT INTO items (id, n, qty, label) VALUES (5000, 123, 1, 'window');
+             UPDATE items SET note = 'updated in the window' WHERE id = 10;
+             DELETE FROM items WHERE id = 20;",
+        )
+        .await
+        .unwrap();
+    let window = f.rows(ALL_AS_TEXT).await;
+    f.rollback(id);
+    assert_eq!(
+        f.oid("items").await,
+        before_oid,
+        "the original table is back"
+    );
+    assert_eq!(f.column("items", "id").await, ("integer".into(), true));
+    assert_eq!(f.column("items", "n").await, ("integer".into(), false));
+    assert_rows(&f, ALL_AS_TEXT, &window).await;
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+#[tokio::test]
+async fn varchar_to_text_is_planned_online_and_applied() {
+    // varchar -> text is binary coercible: PostgreSQL rewrites nothing, so the planner makes
+    // it an online step, not a shadow one; the executor still runs it to its window.
+    let f = fixture("mc_varchar_text", ITEMS).await;
+    let before_oid = f.oid("items").await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let id = f.migrate("ALTER TABLE items ALTER label TYPE text", &["online"]);
+    assert_eq!(f.oid("items").await, before_oid, "no shadow table");
+    assert_eq!(f.column("items", "label").await, ("text".into(), false));
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    f.finalize(id);
+    assert_eq!(f.column("items", "label").await.0, "text");
+    assert!(f.leftovers().await.is_empty());
+}
+
+#[tokio::test]
+async fn varchar_to_text_with_a_key_retype_goes_through_the_shadow_then_finalize() {
+    let f = fixture("mc_varchar_text_shadow", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ALTER label TYPE text",
+        &["shadow"],
+    );
+    assert_eq!(f.column("items", "label").await.0, "text");
+    assert_eq!(f.column("items", "id").await.0, "bigint");
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    f.finalize(id);
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+#[tokio::test]
+async fn text_to_varchar_that_fits_then_finalize() {
+    let f = fixture("mc_text_varchar", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let old_oid = f.oid("items").await;
+    let id = f.migrate("ALTER TABLE items ALTER note TYPE varchar(50)", &["shadow"]);
+    assert_eq!(
+        f.one("SELECT (data_type || '(' || character_maximum_length || ')')::text FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'note'").await,
+        "character varying(50)"
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    // The old table is kept current until finalize, then dropped.
+    let old = format!("_tandem_m{id}_t{}_old", old_oid.unwrap());
+    assert_eq!(f.column(&old, "note").await.0, "text");
+    f.finalize(id);
+    assert_eq!(f.oid(&old).await, None, "finalize drops the old table");
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+}
+
+#[tokio::test]
+async fn numeric_precision_with_a_cast_using_then_rollback() {
+    let f = fixture("mc_numeric", ITEMS).await;
+    let before_fp = fingerprint(f.client()).await;
+    let mapped = "SELECT id::text, price::numeric(12,4)::text FROM items ORDER BY items.id";
+    let expected = f.rows(mapped).await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER price TYPE numeric(12,4) USING price::numeric(12,4)",
+        &["shadow"],
+    );
+    assert_eq!(
+        f.one("SELECT (numeric_precision || ',' || numeric_scale)::text FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'").await,
+        "12,4"
+    );
+    assert_rows(
+        &f,
+        "SELECT id::text, price::text FROM items ORDER BY items.id",
+        &expected,
+    )
+    .await;
+    assert!(f.one("SELECT price::text FROM items WHERE id = 1").await == "1.3700");
+    // A cast of the column itself can be undone: rollback is offered.
+    assert_eq!(
+        status_json(&f.url, id)["rollback_blocker"],
+        serde_json::Value::Null
+    );
+    f.rollback(id);
+    assert_eq!(f.column("items", "price").await.0, "numeric(10,2)");
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+    assert_eq!(
+        f.one("SELECT price::text FROM items WHERE id = 1").await,
+        "1.37"
+    );
+}
+
+#[tokio::test]
+async fn using_expression_maps_the_values_and_rollback_is_refused() {
+    let f = fixture("mc_using", ITEMS).await;
+    let expected = f
+        .rows("SELECT id::text, (cents * 100)::bigint::text, n::text FROM items ORDER BY items.id")
+        .await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER COLUMN cents TYPE bigint USING cents * 100",
+        &["shadow"],
+    );
+    assert_eq!(f.column("items", "cents").await.0, "bigint");
+    assert_rows(
+        &f,
+        "SELECT id::text, cents::text, n::text FROM items ORDER BY items.id",
+        &expected,
+    )
+    .await;
+    assert_eq!(
+        f.one("SELECT cents::text FROM items WHERE id = 1").await,
+        "-99300"
+    );
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM items WHERE cents IS NULL")
+            .await,
+        "230",
+        "NULL * 100 stays NULL"
+    );
+
+    // status says rollback is unavailable, and why.
+    let blocker = status_json(&f.url, id)["rollback_blocker"].clone();
+    assert!(
+        blocker
+            .as_str()
+            .is_some_and(|b| b.contains("cents") && b.contains("USING")),
+        "{blocker}"
+    );
+    let text = on(&f.url, "status", id, &[]).expect(0);
+    assert!(
+        text.stdout.contains("rollback unavailable") && text.stdout.contains("USING"),
+        "{}",
+        text.stdout
+    );
+
+    // rollback is refused with what to do, and changes nothing.
+    let fp = fingerprint(f.client()).await;
+    let live = f
+        .rows("SELECT id::text, cents::text FROM items ORDER BY items.id")
+        .await;
+    let run = on(&f.url, "rollback", id, &["--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("USING"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("tandem finalize {id}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&f.url, id)["phase"], "rollback_window");
+    assert_eq!(fingerprint(f.client()).await, fp);
+    assert_rows(
+        &f,
+        "SELECT id::text, cents::text FROM items ORDER BY items.id",
+        &live,
+    )
+    .await;
+
+    f.finalize(id);
+    assert_eq!(f.column("items", "cents").await.0, "bigint");
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+#[tokio::test]
+async fn add_column_not_null_default_alone_is_online_and_with_a_retype_is_shadow() {
+    let f = fixture("mc_add_column", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    // PostgreSQL 11+ adds a column with a constant default without a rewrite: online.
+    let id = f.migrate(
+        "ALTER TABLE items ADD COLUMN flags integer NOT NULL DEFAULT 0",
+        &["online"],
+    );
+    assert_eq!(f.column("items", "flags").await, ("integer".into(), true));
+    assert_eq!(
+        f.one("SELECT column_default::text FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'flags'").await,
+        "0"
+    );
+    f.finalize(id);
+
+    // With a type change in the same ALTER the table is rebuilt: the shadow fills the new
+    // column from its default.
+    let id = f.migrate(
+        "ALTER TABLE items ADD COLUMN score bigint NOT NULL DEFAULT 0, ALTER id TYPE bigint",
+        &["shadow"],
+    );
+    assert_eq!(f.column("items", "score").await, ("bigint".into(), true));
+    assert_eq!(f.column("items", "id").await.0, "bigint");
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM items WHERE score = 0 AND flags = 0")
+            .await,
+        "3000"
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    f.client()
+        .batch_execute("INSERT INTO items (id) VALUES (9001)")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.one("SELECT score::text FROM items WHERE id = 9001").await,
+        "0"
+    );
+    f.finalize(id);
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+#[tokio::test]
+async fn set_not_null_with_a_type_change() {
+    let f = fixture("mc_set_not_null", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ALTER qty SET NOT NULL",
+        &["shadow"],
+    );
+    assert_eq!(f.column("items", "qty").await, ("integer".into(), true));
+    assert_eq!(
+        f.one("SELECT is_nullable::text FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'qty'").await,
+        "NO"
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    let err = f
+        .client()
+        .batch_execute("INSERT INTO items (id, qty) VALUES (9001, NULL)")
+        .await
+        .expect_err("NOT NULL holds");
+    assert_eq!(err.code().map(|c| c.code()), Some("23502"));
+    f.finalize(id);
+    assert_eq!(f.column("items", "qty").await, ("integer".into(), true));
+}
+
+#[tokio::test]
+async fn check_constraint_with_a_type_change() {
+    let f = fixture("mc_check", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ADD CONSTRAINT items_qty_nonneg CHECK (qty >= 0)",
+        &["shadow"],
+    );
+    assert_eq!(
+        f.constraints("items").await,
+        vec![
+            ("items_pkey".into(), "PRIMARY KEY (id)".into(), true),
+            ("items_qty_nonneg".into(), "CHECK ((qty >= 0))".into(), true),
+        ]
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    let err = f
+        .client()
+        .batch_execute("INSERT INTO items (id, qty) VALUES (9001, -1)")
+        .await
+        .expect_err("the check holds");
+    assert_eq!(err.code().map(|c| c.code()), Some("23514"));
+    f.rollback(id);
+    assert_eq!(
+        f.constraints("items").await,
+        vec![("items_pkey".into(), "PRIMARY KEY (id)".into(), true)],
+        "the original table never had the check"
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+}
+
+#[tokio::test]
+async fn unique_constraint_with_a_type_change() {
+    let f = fixture("mc_unique", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ADD CONSTRAINT items_note_key UNIQUE (note)",
+        &["shadow"],
+    );
+    assert_eq!(
+        f.constraints("items").await,
+        vec![
+            ("items_note_key".into(), "UNIQUE (note)".into(), true),
+            ("items_pkey".into(), "PRIMARY KEY (id)".into(), true),
+        ]
+    );
+    assert_eq!(
+        f.one("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'items'::regclass AND NOT indisprimary").await,
+        "items_note_key"
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    let err = f
+        .client()
+        .batch_execute("INSERT INTO items (id, note) SELECT 9001, note FROM items WHERE id = 1")
+        .await
+        .expect_err("the unique constraint holds");
+    assert_eq!(err.code().map(|c| c.code()), Some("23505"));
+    f.finalize(id);
+}
+
+const PARENTS: &str = "
+    CREATE TABLE parents (id integer PRIMARY KEY);
+    INSERT INTO parents SELECT g FROM generate_series(0, 10000) g;
+";
+
+#[tokio::test]
+async fn foreign_key_with_a_type_change_then_finalize() {
+    let f = fixture("mc_fk", &format!("{PARENTS}{ITEMS}")).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    // Qualified: see unqualified_foreign_key_with_a_type_change for the form users write.
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ADD CONSTRAINT items_n_fkey FOREIGN KEY (n) REFERENCES public.parents (id)",
+        &["shadow"],
+    );
+    assert_eq!(
+        f.constraints("items").await,
+        vec![
+            (
+                "items_n_fkey".into(),
+                "FOREIGN KEY (n) REFERENCES parents(id)".into(),
+                true
+            ),
+            ("items_pkey".into(), "PRIMARY KEY (id)".into(), true),
+        ]
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    let err = f
+        .client()
+        .batch_execute("INSERT INTO items (id, n) VALUES (9001, 123456)")
+        .await
+        .expect_err("the foreign key holds");
+    assert_eq!(err.code().map(|c| c.code()), Some("23503"));
+    f.finalize(id);
+    assert_eq!(f.constraints("items").await.len(), 2);
+}
+
+#[tokio::test]
+async fn unqualified_foreign_key_with_a_type_change() {
+    let f = fixture("mc_fk_unqualified", &format!("{PARENTS}{ITEMS}")).await;
+    let plan = f.plan(
+        "ALTER TABLE items ALTER id TYPE bigint, ADD CONSTRAINT items_n_fkey FOREIGN KEY (n) REFERENCES parents (id)",
+        &["shadow"],
+    );
+    let id = submit(&f.url, &plan, &[]);
+    let run = apply(&f.url, id, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(f
+        .constraints("items")
+        .await
+        .iter()
+        .any(|c| c.0 == "items_n_fkey" && c.2));
+}
+
+#[tokio::test]
+async fn rollback_of_an_added_foreign_key_restores_the_original_constraints() {
+    let f = fixture("mc_fk_rollback", &format!("{PARENTS}{ITEMS}")).await;
+    let before_fp = fingerprint(f.client()).await;
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, ADD CONSTRAINT items_n_fkey FOREIGN KEY (n) REFERENCES public.parents (id)",
+        &["shadow"],
+    );
+    f.rollback(id);
+    assert_eq!(
+        f.constraints("items").await,
+        vec![("items_pkey".into(), "PRIMARY KEY (id)".into(), true)]
+    );
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+}
+
+#[tokio::test]
+async fn drop_column_with_a_type_change_then_rollback() {
+    let f = fixture("mc_drop_column", ITEMS).await;
+    let before_fp = fingerprint(f.client()).await;
+    let kept = "SELECT id::text, n::text, qty::text, label::text, cents::text, price::text FROM items ORDER BY items.id";
+    let before_kept = f.rows(kept).await;
+    let before_all = f.rows(ALL_AS_TEXT).await;
+    // The drop is an error-level finding (plan exits 3) but the plan is written and runs.
+    let id = f.migrate(
+        "ALTER TABLE items ALTER id TYPE bigint, DROP COLUMN note",
+        &["shadow"],
+    );
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'note'").await,
+        "0"
+    );
+    assert_eq!(f.column("items", "id").await.0, "bigint");
+    assert_rows(&f, kept, &before_kept).await;
+    f.client()
+        .batch_execute("INSERT INTO items (id, n) VALUES (9001, 5)")
+        .await
+        .unwrap();
+    f.rollback(id);
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+    // The dropped column is back with its old values; the row written since has NULL there.
+    let mut expected = before_all.clone();
+    expected.push(vec![
+        Some("9001".into()),
+        Some("5".into()),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]);
+    assert_rows(&f, ALL_AS_TEXT, &expected).await;
+}
+
+#[tokio::test]
+async fn several_statements_on_one_table_in_one_plan() {
+    let f = fixture("mc_several_one_table", ITEMS).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let change = f.dir.join("change.sql");
+    std::fs::write(
+        &change,
+        "ALTER TABLE items ALTER id TYPE bigint;\n\
+         ALTER TABLE items ALTER n TYPE bigint;\n\
+         ALTER TABLE items ALTER label TYPE varchar(40);\n\
+         ALTER TABLE items ADD CONSTRAINT items_qty_nonneg CHECK (qty >= 0);\n\
+         CREATE INDEX items_label_idx ON items (label);\n",
+    )
+    .unwrap();
+    let plan = f.dir.join("plan.json");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "-f",
+        change.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ])
+    .expect(0);
+    // The two retypes that rewrite become one shadow migration; the varchar widening (binary
+    // coercible), the check and the index are online steps, run on the new table after the
+    // cutover.
+    assert_eq!(
+        strategies(&plan),
+        vec!["shadow", "online", "online", "online"]
+    );
+    let id = f.submit_and_apply(&plan);
+    assert_eq!(f.column("items", "id").await.0, "bigint");
+    assert_eq!(f.column("items", "n").await.0, "bigint");
+    assert_eq!(f.column("items", "label").await.0, "character varying(40)");
+    assert!(f.constraints("items").await.contains(&(
+        "items_qty_nonneg".into(),
+        "CHECK ((qty >= 0))".into(),
+        true
+    )));
+    assert_eq!(
+        f.one("SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass('items_label_idx') AND indrelid = 'items'::regclass").await,
+        "true"
+    );
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    f.finalize(id);
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+#[tokio::test]
+async fn changes_on_two_tables_in_one_plan_then_rollback() {
+    let f = fixture(
+        "mc_two_tables",
+        &format!(
+            "{ITEMS}
+             CREATE TABLE orders (id integer PRIMARY KEY, amount integer, memo varchar(10));
+             INSERT INTO orders SELECT g, CASE WHEN g % 4 = 0 THEN NULL ELSE g END, 'm' || g FROM generate_series(1, 2500) g;
+             ANALYZE orders;"
+        ),
+    )
+    .await;
+    let before_fp = fingerprint(f.client()).await;
+    let items = f.rows(ALL_AS_TEXT).await;
+    let orders_sql = "SELECT id::text, amount::text, memo::text FROM orders ORDER BY orders.id";
+    let orders = f.rows(orders_sql).await;
+    let change = f.dir.join("change.sql");
+    std::fs::write(
+        &change,
+        "ALTER TABLE items ALTER id TYPE bigint;\nALTER TABLE orders ALTER amount TYPE bigint, ALTER memo TYPE varchar(5);\n",
+    )
+    .unwrap();
+    let plan = f.dir.join("plan.json");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "-f",
+        change.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ])
+    .expect(0);
+    assert_eq!(strategies(&plan), vec!["shadow", "shadow"]);
+    let id = f.submit_and_apply(&plan);
+    assert_eq!(
+        status_json(&f.url, id)["tables"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(f.column("items", "id").await.0, "bigint");
+    assert_eq!(f.column("orders", "amount").await.0, "bigint");
+    assert_eq!(f.column("orders", "memo").await.0, "character varying(5)");
+    assert_rows(&f, ALL_AS_TEXT, &items).await;
+    assert_rows(&f, orders_sql, &orders).await;
+    f.rollback(id);
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+    assert_rows(&f, ALL_AS_TEXT, &items).await;
+    assert_rows(&f, orders_sql, &orders).await;
+    assert!(f.leftovers().await.is_empty(), "{:?}", f.leftovers().await);
+}
+
+#[tokio::test]
+async fn narrowing_a_row_does_not_fit_fails_and_leaves_the_table_alone() {
+    let f = fixture("mc_narrow_fail", ITEMS).await;
+    f.client()
+        .batch_execute("UPDATE items SET label = 'twelve chars' WHERE id = 2500")
+        .await
+        .unwrap();
+    let before_fp = fingerprint(f.client()).await;
+    let before_oid = f.oid("items").await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let plan = f.plan(
+        "ALTER TABLE items ALTER label TYPE varchar(10)",
+        &["shadow"],
+    );
+    let id = submit(&f.url, &plan, &[]);
+    let run = apply(&f.url, id, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let err = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        err.contains("does not fit the new definition")
+            && err.contains("value too long for type character varying(10)"),
+        "names the problem: {}",
+        run.stderr
+    );
+    assert!(
+        err.contains("fix that row") && err.contains("key (2500)"),
+        "says what to do: {}",
+        run.stderr
+    );
+    // The original table is untouched: same table, definition and data; writes still work.
+    assert_eq!(f.oid("items").await, before_oid);
+    assert_eq!(f.column("items", "label").await.0, "character varying(20)");
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    assert_ne!(status_json(&f.url, id)["phase"], "rollback_window");
+
+    // Doing what the message says works: fix the row, apply again.
+    f.client()
+        .batch_execute("UPDATE items SET label = 'fits now' WHERE id = 2500")
+        .await
+        .unwrap();
+    let expected = f.rows(ALL_AS_TEXT).await;
+    apply(&f.url, id, &[]).expect(0);
+    assert_eq!(f.column("items", "label").await.0, "character varying(10)");
+    assert_rows(&f, ALL_AS_TEXT, &expected).await;
+}
+
+#[tokio::test]
+async fn set_not_null_over_a_null_row_fails_naming_the_row() {
+    let f = fixture("mc_not_null_fail", ITEMS).await;
+    let before_fp = fingerprint(f.client()).await;
+    let before = f.rows(ALL_AS_TEXT).await;
+    let plan = f.plan(
+        "ALTER TABLE items ALTER id TYPE bigint, ALTER n SET NOT NULL",
+        &["shadow"],
+    );
+    let id = submit(&f.url, &plan, &[]);
+    let run = apply(&f.url, id, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("violates not-null constraint") && run.stderr.contains("key (7)"),
+        "names the constraint and the row: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("fix that row"), "{}", run.stderr);
+    assert_eq!(fingerprint(f.client()).await, before_fp);
+    assert_rows(&f, ALL_AS_TEXT, &before).await;
+    assert_eq!(f.column("items", "n").await, ("integer".into(), false));
+}
+
+#[tokio::test]
+async fn rollback_of_an_online_only_migration_restores_or_is_refused() {
+    let f = fixture("mc_online_rollback", ITEMS).await;
+    let id = f.migrate("ALTER TABLE items ALTER label TYPE text", &["online"]);
+    let run = on(&f.url, "rollback", id, &["--yes"]);
+    let restored = f.column("items", "label").await.0 == "character varying(20)";
+    assert!(
+        restored || run.code != 0,
+        "rollback exited {} saying {:?} but the column is still {}",
+        run.code,
+        run.stderr,
+        f.column("items", "label").await.0
+    );
+}
+
+/// `items` with one label too long for varchar(10), and a migration to varchar(10) whose apply
+/// failed on it (left in dual-write).
+async fn failed_narrowing(name: &str) -> (Fixture, i64, String) {
+    let f = fixture(name, ITEMS).await;
+    f.client()
+        .batch_execute("UPDATE items SET label = 'twelve chars' WHERE id = 2500")
+        .await
+        .unwrap();
+    let plan = f.plan(
+        "ALTER TABLE items ALTER label TYPE varchar(10)",
+        &["shadow"],
+    );
+    let id = submit(&f.url, &plan, &[]);
+    let run = apply(&f.url, id, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    (f, id, run.stderr)
+}
+
+#[tokio::test]
+async fn narrowing_failure_names_the_row() {
+    let (_f, _id, stderr) = failed_narrowing("mc_narrow_names_row").await;
+    assert!(
+        stderr.contains("2500"),
+        "the key of the row is named: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_migration_can_give_way_to_a_corrected_change() {
+    let (f, id, stderr) = failed_narrowing("mc_narrow_corrected").await;
+    assert!(stderr.contains("or the change"), "{stderr}");
+    // Follow the advice: fix the change (a wider type), plan it and run it.
+    let corrected = f.plan(
+        "ALTER TABLE items ALTER label TYPE varchar(15)",
+        &["shadow"],
+    );
+    let next = submit(&f.url, &corrected, &[]);
+    let mut runs = vec![apply(&f.url, next, &[])];
+    if runs[0].code != 0 {
+        // Whatever the refusal asks for (finishing the failed migration) must be possible.
+        for command in ["rollback", "finalize"] {
+            runs.push(on(&f.url, command, id, &["--yes"]));
+        }
+        runs.push(apply(&f.url, next, &[]));
+    }
+    let last = runs.last().unwrap();
+    assert_eq!(last.code, 0, "{runs:#?}");
+    assert_eq!(f.column("items", "label").await.0, "character varying(15)");
+}
