@@ -92,7 +92,8 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
                     table: t.get(0),
                     shadow: t.get(1),
                     rows_copied: copied,
-                    rows_total: total,
+                    // Rows inserted below the bound after it was taken are copied too.
+                    rows_total: total.max(copied),
                     rows_per_sec: rate,
                     eta_secs: rate.filter(|r| *r > 0.0 && total > copied).map(|r| (total - copied) as f64 / r),
                 }

@@ -250,6 +250,46 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     }
 }
 
+/// While a CREATE INDEX CONCURRENTLY waits for old transactions, say which (from a second
+/// connection, every two seconds) in `status` and the progress output.
+async fn watch_waits(ex: &Executor) -> Option<tokio::task::JoinHandle<()>> {
+    let pid: i32 = ex
+        .client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?
+        .get(0);
+    let watcher = super::connect(&ex.config).await.ok()?;
+    let observe = ex.observe.clone();
+    let id = ex.id;
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let Ok(rows) = watcher
+                .query(
+                    "SELECT format('pid %s (%s, transaction open %s)', a.pid, a.state,
+                            date_trunc('second', now() - a.xact_start))
+                       FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1))",
+                    &[&pid],
+                )
+                .await
+            else {
+                return;
+            };
+            if rows.is_empty() {
+                continue;
+            }
+            let who: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            let what = format!(
+                "the index build waits for older transactions to end: {}",
+                who.join("; ")
+            );
+            state::set_waiting(&watcher, id, Some(&what)).await;
+            observe(&Event::Waiting(what));
+        }
+    }))
+}
+
 /// The first row of the next `batch` rows after `lo` that the shadow rejects, found by
 /// copying them one at a time inside savepoints of a transaction that is rolled back.
 async fn rejected_row(
@@ -352,7 +392,13 @@ async fn build_indexes(ex: &mut Executor, spec: &TableSpec) -> Result<(), Engine
             idx.final_name,
             spec.table.display_plain()
         )));
-        ex.client.batch_execute(&build).await.map_err(|e| {
+        let watcher = watch_waits(ex).await;
+        let built = ex.client.batch_execute(&build).await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        state::set_waiting(&ex.client, ex.id, None).await;
+        built.map_err(|e| {
             if e.code().is_some_and(|c| c.code() == "23505") {
                 EngineError::refused(
                     format!(

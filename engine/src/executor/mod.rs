@@ -105,12 +105,12 @@ pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One executor, holding migration `id`'s lock.
 pub struct Executor {
-    config: Config,
+    pub(crate) config: Config,
     pub(crate) client: Client,
     pub(crate) opts: Options,
     gate: Box<dyn Gate>,
     pub(crate) hold: Box<dyn CutoverHold>,
-    observe: Observer,
+    pub(crate) observe: Observer,
     pub(crate) id: i64,
 }
 
@@ -119,6 +119,12 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::E
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    // If this process dies while the server waits (for a lock, for CREATE INDEX
+    // CONCURRENTLY), the server notices within a second and ends the session, releasing the
+    // migration's lock for the next executor (PostgreSQL 14+; ignored where unsupported).
+    let _ = client
+        .batch_execute("SET client_connection_check_interval = '1s'")
+        .await;
     Ok(client)
 }
 
@@ -549,7 +555,7 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
 
 /// A point where a test can stop the executor to kill it (`TANDEM_FAILPOINT=name`): the
 /// executor prints `failpoint NAME reached` on stderr and waits forever, inside whatever
-/// transaction is open there. Names: prepare, dual_write, backfill (inside the third batch),
+/// transaction is open there. Names: prepare, dual_write, backfill (inside the second batch),
 /// verify, cutover (inside the swap, after the renames), after_cutover, rollback, finalized.
 /// Unset in production, where this is one environment lookup per call.
 pub(crate) async fn failpoint(name: &str) {

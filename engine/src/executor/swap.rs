@@ -152,10 +152,11 @@ async fn blockers(ex: &Executor, specs: &[TableSpec]) -> Result<String, tokio_po
                     date_trunc('millisecond', now() - a.xact_start), a.state,
                     left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-              WHERE l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.relname = ANY($2))
+              WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.oid IN (SELECT to_regclass(n)::oid FROM unnest($2::text[]) AS n))
                 AND l.granted AND a.pid <> pg_backend_pid() AND a.xact_start < now() - interval '100 milliseconds'
               ORDER BY a.pid LIMIT 5",
-            &[&oids, &specs.iter().map(|s| s.table.name.as_str().to_string()).collect::<Vec<_>>()],
+            &[&oids, &specs.iter().flat_map(|s| [s.table.to_string(), s.shadow.to_string(), s.old.to_string()]).collect::<Vec<_>>()],
         )
         .await?;
     Ok(rows
@@ -175,13 +176,7 @@ async fn cancel_autovacuum(
     let oids: Vec<u32> = specs.iter().map(|s| s.table_oid).collect();
     let names: Vec<String> = specs
         .iter()
-        .flat_map(|s| {
-            [
-                s.table.name.as_str().to_string(),
-                s.shadow.name.as_str().to_string(),
-                s.old.name.as_str().to_string(),
-            ]
-        })
+        .flat_map(|s| [s.table.to_string(), s.shadow.to_string(), s.old.to_string()])
         .collect();
     let rows = ex
         .client
@@ -192,7 +187,8 @@ async fn cancel_autovacuum(
                  SELECT a.pid FROM pg_stat_activity a
                   WHERE a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%to prevent wraparound%'
                     AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
-                                   AND l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.relname = ANY($2))))
+                                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                                   AND l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.oid IN (SELECT to_regclass(n)::oid FROM unnest($2::text[]) AS n))))
              SELECT pid FROM workers WHERE pg_cancel_backend(pid)",
             &[&oids, &names],
         )
