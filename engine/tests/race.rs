@@ -1,6 +1,6 @@
 //! The backfill's race with the application, made deterministic: two (or more) sessions and
 //! the row locks between them, not random load. A backfill batch (`copy_batch`: lock the
-//! key range `FOR KEY SHARE`, copy it with `ON CONFLICT DO NOTHING`) and concurrent writers
+//! copy lock (an advisory lock the delete path of the triggers shares), copy it with `ON CONFLICT DO NOTHING`) and concurrent writers
 //! (whose forward trigger upserts into the shadow) are put in each order that matters, and
 //! the test checks who waits for whom and that the copy never resurrects a deleted row nor
 //! overwrites a newer value, NULLs and TOASTed values included.
@@ -249,8 +249,8 @@ async fn writer_first_then_batch() {
     let waits = blocked(c, b_pid, "the batch").await;
     eprintln!("batch waits: {waits}");
     assert!(
-        waits.contains("FOR KEY SHARE"),
-        "the batch should wait to lock its range: {waits}"
+        waits.contains("pg_advisory_xact_lock"),
+        "the batch should wait for the writer's hold on the copy lock: {waits}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -286,7 +286,7 @@ async fn writer_first_then_batch() {
 }
 
 /// The batch first: it has locked and copied its range and not committed. A DELETE and a
-/// key change wait for its KEY SHARE locks; a plain UPDATE (NULL, or a wide value) gets its
+/// key change wait in their trigger for its copy lock; a plain UPDATE (NULL, or a wide value) gets its
 /// row lock but its trigger's upsert waits for the batch's uncommitted copy of the row, then
 /// overwrites it. Nothing deleted comes back, no newer value is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +332,7 @@ async fn batch_first_then_writers() {
             if in_trigger {
                 "in the trigger, for the batch's uncommitted copy of the row"
             } else {
-                "for the batch's KEY SHARE lock on the original's row"
+                "in the trigger, for the batch's copy lock, before touching the shadow"
             }
         );
         running.push((what, h));
@@ -372,7 +372,7 @@ async fn batch_first_then_writers() {
 }
 
 /// A plain UPDATE (to NULL, and of a wide value) is uncommitted when the batch starts: the
-/// batch's KEY SHARE lock does not wait for it, but its copy of those rows runs into the
+/// batch's copy lock does not wait for it, but its copy of those rows runs into the
 /// trigger's uncommitted upserts and waits. The writer commits: the copy skips the rows,
 /// and the shadow keeps the newer values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,16 @@
 //! shadow's other indexes with CONCURRENTLY and ANALYZE it.
 //!
 //! Why a copy never resurrects a deleted row nor overwrites a newer value: each batch first
-//! locks its key range in the original `FOR KEY SHARE` (which DELETE and key-changing UPDATE
-//! must wait for, and ordinary UPDATEs need not), then copies the range with
-//! `ON CONFLICT (key) DO NOTHING`. A row deleted before the lock is not read; one deleted
-//! after waits until the copy has committed, and its trigger then deletes the copy. A row the
+//! takes the migration's copy lock (an advisory lock) exclusively, then copies its key range
+//! with `ON CONFLICT (key) DO NOTHING`, and commits. The forward trigger takes the same lock
+//! shared before it deletes from the shadow (on DELETE and key changes). A delete that
+//! committed before the batch's snapshot is not read; one that runs during the batch waits
+//! in its trigger until the batch has committed, and then deletes the copy. A row the
 //! triggers wrote is at least as new as what the copy read, and the copy skips it; if the
-//! trigger's write is still uncommitted, the copy waits for it and then skips it. The batch
-//! waits at most `batch_lock_timeout` for any lock and then backs off, so it can never hold
-//! an application in a deadlock.
+//! trigger's write is still uncommitted, the copy waits for it and then skips it. Ordinary
+//! INSERTs and UPDATEs never wait for the copy lock. The batch waits at most
+//! `batch_lock_timeout` for any lock and then backs off, so it can never hold an application
+//! in a deadlock (the server's deadlock check would only run after `deadlock_timeout`).
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ use crate::error::EngineError;
 use crate::shadow::{sql, TableSpec};
 use crate::state::{self, Migration, Phase};
 
-/// One batch: lock the range `(lo, hi]` against deletes and key changes, then copy it.
+/// One batch: take the copy lock (deletes and key changes wait), then copy `(lo, hi]`.
 /// Returns (rows in the range, rows copied). Runs on the caller's transaction, which must
 /// commit (with the checkpoint) for the copy to count.
 pub async fn copy_batch(
@@ -34,14 +36,22 @@ pub async fn copy_batch(
     let lower = lo.is_some();
     let lo: Option<Vec<String>> = lo.map(<[String]>::to_vec);
     let hi: Vec<String> = hi.to_vec();
-    let locked: i64 = client
-        .query_one(&sql::lock_batch(spec, lower, false), &[&lo, &hi])
-        .await?
-        .get(0);
-    let copied = client
-        .execute(&sql::copy_batch(spec, lower), &[&lo, &hi])
+    client
+        .query_one(&sql::lock_batch(spec, lower, false), &[])
         .await?;
-    Ok((locked, copied))
+    let row = client
+        .query_one(
+            &format!(
+                "WITH copied AS ({} RETURNING 1) SELECT (SELECT count(*) FROM {} AS o WHERE {}), (SELECT count(*) FROM copied)",
+                sql::copy_batch(spec, lower),
+                spec.table,
+                sql::range(&spec.key, "o", lower)
+            ),
+            &[&lo, &hi],
+        )
+        .await?;
+    let (seen, copied): (i64, i64) = (row.get(0), row.get(1));
+    Ok((seen, copied as u64))
 }
 
 struct Progress {

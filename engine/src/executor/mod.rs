@@ -300,6 +300,14 @@ impl Executor {
             };
             self.gate(&m, next).await?;
             self.emit(Event::PhaseStarted(next));
+            state::record(
+                &self.client,
+                m.id,
+                next.as_str(),
+                "started",
+                serde_json::Value::Null,
+            )
+            .await?;
             let started = Instant::now();
             match next {
                 Phase::Prepare => {

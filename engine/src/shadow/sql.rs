@@ -190,7 +190,7 @@ SET search_path = pg_catalog, pg_temp AS $tandem$
 #variable_conflict use_column
 BEGIN
   IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({old}) IS DISTINCT FROM ({new})) THEN
-    DELETE FROM {target} AS t WHERE ({tkeys}) = ({old});
+{copy_lock}    DELETE FROM {target} AS t WHERE ({tkeys}) = ({old});
   END IF;
   IF TG_OP <> 'DELETE' THEN
 {write}
@@ -208,6 +208,13 @@ $tandem$",
         new = src_new.join(", "),
         target = f.target,
         tkeys = cols(f.target_key, "t"),
+        copy_lock = match direction {
+            Direction::Forward => format!(
+                "    PERFORM pg_advisory_xact_lock_shared({COPY_LOCK_CLASS}, {}::int4);\n",
+                spec.migration
+            ),
+            Direction::Reverse => String::new(),
+        },
         m = spec.migration,
         dir = direction.as_str(),
     )
@@ -236,15 +243,29 @@ pub fn batch_end(spec: &TableSpec, lower: bool) -> String {
     )
 }
 
-/// Lock the batch's rows against DELETE and key changes (not against ordinary updates) until
-/// the batch commits: a row the copy reads cannot then be deleted or moved before its copy is
-/// in the shadow, so the copy never resurrects a row.
+/// The advisory lock class of the copy lock (the executor's lock class + 1).
+pub const COPY_LOCK_CLASS: i32 = crate::state::EXECUTOR_LOCK_CLASS + 1;
+
+/// Before a batch copies (`share` false): take the migration's copy lock exclusively until
+/// the batch commits. The forward trigger takes it shared before it deletes a row from the
+/// shadow (DELETE, key change), so a delete either committed before the batch read its rows
+/// or deletes the batch's copy after the batch committed: the copy never resurrects a row.
+/// Ordinary writes never wait for it, and the original's pages are not touched (row locks
+/// would write every tuple of the table once more).
+///
+/// For a re-copy (`share` true): lock the range's rows `FOR SHARE`, so nothing changes them
+/// while the shadow's part of the range is emptied and copied again.
 pub fn lock_batch(spec: &TableSpec, lower: bool, share: bool) -> String {
+    if !share {
+        return format!(
+            "SELECT count(*) FROM (SELECT pg_advisory_xact_lock({COPY_LOCK_CLASS}, {}::int4)) AS locked",
+            spec.migration
+        );
+    }
     format!(
-        "SELECT count(*) FROM (SELECT 1 FROM {} AS o WHERE {} FOR {}) AS locked",
+        "SELECT count(*) FROM (SELECT 1 FROM {} AS o WHERE {} FOR SHARE) AS locked",
         spec.table,
         range(&spec.key, "o", lower),
-        if share { "SHARE" } else { "KEY SHARE" }
     )
 }
 
