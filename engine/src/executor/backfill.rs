@@ -54,6 +54,24 @@ pub async fn copy_batch(
     Ok((seen, copied as u64))
 }
 
+/// [`copy_batch`] without the count: take the copy lock and copy `(lo, hi]`.
+async fn copy_range(
+    client: &impl GenericClient,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    hi: &[String],
+) -> Result<u64, tokio_postgres::Error> {
+    let lower = lo.is_some();
+    let lo: Option<Vec<String>> = lo.map(<[String]>::to_vec);
+    let hi: Vec<String> = hi.to_vec();
+    client
+        .query_one(&sql::lock_batch(spec, lower, false), &[])
+        .await?;
+    client
+        .execute(&sql::copy_batch(spec, lower), &[&lo, &hi])
+        .await
+}
+
 struct Progress {
     last_key: Option<Vec<String>>,
     bound: Option<Vec<String>>,
@@ -170,8 +188,22 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             let end = tx
                 .query_opt(&sql::batch_end(spec, lo.is_some()), &[&lo, &bound, &batch])
                 .await?;
-            let hi: Vec<String> = end.map(|r| r.get(0)).unwrap_or_else(|| bound.clone());
-            let (locked, _copied) = copy_batch(&tx, spec, lo.as_deref(), &hi).await?;
+            let hi: Vec<String> = end
+                .as_ref()
+                .map(|r| r.get(0))
+                .unwrap_or_else(|| bound.clone());
+            // A full batch holds exactly `batch` rows (its end is the batch-th key); only the
+            // last one is counted. Commits need not wait for the WAL flush: a batch lost in a
+            // crash loses its checkpoint with it, and is copied again.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
+            let full = end.is_some();
+            let locked = if full {
+                copy_range(&tx, spec, lo.as_deref(), &hi).await?;
+                batch
+            } else {
+                copy_batch(&tx, spec, lo.as_deref(), &hi).await?.0
+            };
             let row = tx
                 .query_one(
                     "UPDATE tandem.shadow_tables SET last_key = $3, rows_copied = rows_copied + $4

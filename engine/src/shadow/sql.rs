@@ -322,10 +322,11 @@ fn shadow_row(spec: &TableSpec) -> String {
 /// Count and order-independent checksum of one key range on both sides.
 pub fn chunk_sums(spec: &TableSpec, lower: bool) -> String {
     format!(
-        "SELECT (SELECT count(*) FROM {table} AS o WHERE {orange}),
-                (SELECT coalesce(sum(hashtextextended({mapped}, 0)), 0)::text FROM {table} AS o WHERE {orange}),
-                (SELECT count(*) FROM {shadow} AS t WHERE {srange}),
-                (SELECT coalesce(sum(hashtextextended({srow}, 0)), 0)::text FROM {shadow} AS t WHERE {srange})",
+        "SELECT a.n, a.s, b.n, b.s
+           FROM (SELECT count(*) AS n, coalesce(sum(hashtextextended({mapped}, 0)), 0)::text AS s
+                   FROM {table} AS o WHERE {orange}) AS a,
+                (SELECT count(*) AS n, coalesce(sum(hashtextextended({srow}, 0)), 0)::text AS s
+                   FROM {shadow} AS t WHERE {srange}) AS b",
         table = spec.table,
         shadow = spec.shadow,
         orange = range(&spec.key, "o", lower),
