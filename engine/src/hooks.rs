@@ -33,7 +33,8 @@ impl CutoverHold for NoHold {
         _t: &'a [String],
         _d: Duration,
     ) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async { Ok(true) })
+        // No proxy acknowledged a hold: the swap relies on its lock_timeout alone.
+        Box::pin(async { Ok(false) })
     }
     fn release(&self, _m: i64) -> BoxFuture<'_, ()> {
         Box::pin(async {})
