@@ -57,7 +57,8 @@ pub enum Command {
     Pause(IdArgs),
     /// Let a paused apply go on.
     Resume(IdArgs),
-    /// Within the rollback window, swap the old table back (no write made since is lost).
+    /// Within the rollback window, swap the old table back (no write made since is lost);
+    /// before cutover, abandon the migration (drop the shadow and the triggers).
     Rollback(ConfirmArgs),
     /// End the rollback window: drop the reverse triggers and the old table.
     Finalize(ConfirmArgs),
