@@ -8,7 +8,6 @@ pub const DIFFERENCES: u8 = 2;
 /// Findings at error level, or steps tandem refuses.
 pub const FINDINGS: u8 = 3;
 /// Approval missing or plan stale.
-#[allow(dead_code)]
 pub const STALE: u8 = 4;
 /// Usage error: bad arguments, unreadable input file.
 pub const USAGE: u8 = 64;

@@ -136,9 +136,6 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
             .filter(|p| Phase::APPLY.contains(p))
             .ok_or_else(|| Failure::usage(format!("--until {u:?} is not a phase apply runs; use prepare, dual-write, backfill, verify or cutover")))?,
     };
-    let config = connect::resolve(global)?;
-    // Fail fast, with exit 69, when the database is unreachable.
-    drop(connect::connect(&config).await?);
     let opts = Options {
         until,
         batch_time: Duration::from_millis(args.batch_time.max(1)),
@@ -149,9 +146,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         max_replication_lag: args.max_replication_lag.map(Duration::from_secs_f64),
         ..Options::default()
     };
-    let mut ex = Executor::open(&config, args.id, opts, gate(args.max_load), observer())
-        .await
-        .map_err(engine_failure)?;
+    let mut ex = open(global, args.id, opts, gate(args.max_load)).await?;
     confirm(
         args.yes,
         &format!("Apply migration {} up to {until}?", args.id),
@@ -177,20 +172,37 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
     Ok(OK)
 }
 
-async fn open(global: &Global, id: i64, lock_timeout: u64) -> Result<Executor, Failure> {
+/// Connect (failing fast, with exit 69, when the database is unreachable) and take the
+/// migration's executor lock.
+async fn open(
+    global: &Global,
+    id: i64,
+    opts: Options,
+    gate: Box<dyn gates::Gate>,
+) -> Result<Executor, Failure> {
     let config = connect::resolve(global)?;
     drop(connect::connect(&config).await?);
-    let opts = Options {
-        lock_timeout: Duration::from_millis(lock_timeout.max(1)),
-        ..Options::default()
-    };
-    Executor::open(&config, id, opts, Box::new(gates::Open), observer())
+    Executor::open(&config, id, opts, gate, observer())
         .await
         .map_err(engine_failure)
 }
 
+/// Options for rollback and finalize: the defaults, with the swap's lock timeout.
+fn swap_options(lock_timeout: u64) -> Options {
+    Options {
+        lock_timeout: Duration::from_millis(lock_timeout.max(1)),
+        ..Options::default()
+    }
+}
+
 pub async fn rollback(global: &Global, args: ConfirmArgs) -> Result<u8, Failure> {
-    let mut ex = open(global, args.id, args.lock_timeout).await?;
+    let mut ex = open(
+        global,
+        args.id,
+        swap_options(args.lock_timeout),
+        Box::new(gates::Open),
+    )
+    .await?;
     confirm(
         args.yes,
         &format!("Roll migration {} back to the old table?", args.id),
@@ -206,7 +218,13 @@ pub async fn rollback(global: &Global, args: ConfirmArgs) -> Result<u8, Failure>
 }
 
 pub async fn finalize(global: &Global, args: ConfirmArgs) -> Result<u8, Failure> {
-    let mut ex = open(global, args.id, args.lock_timeout).await?;
+    let mut ex = open(
+        global,
+        args.id,
+        swap_options(args.lock_timeout),
+        Box::new(gates::Open),
+    )
+    .await?;
     confirm(
         args.yes,
         &format!(
@@ -222,6 +240,3 @@ pub async fn finalize(global: &Global, args: ConfirmArgs) -> Result<u8, Failure>
     );
     Ok(OK)
 }
-
-#[allow(dead_code)]
-const _: u8 = STALE;

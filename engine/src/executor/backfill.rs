@@ -33,43 +33,38 @@ pub async fn copy_batch(
     lo: Option<&[String]>,
     hi: &[String],
 ) -> Result<(i64, u64), tokio_postgres::Error> {
-    let lower = lo.is_some();
-    let lo: Option<Vec<String>> = lo.map(<[String]>::to_vec);
-    let hi: Vec<String> = hi.to_vec();
-    client
-        .query_one(&sql::lock_batch(spec, lower, false), &[])
-        .await?;
+    let (lower, lo, hi) = copy_lock(client, spec, lo, hi).await?;
     let row = client
-        .query_one(
-            &format!(
-                "WITH copied AS ({} RETURNING 1) SELECT (SELECT count(*) FROM {} AS o WHERE {}), (SELECT count(*) FROM copied)",
-                sql::copy_batch(spec, lower),
-                spec.table,
-                sql::range(&spec.key, "o", lower)
-            ),
-            &[&lo, &hi],
-        )
+        .query_one(&sql::copy_batch_counted(spec, lower), &[&lo, &hi])
         .await?;
     let (seen, copied): (i64, i64) = (row.get(0), row.get(1));
     Ok((seen, copied as u64))
 }
 
-/// [`copy_batch`] without the count: take the copy lock and copy `(lo, hi]`.
+/// [`copy_batch`] without the count (for full batches, whose size is known).
 async fn copy_range(
     client: &impl GenericClient,
     spec: &TableSpec,
     lo: Option<&[String]>,
     hi: &[String],
 ) -> Result<u64, tokio_postgres::Error> {
-    let lower = lo.is_some();
-    let lo: Option<Vec<String>> = lo.map(<[String]>::to_vec);
-    let hi: Vec<String> = hi.to_vec();
-    client
-        .query_one(&sql::lock_batch(spec, lower, false), &[])
-        .await?;
+    let (lower, lo, hi) = copy_lock(client, spec, lo, hi).await?;
     client
         .execute(&sql::copy_batch(spec, lower), &[&lo, &hi])
         .await
+}
+
+/// Take the copy lock; the range's bounds as bind parameters.
+async fn copy_lock(
+    client: &impl GenericClient,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    hi: &[String],
+) -> Result<(bool, Option<Vec<String>>, Vec<String>), tokio_postgres::Error> {
+    client
+        .query_one(&sql::lock_batch(spec, lo.is_some(), false), &[])
+        .await?;
+    Ok((lo.is_some(), lo.map(<[String]>::to_vec), hi.to_vec()))
 }
 
 struct Progress {
@@ -344,25 +339,7 @@ async fn rejected_row(
     let tx = ex.client.transaction().await?;
     tx.batch_execute("SET LOCAL lock_timeout = '1s'").await?;
     let keys: Vec<Vec<String>> = tx
-        .query(
-            &format!(
-                "SELECT {} FROM {} AS o WHERE $1::text[] IS NULL OR ({}) > {} ORDER BY {} LIMIT $2",
-                sql::key_text(&spec.key, "o"),
-                spec.table,
-                spec.key
-                    .iter()
-                    .map(|c| format!("o.{}", c.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                sql::key_param_at(&spec.key, 1),
-                spec.key
-                    .iter()
-                    .map(|c| format!("o.{}", c.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            &[&lo_v, &batch],
-        )
+        .query(&sql::keys_after(spec), &[&lo_v, &batch])
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -17,7 +17,7 @@ use tokio_postgres::GenericClient;
 use super::{online, Event, Executor};
 use crate::error::EngineError;
 use crate::shadow::{
-    self, dependents, sql, Column, IndexConstraint, IndexPair, Mapped, NewIndex, TableSpec,
+    self, dependents, ident, sql, Column, IndexConstraint, IndexPair, Mapped, NewIndex, TableSpec,
 };
 use crate::state::{self, Migration, Phase};
 
@@ -222,11 +222,6 @@ async fn indexes(c: &impl GenericClient, oid: u32) -> Result<Vec<Idx>, EngineErr
                 .map(|n| (n, r.get(4), r.get(5), r.get(6))),
         })
         .collect())
-}
-
-fn ident(name: &str) -> Result<Ident, EngineError> {
-    Ident::new(name.to_string())
-        .map_err(|e| EngineError::refused(format!("name {name:?}: {e}"), "rename the object first"))
 }
 
 async fn prepare_table(
@@ -621,7 +616,7 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
         let f = shadow::forward_function(m.id, spec.table_oid);
         let t = shadow::forward_trigger(m.id);
         statements.push(sql::trigger_function(spec, sql::Direction::Forward, &f));
-        statements.push(sql::truncate_function(spec, &f));
+        statements.push(sql::truncate_function(spec, sql::Direction::Forward, &f));
         statements.push(format!("DROP TRIGGER IF EXISTS {t} ON {}", spec.table));
         statements.push(format!(
             "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use planner::ident::{Ident, QualName};
 use serde_json::json;
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::Transaction;
 
 use super::{backoff, is_lock_timeout, online, Event, Executor};
 use crate::error::EngineError;
@@ -366,7 +366,7 @@ async fn attempt_swap(
             ),
             Way::Back => (
                 shadow::reverse_trigger(m.id),
-                reverse_truncate_trigger(m.id),
+                shadow::reverse_truncate_trigger(m.id),
             ),
         };
         exec(
@@ -552,12 +552,12 @@ async fn attempt_swap(
             .await?;
             exec(
                 &tx,
-                &reverse_truncate_function(spec, &f),
+                &sql::truncate_function(spec, sql::Direction::Reverse, &f),
                 "create the reverse trigger function",
             )
             .await?;
             exec(&tx, &format!("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {live_name} FOR EACH ROW EXECUTE FUNCTION {f}()", shadow::reverse_trigger(m.id)), "create the reverse trigger").await?;
-            exec(&tx, &format!("CREATE TRIGGER {} AFTER TRUNCATE ON {live_name} FOR EACH STATEMENT EXECUTE FUNCTION {}()", reverse_truncate_trigger(m.id), shadow::truncate_function(&f)), "create the reverse trigger").await?;
+            exec(&tx, &format!("CREATE TRIGGER {} AFTER TRUNCATE ON {live_name} FOR EACH STATEMENT EXECUTE FUNCTION {}()", shadow::reverse_truncate_trigger(m.id), shadow::truncate_function(&f)), "create the reverse trigger").await?;
         }
     }
     let detail = json!({ "attempt": attempt, "lock_wait_ms": lock_wait.as_millis() as u64, "proxy_held": held, "validate": validate });
@@ -597,24 +597,6 @@ async fn m_verify_seen(tx: &Transaction<'_>, id: i64) -> Result<i64, EngineError
         .await
         .map_err(EngineError::sql("read the verification"))?
         .get(0))
-}
-
-fn reverse_truncate_trigger(m: i64) -> Ident {
-    Ident::new(format!("_tandem_m{m}_reverse_truncate")).expect("short")
-}
-
-fn reverse_truncate_function(spec: &TableSpec, reverse: &QualName) -> String {
-    format!(
-        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $tandem$
-BEGIN
-  TRUNCATE {};
-  RETURN NULL;
-END
-$tandem$",
-        shadow::truncate_function(reverse),
-        spec.old
-    )
 }
 
 /// After the swap: validate the foreign keys it added NOT VALID (SHARE UPDATE EXCLUSIVE: no
@@ -858,7 +840,7 @@ pub(crate) async fn finalize(ex: &mut Executor) -> Result<(), EngineError> {
         ));
         statements.push(format!(
             "DROP TRIGGER IF EXISTS {} ON {}",
-            reverse_truncate_trigger(m.id),
+            shadow::reverse_truncate_trigger(m.id),
             spec.table
         ));
         statements.push(format!("DROP TABLE IF EXISTS {}", spec.old));
@@ -866,9 +848,4 @@ pub(crate) async fn finalize(ex: &mut Executor) -> Result<(), EngineError> {
     }
     ex.ddl_retry("finalize", &statements, Some(Phase::Finalized))
         .await
-}
-
-#[allow(dead_code)]
-async fn unused(c: &impl GenericClient) {
-    let _ = c;
 }

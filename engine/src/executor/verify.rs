@@ -194,7 +194,7 @@ async fn check(
             loop {
                 let end: Option<Key> = tx
                     .query_opt(
-                        &sql::chunk_end(spec, lo.is_some()),
+                        &sql::batch_end(spec, lo.is_some()),
                         &[&lo, &bound, &ex.opts.verify_chunk],
                     )
                     .await
@@ -209,25 +209,11 @@ async fn check(
             }
             // Rows of the shadow beyond the original's last key are extra.
             let extra: i64 = tx
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FROM {} AS t WHERE ({}) > {}",
-                        spec.shadow,
-                        spec.new_key
-                            .iter()
-                            .map(|c| format!("t.{}", c.name))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        key_param(&spec.new_key)
-                    ),
-                    &[&bound],
-                )
+                .query_one(&sql::shadow_rows_past(spec), &[&bound])
                 .await
                 .map_err(e("look for extra rows"))?
                 .get(0);
             if extra > 0 {
-                let last = work.len() - 1;
-                let _ = last;
                 tx.commit().await.map_err(e("end the snapshot"))?;
                 return Err(EngineError::Verify(format!(
                     "the shadow of {} holds {extra} rows past the table's last key; the triggers or the copy are wrong: run `tandem apply` again, and report it if it persists",
@@ -274,15 +260,6 @@ async fn check(
     }
     tx.commit().await.map_err(e("end the snapshot"))?;
     Ok((rows, out))
-}
-
-fn key_param(cols: &[crate::shadow::Column]) -> String {
-    let parts: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("($1::text[])[{}]::{}", i + 1, c.sql_type))
-        .collect();
-    format!("({})", parts.join(", "))
 }
 
 /// Copy a key range again: lock it against every change (FOR SHARE, briefly), empty the

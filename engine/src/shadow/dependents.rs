@@ -6,7 +6,7 @@
 //! migration before it changes anything; [`Dependents::carry`] writes the statements that
 //! carry the rest to the other table at a swap.
 
-use planner::ident::{Ident, Literal, QualName};
+use planner::ident::{Literal, QualName};
 use tokio_postgres::GenericClient;
 
 use crate::error::EngineError;
@@ -230,7 +230,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
         .map_err(e("row-level security policies"))?
     {
         let name: String = row.get(0);
-        let ident = Ident::new(name.clone()).map_err(|e| EngineError::refused(format!("policy {name:?}: {e}"), "rename it"))?;
+        let ident = super::ident(&name)?;
         let cmd = match row.get::<_, String>(2).as_str() {
             "r" => "SELECT",
             "a" => "INSERT",
@@ -243,7 +243,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             .into_iter()
             .map(|r| match r {
                 None => Ok("PUBLIC".to_string()),
-                Some(r) => Ident::new(r).map(|i| i.to_string()).map_err(|e| EngineError::refused(format!("role name: {e}"), "rename the role")),
+                Some(r) => role(&r),
             })
             .collect();
         let mut sql = format!(
@@ -328,10 +328,9 @@ async fn grants(
         .collect())
 }
 
+/// A role (or publication) name, quoted.
 fn role(name: &str) -> Result<String, EngineError> {
-    Ident::new(name.to_string())
-        .map(|i| i.to_string())
-        .map_err(|e| EngineError::refused(format!("role {name:?}: {e}"), "rename the role"))
+    super::ident(name).map(|i| i.to_string())
 }
 
 const PRIVILEGES: &[&str] = &[
@@ -357,11 +356,7 @@ pub fn grant_statements(target: &QualName, grants: &[Grant]) -> Result<Vec<Strin
             Some(r) => role(r)?,
         };
         let column = match &g.column {
-            Some(c) => format!(
-                " ({})",
-                Ident::new(c.clone())
-                    .map_err(|e| EngineError::refused(format!("column {c:?}: {e}"), "rename it"))?
-            ),
+            Some(c) => format!(" ({})", super::ident(c)?),
             None => String::new(),
         };
         out.push(format!(
@@ -441,15 +436,13 @@ pub fn carry(
     }
     // Sequences follow the column, so dropping the old table later cannot drop them.
     for (seq, column) in &d.sequences {
-        let col = Ident::new(column.clone())
-            .map_err(|e| EngineError::refused(format!("column {column:?}: {e}"), "rename it"))?;
+        let col = super::ident(column)?;
         out.push(format!("ALTER SEQUENCE {seq} OWNED BY {target}.{col}"));
     }
     // The user's triggers fire on the live table only: created on the new one, disabled on the
     // one that becomes the copy (so the reverse dual-write does not fire them twice).
     for t in &d.triggers {
-        let name = Ident::new(t.name.clone())
-            .map_err(|e| EngineError::refused(format!("trigger {:?}: {e}", t.name), "rename it"))?;
+        let name = super::ident(&t.name)?;
         if !target_triggers.contains(&t.name) {
             out.push(t.definition.clone());
         }
@@ -465,9 +458,7 @@ pub fn carry(
     // Outbound foreign keys: added NOT VALID (no scan under the lock), validated afterwards.
     for fk in &d.outbound_fks {
         if !target_fks.contains(&fk.name) {
-            let name = Ident::new(fk.name.clone()).map_err(|e| {
-                EngineError::refused(format!("constraint {:?}: {e}", fk.name), "rename it")
-            })?;
+            let name = super::ident(&fk.name)?;
             out.push(format!(
                 "ALTER TABLE {target} ADD CONSTRAINT {name} {} NOT VALID",
                 fk.definition.trim_end_matches(" NOT VALID")
@@ -479,9 +470,7 @@ pub fn carry(
         if &fk.table == source || &fk.table == target {
             continue;
         }
-        let name = Ident::new(fk.name.clone()).map_err(|e| {
-            EngineError::refused(format!("constraint {:?}: {e}", fk.name), "rename it")
-        })?;
+        let name = super::ident(&fk.name)?;
         out.push(format!("ALTER TABLE {} DROP CONSTRAINT {name}", fk.table));
         out.push(format!(
             "ALTER TABLE {} ADD CONSTRAINT {name} {} NOT VALID",

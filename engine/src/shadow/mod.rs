@@ -87,6 +87,14 @@ pub struct IndexPair {
     pub parked: Ident,
 }
 
+/// A catalog name as an [`Ident`], or a refusal saying to rename the object (the catalog can
+/// hold names tandem will not write into SQL, e.g. with control characters).
+pub(crate) fn ident(name: &str) -> Result<Ident, crate::error::EngineError> {
+    Ident::new(name.to_string()).map_err(|e| {
+        crate::error::EngineError::refused(format!("name {name:?}: {e}"), "rename the object first")
+    })
+}
+
 /// tandem's object names for migration `m` on table `oid`: short (they always fit in 63
 /// bytes), and distinct per migration and table, so reruns and parallel migrations of other
 /// tables never collide. Prepare refuses to start if a user object already has one of them.
@@ -125,6 +133,10 @@ pub fn parked_index(m: i64, oid: u32, n: usize) -> Ident {
 
 pub fn truncate_trigger(m: i64) -> Ident {
     Ident::new(format!("_tandem_m{m}_truncate")).expect("short name")
+}
+
+pub fn reverse_truncate_trigger(m: i64) -> Ident {
+    Ident::new(format!("_tandem_m{m}_reverse_truncate")).expect("short name")
 }
 
 /// The function a TRUNCATE of the source runs: `<forward function>_truncate`.

@@ -67,11 +67,6 @@ fn bare(cols: &[Column]) -> String {
         .join(", ")
 }
 
-/// `(($n::text[])[1]::type1, ...)` for parameter `n`.
-pub fn key_param_at(cols: &[Column], n: usize) -> String {
-    key_param(cols, n)
-}
-
 /// `(($n::text[])[1]::type1, ...)`: key values sent as text, typed on the server.
 fn key_param(cols: &[Column], n: usize) -> String {
     let parts: Vec<String> = cols
@@ -290,6 +285,39 @@ pub fn copy_batch(spec: &TableSpec, lower: bool) -> String {
     )
 }
 
+/// [`copy_batch`], also counting the range's rows in the original (in the same statement, so
+/// the same snapshot): `(rows in the range, rows copied)`.
+pub fn copy_batch_counted(spec: &TableSpec, lower: bool) -> String {
+    format!(
+        "WITH copied AS ({} RETURNING 1) SELECT (SELECT count(*) FROM {} AS o WHERE {}), (SELECT count(*) FROM copied)",
+        copy_batch(spec, lower),
+        spec.table,
+        range(&spec.key, "o", lower)
+    )
+}
+
+/// The keys (as text) of the `$2` rows after `$1` (or from the start), in key order.
+pub fn keys_after(spec: &TableSpec) -> String {
+    format!(
+        "SELECT {} FROM {} AS o WHERE $1::text[] IS NULL OR ({}) > {} ORDER BY {} LIMIT $2",
+        key_text(&spec.key, "o"),
+        spec.table,
+        cols(&spec.key, "o"),
+        key_param(&spec.key, 1),
+        order(&spec.key, "o", false)
+    )
+}
+
+/// Rows of the shadow whose key is past `$1` (the original's last key): extra rows.
+pub fn shadow_rows_past(spec: &TableSpec) -> String {
+    format!(
+        "SELECT count(*) FROM {} AS t WHERE ({}) > {}",
+        spec.shadow,
+        cols(&spec.new_key, "t"),
+        key_param(&spec.new_key, 1)
+    )
+}
+
 /// Remove the shadow's rows of a key range (before copying it again).
 pub fn delete_shadow_range(spec: &TableSpec, lower: bool) -> String {
     format!(
@@ -357,13 +385,9 @@ pub fn chunk_differences(spec: &TableSpec, lower: bool) -> String {
     )
 }
 
-/// The end key of the verification chunk `$3` rows after `$1`.
-pub fn chunk_end(spec: &TableSpec, lower: bool) -> String {
-    batch_end(spec, lower)
-}
-
-/// The function a TRUNCATE of the original runs: it empties the shadow too.
-pub fn truncate_function(spec: &TableSpec, forward: &QualName) -> String {
+/// The function a TRUNCATE of the source runs: it empties the target too (the shadow before
+/// cutover, the old table in the rollback window). Named after the row trigger's `function`.
+pub fn truncate_function(spec: &TableSpec, direction: Direction, function: &QualName) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $tandem$
@@ -372,7 +396,7 @@ BEGIN
   RETURN NULL;
 END
 $tandem$",
-        super::truncate_function(forward),
-        spec.shadow
+        super::truncate_function(function),
+        spec.flow(direction).target
     )
 }
