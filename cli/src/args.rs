@@ -64,6 +64,27 @@ pub enum Command {
     Finalize(ConfirmArgs),
     /// Start a throwaway PostgreSQL with a live load, and run a full migration on it.
     Demo(DemoArgs),
+    /// Run the wire proxy: applications connect here instead of to PostgreSQL. It compares a
+    /// sample of their reads on migrating tables and holds traffic for the instant of a cutover.
+    Proxy(ProxyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ProxyArgs {
+    /// Address to accept clients on, e.g. 0.0.0.0:6432.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The PostgreSQL server: postgres://USER@HOST:PORT/DATABASE, where USER and DATABASE are
+    /// tandem's own (for coordination and dual reads); clients authenticate end to end. No
+    /// password here: `password_file` in --config.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// TOML settings: TLS certificate and key, limits, hold maximum, dual-read sampling.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9187.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +125,10 @@ pub struct ApplyArgs {
     /// Pause the copy while a replica lags more than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub max_replication_lag: Option<f64>,
+    /// How long verification waits for the plan's dual-read comparisons (--dual-read-min)
+    /// before it refuses, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub dual_read_timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -162,6 +187,10 @@ pub struct PlanArgs {
     /// Skip the check that replays a --to plan on a scratch copy of the live schema.
     #[arg(long)]
     pub no_verify: bool,
+    /// Before cutover, wait for this many dual-read comparisons made by `tandem proxy`
+    /// between the table and its shadow, with no mismatch (default 0: do not wait).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub dual_read_min: u64,
 }
 
 #[derive(clap::Args)]

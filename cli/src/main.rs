@@ -27,7 +27,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(args.verbose);
+    // A server logs its life at info by default; a command only its warnings.
+    let server = matches!(args.command, Command::Proxy(_));
+    init_tracing(args.verbose.saturating_add(u8::from(server)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,6 +58,7 @@ async fn run(args: Args) -> Result<u8, Failure> {
         Command::Pause(a) => commands::status::pause(&global, a, true).await,
         Command::Resume(a) => commands::status::pause(&global, a, false).await,
         Command::Demo(a) => commands::demo::run(&global, a).await,
+        Command::Proxy(a) => commands::proxy::run(a).await,
     }
 }
 

@@ -22,6 +22,36 @@ pub struct Status {
     pub divergence_forward: i64,
     pub divergence_reverse: i64,
     pub last_event: Option<String>,
+    /// Dual-read comparisons verification waits for (the plan's `dual_read_min`).
+    pub dual_read_min: i64,
+    /// `tandem proxy` comparisons, summed over the proxies, per side compared against.
+    pub dual_reads: Vec<DualReads>,
+    /// Proxies with a fresh heartbeat (they are not tied to one migration).
+    pub live_proxies: i64,
+    /// The latest mismatches the proxies recorded, newest first.
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DualReads {
+    /// `shadow` (before cutover) or `old` (in the rollback window).
+    pub against: String,
+    pub comparisons: i64,
+    pub mismatches: i64,
+    pub skipped: i64,
+    pub dropped: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub against: String,
+    pub proxy: String,
+    /// Normalized: constants as `$n`, never the literal values.
+    pub statement: String,
+    pub rows_live: i64,
+    pub rows_other: i64,
+    pub example_key: Option<String>,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,9 +100,32 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
             return Err(EngineError::UnknownMigration(id));
         }
     }
+    // Bookkeeping older than version 3 (not upgraded yet: status only reads) has no proxies.
+    let proxies: bool = client
+        .query_one("SELECT to_regclass('tandem.dual_reads') IS NOT NULL", &[])
+        .await
+        .map_err(EngineError::sql("look for tandem's bookkeeping"))?
+        .get(0);
+    let live_proxies: i64 = if proxies {
+        client
+            .query_one(
+                "SELECT count(*) FROM tandem.proxies WHERE heartbeat_at > now() - interval '5 seconds'",
+                &[],
+            )
+            .await
+            .map_err(EngineError::sql("read the proxies"))?
+            .get(0)
+    } else {
+        0
+    };
     let mut out = Vec::new();
     for r in rows {
         let mid: i64 = r.get(0);
+        let (dual_read_min, dual_reads, drift) = if proxies {
+            dual_reads(client, mid).await?
+        } else {
+            (0, vec![], vec![])
+        };
         let tables = client
             .query(
                 "SELECT schema_name || '.' || table_name, shadow_name, rows_copied, rows_total,
@@ -114,7 +167,63 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
             divergence_reverse: r.get(11),
             last_event: r.get(12),
             tables,
+            dual_read_min,
+            dual_reads,
+            live_proxies,
+            drift,
         });
     }
     Ok(out)
+}
+
+async fn dual_reads(
+    client: &Client,
+    id: i64,
+) -> Result<(i64, Vec<DualReads>, Vec<Drift>), EngineError> {
+    let min: i64 = client
+        .query_one(
+            "SELECT dual_read_min FROM tandem.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(EngineError::sql("read the migration"))?
+        .get(0);
+    let sides = client
+        .query(
+            "SELECT against, sum(comparisons)::int8, sum(mismatches)::int8, sum(skipped)::int8, sum(dropped)::int8
+               FROM tandem.dual_reads WHERE migration_id = $1 GROUP BY against ORDER BY against DESC",
+            &[&id],
+        )
+        .await
+        .map_err(EngineError::sql("read the dual-read counters"))?
+        .iter()
+        .map(|r| DualReads {
+            against: r.get(0),
+            comparisons: r.get(1),
+            mismatches: r.get(2),
+            skipped: r.get(3),
+            dropped: r.get(4),
+        })
+        .collect();
+    let drift = client
+        .query(
+            "SELECT against, proxy_id, statement, rows_live, rows_other, example_key,
+                    date_trunc('second', at)::text
+               FROM tandem.drift WHERE migration_id = $1 ORDER BY id DESC LIMIT 3",
+            &[&id],
+        )
+        .await
+        .map_err(EngineError::sql("read the drift log"))?
+        .iter()
+        .map(|r| Drift {
+            against: r.get(0),
+            proxy: r.get(1),
+            statement: r.get(2),
+            rows_live: r.get(3),
+            rows_other: r.get(4),
+            example_key: r.get(5),
+            at: r.get(6),
+        })
+        .collect();
+    Ok((min, sides, drift))
 }

@@ -1,5 +1,27 @@
-//! The PostgreSQL wire proxy: pass-through, dual-read drift detection, and the pause that
-//! holds traffic at transaction boundaries for the instant of a cutover.
+//! `tandem proxy`: a PostgreSQL wire proxy in session mode (one server connection per client
+//! connection). It passes traffic through, mirrors a sample of reads on migrating tables to
+//! the other table and compares them in one snapshot (dual-read drift detection), and holds
+//! new transactions for the instant of a cutover. It coordinates with the executor through
+//! the database only (tandem's tables and LISTEN/NOTIFY), never by calling it.
 //!
-//! Lands with its own issue; the crate exists so the dependency direction of the workspace
-//! (planner <- proxy <- cli, never proxy <-> engine) holds from the first commit.
+//! Layout: `protocol` frames and decodes wire messages (never panics); `session` runs one
+//! client connection (startup, authentication relayed end to end, the relay, prepared
+//! statements recovered across a type change); `cancel` routes cancel requests; `traffic`
+//! knows which sessions are inside a transaction and holds the others; `control` registers
+//! the proxy, heartbeats and listens for holds; `mirror` samples, compares and records;
+//! `metrics` serves Prometheus text; `server` accepts connections and shuts down gracefully.
+
+pub mod cancel;
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod mirror;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod traffic;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{serve, Proxy};

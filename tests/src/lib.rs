@@ -343,3 +343,418 @@ pub mod migrate {
         }
     }
 }
+
+/// Run the real `tandem proxy` binary and point real clients at it.
+///
+/// [`Proxy::start`] runs `tandem proxy --listen 127.0.0.1:<free port> --upstream URL` as a
+/// child (stdout and stderr captured to files), waits until the port accepts connections and
+/// SIGKILLs it by pid on drop (its output is printed when the test is panicking).
+/// [`PassFile`] is a 0600 libpq password file in a private temporary directory, so clients
+/// authenticate with SCRAM without a password in argv or in an environment value; pass its
+/// path as `PGPASSFILE` ([`client_command`] does).
+pub mod proxy {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::time::{Duration, Instant};
+
+    use fixtures::pg::TestDb;
+    use tokio_postgres::config::Host;
+
+    use super::{binary, root};
+
+    /// Variables that would steer libpq-based clients (and `tandem`) away from what a test
+    /// asks for; removed from every command started here.
+    pub const LIBPQ_VARS: &[&str] = &[
+        "DATABASE_URL",
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "PGSSLMODE",
+        "PGCONNECT_TIMEOUT",
+        "TANDEM_LOG",
+    ];
+
+    /// How long a started proxy may take to accept connections.
+    const START_LIMIT: Duration = Duration::from_secs(20);
+
+    /// Where a client connects: host, port, user and database (never the password).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Endpoint {
+        pub host: String,
+        pub port: u16,
+        pub user: String,
+        pub dbname: String,
+    }
+
+    impl Endpoint {
+        /// The same server and user, another port (the proxy's).
+        pub fn with_port(&self, port: u16) -> Endpoint {
+            Endpoint {
+                port,
+                ..self.clone()
+            }
+        }
+
+        /// `postgres://user@host:port/db`, with no password: what `--upstream` takes.
+        pub fn url(&self) -> String {
+            format!(
+                "postgres://{}@{}:{}/{}",
+                self.user, self.host, self.port, self.dbname
+            )
+        }
+    }
+
+    /// The TCP endpoint of `db` (SCRAM with the cluster's generated password) and that
+    /// password. Panics if the test server is only reachable over a Unix socket.
+    pub fn tcp_endpoint(db: &TestDb) -> (Endpoint, String) {
+        let config = db.tcp_config();
+        let host = match config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            other => {
+                panic!("the test server has no TCP address ({other:?}); the proxy speaks TCP only")
+            }
+        };
+        let endpoint = Endpoint {
+            host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            user: config.get_user().unwrap_or("postgres").to_string(),
+            dbname: db.name().to_string(),
+        };
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8(p.to_vec()).expect("utf-8 password"))
+            .unwrap_or_default();
+        (endpoint, password)
+    }
+
+    /// A port on 127.0.0.1 that nothing listens on right now.
+    pub fn free_port() -> u16 {
+        TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .expect("bind a free port on 127.0.0.1")
+            .port()
+    }
+
+    /// A libpq password file (mode 0600, in a private temporary directory) holding one
+    /// password for every host, port, database and user. Removed on drop.
+    pub struct PassFile {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    }
+
+    impl PassFile {
+        pub fn new(password: &str) -> PassFile {
+            let dir = tempfile::Builder::new()
+                .prefix("tandem-pgpass-")
+                .tempdir()
+                .expect("temporary directory for the password file");
+            let path = dir.path().join("pgpass");
+            let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .expect("create the password file");
+            writeln!(file, "*:*:*:*:{escaped}").expect("write the password file");
+            PassFile { _dir: dir, path }
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    /// `program` with no libpq variables from outside and `PGPASSFILE` set to `passfile`.
+    pub fn client_command(program: impl AsRef<std::ffi::OsStr>, passfile: &PassFile) -> Command {
+        let mut cmd = Command::new(program);
+        for var in LIBPQ_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.env("PGPASSFILE", passfile.path()).stdin(Stdio::null());
+        cmd
+    }
+
+    /// What a command run by [`run_limited`] did.
+    #[derive(Debug)]
+    pub struct Finished {
+        pub status: ExitStatus,
+        pub stdout: String,
+        pub stderr: String,
+        pub elapsed: Duration,
+    }
+
+    impl Finished {
+        /// Both outputs, for failure messages.
+        pub fn both(&self) -> String {
+            format!(
+                "--- stdout\n{}\n--- stderr\n{}",
+                self.stdout.trim_end(),
+                self.stderr.trim_end()
+            )
+        }
+    }
+
+    /// Run `cmd` to completion with its output captured to files (no pipe can fill up);
+    /// SIGKILL it and panic with what it printed if it is still running after `limit`.
+    pub fn run_limited(cmd: &mut Command, limit: Duration) -> Finished {
+        let dir = tempfile::tempdir().expect("temporary directory for output");
+        let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        cmd.stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&err).expect("stderr file"));
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+        let status = wait_limited(&mut child, limit);
+        let read =
+            |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+        let finished = Finished {
+            status: status.unwrap_or_else(|| {
+                let _ = child.kill();
+                child.wait().expect("reap the killed command")
+            }),
+            stdout: read(&out),
+            stderr: read(&err),
+            elapsed: start.elapsed(),
+        };
+        assert!(
+            status.is_some(),
+            "{:?} {:?} did not finish within {limit:?}; killed\n{}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            finished.both()
+        );
+        finished
+    }
+
+    /// Wait up to `limit` for `child` to exit.
+    pub fn wait_limited(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for a child") {
+                return Some(status);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A running `tandem proxy`; SIGKILLed (by pid) and reaped on drop.
+    pub struct Proxy {
+        child: Child,
+        addr: SocketAddr,
+        dir: Option<tempfile::TempDir>,
+        /// The `--config` file and tandem's password file, when [`Proxy::for_db`] wrote them.
+        config_dir: Option<tempfile::TempDir>,
+        stderr_path: PathBuf,
+        stdout_path: PathBuf,
+    }
+
+    impl Proxy {
+        /// The proxy in front of `db`, as an operator runs it: `--upstream
+        /// postgres://postgres@127.0.0.1:<pg port>/<db>` (no password in the URL) and
+        /// `--config` naming a 0600 `password_file` with the cluster's password, for tandem's
+        /// own control and mirror connections. Clients authenticate end to end.
+        pub fn for_db(db: &TestDb) -> Proxy {
+            Proxy::for_db_with(db, "", &[])
+        }
+
+        /// [`Proxy::for_db`] with more TOML settings (lines such as `max_connections = 5`)
+        /// and more arguments.
+        pub fn for_db_with(db: &TestDb, toml: &str, extra_args: &[&str]) -> Proxy {
+            let (endpoint, password) = tcp_endpoint(db);
+            let dir = tempfile::Builder::new()
+                .prefix("tandem-proxy-config-")
+                .tempdir()
+                .expect("temporary directory for the proxy's config");
+            let password_file = dir.path().join("password");
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&password_file)
+                .expect("create the proxy's password file");
+            writeln!(file, "{password}").expect("write the proxy's password file");
+            let config = dir.path().join("proxy.toml");
+            let quoted = password_file
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            fs::write(&config, format!("password_file = \"{quoted}\"\n{toml}\n"))
+                .expect("write the proxy's config");
+            let config_arg = config.display().to_string();
+            let mut args = vec!["--config", config_arg.as_str()];
+            args.extend_from_slice(extra_args);
+            let mut proxy = Proxy::start_with(&endpoint.url(), &args, &[]);
+            proxy.config_dir = Some(dir);
+            proxy
+        }
+
+        /// `tandem proxy --listen 127.0.0.1:<free port> --upstream UPSTREAM`.
+        pub fn start(upstream: &str) -> Proxy {
+            Proxy::start_with(upstream, &[], &[])
+        }
+
+        /// [`Proxy::start`] with more arguments (e.g. `--config FILE`) and environment.
+        /// Tries another port when the chosen one was taken meanwhile.
+        pub fn start_with(upstream: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Proxy {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut proxy = Proxy::spawn(free_port(), upstream, extra_args, env);
+                match proxy.wait_accepting(START_LIMIT) {
+                    Ok(()) => return proxy,
+                    Err(stderr) if attempt < 3 && stderr.contains("in use") => continue,
+                    Err(stderr) => panic!(
+                        "tandem proxy --listen {} --upstream {upstream} {} did not start accepting connections:\n{stderr}",
+                        proxy.addr,
+                        extra_args.join(" ")
+                    ),
+                }
+            }
+        }
+
+        fn spawn(port: u16, upstream: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Proxy {
+            let dir = tempfile::Builder::new()
+                .prefix("tandem-proxy-")
+                .tempdir()
+                .expect("temporary directory for the proxy's output");
+            let stderr_path = dir.path().join("stderr");
+            let stdout_path = dir.path().join("stdout");
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut cmd = Command::new(binary());
+            cmd.arg("proxy")
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--upstream")
+                .arg(upstream)
+                .args(extra_args)
+                .current_dir(root())
+                .stdin(Stdio::null())
+                .stdout(File::create(&stdout_path).expect("proxy stdout file"))
+                .stderr(File::create(&stderr_path).expect("proxy stderr file"));
+            for var in LIBPQ_VARS {
+                cmd.env_remove(var);
+            }
+            cmd.envs(env.iter().copied());
+            let child = cmd.spawn().expect("tandem proxy starts");
+            Proxy {
+                child,
+                addr,
+                dir: Some(dir),
+                config_dir: None,
+                stderr_path,
+                stdout_path,
+            }
+        }
+
+        /// Wait until a TCP connection to the port succeeds; `Err(output)` if the process
+        /// exits or `limit` passes first.
+        fn wait_accepting(&mut self, limit: Duration) -> Result<(), String> {
+            let start = Instant::now();
+            loop {
+                if let Some(status) = self.child.try_wait().expect("poll the proxy") {
+                    return Err(format!("it exited ({status})\n{}", self.output()));
+                }
+                if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                    return Ok(());
+                }
+                if start.elapsed() >= limit {
+                    return Err(format!("no connection within {limit:?}\n{}", self.output()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        pub fn addr(&self) -> SocketAddr {
+            self.addr
+        }
+
+        pub fn port(&self) -> u16 {
+            self.addr.port()
+        }
+
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        /// Everything it wrote to stderr so far.
+        pub fn stderr(&self) -> String {
+            String::from_utf8_lossy(&fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
+        }
+
+        /// Everything it wrote to stdout so far.
+        pub fn stdout(&self) -> String {
+            String::from_utf8_lossy(&fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
+        }
+
+        /// Both outputs, for failure messages.
+        pub fn output(&self) -> String {
+            format!(
+                "--- proxy stdout\n{}\n--- proxy stderr\n{}",
+                self.stdout().trim_end(),
+                self.stderr().trim_end()
+            )
+        }
+
+        /// Panic, with its output, if it has exited.
+        pub fn assert_running(&mut self) {
+            if let Some(status) = self.child.try_wait().expect("poll the proxy") {
+                panic!(
+                    "tandem proxy exited ({status}) during the test\n{}",
+                    self.output()
+                );
+            }
+        }
+
+        /// SIGTERM, then wait up to `limit` for it to exit; `None` if it did not.
+        pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            if self.child.try_wait().expect("poll the proxy").is_none() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            wait_limited(&mut self.child, limit)
+        }
+
+        /// SIGKILL it (by pid) and reap it.
+        pub fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.kill();
+            if std::thread::panicking() {
+                if let Some(config) = self.config_dir.take() {
+                    let _ = fs::remove_file(config.path().join("password"));
+                    let _ = config.keep();
+                }
+                let dir = self.dir.take().map(|d| d.keep());
+                eprintln!(
+                    "\ntandem proxy (pid {}, {}) output, kept in {}:\n{}",
+                    self.child.id(),
+                    self.addr,
+                    dir.map_or_else(|| "?".into(), |d| d.display().to_string()),
+                    self.output()
+                );
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use engine::executor::{Event, Executor, Observer, Options};
+use engine::hooks::ProxyHold;
 use engine::state::Phase;
 use engine::EngineError;
 
@@ -144,6 +145,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         cutover_attempts: args.cutover_attempts.max(1),
         max_load: args.max_load,
         max_replication_lag: args.max_replication_lag.map(Duration::from_secs_f64),
+        dual_read_timeout: Duration::from_secs(args.dual_read_timeout),
         ..Options::default()
     };
     let mut ex = open(global, args.id, opts, gate(args.max_load)).await?;
@@ -173,7 +175,8 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
 }
 
 /// Connect (failing fast, with exit 69, when the database is unreachable) and take the
-/// migration's executor lock.
+/// migration's executor lock. Swaps ask the registered `tandem proxy` processes to hold
+/// traffic ([`ProxyHold`]); with none registered and alive, they run exactly as without it.
 async fn open(
     global: &Global,
     id: i64,
@@ -184,6 +187,7 @@ async fn open(
     drop(connect::connect(&config).await?);
     Executor::open(&config, id, opts, gate, observer())
         .await
+        .map(|ex| ex.with_hold(Box::new(ProxyHold::new(&config))))
         .map_err(engine_failure)
 }
 

@@ -6,5 +6,6 @@ mod desired;
 pub mod diff;
 pub mod lint;
 pub mod plan;
+pub mod proxy;
 pub mod status;
 pub mod submit;

@@ -64,6 +64,8 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
         (plan::from_sql(&target, source, &sql), Some(sql))
     };
 
+    let mut plan = plan;
+    plan.dual_read_min = args.dual_read_min;
     let json = plan.to_canonical_json();
     if let Some(out) = &args.output {
         std::fs::write(out, &json).map_err(|e| {
@@ -212,6 +214,13 @@ fn review(
     );
     if plan.steps.is_empty() {
         let _ = writeln!(out, "nothing to do: the database already matches\n");
+    }
+    if plan.dual_read_min > 0 {
+        let _ = writeln!(
+            out,
+            "before cutover, verification waits for {} dual-read comparisons by `tandem proxy`, with no mismatch\n",
+            plan.dual_read_min
+        );
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let strategy = match step.strategy {

@@ -76,6 +76,44 @@ pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
                 s.divergence_forward, s.divergence_reverse
             ));
         }
+        if s.dual_read_min > 0 || !s.dual_reads.is_empty() {
+            let mut line = String::from("  dual reads:");
+            if s.dual_reads.is_empty() {
+                line.push_str(" none yet");
+            }
+            for (i, d) in s.dual_reads.iter().enumerate() {
+                line.push_str(&format!(
+                    "{} {} comparisons with the {} table, {} mismatches, {} skipped, {} dropped",
+                    if i > 0 { ";" } else { "" },
+                    d.comparisons,
+                    if d.against == "shadow" { "new" } else { "old" },
+                    d.mismatches,
+                    d.skipped,
+                    d.dropped
+                ));
+            }
+            if s.dual_read_min > 0 {
+                line.push_str(&format!(" (verification waits for {})", s.dual_read_min));
+            }
+            out.push_str(&format!("{line}; {} live proxies\n", s.live_proxies));
+        } else if s.live_proxies > 0 {
+            out.push_str(&format!("  live proxies: {}\n", s.live_proxies));
+        }
+        for d in &s.drift {
+            out.push_str(&format!(
+                "  drift ({} table, proxy {}, {}): {} rows in the table, {} in the other{}: {}\n",
+                if d.against == "shadow" { "new" } else { "old" },
+                d.proxy,
+                d.at,
+                d.rows_live,
+                d.rows_other,
+                d.example_key
+                    .as_deref()
+                    .map(|k| format!(", e.g. key {k}"))
+                    .unwrap_or_default(),
+                d.statement
+            ));
+        }
         if let Some(w) = &s.waiting_for {
             out.push_str(&format!("  waiting for: {w}\n"));
         }

@@ -83,6 +83,12 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
         .await
         .map_err(engine_failure)?;
     println!("{id}");
+    if plan.dual_read_min > 0 {
+        eprintln!(
+            "before cutover, verification waits for {} dual-read comparisons by `tandem proxy`, with no mismatch",
+            plan.dual_read_min
+        );
+    }
     eprintln!(
         "submitted migration {id} ({} step(s), plan sha256 {}); run it with `tandem apply {id}`",
         plan.steps.len(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_postgres::GenericClient;
 
-use super::{is_lock_timeout, Event, Executor};
+use super::{is_lock_timeout, mirror, Event, Executor};
 use crate::error::EngineError;
 use crate::shadow::{sql, TableSpec};
 use crate::state::{self, Migration, Phase};
@@ -96,11 +96,36 @@ async fn progress(ex: &Executor, spec: &TableSpec) -> Result<Progress, EngineErr
 }
 
 pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
-    for spec in ex.specs().await? {
-        copy_table(ex, &spec).await?;
-        build_indexes(ex, &spec).await?;
+    let specs = ex.specs().await?;
+    for spec in &specs {
+        copy_table(ex, spec).await?;
+        build_indexes(ex, spec).await?;
     }
-    state::set_phase(&ex.client, m.id, Phase::Backfill, serde_json::Value::Null).await
+    // The copy is complete: from now on a read of the shadow means something, so the mirror
+    // views are created in the transaction that records it (a crash leaves both or neither).
+    let tx = ex
+        .client
+        .transaction()
+        .await
+        .map_err(EngineError::sql("begin recording the backfill"))?;
+    tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        .await
+        .map_err(EngineError::sql("set up recording the backfill"))?;
+    let mut notes = Vec::new();
+    for spec in &specs {
+        let outcome = mirror::create_before(&tx, spec).await?;
+        mirror::record(&tx, spec, Phase::Backfill.as_str(), &outcome).await?;
+        notes.extend(mirror::note(spec, &outcome));
+    }
+    mirror::notify(&tx).await?;
+    state::set_phase(&tx, m.id, Phase::Backfill, serde_json::Value::Null).await?;
+    tx.commit()
+        .await
+        .map_err(EngineError::sql("commit the backfill"))?;
+    for n in notes {
+        ex.emit(Event::Note(n));
+    }
+    Ok(())
 }
 
 async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {

@@ -7,6 +7,7 @@
 //! lock on the migration's id for as long as it runs.
 
 pub mod backfill;
+mod mirror;
 mod online;
 mod prepare;
 mod swap;
@@ -51,6 +52,9 @@ pub struct Options {
     pub verify_rounds: u32,
     /// Reconnection attempts after a lost connection before `apply` gives up.
     pub reconnect_attempts: u32,
+    /// How long verification waits for the plan's dual-read comparisons (`dual_read_min`)
+    /// before it refuses; time paused by `tandem pause` does not count.
+    pub dual_read_timeout: Duration,
 }
 
 impl Default for Options {
@@ -70,6 +74,7 @@ impl Default for Options {
             verify_chunk: 20_000,
             verify_rounds: 3,
             reconnect_attempts: 6,
+            dual_read_timeout: Duration::from_secs(600),
         }
     }
 }

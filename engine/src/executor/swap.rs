@@ -3,14 +3,15 @@
 //! jittered backoff, and abandoned (with the table untouched) after a limit. Then the
 //! rollback window, and finalize (phase 7, cleanup).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use planner::ident::{Ident, QualName};
 use serde_json::json;
 use tokio_postgres::Transaction;
 
-use super::{backoff, is_lock_timeout, online, Event, Executor};
+use super::{backoff, is_lock_timeout, mirror, online, Event, Executor};
 use crate::error::EngineError;
+use crate::hooks::HOLD_WAIT;
 use crate::shadow::{self, dependents, sql, TableSpec};
 use crate::state::{self, Migration, Phase};
 
@@ -55,23 +56,45 @@ async fn swap(
             )
             .await
             .map_err(EngineError::sql("record the attempt"))?;
-        let held = ex
-            .hold
-            .hold(m.id, &tables, Duration::from_secs(2))
-            .await
-            .unwrap_or(false);
+        let held = match ex.hold.hold(m.id, &tables, HOLD_WAIT).await {
+            Ok(held) => held,
+            Err(e) => {
+                ex.emit(Event::Warning(format!(
+                    "{what} attempt {attempt}: proxies not asked to hold ({e}); a plain attempt"
+                )));
+                false
+            }
+        };
+        if let Some(r) = ex.hold.last_report() {
+            // Only when proxies exist: without them the attempt is the plain one, as before.
+            ex.emit(Event::Note(format!(
+                "{what} attempt {attempt}: {}",
+                r.detail
+            )));
+            state::record(
+                &ex.client,
+                m.id,
+                what,
+                if held { "held" } else { "hold fell back" },
+                json!({ "attempt": attempt, "proxies": r.proxies, "held": r.held, "waited_ms": r.waited.as_millis() as u64, "detail": r.detail }),
+            )
+            .await?;
+        }
         let t0 = Instant::now();
         let result = attempt_swap(ex, m, specs, way, attempt, held).await;
         ex.hold.release(m.id).await;
         let took = t0.elapsed();
         match result {
-            Ok(()) => {
+            Ok(notes) => {
                 ex.emit(Event::Cutover {
                     attempt,
                     ok: true,
                     took,
                     detail: format!("{what} committed"),
                 });
+                for n in notes {
+                    ex.emit(Event::Note(n));
+                }
                 return Ok(());
             }
             Err(Attempt::Locked(e)) => {
@@ -227,7 +250,7 @@ async fn attempt_swap(
     way: Way,
     attempt: u32,
     held: bool,
-) -> Result<(), Attempt> {
+) -> Result<Vec<String>, Attempt> {
     let lock_timeout = ex.opts.lock_timeout;
     let tx = ex
         .client
@@ -300,6 +323,7 @@ async fn attempt_swap(
     }
 
     let mut validate = Vec::new();
+    let mut notes = Vec::new();
     for spec in specs {
         let (live_name, standby, parked_as) = match way {
             Way::Forward => (&spec.table, &spec.shadow, &spec.old),
@@ -357,6 +381,10 @@ async fn attempt_swap(
             standby_oid,
         )
         .await?;
+
+        // The mirror view reads one of the two tables by oid: drop it before the renames
+        // (a rollback window's view is made again below, over the parked table).
+        mirror::drop_view(&tx, spec).await?;
 
         // Stop the trigger that writes into the standby; swap the names.
         let (trigger, trunc) = match way {
@@ -558,8 +586,13 @@ async fn attempt_swap(
             .await?;
             exec(&tx, &format!("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {live_name} FOR EACH ROW EXECUTE FUNCTION {f}()", shadow::reverse_trigger(m.id)), "create the reverse trigger").await?;
             exec(&tx, &format!("CREATE TRIGGER {} AFTER TRUNCATE ON {live_name} FOR EACH STATEMENT EXECUTE FUNCTION {}()", shadow::reverse_truncate_trigger(m.id), shadow::truncate_function(&f)), "create the reverse trigger").await?;
+            // Dual reads in the rollback window: the old table in the new table's shape.
+            let outcome = mirror::create_after(&tx, spec, standby_oid).await?;
+            mirror::record(&tx, spec, "cutover", &outcome).await?;
+            notes.extend(mirror::note(spec, &outcome));
         }
     }
+    mirror::notify(&tx).await?;
     let detail = json!({ "attempt": attempt, "lock_wait_ms": lock_wait.as_millis() as u64, "proxy_held": held, "validate": validate });
     match way {
         Way::Forward => {
@@ -585,7 +618,7 @@ async fn attempt_swap(
     tx.commit()
         .await
         .map_err(EngineError::sql("commit the swap"))?;
-    Ok(())
+    Ok(notes)
 }
 
 async fn m_verify_seen(tx: &Transaction<'_>, id: i64) -> Result<i64, EngineError> {
@@ -767,9 +800,12 @@ async fn abandon(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
             shadow::truncate_trigger(m.id),
             spec.table
         ));
+        // The mirror view reads the shadow: it goes first.
+        statements.push(mirror::drop_statement(&spec));
         statements.push(format!("DROP TABLE IF EXISTS {}", spec.shadow));
         statements.extend(drop_functions(m.id, spec.table_oid));
     }
+    statements.extend(mirror::clear_statements(m.id));
     ex.ddl_retry("abandon the migration", &statements, Some(Phase::Abandoned))
         .await
 }
@@ -778,9 +814,13 @@ async fn abandon(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
 async fn drop_new(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
     let mut statements = Vec::new();
     for spec in ex.specs().await? {
+        // The rollback's swap dropped the view already; a migration left by an older tandem
+        // may still have one.
+        statements.push(mirror::drop_statement(&spec));
         statements.push(format!("DROP TABLE IF EXISTS {}", spec.shadow));
         statements.extend(drop_functions(m.id, spec.table_oid));
     }
+    statements.extend(mirror::clear_statements(m.id));
     ex.ddl_retry("drop the new table", &statements, None)
         .await?;
     state::record(
@@ -843,9 +883,12 @@ pub(crate) async fn finalize(ex: &mut Executor) -> Result<(), EngineError> {
             shadow::reverse_truncate_trigger(m.id),
             spec.table
         ));
+        // The rollback window's mirror view reads the old table: it goes first.
+        statements.push(mirror::drop_statement(&spec));
         statements.push(format!("DROP TABLE IF EXISTS {}", spec.old));
         statements.extend(drop_functions(m.id, spec.table_oid));
     }
+    statements.extend(mirror::clear_statements(m.id));
     ex.ddl_retry("finalize", &statements, Some(Phase::Finalized))
         .await
 }

@@ -7,6 +7,8 @@
 //! the key within the chunk), reported with examples, copied again, and checked again in the
 //! next round; the phase does not pass with any difference left.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::{backfill, is_lock_timeout, Event, Executor};
@@ -96,7 +98,15 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
         }
         summary.push(json!({ "table": spec.table.display_plain(), "rows": rows, "rounds": round, "recopied_examples": reported }));
     }
-    let result = json!({ "passed": true, "tables": summary, "divergence_seen": seen });
+    let dual_reads = if m.dual_read_min > 0 {
+        dual_reads(ex, m).await?
+    } else {
+        serde_json::Value::Null
+    };
+    let mut result = json!({ "passed": true, "tables": summary, "divergence_seen": seen });
+    if !dual_reads.is_null() {
+        result["dual_reads"] = dual_reads;
+    }
     let tx = ex
         .client
         .transaction()
@@ -321,4 +331,144 @@ async fn recopy(
             }
         }
     }
+}
+
+/// The plan's dual-read gate: wait until the proxies have made `dual_read_min` comparisons
+/// of the table with its shadow (`tandem.dual_reads`, against = 'shadow'), with no mismatch.
+/// A mismatch fails verification with the drift examples; no view to compare against, or
+/// too long a wait, refuses. Returns the counts for the verification record.
+async fn dual_reads(ex: &Executor, m: &Migration) -> Result<serde_json::Value, EngineError> {
+    let need = m.dual_read_min;
+    let off = ex
+        .client
+        .query(
+            "SELECT s.schema_name || '.' || s.table_name,
+                    (SELECT e.detail ->> 'reason' FROM tandem.events e
+                      WHERE e.migration_id = s.migration_id AND e.event = 'dual reads off'
+                        AND e.detail ->> 'table' IN (s.table_name, s.schema_name || '.' || s.table_name)
+                      ORDER BY e.id DESC LIMIT 1)
+               FROM tandem.shadow_tables s WHERE s.migration_id = $1 AND s.mirror_view IS NULL ORDER BY s.step",
+            &[&m.id],
+        )
+        .await
+        .map_err(EngineError::sql("read the mirror views"))?;
+    if let Some(r) = off.first() {
+        let reason: Option<String> = r.get(1);
+        return Err(EngineError::refused(
+            format!(
+                "the plan asks for {need} dual-read comparisons, but table {} has no view to compare against ({})",
+                r.get::<_, String>(0),
+                reason.unwrap_or_else(|| "it was not made".into())
+            ),
+            format!(
+                "make a new plan without --dual-read-min and submit it (`tandem rollback {}` abandons this one)",
+                m.id
+            ),
+        ));
+    }
+    let started = Instant::now();
+    let mut paused_for = Duration::ZERO;
+    let mut last_said: Option<(String, Instant)> = None;
+    loop {
+        let r = ex
+            .client
+            .query_one(
+                "SELECT coalesce(sum(comparisons), 0)::int8, coalesce(sum(mismatches), 0)::int8,
+                        coalesce(sum(skipped), 0)::int8, coalesce(sum(dropped), 0)::int8,
+                        (SELECT count(*) FROM tandem.proxies WHERE heartbeat_at > now() - interval '5 seconds')
+                   FROM tandem.dual_reads WHERE migration_id = $1 AND against = 'shadow'",
+                &[&m.id],
+            )
+            .await
+            .map_err(EngineError::sql("read the dual-read counters"))?;
+        let (done, mismatches, skipped, dropped, proxies): (i64, i64, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let counts = json!({ "min": need, "comparisons": done, "mismatches": mismatches, "skipped": skipped, "dropped": dropped });
+        if mismatches > 0 {
+            let examples = drift_examples(ex, m.id).await?;
+            let result = json!({ "passed": false, "dual_reads": counts, "drift": examples });
+            ex.client
+                .execute(
+                    "UPDATE tandem.migrations SET verify_result = $2 WHERE id = $1",
+                    &[&m.id, &result],
+                )
+                .await
+                .map_err(EngineError::sql("record the verification"))?;
+            state::set_waiting(&ex.client, m.id, None).await;
+            return Err(EngineError::Verify(format!(
+                "{mismatches} of {done} dual-read comparisons found the shadow answering differently from the table, e.g. {}; the migration stays in dual-write: look at the statements in tandem.drift (`tandem status {id}`), then abandon it with `tandem rollback {id}`, or, if the difference is expected, reset the count (UPDATE tandem.dual_reads SET mismatches = 0 WHERE migration_id = {id}) and run `tandem apply {id}` again",
+                examples
+                    .iter()
+                    .take(3)
+                    .map(|e| e.as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                id = m.id
+            )));
+        }
+        if done >= need {
+            state::set_waiting(&ex.client, m.id, None).await;
+            ex.emit(Event::Note(format!(
+                "dual reads: {done} comparisons with the shadow, no mismatch"
+            )));
+            return Ok(counts);
+        }
+        let paused = Migration::load(&ex.client, m.id).await?.paused;
+        let what = if paused {
+            "paused by `tandem pause`; `tandem resume` continues".to_string()
+        } else {
+            if started.elapsed().saturating_sub(paused_for) >= ex.opts.dual_read_timeout {
+                state::set_waiting(&ex.client, m.id, None).await;
+                return Err(EngineError::refused(
+                    format!(
+                        "verification waited {}s for {need} dual-read comparisons and saw {done} ({proxies} live prox{}); the checksums passed and the migration stays in dual-write",
+                        ex.opts.dual_read_timeout.as_secs(),
+                        if proxies == 1 { "y" } else { "ies" }
+                    ),
+                    format!(
+                        "route the application's reads through `tandem proxy` (with mirror_sample above 0), or give it longer (`tandem apply {} --dual-read-timeout SECONDS`), or lower the threshold (a new plan with a smaller --dual-read-min)",
+                        m.id
+                    ),
+                ));
+            }
+            format!(
+                "dual reads: {done} of {need} comparisons, 0 mismatches ({proxies} live prox{})",
+                if proxies == 1 { "y" } else { "ies" }
+            )
+        };
+        state::set_waiting(&ex.client, m.id, Some(&what)).await;
+        // Said when it changes, and at most every 5 s: the count moves every second.
+        let say = last_said
+            .as_ref()
+            .is_none_or(|(w, at)| *w != what && at.elapsed() >= Duration::from_secs(5));
+        if say {
+            ex.emit(Event::Waiting(what.clone()));
+            last_said = Some((what, Instant::now()));
+        }
+        let tick = Duration::from_millis(250);
+        tokio::time::sleep(tick).await;
+        if paused {
+            paused_for += tick;
+        }
+    }
+}
+
+/// The latest drift rows against the shadow, for people: statement, row counts, a key.
+async fn drift_examples(ex: &Executor, id: i64) -> Result<Vec<serde_json::Value>, EngineError> {
+    let rows = ex
+        .client
+        .query(
+            "SELECT format('%s (%s rows in the table, %s in the shadow%s; proxy %s)',
+                           left(statement, 200), rows_live, rows_other,
+                           coalesce(', key ' || example_key, ''), proxy_id)
+               FROM tandem.drift WHERE migration_id = $1 AND against = 'shadow'
+              ORDER BY id DESC LIMIT 5",
+            &[&id],
+        )
+        .await
+        .map_err(EngineError::sql("read the drift log"))?;
+    Ok(rows
+        .iter()
+        .map(|r| serde_json::Value::String(r.get(0)))
+        .collect())
 }

@@ -145,6 +145,8 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
                JOIN pg_class v ON v.oid = r.ev_class
                JOIN pg_namespace n ON n.oid = v.relnamespace
               WHERE d.refobjid = $1 AND d.classid = 'pg_rewrite'::regclass AND v.oid <> $1
+                -- tandem's own mirror views: the swap drops and re-creates them itself
+                AND n.nspname <> 'tandem'
               ORDER BY 1",
             &[&oid],
         )

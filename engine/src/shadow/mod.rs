@@ -147,3 +147,10 @@ pub fn truncate_function(forward: &QualName) -> QualName {
     )
     .expect("short name")
 }
+
+/// The view `tandem proxy` reads instead of the live table in a mirrored read (see
+/// `executor/mirror.rs`): in schema `tandem`, so introspection, `diff` and the dependents a
+/// swap carries over never see it; at most 39 bytes.
+pub fn mirror_view(m: i64, oid: u32) -> QualName {
+    QualName::new("tandem", &format!("mirror_m{m}_t{oid}")).expect("short name")
+}

@@ -18,6 +18,7 @@ pub use phase::Phase;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_bookkeeping.sql")),
     (2, include_str!("../../../migrations/0002_executor.sql")),
+    (3, include_str!("../../../migrations/0003_proxy.sql")),
 ];
 
 /// The advisory lock key (class) under which tandem serialises its bookkeeping upgrades; the
@@ -96,10 +97,12 @@ pub struct Migration {
     pub online_done: i32,
     pub rollback_window_secs: f64,
     pub rollback_blocker: Option<String>,
+    /// Dual-read comparisons (with no mismatch) verification waits for; 0: none.
+    pub dual_read_min: i64,
 }
 
 const MIGRATION_COLUMNS: &str = "id, plan::text, plan_sha256, phase, paused, online_done, \
-     extract(epoch FROM rollback_window)::float8, rollback_blocker";
+     extract(epoch FROM rollback_window)::float8, rollback_blocker, dual_read_min";
 
 impl Migration {
     pub async fn load(client: &impl GenericClient, id: i64) -> Result<Migration, EngineError> {
@@ -133,6 +136,7 @@ impl Migration {
             online_done: row.get(5),
             rollback_window_secs: row.get(6),
             rollback_blocker: row.get(7),
+            dual_read_min: row.get(8),
         })
     }
 
@@ -152,12 +156,15 @@ pub async fn submit(
     let text = plan.to_canonical_json();
     let json: Value = serde_json::from_str(&text).expect("a plan is JSON");
     let window = rollback_window_secs.map(|s| s.to_string());
+    // The plan's threshold is copied into its own column so the executor and `status` read
+    // it without parsing the plan; the plan (and its digest) stays the source of truth.
+    let dual_read_min = i64::try_from(plan.dual_read_min).unwrap_or(i64::MAX);
     let row = client
         .query_one(
-            "INSERT INTO tandem.migrations (plan, plan_sha256, schema_fingerprint, rollback_window)
-             VALUES ($1, $2, $3, coalesce(($4::text || ' seconds')::interval, '30 days'))
+            "INSERT INTO tandem.migrations (plan, plan_sha256, schema_fingerprint, rollback_window, dual_read_min)
+             VALUES ($1, $2, $3, coalesce(($4::text || ' seconds')::interval, '30 days'), $5)
              RETURNING id",
-            &[&json, &plan.digest(), &plan.schema_fingerprint, &window],
+            &[&json, &plan.digest(), &plan.schema_fingerprint, &window, &dual_read_min],
         )
         .await
         .map_err(EngineError::sql("register the migration"))?;

@@ -162,6 +162,10 @@ const BOOKKEEPING: &[&str] = &[
     "events",
     "shadow_tables",
     "divergence",
+    "proxies",
+    "proxy_acks",
+    "dual_reads",
+    "drift",
 ];
 
 /// Everything tandem created for a migration that is still there: relations in schema
@@ -174,6 +178,7 @@ pub async fn leftovers(client: &Client) -> Vec<String> {
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE (n.nspname = 'tandem'
                      AND NOT (c.relkind IN ('r', 'p') AND c.relname = ANY($1))
+                     AND NOT (c.relkind = 'v' AND c.relname = 'mirror_targets')
                      AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class b ON b.oid = i.indrelid
                                       WHERE i.indexrelid = c.oid AND b.relname = ANY($1))
                      AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class b ON b.oid = d.refobjid

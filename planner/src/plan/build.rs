@@ -221,6 +221,7 @@ fn finish(
         source,
         steps,
         findings,
+        dual_read_min: 0,
     }
 }
 

@@ -22,6 +22,15 @@ pub struct Plan {
     pub source: PlanSource,
     pub steps: Vec<Step>,
     pub findings: Vec<Finding>,
+    /// How many dual-read comparisons (`tandem proxy`), with no mismatch, verification waits
+    /// for before cutover. 0 (the default) waits for none. Left out of the JSON when 0, so
+    /// plans without it keep their bytes and their digest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dual_read_min: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,101 @@
+//! `tandem proxy`: parse the settings, bind, and serve until SIGTERM or Ctrl-C.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use tokio::net::TcpListener;
+
+use crate::args::ProxyArgs;
+use crate::exit::{self, Failure};
+
+pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
+    let upstream = proxy::upstream::Upstream::parse(&a.upstream).map_err(Failure::usage)?;
+    let file = match &a.config {
+        Some(path) => proxy::config::FileConfig::load(path).map_err(Failure::usage)?,
+        None => proxy::config::FileConfig::default(),
+    };
+    let password = match &file.password_file {
+        Some(path) => Some(read_password(path).map_err(Failure::usage)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(&a.listen).await.map_err(|e| {
+        Failure::usage(format!(
+            "cannot listen on {}: {e} (is another process using the port? is the address this host's?)",
+            a.listen
+        ))
+    })?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| a.listen.clone());
+    let metrics = proxy::metrics::Metrics::new();
+    let stop_metrics = tokio::sync::watch::channel(false);
+    if let Some(addr) = &a.metrics {
+        let l = TcpListener::bind(addr).await.map_err(|e| {
+            Failure::usage(format!("cannot serve metrics on {addr}: {e}"))
+        })?;
+        let m = metrics.clone();
+        let mut rx = stop_metrics.0.subscribe();
+        tokio::spawn(proxy::metrics::serve(l, m, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        tracing::info!(metrics = addr, "serving Prometheus metrics");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let id = format!(
+        "{host}:{}:{local}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    tracing::info!(listen = %local, upstream = upstream.describe(), id, "tandem proxy started");
+    let config = Arc::new(proxy::Config { upstream, file });
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        }
+    };
+    proxy::serve(
+        listener,
+        proxy::Proxy {
+            config,
+            metrics,
+            password,
+            id,
+        },
+        shutdown,
+    )
+    .await
+    .map_err(|e| Failure::new(exit::USAGE, anyhow!(e)))?;
+    let _ = stop_metrics.0.send(true);
+    tracing::info!("tandem proxy stopped");
+    Ok(exit::OK)
+}
+
+/// The password file: one line, readable by its owner only.
+fn read_password(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read password_file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "password_file {} is readable by others: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read password_file {}: {e}", path.display()))?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        return Err(format!("password_file {} is empty", path.display()));
+    }
+    Ok(password)
+}

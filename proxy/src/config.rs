@@ -1,0 +1,119 @@
+//! The proxy's settings: the command line gives `listen`, `upstream` and `metrics`; an
+//! optional TOML file (`--config`) gives the rest. Every field has a safe default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::upstream::Upstream;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where PostgreSQL is, and tandem's own user and database for the control and mirror
+    /// connections. Clients authenticate end to end with their own credentials.
+    pub upstream: Upstream,
+    pub file: FileConfig,
+}
+
+/// What `--config FILE` may set (TOML). Unknown keys are an error, so a typo is not ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// PEM certificate chain and private key: with both, TLS is terminated here; without,
+    /// `SSLRequest` is answered `N`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A file (mode 0600) holding the password of the upstream URL's user, for tandem's own
+    /// control and mirror connections. Never in the URL, the environment or arguments.
+    pub password_file: Option<PathBuf>,
+    /// Client connections at once; one more is refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// The largest message a client may send (bytes); larger is a protocol violation.
+    pub max_message_bytes: usize,
+    /// Time a client has to finish startup and authentication.
+    pub startup_timeout_ms: u64,
+    /// Time to reach the upstream before the client gets an error.
+    pub connect_timeout_ms: u64,
+    /// The longest a cutover hold may last, whatever the executor does.
+    pub hold_max_ms: u64,
+    /// On SIGTERM: how long running transactions may go on before connections are closed.
+    pub shutdown_timeout_ms: u64,
+    /// Fraction (0..=1) of reads on migrating tables to compare.
+    pub mirror_sample: f64,
+    /// Comparisons waiting at most; beyond it samples are dropped (and counted).
+    pub mirror_queue: usize,
+    /// Connections running comparisons.
+    pub mirror_workers: usize,
+    /// Per comparison: `statement_timeout` on the mirror connection.
+    pub mirror_timeout_ms: u64,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            tls_cert: None,
+            tls_key: None,
+            password_file: None,
+            max_connections: 1000,
+            max_message_bytes: 64 << 20,
+            startup_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            hold_max_ms: 2_000,
+            shutdown_timeout_ms: 30_000,
+            mirror_sample: 0.01,
+            mirror_queue: 1024,
+            mirror_workers: 2,
+            mirror_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let config: FileConfig = toml::from_str(&text)
+            .map_err(|e| format!("the config file {} is not valid: {e}", path.display()))?;
+        config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together: set both, or neither".into());
+        }
+        if !(0.0..=1.0).contains(&self.mirror_sample) {
+            return Err(format!(
+                "mirror_sample is {}, it must be between 0 and 1 (0.01 compares one read in a hundred)",
+                self.mirror_sample
+            ));
+        }
+        if self.max_connections == 0 || self.max_message_bytes < 1024 {
+            return Err("max_connections must be at least 1 and max_message_bytes at least 1024".into());
+        }
+        if self.hold_max_ms == 0 || self.hold_max_ms > 10_000 {
+            return Err(format!(
+                "hold_max_ms is {}, it must be between 1 and 10000: clients wait that long at most",
+                self.hold_max_ms
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.startup_timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn hold_max(&self) -> Duration {
+        Duration::from_millis(self.hold_max_ms)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+    pub fn mirror_timeout(&self) -> Duration {
+        Duration::from_millis(self.mirror_timeout_ms)
+    }
+}

@@ -1,0 +1,404 @@
+//! The proxy's side of the coordination with the executor, through the database only
+//! (`migrations/0003_proxy.sql` is the contract): registration in `tandem.proxies` with a
+//! heartbeat every second, `LISTEN tandem_proxy` for holds, releases and mirror-target
+//! changes, and the acknowledgement of each hold in `tandem.proxy_acks`.
+//!
+//! The proxy works as a plain pass-through without any of it: when tandem's bookkeeping is
+//! not installed it says so once and looks again every 10 s; when the upstream goes away it
+//! reconnects with backoff. A hold in progress then ends by itself at `hold_max` (the
+//! traffic module guarantees it), so a lost control connection never holds clients longer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use crate::mirror::Mirror;
+use crate::traffic::Traffic;
+use crate::upstream::Upstream;
+
+pub struct ControlArgs {
+    pub upstream: Upstream,
+    pub password: Option<String>,
+    pub proxy_id: String,
+    pub listen: String,
+    pub traffic: Arc<Traffic>,
+    pub mirror: Mirror,
+}
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often to look again for tandem's bookkeeping when it is not installed.
+const NOT_INSTALLED_RETRY: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Every statement of the control connection: a server that stops answering is treated as
+/// gone (and reconnected), never waited on forever.
+const STATEMENT: Duration = Duration::from_secs(5);
+
+/// Run until `shutdown`: register in tandem.proxies, heartbeat every second, LISTEN on
+/// `tandem_proxy`, hold/ack/release, tell the mirror when targets change; deregister at the end.
+pub async fn run(args: ControlArgs, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    let mut said_not_installed = false;
+    loop {
+        let wait = match session(&args, shutdown.as_mut()).await {
+            Ended::Shutdown => return,
+            Ended::NotInstalled => {
+                if !said_not_installed {
+                    tracing::info!(
+                        upstream = %args.upstream.describe(),
+                        "tandem's bookkeeping is not installed in the upstream database: passing traffic through without cutover holds or dual reads; looking again every 10 s"
+                    );
+                    said_not_installed = true;
+                }
+                NOT_INSTALLED_RETRY
+            }
+            Ended::Lost { error, registered } => {
+                if registered {
+                    // It worked before: start the backoff again.
+                    backoff = Duration::from_millis(100);
+                    said_not_installed = false;
+                }
+                tracing::warn!(
+                    upstream = %args.upstream.describe(),
+                    %error,
+                    retry_ms = backoff.as_millis() as u64,
+                    "control connection lost; holds and target reloads wait until it is back"
+                );
+                let b = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                b
+            }
+        };
+        tokio::select! {
+            _ = shutdown.as_mut() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+enum Ended {
+    Shutdown,
+    NotInstalled,
+    Lost { error: String, registered: bool },
+}
+
+/// The control connection, its notifications forwarded by a task aborted with it.
+struct Conn {
+    client: Client,
+    notes: mpsc::UnboundedReceiver<String>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn connect(args: &ControlArgs) -> Result<Conn, String> {
+    let config = args.upstream.pg_config(
+        args.password.as_deref(),
+        &format!("tandem proxy control {}", args.proxy_id),
+    );
+    let (client, mut conn) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (tx, notes) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        // Dropping `tx` tells the session the connection is gone.
+    });
+    Ok(Conn {
+        client,
+        notes,
+        task,
+    })
+}
+
+/// `op` with the statement time limit, its error as text.
+async fn timed<T>(
+    what: &str,
+    op: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(STATEMENT, op).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!(
+            "{what}: no answer within {} s",
+            STATEMENT.as_secs()
+        )),
+    }
+}
+
+/// One connection's life: returns when it is lost, tandem is not installed, or on shutdown.
+async fn session<S: Future<Output = ()>>(
+    args: &ControlArgs,
+    mut shutdown: std::pin::Pin<&mut S>,
+) -> Ended {
+    let lost = |error: String, registered: bool| Ended::Lost { error, registered };
+    let mut conn = tokio::select! {
+        _ = shutdown.as_mut() => return Ended::Shutdown,
+        c = connect(args) => match c {
+            Ok(c) => c,
+            Err(e) => return lost(e, false),
+        },
+    };
+    let installed = timed(
+        "look for tandem's bookkeeping",
+        conn.client
+            .query_one("SELECT to_regclass('tandem.proxies') IS NOT NULL", &[]),
+    )
+    .await;
+    match installed {
+        Ok(row) if row.get::<_, bool>(0) => {}
+        Ok(_) => return Ended::NotInstalled,
+        Err(e) => return lost(e, false),
+    }
+    // LISTEN first: a hold notified between the registration and the LISTEN would be missed.
+    if let Err(e) = timed("listen", conn.client.batch_execute("LISTEN tandem_proxy")).await {
+        return lost(e, false);
+    }
+    if let Err(e) = register(args, &conn.client).await {
+        return lost(e, false);
+    }
+    tracing::info!(proxy_id = %args.proxy_id, "registered with tandem: cutover holds and dual reads are on");
+    // The targets may have changed while this proxy was not listening.
+    args.mirror.reload();
+
+    // Holds this proxy acknowledged as held, by token, until released.
+    let mut holds: HashMap<String, u64> = HashMap::new();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => {
+                // Deregister, so executors stop counting this proxy at once.
+                let _ = timed(
+                    "deregister",
+                    conn.client.execute("DELETE FROM tandem.proxies WHERE id = $1", &[&args.proxy_id]),
+                )
+                .await;
+                tracing::info!(proxy_id = %args.proxy_id, "deregistered from tandem");
+                return Ended::Shutdown;
+            }
+            _ = heartbeat.tick() => {
+                match timed(
+                    "heartbeat",
+                    conn.client.execute(
+                        "UPDATE tandem.proxies SET heartbeat_at = now() WHERE id = $1",
+                        &[&args.proxy_id],
+                    ),
+                )
+                .await
+                {
+                    // Someone removed the row (a cleanup): register again.
+                    Ok(0) => {
+                        if let Err(e) = register(args, &conn.client).await {
+                            return lost(e, true);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return lost(e, true),
+                }
+                // No hold is on: those the executor never released ended by themselves.
+                if !args.traffic.is_held() {
+                    holds.clear();
+                }
+            }
+            note = conn.notes.recv() => {
+                let Some(payload) = note else {
+                    return lost("the server closed the connection".into(), true);
+                };
+                if let Err(e) = handle(args, &conn.client, &mut holds, &payload).await {
+                    return lost(e, true);
+                }
+            }
+        }
+    }
+}
+
+async fn register(args: &ControlArgs, client: &Client) -> Result<(), String> {
+    timed(
+        "register",
+        client.execute(
+            "INSERT INTO tandem.proxies (id, host, pid, listen) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
+                 listen = EXCLUDED.listen, started_at = now(), heartbeat_at = now()",
+            &[
+                &args.proxy_id,
+                &hostname(),
+                &(std::process::id() as i32),
+                &args.listen,
+            ],
+        ),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// This machine's name, for people reading tandem.proxies.
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A message on `tandem_proxy`.
+#[derive(Debug, PartialEq, Eq)]
+enum Message<'a> {
+    Hold {
+        migration: i64,
+        token: &'a str,
+        max: Duration,
+    },
+    Release {
+        token: &'a str,
+    },
+    Targets,
+}
+
+fn parse(payload: &str) -> Option<Message<'_>> {
+    let mut words = payload.split(' ');
+    let message = match words.next()? {
+        "hold" => Message::Hold {
+            migration: words.next()?.parse().ok()?,
+            token: words.next().filter(|t| !t.is_empty())?,
+            max: Duration::from_millis(words.next()?.parse().ok()?),
+        },
+        "release" => {
+            words.next()?.parse::<i64>().ok()?;
+            Message::Release {
+                token: words.next().filter(|t| !t.is_empty())?,
+            }
+        }
+        "targets" => Message::Targets,
+        _ => return None,
+    };
+    words.next().is_none().then_some(message)
+}
+
+/// Handle one notification. `Err` only when the connection failed.
+async fn handle(
+    args: &ControlArgs,
+    client: &Client,
+    holds: &mut HashMap<String, u64>,
+    payload: &str,
+) -> Result<(), String> {
+    match parse(payload) {
+        None => {
+            tracing::warn!(
+                payload,
+                "unknown message on tandem_proxy ignored (a newer tandem?)"
+            );
+            Ok(())
+        }
+        Some(Message::Targets) => {
+            args.mirror.reload();
+            Ok(())
+        }
+        Some(Message::Release { token }) => {
+            if let Some(g) = holds.remove(token) {
+                args.traffic.release(g);
+                tracing::debug!(token, "cutover hold released");
+            }
+            Ok(())
+        }
+        Some(Message::Hold {
+            migration,
+            token,
+            max,
+        }) => {
+            let traffic = &args.traffic;
+            let g = traffic.hold();
+            // Half of what the executor waits (and of hold_max): the answer must reach it,
+            // and the swap must commit, before either side gives up.
+            let wait = max.min(traffic.hold_max()) / 2;
+            let all_idle = traffic.wait_idle(wait).await;
+            if all_idle {
+                holds.insert(token.to_string(), g);
+            } else {
+                // Running transactions did not finish in time: let the waiting ones go now
+                // rather than at hold_max; the executor makes a plain attempt.
+                traffic.release(g);
+            }
+            tracing::info!(
+                migration,
+                held = all_idle,
+                busy = traffic.busy(),
+                "cutover hold {}",
+                if all_idle {
+                    "acknowledged: every session idle"
+                } else {
+                    "refused: sessions still inside a transaction"
+                }
+            );
+            // One statement, one transaction: the notification is delivered when the row
+            // is visible.
+            timed(
+                "acknowledge the hold",
+                client.execute(
+                    "WITH ack AS (
+                         INSERT INTO tandem.proxy_acks (token, proxy_id, held) VALUES ($1, $2, $3)
+                         ON CONFLICT (token, proxy_id) DO UPDATE SET held = EXCLUDED.held, at = now()
+                         RETURNING token)
+                     SELECT pg_notify('tandem_proxy_ack', token) FROM ack",
+                    &[&token, &args.proxy_id, &all_idle],
+                ),
+            )
+            .await
+            .map(|_| ())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_payloads() {
+        assert_eq!(
+            parse("hold 7 ab12 1000"),
+            Some(Message::Hold {
+                migration: 7,
+                token: "ab12",
+                max: Duration::from_millis(1000)
+            })
+        );
+        assert_eq!(
+            parse("release 7 ab12"),
+            Some(Message::Release { token: "ab12" })
+        );
+        assert_eq!(parse("targets"), Some(Message::Targets));
+        for bad in [
+            "",
+            "hold",
+            "hold x t 5",
+            "hold 1 t",
+            "hold 1 t 5 extra",
+            "release 1",
+            "what",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

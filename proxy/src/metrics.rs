@@ -1,0 +1,159 @@
+//! Prometheus metrics: counters and gauges as atomics (no lock on the client's path), served
+//! as the text exposition format on `--metrics ADDR` by a minimal HTTP responder.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds (seconds) of the hold-duration histogram's buckets.
+const HOLD_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub connections_total: AtomicU64,
+    pub connections_active: AtomicI64,
+    pub connections_refused: AtomicU64,
+    pub client_bytes: AtomicU64,
+    pub server_bytes: AtomicU64,
+    pub queries: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub cancels: AtomicU64,
+    pub prepared_recovered: AtomicU64,
+    pub mirror_sampled: AtomicU64,
+    pub mirror_comparisons: AtomicU64,
+    pub mirror_mismatches: AtomicU64,
+    pub mirror_skipped: AtomicU64,
+    pub mirror_dropped: AtomicU64,
+    pub mirror_errors: AtomicU64,
+    pub holds: AtomicU64,
+    pub holds_acked: AtomicU64,
+    pub clients_held: AtomicI64,
+    pub clients_held_total: AtomicU64,
+    hold_buckets: [AtomicU64; HOLD_BUCKETS.len()],
+    hold_count: AtomicU64,
+    hold_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// One client waited `secs` in a hold.
+    pub fn observe_hold(&self, secs: f64) {
+        for (i, le) in HOLD_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.hold_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.hold_count.fetch_add(1, Relaxed);
+        self.hold_sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters: [(&str, &str, &AtomicU64); 19] = [
+            ("connections_total", "client connections accepted", &self.connections_total),
+            ("connections_refused_total", "client connections refused (limit, shutdown)", &self.connections_refused),
+            ("client_bytes_total", "bytes from clients to the server", &self.client_bytes),
+            ("server_bytes_total", "bytes from the server to clients", &self.server_bytes),
+            ("queries_total", "requests relayed (Query, FunctionCall, or up to a Sync)", &self.queries),
+            ("server_errors_total", "ErrorResponse messages from the server", &self.server_errors),
+            ("protocol_errors_total", "clients disconnected for a malformed or oversized message", &self.protocol_errors),
+            ("upstream_errors_total", "client sessions that could not reach or lost the upstream", &self.upstream_errors),
+            ("cancels_total", "cancel requests routed to the server", &self.cancels),
+            ("prepared_recovered_total", "prepared statements re-prepared after a result type change", &self.prepared_recovered),
+            ("dual_read_sampled_total", "reads on migrating tables queued for comparison", &self.mirror_sampled),
+            ("dual_read_comparisons_total", "reads compared against the other table", &self.mirror_comparisons),
+            ("dual_read_mismatches_total", "comparisons whose rows differed in one snapshot", &self.mirror_mismatches),
+            ("dual_read_skipped_total", "sampled reads not compared (not a plain read, not deterministic)", &self.mirror_skipped),
+            ("dual_read_dropped_total", "samples dropped because the queue was full", &self.mirror_dropped),
+            ("dual_read_errors_total", "comparisons that failed to run", &self.mirror_errors),
+            ("holds_total", "cutover holds asked for", &self.holds),
+            ("holds_acknowledged_total", "cutover holds acknowledged with every session idle", &self.holds_acked),
+            ("clients_held_total", "client requests that waited in a hold", &self.clients_held_total),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP tandem_proxy_{name} {help}\n# TYPE tandem_proxy_{name} counter\ntandem_proxy_{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let gauges: [(&str, &str, &AtomicI64); 2] = [
+            ("connections_active", "client connections open", &self.connections_active),
+            ("clients_held", "client requests waiting in a hold now", &self.clients_held),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP tandem_proxy_{name} {help}\n# TYPE tandem_proxy_{name} gauge\ntandem_proxy_{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let name = "tandem_proxy_hold_wait_seconds";
+        let _ = writeln!(out, "# HELP {name} how long client requests waited in a hold\n# TYPE {name} histogram");
+        for (i, le) in HOLD_BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", self.hold_buckets[i].load(Relaxed));
+        }
+        let count = self.hold_count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.hold_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+/// Answer every HTTP request on `listener` with the metrics, until `shutdown` completes.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (mut socket, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            // Read the request head (bounded), whatever it asks: there is one page.
+            let mut buf = [0u8; 2048];
+            let mut seen = 0;
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while seen < buf.len() {
+                    match socket.read(&mut buf[seen..]).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => seen += n,
+                    }
+                    if buf[..seen].windows(4).any(|w| w == b"\r\n\r\n") {
+                        return true;
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(read, Ok(true)) {
+                return;
+            }
+            let body = metrics.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,6 @@
+-- One mismatch found inside one snapshot. The statement is normalized and the parameters
+-- hashed: never a literal value of the application's.
+INSERT INTO tandem.drift
+       (migration_id, proxy_id, against, fingerprint, statement, param_hash,
+        rows_live, rows_other, example_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
