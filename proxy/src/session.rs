@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -443,6 +443,8 @@ struct Session<'a> {
     started: Started,
     state: Mutex<State>,
     replay_done: Notify,
+    /// Mirrors `state.recovery != None`, so rows need no lock on the common path.
+    recovering: AtomicBool,
     /// Sample this session's reads for the mirror (it is on the mirror's database).
     mirror: bool,
 }
@@ -464,6 +466,7 @@ impl<'a> Session<'a> {
                 statements_unreliable: false,
             }),
             replay_done: Notify::new(),
+            recovering: AtomicBool::new(false),
             mirror,
         }
     }
@@ -864,6 +867,7 @@ impl<'a> Session<'a> {
                         .is_some_and(|s| st.statements.contains_key(s))
                 {
                     st.recovery = Recovery::SkipToReady;
+                    self.recovering.store(true, Relaxed);
                     st.replaying = true;
                     tracing::info!(
                         statement = st.inflight[0].statement.as_deref().unwrap_or_default(),
@@ -874,6 +878,7 @@ impl<'a> Session<'a> {
                 if let Recovery::Swallow(_) = st.recovery {
                     // The re-Parse failed: the client sees that error, and nothing is hidden.
                     st.recovery = Recovery::None;
+                    self.recovering.store(false, Relaxed);
                 }
                 Server::Forward
             }
@@ -896,6 +901,7 @@ impl<'a> Session<'a> {
                     return Server::Replay(out);
                 }
                 st.recovery = Recovery::None;
+                self.recovering.store(false, Relaxed);
                 st.inflight.pop_front();
                 st.txn = status;
                 let was_replaying = std::mem::replace(&mut st.replaying, false);
@@ -918,10 +924,13 @@ impl<'a> Session<'a> {
                 let mut st = self.lock();
                 if let Recovery::Swallow(n) = st.recovery {
                     st.recovery = if n > 1 { Recovery::Swallow(n - 1) } else { Recovery::None };
+                    self.recovering.store(n > 1, Relaxed);
                     return Server::Swallow;
                 }
                 Server::Forward
             }
+            // Rows and the like: a lock only while a replay is under way.
+            _ if !self.recovering.load(Relaxed) => Server::Forward,
             _ => {
                 let st = self.lock();
                 if st.recovery == Recovery::SkipToReady {

@@ -712,6 +712,34 @@ pub mod proxy {
             )
         }
 
+        /// Wait until this proxy has registered in `tandem.proxies` (its control connection
+        /// is up: tandem's bookkeeping must be installed in the upstream database); panic
+        /// with its output after `limit`.
+        pub async fn wait_registered(&mut self, client: &tokio_postgres::Client, limit: Duration) {
+            let start = Instant::now();
+            let pid = self.pid() as i32;
+            loop {
+                self.assert_running();
+                let found = client
+                    .query_one(
+                        "SELECT count(*) FROM tandem.proxies WHERE pid = $1 AND listen LIKE '%:' || $2",
+                        &[&pid, &self.port().to_string()],
+                    )
+                    .await
+                    .map(|row| row.get::<_, i64>(0) > 0);
+                match found {
+                    Ok(true) => return,
+                    Ok(false) if start.elapsed() < limit => {}
+                    Ok(false) => panic!(
+                        "tandem proxy (pid {pid}) did not register in tandem.proxies within {limit:?}\n{}",
+                        self.output()
+                    ),
+                    Err(e) => panic!("cannot read tandem.proxies: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
         /// Panic, with its output, if it has exited.
         pub fn assert_running(&mut self) {
             if let Some(status) = self.child.try_wait().expect("poll the proxy") {

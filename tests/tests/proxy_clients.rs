@@ -7,7 +7,9 @@
 //! URL: clients authenticate end to end with SCRAM; the config's 0600 `password_file` is for
 //! tandem's own connections), and runs one client against the proxy's port. The clients' password
 //! is in a 0600 pgpass file named by `PGPASSFILE`, never in argv or an environment value.
-//! After the client, the proxy must still be running.
+//! tandem's bookkeeping is installed in the database first and the proxy must have registered
+//! in `tandem.proxies` before the client starts, so the proxy runs as it does on a database
+//! tandem manages. After the client, the proxy must still be running.
 //!
 //! `TANDEM_CLIENTS_DIRECT=1` runs the same clients against PostgreSQL directly (no proxy), to
 //! tell a client's own failure from the proxy's.
@@ -95,6 +97,11 @@ struct Setup {
 impl Setup {
     async fn new(test: &str) -> Setup {
         let db = TestDb::new(test).await;
+        // tandem's bookkeeping, as on a database tandem manages: the proxy then runs its
+        // control connection (registration, heartbeat, LISTEN) beside the clients.
+        engine::state::install(&mut db.connect().await)
+            .await
+            .expect("install tandem's bookkeeping");
         let (upstream, password) = tcp_endpoint(&db);
         let passfile = PassFile::new(&password);
         let direct =
@@ -102,7 +109,10 @@ impl Setup {
         let (target, proxy) = if direct {
             (upstream.clone(), None)
         } else {
-            let proxy = Proxy::for_db(&db);
+            let mut proxy = Proxy::for_db(&db);
+            proxy
+                .wait_registered(db.client(), Duration::from_secs(10))
+                .await;
             (upstream.with_port(proxy.port()), Some(proxy))
         };
         Setup {

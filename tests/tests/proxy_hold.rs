@@ -668,3 +668,40 @@ async fn verify_waits_for_dual_reads_and_fails_on_a_mismatch() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_carries_the_dual_read_threshold_to_submit_and_status() {
+    use tests::migrate::{read_plan, scratch_dir, status_json, submit as submit_file};
+    let db = TestDb::new("proxy_hold_cli_threshold").await;
+    db.client().batch_execute(TABLE).await.unwrap();
+    let url = db.url();
+    let dir = scratch_dir("proxy_hold_threshold");
+    let plain = dir.join("plain.json");
+    let gated = dir.join("gated.json");
+    for (out, extra) in [(&plain, None), (&gated, Some("7"))] {
+        let out = out.to_str().unwrap();
+        let mut args = vec!["--database-url", &url, "plan", "--sql", CHANGE, "-o", out];
+        if let Some(n) = extra {
+            args.extend(["--dual-read-min", n]);
+        }
+        let run = tests::tandem(&args);
+        assert!(run.code == 0 || run.code == 3, "{run:?}");
+    }
+    // Absent when 0: plans made without the flag keep their bytes (and digest).
+    assert!(read_plan(&plain).get("dual_read_min").is_none());
+    assert_eq!(read_plan(&gated)["dual_read_min"], 7);
+
+    let id = submit_file(&url, &gated, &[]);
+    let status = status_json(&url, id);
+    assert_eq!(status["dual_read_min"], 7);
+    assert_eq!(status["live_proxies"], 0);
+    assert_eq!(status["dual_reads"], serde_json::json!([]));
+    let text = tests::migrate::on(&url, "status", id, &[]).expect(0);
+    assert!(
+        text.stdout
+            .contains("dual reads: none yet (verification waits for 7); 0 live proxies"),
+        "{}",
+        text.stdout
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -6,6 +6,10 @@
 //! in the client's formats ([`RawParam`]); results come back in binary and are compared as
 //! bytes ([`RawValue`]). The rewrite reads a view with the live table's column names and
 //! types, so equal rows are equal bytes.
+//!
+//! Known limits (each can report a mismatch the application would not see as one): an
+//! `ORDER BY` that is not a total order compares its ties by position; `sum`/`avg` over
+//! floating-point columns can differ in the last digit with the order rows are read in.
 
 use std::error::Error as StdError;
 

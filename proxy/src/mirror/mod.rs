@@ -408,9 +408,7 @@ async fn connect_worker(shared: &Shared) -> Result<Conn, tokio_postgres::Error> 
     let setup = conn
         .client
         .query(
-            "SELECT set_config('statement_timeout', $1, false), \
-                    set_config('lock_timeout', $2, false), \
-                    set_config('idle_in_transaction_session_timeout', $3, false)",
+            include_str!("sql/session.sql"),
             &[&ms.to_string(), &lock_ms.to_string(), &(ms * 2).to_string()],
         )
         .await;
