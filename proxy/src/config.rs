@@ -27,6 +27,8 @@ pub struct FileConfig {
     /// A file (mode 0600) holding the password of the upstream URL's user, for tandem's own
     /// control and mirror connections. Never in the URL, the environment or arguments.
     pub password_file: Option<PathBuf>,
+    /// Threads running client sessions (default: one per core).
+    pub worker_threads: usize,
     /// Client connections at once; one more is refused with SQLSTATE 53300.
     pub max_connections: usize,
     /// The largest message a client may send (bytes); larger is a protocol violation.
@@ -55,6 +57,7 @@ impl Default for FileConfig {
             tls_cert: None,
             tls_key: None,
             password_file: None,
+            worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_connections: 1000,
             max_message_bytes: 64 << 20,
             startup_timeout_ms: 10_000,

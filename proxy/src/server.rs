@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use std::net::SocketAddr;
 
 use crate::cancel::CancelMap;
 use crate::config::Config;
@@ -79,12 +80,28 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
             let _ = rx.wait_for(|s| *s).await;
         },
     ));
-    let mut sessions = JoinSet::new();
+    // Sessions run on one single-threaded runtime per core: a session's two directions and
+    // its wakeups stay on one thread, which costs far less than a work-stealing scheduler
+    // waking threads across cores on every message (measured: see BENCHMARKS.md).
+    let threads = config.file.worker_threads.max(1);
+    let mut workers = Vec::with_capacity(threads);
+    let mut senders = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+        senders.push(tx);
+        let shared = shared.clone();
+        let metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("tandem-proxy-{i}"))
+            .spawn(move || worker(rx, shared, metrics))
+            .map_err(|e| format!("cannot start a proxy worker thread: {e}"))?;
+        workers.push(thread);
+    }
+    let mut next = 0usize;
     tokio::pin!(shutdown);
     loop {
         let (mut socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -96,7 +113,7 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
             },
         };
         metrics.connections_total.fetch_add(1, Relaxed);
-        if sessions.len() >= config.file.max_connections {
+        if metrics.connections_active.load(Relaxed) >= config.file.max_connections as i64 {
             metrics.connections_refused.fetch_add(1, Relaxed);
             let max = config.file.max_connections;
             tracing::warn!(%peer, max, "connection refused: the proxy is at max_connections");
@@ -108,32 +125,87 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
             });
             continue;
         }
-        let shared = shared.clone();
-        let metrics = metrics.clone();
-        sessions.spawn(async move {
-            metrics.connections_active.fetch_add(1, Relaxed);
-            session::run(shared, socket, peer).await;
+        // Counted here, so the limit holds before the worker picks the connection up.
+        metrics.connections_active.fetch_add(1, Relaxed);
+        let std_socket = match socket.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.connections_active.fetch_sub(1, Relaxed);
+                tracing::warn!(%peer, error = %e, "could not hand a connection to a worker");
+                continue;
+            }
+        };
+        if senders[next % threads].send((std_socket, peer)).is_err() {
             metrics.connections_active.fetch_sub(1, Relaxed);
-        });
+        }
+        next = next.wrapping_add(1);
     }
     drop(listener);
-    let open = sessions.len();
+    drop(senders);
+    let open = metrics.connections_active.load(Relaxed);
     tracing::info!(open, deadline_ms = config.file.shutdown_timeout_ms, "shutting down: no new connections; sessions close when their transactions end");
     let _ = drain_tx.send(true);
-    let deadline = tokio::time::sleep(config.file.shutdown_timeout());
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            next = sessions.join_next() => if next.is_none() { break },
-            _ = &mut deadline => {
-                tracing::warn!(open = sessions.len(), "shutdown deadline reached: closing the remaining sessions");
-                let _ = close_tx.send(true);
-                while sessions.join_next().await.is_some() {}
-                break;
-            }
+    let deadline = tokio::time::Instant::now() + config.file.shutdown_timeout();
+    let mut closed = false;
+    while metrics.connections_active.load(Relaxed) > 0 {
+        if !closed && tokio::time::Instant::now() >= deadline {
+            tracing::warn!(open = metrics.connections_active.load(Relaxed), "shutdown deadline reached: closing the remaining sessions");
+            let _ = close_tx.send(true);
+            closed = true;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let _ = close_tx.send(true);
+    // The workers end once their sessions have.
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
     let _ = control_stop_tx.send(true);
     let _ = control.await;
     Ok(())
+}
+
+/// One worker thread: a single-threaded runtime running the sessions handed to it, until
+/// the accept loop stops and its sessions have ended.
+fn worker(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a proxy worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut sessions = JoinSet::new();
+        loop {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some((socket, peer)) => {
+                        let shared = shared.clone();
+                        let metrics = metrics.clone();
+                        sessions.spawn(async move {
+                            match tokio::net::TcpStream::from_std(socket) {
+                                Ok(socket) => session::run(shared, socket, peer).await,
+                                Err(e) => tracing::warn!(%peer, error = %e, "could not register a connection"),
+                            }
+                            metrics.connections_active.fetch_sub(1, Relaxed);
+                        });
+                    }
+                    None => break,
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        while sessions.join_next().await.is_some() {}
+    });
 }

@@ -112,20 +112,25 @@ impl Traffic {
         generation
     }
 
-    /// Wait until no session is busy, up to `deadline`. `true` when all are idle.
+    /// Wait until no session is busy, up to `deadline`. `true` when all are idle (counted
+    /// as an acknowledged hold).
     pub async fn wait_idle(&self, deadline: Duration) -> bool {
         let until = tokio::time::Instant::now() + deadline;
-        loop {
+        let idle = loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.busy.load(SeqCst) <= 0 {
-                return true;
+                break true;
             }
             if tokio::time::timeout_at(until, notified).await.is_err() {
-                return self.busy.load(SeqCst) <= 0;
+                break self.busy.load(SeqCst) <= 0;
             }
+        };
+        if idle {
+            self.metrics.holds_acked.fetch_add(1, SeqCst);
         }
+        idle
     }
 
     /// End hold `generation` (a newer hold is not ended by an older release). `true` if it
