@@ -78,7 +78,7 @@ impl Metrics {
             ("dual_read_errors_total", "comparisons that failed to run", &self.mirror_errors),
             ("holds_total", "cutover holds asked for", &self.holds),
             ("holds_acknowledged_total", "cutover holds acknowledged with every session idle", &self.holds_acked),
-            ("clients_held_total", "client requests that waited in a hold", &self.clients_held_total),
+            ("clients_held_total", "requests (clients' and dual-read comparisons') that waited in a hold", &self.clients_held_total),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -89,7 +89,7 @@ impl Metrics {
         }
         let gauges: [(&str, &str, &AtomicI64); 2] = [
             ("connections_active", "client connections open", &self.connections_active),
-            ("clients_held", "client requests waiting in a hold now", &self.clients_held),
+            ("clients_held", "requests (clients' and dual-read comparisons') waiting in a hold now", &self.clients_held),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(

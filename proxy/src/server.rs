@@ -49,6 +49,7 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
     } else {
         Mirror::disabled()
     };
+    mirror.join_holds(traffic.clone());
     let (drain_tx, draining) = watch::channel(false);
     let (close_tx, closing) = watch::channel(false);
     let shared = Arc::new(Shared {

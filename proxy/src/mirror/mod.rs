@@ -88,6 +88,9 @@ struct Shared {
     counters: Counters,
     drift_limit: DriftLimit,
     reload: Notify,
+    /// The proxy's traffic: a comparison counts as a transaction on the upstream, so a
+    /// cutover hold waits for running ones and new ones wait for the release.
+    traffic: std::sync::OnceLock<Arc<crate::traffic::Traffic>>,
 }
 
 impl Shared {
@@ -185,6 +188,7 @@ impl Mirror {
             counters: Counters::default(),
             drift_limit: DriftLimit::default(),
             reload: Notify::new(),
+            traffic: std::sync::OnceLock::new(),
         });
         let (queue, receiver) = mpsc::channel(config.mirror_queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
@@ -205,6 +209,13 @@ impl Mirror {
                 _stop: stop,
                 _tasks: tasks,
             })),
+        }
+    }
+
+    /// Take part in cutover holds: no comparison runs while the proxy holds its clients.
+    pub fn join_holds(&self, traffic: Arc<crate::traffic::Traffic>) {
+        if let Some(h) = &self.inner {
+            let _ = h.shared.traffic.set(traffic);
         }
     }
 
@@ -387,7 +398,14 @@ async fn worker(
                 conn.close().await;
                 return;
             };
+            let traffic = shared.traffic.get().cloned();
+            if let Some(t) = &traffic {
+                t.begin().await;
+            }
             let healthy = process(&shared, &mut conn.client, &sample).await;
+            if let Some(t) = &traffic {
+                t.end();
+            }
             if !healthy || conn.client.is_closed() {
                 tracing::warn!(
                     worker = n,
