@@ -71,9 +71,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Send a CancelRequest for backend (`pid`, `key`) on a new connection to the server.
-pub async fn send(upstream: &Upstream, pid: u32, key: &[u8], timeout: std::time::Duration) -> std::io::Result<()> {
+pub async fn send(
+    upstream: &Upstream,
+    pid: u32,
+    key: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
     let mut s = upstream.connect(timeout).await?;
-    s.write_all(&crate::protocol::cancel_request(pid, key)).await?;
+    s.write_all(&crate::protocol::cancel_request(pid, key))
+        .await?;
     s.flush().await?;
     // The server closes the connection without an answer; wait briefly so the request is read.
     let mut buf = [0u8; 1];

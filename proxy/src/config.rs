@@ -78,7 +78,9 @@ impl FileConfig {
             .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
         let config: FileConfig = toml::from_str(&text)
             .map_err(|e| format!("the config file {} is not valid: {e}", path.display()))?;
-        config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -93,7 +95,9 @@ impl FileConfig {
             ));
         }
         if self.max_connections == 0 || self.max_message_bytes < 1024 {
-            return Err("max_connections must be at least 1 and max_message_bytes at least 1024".into());
+            return Err(
+                "max_connections must be at least 1 and max_message_bytes at least 1024".into(),
+            );
         }
         if self.hold_max_ms == 0 || self.hold_max_ms > 10_000 {
             return Err(format!(

@@ -60,25 +60,97 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counters: [(&str, &str, &AtomicU64); 19] = [
-            ("connections_total", "client connections accepted", &self.connections_total),
-            ("connections_refused_total", "client connections refused (limit, shutdown)", &self.connections_refused),
-            ("client_bytes_total", "bytes from clients to the server", &self.client_bytes),
-            ("server_bytes_total", "bytes from the server to clients", &self.server_bytes),
-            ("queries_total", "requests relayed (Query, FunctionCall, or up to a Sync)", &self.queries),
-            ("server_errors_total", "ErrorResponse messages from the server", &self.server_errors),
-            ("protocol_errors_total", "clients disconnected for a malformed or oversized message", &self.protocol_errors),
-            ("upstream_errors_total", "client sessions that could not reach or lost the upstream", &self.upstream_errors),
-            ("cancels_total", "cancel requests routed to the server", &self.cancels),
-            ("prepared_recovered_total", "prepared statements re-prepared after a result type change", &self.prepared_recovered),
-            ("dual_read_sampled_total", "reads on migrating tables queued for comparison", &self.mirror_sampled),
-            ("dual_read_comparisons_total", "reads compared against the other table", &self.mirror_comparisons),
-            ("dual_read_mismatches_total", "comparisons whose rows differed in one snapshot", &self.mirror_mismatches),
-            ("dual_read_skipped_total", "sampled reads not compared (not a plain read, not deterministic)", &self.mirror_skipped),
-            ("dual_read_dropped_total", "samples dropped because the queue was full", &self.mirror_dropped),
-            ("dual_read_errors_total", "comparisons that failed to run", &self.mirror_errors),
+            (
+                "connections_total",
+                "client connections accepted",
+                &self.connections_total,
+            ),
+            (
+                "connections_refused_total",
+                "client connections refused (limit, shutdown)",
+                &self.connections_refused,
+            ),
+            (
+                "client_bytes_total",
+                "bytes from clients to the server",
+                &self.client_bytes,
+            ),
+            (
+                "server_bytes_total",
+                "bytes from the server to clients",
+                &self.server_bytes,
+            ),
+            (
+                "queries_total",
+                "requests relayed (Query, FunctionCall, or up to a Sync)",
+                &self.queries,
+            ),
+            (
+                "server_errors_total",
+                "ErrorResponse messages from the server",
+                &self.server_errors,
+            ),
+            (
+                "protocol_errors_total",
+                "clients disconnected for a malformed or oversized message",
+                &self.protocol_errors,
+            ),
+            (
+                "upstream_errors_total",
+                "client sessions that could not reach or lost the upstream",
+                &self.upstream_errors,
+            ),
+            (
+                "cancels_total",
+                "cancel requests routed to the server",
+                &self.cancels,
+            ),
+            (
+                "prepared_recovered_total",
+                "prepared statements re-prepared after a result type change",
+                &self.prepared_recovered,
+            ),
+            (
+                "dual_read_sampled_total",
+                "reads on migrating tables queued for comparison",
+                &self.mirror_sampled,
+            ),
+            (
+                "dual_read_comparisons_total",
+                "reads compared against the other table",
+                &self.mirror_comparisons,
+            ),
+            (
+                "dual_read_mismatches_total",
+                "comparisons whose rows differed in one snapshot",
+                &self.mirror_mismatches,
+            ),
+            (
+                "dual_read_skipped_total",
+                "sampled reads not compared (not a plain read, not deterministic)",
+                &self.mirror_skipped,
+            ),
+            (
+                "dual_read_dropped_total",
+                "samples dropped because the queue was full",
+                &self.mirror_dropped,
+            ),
+            (
+                "dual_read_errors_total",
+                "comparisons that failed to run",
+                &self.mirror_errors,
+            ),
             ("holds_total", "cutover holds asked for", &self.holds),
-            ("holds_acknowledged_total", "cutover holds acknowledged with every session idle", &self.holds_acked),
-            ("clients_held_total", "requests (clients' and dual-read comparisons') that waited in a hold", &self.clients_held_total),
+            (
+                "holds_acknowledged_total",
+                "cutover holds acknowledged with every session idle",
+                &self.holds_acked,
+            ),
+            (
+                "clients_held_total",
+                "requests (clients' and dual-read comparisons') that waited in a hold",
+                &self.clients_held_total,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -88,8 +160,16 @@ impl Metrics {
             );
         }
         let gauges: [(&str, &str, &AtomicI64); 2] = [
-            ("connections_active", "client connections open", &self.connections_active),
-            ("clients_held", "requests (clients' and dual-read comparisons') waiting in a hold now", &self.clients_held),
+            (
+                "connections_active",
+                "client connections open",
+                &self.connections_active,
+            ),
+            (
+                "clients_held",
+                "requests (clients' and dual-read comparisons') waiting in a hold now",
+                &self.clients_held,
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(
@@ -99,20 +179,35 @@ impl Metrics {
             );
         }
         let name = "tandem_proxy_hold_wait_seconds";
-        let _ = writeln!(out, "# HELP {name} how long client requests waited in a hold\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} how long client requests waited in a hold\n# TYPE {name} histogram"
+        );
         for (i, le) in HOLD_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", self.hold_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{le}\"}} {}",
+                self.hold_buckets[i].load(Relaxed)
+            );
         }
         let count = self.hold_count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.hold_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.hold_sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
         out
     }
 }
 
 /// Answer every HTTP request on `listener` with the metrics, until `shutdown` completes.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (mut socket, _) = tokio::select! {

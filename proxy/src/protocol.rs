@@ -59,10 +59,7 @@ pub fn header(buf: &[u8], max: usize) -> Result<Option<Header>, ProtocolError> {
     }
     let body = len as usize - 4;
     if body + 5 > max {
-        return Err(ProtocolError::TooLarge {
-            len: body + 5,
-            max,
-        });
+        return Err(ProtocolError::TooLarge { len: body + 5, max });
     }
     Ok(Some(Header { tag: buf[0], body }))
 }
@@ -132,7 +129,10 @@ impl<'a> Reader<'a> {
 pub enum Startup {
     Ssl,
     GssEnc,
-    Cancel { pid: u32, key: Bytes },
+    Cancel {
+        pid: u32,
+        key: Bytes,
+    },
     /// Protocol 3.x: the minor version asked for, the parameters, and the packet as sent
     /// (forwarded unchanged, so the server negotiates the version itself).
     Startup {
@@ -356,7 +356,12 @@ pub fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
 /// An ErrorResponse: severity (`FATAL`, `ERROR`), SQLSTATE, message, and a hint saying what to do.
 pub fn error_response(severity: &str, code: &str, message: &str, hint: Option<&str>) -> BytesMut {
     let mut body = Vec::with_capacity(64 + message.len());
-    for (f, v) in [(b'S', severity), (b'V', severity), (b'C', code), (b'M', message)] {
+    for (f, v) in [
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', code),
+        (b'M', message),
+    ] {
         body.push(f);
         body.extend_from_slice(v.as_bytes());
         body.push(0);
@@ -445,14 +450,25 @@ mod tests {
         let s = parse_startup(&p).unwrap();
         assert_eq!(s.param("database"), Some("shop"));
         assert!(matches!(s, Startup::Startup { minor: 2, .. }));
-        assert_eq!(parse_startup(&[0, 0, 0, 8, 4, 210, 22, 47]).unwrap(), Startup::Ssl);
+        assert_eq!(
+            parse_startup(&[0, 0, 0, 8, 4, 210, 22, 47]).unwrap(),
+            Startup::Ssl
+        );
         let c = cancel_request(7, &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(matches!(parse_startup(&c).unwrap(), Startup::Cancel { pid: 7, ref key } if key.len() == 8));
-        assert!(parse_startup(&startup(&[("database", "x")], 0)).is_err(), "no user");
+        assert!(
+            matches!(parse_startup(&c).unwrap(), Startup::Cancel { pid: 7, ref key } if key.len() == 8)
+        );
+        assert!(
+            parse_startup(&startup(&[("database", "x")], 0)).is_err(),
+            "no user"
+        );
         let mut v2 = startup(&[("user", "u")], 0);
         v2[4] = 0;
         v2[5] = 2;
-        assert!(matches!(parse_startup(&v2), Err(ProtocolError::Version { major: 2, .. })));
+        assert!(matches!(
+            parse_startup(&v2),
+            Err(ProtocolError::Version { major: 2, .. })
+        ));
     }
 
     #[test]
@@ -477,7 +493,12 @@ mod tests {
         let bind = parse_bind(&b).unwrap();
         assert_eq!(bind.statement, "stmt");
         assert_eq!(bind.params, vec![Some(&42i32.to_be_bytes()[..]), None]);
-        let e = error_response("ERROR", "0A000", "cached plan must not change result type", None);
+        let e = error_response(
+            "ERROR",
+            "0A000",
+            "cached plan must not change result type",
+            None,
+        );
         assert_eq!(sqlstate(&e[5..]), Some("0A000"));
         // A hostile count does not allocate or panic.
         assert!(parse_bind(b"\0\0\x7f\xff").is_err());

@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use std::net::SocketAddr;
 
 use crate::cancel::CancelMap;
 use crate::config::Config;
@@ -32,7 +32,11 @@ pub struct Proxy {
 }
 
 /// Serve clients on `listener` until `shutdown` completes, then drain.
-pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Proxy,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
     let Proxy {
         config,
         metrics,
@@ -45,7 +49,13 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
     };
     let traffic = Traffic::new(config.file.hold_max(), metrics.clone());
     let mirror = if config.file.mirror_sample > 0.0 {
-        Mirror::start(config.upstream.clone(), password.clone(), id.clone(), &config.file, metrics.clone())
+        Mirror::start(
+            config.upstream.clone(),
+            password.clone(),
+            id.clone(),
+            &config.file,
+            metrics.clone(),
+        )
     } else {
         Mirror::disabled()
     };
@@ -121,7 +131,14 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
             tokio::spawn(async move {
                 let msg = format!("tandem proxy has reached max_connections ({max})");
                 let _ = socket
-                    .write_all(&protocol::error_response("FATAL", "53300", &msg, Some("close idle connections or raise max_connections in the proxy's config")))
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "53300",
+                        &msg,
+                        Some(
+                            "close idle connections or raise max_connections in the proxy's config",
+                        ),
+                    ))
                     .await;
             });
             continue;
@@ -144,13 +161,20 @@ pub async fn serve(listener: TcpListener, proxy: Proxy, shutdown: impl Future<Ou
     drop(listener);
     drop(senders);
     let open = metrics.connections_active.load(Relaxed);
-    tracing::info!(open, deadline_ms = config.file.shutdown_timeout_ms, "shutting down: no new connections; sessions close when their transactions end");
+    tracing::info!(
+        open,
+        deadline_ms = config.file.shutdown_timeout_ms,
+        "shutting down: no new connections; sessions close when their transactions end"
+    );
     let _ = drain_tx.send(true);
     let deadline = tokio::time::Instant::now() + config.file.shutdown_timeout();
     let mut closed = false;
     while metrics.connections_active.load(Relaxed) > 0 {
         if !closed && tokio::time::Instant::now() >= deadline {
-            tracing::warn!(open = metrics.connections_active.load(Relaxed), "shutdown deadline reached: closing the remaining sessions");
+            tracing::warn!(
+                open = metrics.connections_active.load(Relaxed),
+                "shutdown deadline reached: closing the remaining sessions"
+            );
             let _ = close_tx.send(true);
             closed = true;
         }

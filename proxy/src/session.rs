@@ -76,7 +76,11 @@ pub enum ClientStream {
 }
 
 impl AsyncRead for ClientStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -85,7 +89,11 @@ impl AsyncRead for ClientStream {
 }
 
 impl AsyncWrite for ClientStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -108,8 +116,10 @@ impl AsyncWrite for ClientStream {
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
-    /// The client sent Terminate or closed its connection.
+    /// The client closed its connection without Terminate.
     ClientGone,
+    /// The client sent Terminate.
+    Terminated,
     ServerGone(String),
     /// The client broke the protocol; it was told why.
     Protocol(String),
@@ -142,9 +152,13 @@ pub async fn run(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
     let end = session.relay(client, server).await;
     shared.cancels.unregister(pid);
     match &end {
-        End::ClientGone | End::Shutdown => tracing::debug!(%peer, ?end, "session ended"),
+        End::ClientGone | End::Terminated | End::Shutdown => {
+            tracing::debug!(%peer, ?end, "session ended")
+        }
         End::ServerGone(e) => tracing::info!(%peer, error = %e, "the server closed the session"),
-        End::Protocol(e) => tracing::info!(%peer, error = %e, "client disconnected for a protocol violation"),
+        End::Protocol(e) => {
+            tracing::info!(%peer, error = %e, "client disconnected for a protocol violation")
+        }
     }
 }
 
@@ -161,12 +175,18 @@ type Client = ClientStream;
 
 /// Negotiate SSL, read the startup packet, connect upstream, relay authentication. `None`
 /// when the connection was a cancel request or was refused (the client was told).
-async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Client, Stream, Started)>> {
+async fn startup(
+    shared: &Shared,
+    socket: TcpStream,
+) -> io::Result<Option<(Client, Stream, Started)>> {
     let mut client = ClientStream::Plain(socket);
     let mut ssl_done = false;
     let packet = loop {
         let packet = match read_startup(&mut client).await {
             Ok(p) => p,
+            // A connection closed before its first byte (a load balancer's health check) is
+            // not a protocol error.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => return Err(e),
             Err(e) => {
                 shared.metrics.protocol_errors.fetch_add(1, Relaxed);
                 let msg = format!("invalid startup packet: {e}");
@@ -217,13 +237,28 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
             }
             Ok(s @ Startup::Startup { .. }) => break s,
             Ok(_) => {
-                return refuse(&mut client, shared, "08P01", "unexpected negotiation request", None).await;
+                shared.metrics.protocol_errors.fetch_add(1, Relaxed);
+                return refuse(
+                    &mut client,
+                    shared,
+                    "08P01",
+                    "unexpected negotiation request",
+                    None,
+                )
+                .await;
             }
             Err(e) => {
                 shared.metrics.protocol_errors.fetch_add(1, Relaxed);
                 let hint = matches!(e, ProtocolError::Version { .. })
                     .then_some("tandem proxy speaks protocol 3.x, as PostgreSQL does");
-                return refuse(&mut client, shared, "08P01", &format!("invalid startup packet: {e}"), hint).await;
+                return refuse(
+                    &mut client,
+                    shared,
+                    "08P01",
+                    &format!("invalid startup packet: {e}"),
+                    hint,
+                )
+                .await;
             }
         }
     };
@@ -231,7 +266,14 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
     let database = packet.param("database").unwrap_or(&user).to_string();
     if *shared.draining.borrow() {
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
-        return refuse(&mut client, shared, "57P01", "tandem proxy is shutting down", Some("connect again: another proxy or this one after its restart will answer")).await;
+        return refuse(
+            &mut client,
+            shared,
+            "57P01",
+            "tandem proxy is shutting down",
+            Some("connect again: another proxy or this one after its restart will answer"),
+        )
+        .await;
     }
     let upstream = &shared.config.upstream;
     let mut server = match upstream.connect(shared.config.file.connect_timeout()).await {
@@ -239,7 +281,10 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
         Err(e) => {
             shared.metrics.upstream_errors.fetch_add(1, Relaxed);
             tracing::warn!(upstream = upstream.describe(), error = %e, "cannot reach the upstream");
-            let msg = format!("tandem proxy cannot reach PostgreSQL at {}: {e}", upstream.describe());
+            let msg = format!(
+                "tandem proxy cannot reach PostgreSQL at {}: {e}",
+                upstream.describe()
+            );
             return refuse(&mut client, shared, "08006", &msg, Some("check that the server is running and accepting connections, then connect again")).await;
         }
     };
@@ -252,13 +297,42 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
     let mut server_key = None;
     let mut proxy_pid = 0;
     let tls = matches!(client, ClientStream::Tls(_));
+    let mut first = true;
     loop {
-        let (tag, body) = match read_message(&mut server, &mut buf, SERVER_MAX).await {
+        // The server's first answer must come within connect_timeout: an upstream that
+        // accepts and says nothing is as down as one that refuses.
+        let wait = if first {
+            shared.config.file.connect_timeout()
+        } else {
+            shared.config.file.startup_timeout()
+        };
+        first = false;
+        let read = match tokio::time::timeout(wait, read_message(&mut server, &mut buf, SERVER_MAX))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {} ms", wait.as_millis()),
+            )),
+        };
+        let (tag, body) = match read {
             Ok(m) => m,
             Err(e) => {
                 shared.metrics.upstream_errors.fetch_add(1, Relaxed);
-                let msg = format!("PostgreSQL closed the connection during startup: {e}");
-                return refuse(&mut client, shared, "08006", &msg, Some("connect again; if it persists, look at the server's log")).await;
+                tracing::warn!(upstream = shared.config.upstream.describe(), error = %e, "the upstream failed during startup");
+                let msg = format!(
+                    "PostgreSQL at {} failed during startup: {e}",
+                    shared.config.upstream.describe()
+                );
+                return refuse(
+                    &mut client,
+                    shared,
+                    "08006",
+                    &msg,
+                    Some("connect again; if it persists, look at the server's log"),
+                )
+                .await;
             }
         };
         let mut out = BytesMut::new();
@@ -266,7 +340,8 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
             b'R' => {
                 let code = protocol::auth_code(&body).unwrap_or(-1);
                 if code == 10 {
-                    let filtered = protocol::sasl_without_plus(&body).unwrap_or_else(|_| body.to_vec());
+                    let filtered =
+                        protocol::sasl_without_plus(&body).unwrap_or_else(|_| body.to_vec());
                     protocol::put_message(&mut out, b'R', &filtered);
                 } else {
                     protocol::put_message(&mut out, b'R', &body);
@@ -275,13 +350,21 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
                 // Requests that need an answer: cleartext, md5, GSS, SSPI, SASL, SASL continue.
                 if matches!(code, 3 | 5 | 7 | 8 | 9 | 10 | 11) {
                     let mut cbuf = BytesMut::with_capacity(1024);
-                    let (ctag, cbody) = match read_message(&mut client, &mut cbuf, 64 * 1024).await {
+                    let (ctag, cbody) = match read_message(&mut client, &mut cbuf, 64 * 1024).await
+                    {
                         Ok(m) => m,
                         Err(e) => return Err(e),
                     };
                     if ctag != b'p' {
                         shared.metrics.protocol_errors.fetch_add(1, Relaxed);
-                        return refuse(&mut client, shared, "08P01", "expected an authentication response", None).await;
+                        return refuse(
+                            &mut client,
+                            shared,
+                            "08P01",
+                            "expected an authentication response",
+                            None,
+                        )
+                        .await;
                     }
                     let mut m = BytesMut::new();
                     protocol::put_message(&mut m, b'p', &cbody);
@@ -292,12 +375,23 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
             b'K' => {
                 let (pid, key) = match protocol::parse_backend_key(&body) {
                     Ok(k) => k,
-                    Err(_) => return refuse(&mut client, shared, "08P01", "the server sent an invalid BackendKeyData", None).await,
+                    Err(_) => {
+                        return refuse(
+                            &mut client,
+                            shared,
+                            "08P01",
+                            "the server sent an invalid BackendKeyData",
+                            None,
+                        )
+                        .await
+                    }
                 };
                 let (ppid, pkey) = shared.cancels.register(pid, key.clone());
                 proxy_pid = ppid;
                 server_key = Some((pid, key));
-                client.write_all(&protocol::backend_key_data(ppid, &pkey)).await?;
+                client
+                    .write_all(&protocol::backend_key_data(ppid, &pkey))
+                    .await?;
             }
             b'E' => {
                 protocol::put_message(&mut out, b'E', &body);
@@ -320,7 +414,14 @@ async fn startup(shared: &Shared, socket: TcpStream) -> io::Result<Option<(Clien
         }
     }
     let Some((server_pid, server_key)) = server_key else {
-        return refuse(&mut client, shared, "08P01", "the server sent no BackendKeyData", None).await;
+        return refuse(
+            &mut client,
+            shared,
+            "08P01",
+            "the server sent no BackendKeyData",
+            None,
+        )
+        .await;
     };
     Ok(Some((
         client,
@@ -354,7 +455,13 @@ async fn refuse(
 /// Read a whole startup packet (length first, at most [`protocol::MAX_STARTUP`] bytes).
 async fn read_startup(client: &mut Client) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
-    client.read_exact(&mut len).await?;
+    if client.read(&mut len[..1]).await? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "closed before sending anything",
+        ));
+    }
+    client.read_exact(&mut len[1..]).await?;
     let n = protocol::startup_length(&len)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
         .unwrap_or(0);
@@ -365,9 +472,15 @@ async fn read_startup(client: &mut Client) -> io::Result<Vec<u8>> {
 }
 
 /// Read one whole tagged message (used during startup only).
-async fn read_message<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut, max: usize) -> io::Result<(u8, Bytes)> {
+async fn read_message<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+) -> io::Result<(u8, Bytes)> {
     loop {
-        if let Some(h) = protocol::header(buf, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
+        if let Some(h) =
+            protocol::header(buf, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
             if buf.len() >= h.total() {
                 let mut m = buf.split_to(h.total());
                 m.advance(5);
@@ -376,7 +489,10 @@ async fn read_message<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut, max: 
             buf.reserve(h.total() - buf.len());
         }
         if s.read_buf(buf).await? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
     }
 }
@@ -393,11 +509,14 @@ struct Request {
     statement: Option<String>,
     /// The request's bytes, kept for a replay while it may still qualify.
     raw: Option<BytesMut>,
+    /// Replayed once already: never again.
+    replayed: bool,
 }
 
 impl Request {
     fn replayable(&self) -> bool {
         self.began_idle
+            && !self.replayed
             && self.executes == 1
             && self.describes
             && !self.parses
@@ -445,6 +564,9 @@ struct Session<'a> {
     replay_done: Notify,
     /// Mirrors `state.recovery != None`, so rows need no lock on the common path.
     recovering: AtomicBool,
+    /// A BindComplete came for the request in flight: its Bind succeeded, so an error now
+    /// comes from running it, and it must not be replayed.
+    bound: AtomicBool,
     /// Sample this session's reads for the mirror (it is on the mirror's database).
     mirror: bool,
 }
@@ -467,6 +589,7 @@ impl<'a> Session<'a> {
             }),
             replay_done: Notify::new(),
             recovering: AtomicBool::new(false),
+            bound: AtomicBool::new(false),
             mirror,
         }
     }
@@ -493,19 +616,32 @@ impl<'a> Session<'a> {
                 // A client that left mid-query: stop its query on the server.
                 if busy {
                     let s = &self.started;
-                    let _ = cancel::send(&self.shared.config.upstream, s.server_pid, &s.server_key, self.shared.config.file.connect_timeout()).await;
+                    let _ = cancel::send(
+                        &self.shared.config.upstream,
+                        s.server_pid,
+                        &s.server_key,
+                        self.shared.config.file.connect_timeout(),
+                    )
+                    .await;
                 }
             }
+            End::Terminated => {}
             End::ServerGone(e) => {
                 self.shared.metrics.upstream_errors.fetch_add(1, Relaxed);
                 let msg = format!("the connection to PostgreSQL was lost: {e}");
                 let mut w = client_w.lock().await;
                 let _ = w
-                    .write_all(&protocol::error_response("FATAL", "08006", &msg, Some("connect again; the server may be restarting")))
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "08006",
+                        &msg,
+                        Some("connect again; the server may be restarting"),
+                    ))
                     .await;
                 let _ = w.flush().await;
             }
             End::Protocol(msg) => {
+                self.shared.metrics.protocol_errors.fetch_add(1, Relaxed);
                 let mut w = client_w.lock().await;
                 let _ = w
                     .write_all(&protocol::error_response("FATAL", "08P01", msg, None))
@@ -515,7 +651,12 @@ impl<'a> Session<'a> {
             End::Shutdown => {
                 let mut w = client_w.lock().await;
                 let _ = w
-                    .write_all(&protocol::error_response("FATAL", "57P01", "tandem proxy is shutting down", Some("connect again")))
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "57P01",
+                        "tandem proxy is shutting down",
+                        Some("connect again"),
+                    ))
                     .await;
                 let _ = w.flush().await;
             }
@@ -561,7 +702,6 @@ impl<'a> Session<'a> {
                     Ok(Some(h)) => h,
                     Ok(None) => break,
                     Err(e) => {
-                        metrics.protocol_errors.fetch_add(1, Relaxed);
                         return End::Protocol(format!("invalid message from the client: {e}"));
                     }
                 };
@@ -580,6 +720,13 @@ impl<'a> Session<'a> {
                         fwd = pos;
                     }
                     self.begin().await;
+                }
+                if h.tag == b'X' {
+                    // Terminate: what came before it still runs, as it would on the server.
+                    if let Err(e) = server_w.lock().await.write_all(&buf[fwd..pos]).await {
+                        return End::ServerGone(e.to_string());
+                    }
+                    return End::Terminated;
                 }
                 let body = complete.then(|| &buf[pos + 5..pos + h.total()]);
                 let whole = complete.then(|| &buf[pos..pos + h.total()]);
@@ -618,7 +765,13 @@ impl<'a> Session<'a> {
                 _ = closing.wait_for(|c| *c) => return End::Shutdown,
             };
             match read {
-                Ok(0) | Err(_) => return End::ClientGone,
+                Ok(0) | Err(_) => {
+                    if !buf.is_empty() || streaming > 0 {
+                        // Closed in the middle of a message.
+                        metrics.protocol_errors.fetch_add(1, Relaxed);
+                    }
+                    return End::ClientGone;
+                }
                 Ok(_) => {}
             }
         }
@@ -657,7 +810,12 @@ impl<'a> Session<'a> {
 
     /// Track one client message. `body` and `whole` are `None` for a message streamed
     /// through in pieces (too large to read whole).
-    fn on_client_message(&self, tag: u8, body: Option<&[u8]>, whole: Option<&[u8]>) -> Result<(), End> {
+    fn on_client_message(
+        &self,
+        tag: u8,
+        body: Option<&[u8]>,
+        whole: Option<&[u8]>,
+    ) -> Result<(), End> {
         if matches!(tag, b'd' | b'c' | b'f') {
             return Ok(());
         }
@@ -692,7 +850,9 @@ impl<'a> Session<'a> {
                     Some(body) => {
                         let p = protocol::parse_parse(body).map_err(bad)?;
                         if !p.name.is_empty() {
-                            if state.statements.len() < STATEMENTS_MAX || state.statements.contains_key(p.name) {
+                            if state.statements.len() < STATEMENTS_MAX
+                                || state.statements.contains_key(p.name)
+                            {
                                 state.statements.insert(
                                     p.name.to_string(),
                                     Statement {
@@ -723,7 +883,11 @@ impl<'a> Session<'a> {
                             self.shared.mirror.offer(Sample {
                                 sql: s.query.clone(),
                                 param_types: s.types.clone(),
-                                params: b.params.iter().map(|p| p.map(Bytes::copy_from_slice)).collect(),
+                                params: b
+                                    .params
+                                    .iter()
+                                    .map(|p| p.map(Bytes::copy_from_slice))
+                                    .collect(),
                                 param_formats: b.formats.clone(),
                             });
                         }
@@ -792,7 +956,9 @@ impl<'a> Session<'a> {
                 let h = match protocol::header(&buf[pos..], SERVER_MAX) {
                     Ok(Some(h)) => h,
                     Ok(None) => break,
-                    Err(e) => return End::ServerGone(format!("invalid message from the server: {e}")),
+                    Err(e) => {
+                        return End::ServerGone(format!("invalid message from the server: {e}"))
+                    }
                 };
                 if buf.len() - pos < h.total() {
                     if h.total() <= STREAM_ABOVE {
@@ -830,7 +996,13 @@ impl<'a> Session<'a> {
                 pos += h.total();
             }
             if fwd < pos {
-                if client_w.lock().await.write_all(&buf[fwd..pos]).await.is_err() {
+                if client_w
+                    .lock()
+                    .await
+                    .write_all(&buf[fwd..pos])
+                    .await
+                    .is_err()
+                {
                     return End::ClientGone;
                 }
                 metrics.server_bytes.fetch_add((pos - fwd) as u64, Relaxed);
@@ -856,6 +1028,7 @@ impl<'a> Session<'a> {
                 self.shared.metrics.server_errors.fetch_add(1, Relaxed);
                 let mut st = self.lock();
                 if st.recovery == Recovery::None
+                    && !self.bound.load(Relaxed)
                     && protocol::sqlstate(body) == Some("0A000")
                     && !st.statements_unreliable
                     && st.open.is_none()
@@ -867,6 +1040,7 @@ impl<'a> Session<'a> {
                         .is_some_and(|s| st.statements.contains_key(s))
                 {
                     st.recovery = Recovery::SkipToReady;
+                    st.inflight[0].replayed = true;
                     self.recovering.store(true, Relaxed);
                     st.replaying = true;
                     tracing::info!(
@@ -882,15 +1056,31 @@ impl<'a> Session<'a> {
                 }
                 Server::Forward
             }
+            b'2' => {
+                self.bound.store(true, Relaxed);
+                if self.recovering.load(Relaxed) && self.lock().recovery == Recovery::SkipToReady {
+                    return Server::Swallow;
+                }
+                Server::Forward
+            }
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
+                self.bound.store(false, Relaxed);
                 let mut st = self.lock();
                 if st.recovery == Recovery::SkipToReady {
                     let req = &st.inflight[0];
                     let name = req.statement.clone().unwrap_or_default();
                     let Some(stmt) = st.statements.get(&name).cloned() else {
-                        // Checked when the error came; the map cannot lose it in between.
+                        // Checked when the error came and nothing changes the map until the
+                        // replay ends; should it happen, the client gets this ReadyForQuery
+                        // (the error is gone: better a missing error than a hung session).
                         st.recovery = Recovery::None;
+                        self.recovering.store(false, Relaxed);
+                        st.replaying = false;
+                        st.inflight.pop_front();
+                        st.txn = status;
+                        drop(st);
+                        self.replay_done.notify_waiters();
                         return Server::Forward;
                     };
                     let mut out = BytesMut::new();
@@ -923,7 +1113,11 @@ impl<'a> Session<'a> {
             b'3' | b'1' => {
                 let mut st = self.lock();
                 if let Recovery::Swallow(n) = st.recovery {
-                    st.recovery = if n > 1 { Recovery::Swallow(n - 1) } else { Recovery::None };
+                    st.recovery = if n > 1 {
+                        Recovery::Swallow(n - 1)
+                    } else {
+                        Recovery::None
+                    };
                     self.recovering.store(n > 1, Relaxed);
                     return Server::Swallow;
                 }

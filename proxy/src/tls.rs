@@ -22,8 +22,8 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         ));
     }
     let key = {
-        let pem =
-            std::fs::read(key).map_err(|e| format!("cannot read tls_key {}: {e}", key.display()))?;
+        let pem = std::fs::read(key)
+            .map_err(|e| format!("cannot read tls_key {}: {e}", key.display()))?;
         rustls_pemfile::private_key(&mut pem.as_slice())
             .map_err(|e| format!("tls_key {} is not PEM: {e}", key.display()))?
             .ok_or_else(|| format!("tls_key {} holds no private key", key.display()))?

@@ -12,9 +12,15 @@ use tokio::net::{TcpStream, UnixStream};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     /// The socket file, e.g. `/var/run/postgresql/.s.PGSQL.5432`.
-    Unix { dir: PathBuf, port: u16 },
+    Unix {
+        dir: PathBuf,
+        port: u16,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +50,10 @@ impl Upstream {
         let mut host = url
             .host_str()
             .map(|h| {
-                percent_decode(h).trim_start_matches('[').trim_end_matches(']').to_string()
+                percent_decode(h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
             })
             .unwrap_or_default();
         for (k, v) in url.query_pairs() {
@@ -178,7 +187,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
@@ -205,12 +218,30 @@ mod tests {
     #[test]
     fn parses_tcp_and_socket_urls() {
         let u = Upstream::parse("postgres://tandem@db.internal:6432/shop").unwrap();
-        assert_eq!(u.addr, Addr::Tcp { host: "db.internal".into(), port: 6432 });
+        assert_eq!(
+            u.addr,
+            Addr::Tcp {
+                host: "db.internal".into(),
+                port: 6432
+            }
+        );
         assert_eq!((u.user.as_str(), u.database.as_str()), ("tandem", "shop"));
         let u = Upstream::parse("postgres://postgres@localhost:5433/app?host=/tmp/pg").unwrap();
-        assert_eq!(u.addr, Addr::Unix { dir: "/tmp/pg".into(), port: 5433 });
+        assert_eq!(
+            u.addr,
+            Addr::Unix {
+                dir: "/tmp/pg".into(),
+                port: 5433
+            }
+        );
         let u = Upstream::parse("postgresql://postgres@%2Ftmp%2Fpg:5433/app").unwrap();
-        assert_eq!(u.addr, Addr::Unix { dir: "/tmp/pg".into(), port: 5433 });
+        assert_eq!(
+            u.addr,
+            Addr::Unix {
+                dir: "/tmp/pg".into(),
+                port: 5433
+            }
+        );
     }
 
     #[test]
@@ -219,6 +250,8 @@ mod tests {
         assert!(e.contains("password_file") && !e.contains("secret"), "{e}");
         assert!(Upstream::parse("postgres://u@h/db?sslmode=require").is_err());
         assert!(Upstream::parse("mysql://u@h/db").is_err());
-        assert!(Upstream::parse("postgres://h/db").unwrap_err().contains("no user"));
+        assert!(Upstream::parse("postgres://h/db")
+            .unwrap_err()
+            .contains("no user"));
     }
 }

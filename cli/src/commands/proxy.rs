@@ -32,9 +32,9 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
     let metrics = proxy::metrics::Metrics::new();
     let stop_metrics = tokio::sync::watch::channel(false);
     if let Some(addr) = &a.metrics {
-        let l = TcpListener::bind(addr).await.map_err(|e| {
-            Failure::usage(format!("cannot serve metrics on {addr}: {e}"))
-        })?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::usage(format!("cannot serve metrics on {addr}: {e}")))?;
         let m = metrics.clone();
         let mut rx = stop_metrics.0.subscribe();
         tokio::spawn(proxy::metrics::serve(l, m, async move {
@@ -53,10 +53,11 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
     tracing::info!(listen = %local, upstream = upstream.describe(), id, "tandem proxy started");
     let config = Arc::new(proxy::Config { upstream, file });
     let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
