@@ -20,7 +20,13 @@
 //! when that is safe: the request began outside a transaction, holds exactly one Execute and
 //! no Parse, carries its own Describe (so the client learns the new row shape from this very
 //! answer instead of trusting one it cached), and nothing else is in flight behind it. The
-//! server stopped at Bind, so nothing ran twice. Otherwise the error goes to the client as is.
+//! server stopped at Bind (no BindComplete came), so nothing ran twice; a request is replayed
+//! once at most. Otherwise the error goes to the client as is.
+//!
+//! Inside a transaction that error cannot be replayed (the transaction is already aborted),
+//! so after a swap (a hold released, or the executor's `targets` notice) each session
+//! prepares its statements again before its next transaction starts: those it executes with
+//! their own Describe, never those it executes on a row description it cached.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -530,6 +536,12 @@ impl Request {
 struct Statement {
     query: Arc<str>,
     types: Vec<u32>,
+    /// Executed with a Describe in the same request (libpq's PQexecPrepared): the client
+    /// reads each answer's row description, so preparing it again is invisible to it.
+    own_describe: bool,
+    /// Executed without a Describe: the client decodes with a description it cached, and
+    /// must hear of a change (never re-prepared behind its back).
+    cached: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -539,6 +551,9 @@ enum Recovery {
     SkipToReady,
     /// The replay was sent; swallow the CloseComplete and ParseComplete it causes.
     Swallow(u8),
+    /// Statements are being prepared again before a transaction (after a swap): swallow
+    /// their answers up to and including their ReadyForQuery.
+    Proactive,
 }
 
 struct State {
@@ -569,6 +584,8 @@ struct Session<'a> {
     bound: AtomicBool,
     /// Sample this session's reads for the mirror (it is on the mirror's database).
     mirror: bool,
+    /// The [`Traffic`] epoch this session's statements were prepared in.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl<'a> Session<'a> {
@@ -591,6 +608,7 @@ impl<'a> Session<'a> {
             recovering: AtomicBool::new(false),
             bound: AtomicBool::new(false),
             mirror,
+            epoch: std::sync::atomic::AtomicU64::new(shared.traffic.epoch()),
         }
     }
 
@@ -719,7 +737,9 @@ impl<'a> Session<'a> {
                         }
                         fwd = pos;
                     }
-                    self.begin().await;
+                    if let Err(e) = self.begin(server_w).await {
+                        return e;
+                    }
                 }
                 if h.tag == b'X' {
                     // Terminate: what came before it still runs, as it would on the server.
@@ -787,7 +807,7 @@ impl<'a> Session<'a> {
     }
 
     /// Wait for a replay to finish and for any hold; then count the session busy.
-    async fn begin(&self) {
+    async fn begin(&self, server_w: &tokio::sync::Mutex<WriteHalf<Stream>>) -> Result<(), End> {
         loop {
             let notified = self.replay_done.notified();
             tokio::pin!(notified);
@@ -803,9 +823,56 @@ impl<'a> Session<'a> {
             if !busy {
                 self.shared.traffic.begin().await;
                 self.lock().busy = true;
+                self.reprepare_after_swap(server_w).await?;
             }
-            return;
+            return Ok(());
         }
+    }
+
+    /// After a swap (a newer [`Traffic`] epoch), prepare again the statements this client
+    /// executes with its own Describe, before its next transaction starts: inside a
+    /// transaction a `cached plan must not change result type` cannot be replayed, since the
+    /// transaction is already aborted. Statements the client executes on a cached row
+    /// description are left alone: it must see the error and prepare them itself.
+    async fn reprepare_after_swap(
+        &self,
+        server_w: &tokio::sync::Mutex<WriteHalf<Stream>>,
+    ) -> Result<(), End> {
+        let now = self.shared.traffic.epoch();
+        if self.epoch.swap(now, Relaxed) == now {
+            return Ok(());
+        }
+        let mut out = BytesMut::new();
+        let mut n = 0u64;
+        {
+            let mut st = self.lock();
+            if st.statements_unreliable || st.recovery != Recovery::None {
+                return Ok(());
+            }
+            for (name, stmt) in &st.statements {
+                if !name.is_empty() && stmt.own_describe && !stmt.cached {
+                    protocol::reprepare(&mut out, name, &stmt.query, &stmt.types);
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            protocol::put_message(&mut out, b'S', &[]);
+            st.recovery = Recovery::Proactive;
+            self.recovering.store(true, Relaxed);
+        }
+        tracing::info!(
+            statements = n,
+            "a table may have changed shape: preparing this session's statements again"
+        );
+        self.shared.metrics.prepared_recovered.fetch_add(n, Relaxed);
+        server_w
+            .lock()
+            .await
+            .write_all(&out)
+            .await
+            .map_err(|e| End::ServerGone(e.to_string()))
     }
 
     /// Track one client message. `body` and `whole` are `None` for a message streamed
@@ -858,6 +925,8 @@ impl<'a> Session<'a> {
                                     Statement {
                                         query: Arc::from(p.query),
                                         types: p.types,
+                                        own_describe: false,
+                                        cached: false,
                                     },
                                 );
                             }
@@ -867,6 +936,8 @@ impl<'a> Session<'a> {
                                 Statement {
                                     query: Arc::from(p.query),
                                     types: p.types,
+                                    own_describe: false,
+                                    cached: false,
                                 },
                             );
                         }
@@ -923,6 +994,19 @@ impl<'a> Session<'a> {
         }
         if matches!(tag, b'S' | b'Q' | b'F') {
             let req = state.open.take().expect("opened above");
+            if req.executes > 0 {
+                if let Some(stmt) = req
+                    .statement
+                    .as_deref()
+                    .and_then(|n| state.statements.get_mut(n))
+                {
+                    if req.describes {
+                        stmt.own_describe = true;
+                    } else {
+                        stmt.cached = true;
+                    }
+                }
+            }
             state.inflight.push_back(req);
             self.shared.metrics.queries.fetch_add(1, Relaxed);
         }
@@ -1027,6 +1111,12 @@ impl<'a> Session<'a> {
             b'E' => {
                 self.shared.metrics.server_errors.fetch_add(1, Relaxed);
                 let mut st = self.lock();
+                if st.recovery == Recovery::Proactive {
+                    // A statement that no longer prepares: the client will hear it when it
+                    // uses the statement.
+                    tracing::debug!(error = ?protocol::error_fields(body), "preparing a statement again failed");
+                    return Server::Swallow;
+                }
                 if st.recovery == Recovery::None
                     && !self.bound.load(Relaxed)
                     && protocol::sqlstate(body) == Some("0A000")
@@ -1067,6 +1157,12 @@ impl<'a> Session<'a> {
                 let status = body.first().copied().unwrap_or(b'I');
                 self.bound.store(false, Relaxed);
                 let mut st = self.lock();
+                if st.recovery == Recovery::Proactive {
+                    // Our own Sync's answer: the client's request follows.
+                    st.recovery = Recovery::None;
+                    self.recovering.store(false, Relaxed);
+                    return Server::Swallow;
+                }
                 if st.recovery == Recovery::SkipToReady {
                     let req = &st.inflight[0];
                     let name = req.statement.clone().unwrap_or_default();
@@ -1112,6 +1208,9 @@ impl<'a> Session<'a> {
             }
             b'3' | b'1' => {
                 let mut st = self.lock();
+                if st.recovery == Recovery::Proactive {
+                    return Server::Swallow;
+                }
                 if let Recovery::Swallow(n) = st.recovery {
                     st.recovery = if n > 1 {
                         Recovery::Swallow(n - 1)
@@ -1127,10 +1226,12 @@ impl<'a> Session<'a> {
             _ if !self.recovering.load(Relaxed) => Server::Forward,
             _ => {
                 let st = self.lock();
-                if st.recovery == Recovery::SkipToReady {
-                    return Server::Swallow;
+                match st.recovery {
+                    Recovery::SkipToReady => Server::Swallow,
+                    // Notifications, notices and parameter changes are the client's.
+                    Recovery::Proactive if !matches!(tag, b'A' | b'N' | b'S') => Server::Swallow,
+                    _ => Server::Forward,
                 }
-                Server::Forward
             }
         }
     }

@@ -29,6 +29,9 @@ pub struct Traffic {
     gate: watch::Sender<bool>,
     hold_max: Duration,
     metrics: Arc<Metrics>,
+    /// Bumped when a table may have changed shape (a hold released, the executor's
+    /// `targets` notice): sessions re-prepare their statements before their next transaction.
+    epoch: AtomicU64,
 }
 
 impl Traffic {
@@ -41,6 +44,7 @@ impl Traffic {
             gate: watch::channel(false).0,
             hold_max,
             metrics,
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -133,12 +137,23 @@ impl Traffic {
         idle
     }
 
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    /// A swap may have changed a table's shape.
+    pub fn schema_changed(&self) {
+        self.epoch.fetch_add(1, SeqCst);
+    }
+
     /// End hold `generation` (a newer hold is not ended by an older release). `true` if it
     /// was on.
     pub fn release(&self, generation: u64) -> bool {
         if self.generation.load(SeqCst) != generation {
             return false;
         }
+        // Before the gate opens: every held session sees the new epoch when it goes on.
+        self.epoch.fetch_add(1, SeqCst);
         let was = self.held.swap(false, SeqCst);
         self.gate.send_replace(false);
         was

@@ -312,6 +312,9 @@ async fn handle(
             Ok(())
         }
         Some(Message::Targets) => {
+            // Sent in the swap's own transaction too: sessions re-prepare before their next
+            // transaction even when no hold was acknowledged.
+            args.traffic.schema_changed();
             args.mirror.reload();
             Ok(())
         }
