@@ -144,6 +144,20 @@ impl Setup {
         ]
     }
 
+    /// `-h -p -U DBNAME` for pgbench (whose `-d` means `--debug`).
+    fn pgbench_args(&self) -> Vec<String> {
+        let t = &self.target;
+        vec![
+            "-h".into(),
+            t.host.clone(),
+            "-p".into(),
+            t.port.to_string(),
+            "-U".into(),
+            t.user.clone(),
+            t.dbname.clone(),
+        ]
+    }
+
     /// `--host --port --dbname --user` for the Python checks.
     fn python_args(&self) -> Vec<String> {
         let t = &self.target;
@@ -478,7 +492,7 @@ async fn pgbench() {
     let mut s = Setup::new("proxy_pgbench").await;
 
     let mut init = s.command(&pgbench);
-    init.args(["-i", "-s", "1", "-q"]).args(s.libpq_args());
+    init.args(["-i", "-s", "1", "-q"]).args(s.pgbench_args());
     let run = run_limited(&mut init, CLIENT_LIMIT);
     s.expect_success("pgbench -i -s 1", &run);
     assert_eq!(
@@ -494,7 +508,7 @@ async fn pgbench() {
         let mut cmd = s.command(&pgbench);
         cmd.args(["-n", "-M", mode, "-c", &clients.to_string(), "-j", "2"])
             .args(["-t", &per_client.to_string()])
-            .args(s.libpq_args());
+            .args(s.pgbench_args());
         let run = run_limited(&mut cmd, CLIENT_LIMIT);
         s.expect_success(&format!("pgbench -M {mode}"), &run);
         let processed = pgbench_number(&run.stdout, "number of transactions actually processed:");
@@ -542,4 +556,81 @@ async fn pgbench() {
         );
     }
     s.finish();
+}
+
+/// SIGTERM to the real binary: new connections are refused at once, a transaction already
+/// open commits, the idle session is told 57P01, and the process exits 0 by itself.
+#[tokio::test]
+async fn sigterm_drains_then_exits() {
+    let mut s = Setup::new("proxy_sigterm").await;
+    s.db.client()
+        .batch_execute("CREATE TABLE drained (v int)")
+        .await
+        .expect("create the table");
+    let Some(proxy) = s.proxy.as_ref() else {
+        return; // TANDEM_CLIENTS_DIRECT: no proxy to stop.
+    };
+    let tcp = s.db.tcp_config();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&s.target.host)
+        .port(proxy.port())
+        .user(&s.target.user)
+        .dbname(&s.target.dbname)
+        .password(tcp.get_password().expect("the test server's password"));
+    let connect = |config: tokio_postgres::Config| async move {
+        let (client, conn) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect through the proxy");
+        tokio::spawn(conn);
+        client
+    };
+    let busy = connect(config.clone()).await;
+    let idle = connect(config.clone()).await;
+    busy.batch_execute("BEGIN; INSERT INTO drained VALUES (1)")
+        .await
+        .expect("open a transaction");
+
+    let mut proxy = s.proxy.take().expect("the proxy");
+    let stopper = std::thread::spawn(move || {
+        let status = proxy.terminate(Duration::from_secs(20));
+        (proxy, status)
+    });
+    // Draining: a new connection is refused.
+    let start = Instant::now();
+    loop {
+        match config.connect(tokio_postgres::NoTls).await {
+            Err(_) => break,
+            Ok((c, conn)) => {
+                drop(c);
+                drop(conn);
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the proxy still accepts connections 10 s after SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    // The open transaction goes on and commits.
+    busy.batch_execute("INSERT INTO drained VALUES (2); COMMIT")
+        .await
+        .expect("the transaction open at SIGTERM commits");
+    let (_proxy, status) = stopper.join().expect("the stopper thread");
+    let status = status.expect("the proxy exits within 20 s of SIGTERM");
+    assert!(status.success(), "the proxy exited with {status}");
+    let n: i64 =
+        s.db.client()
+            .query_one("SELECT count(*) FROM drained", &[])
+            .await
+            .expect("count")
+            .get(0);
+    assert_eq!(n, 2, "both rows of the drained transaction are there");
+    // The idle session was closed by the proxy, with a reason.
+    let e = idle
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("the idle session was closed");
+    assert!(idle.is_closed(), "{e}");
 }
