@@ -47,6 +47,9 @@ pub struct FileConfig {
     pub mirror_queue: usize,
     /// Connections running comparisons.
     pub mirror_workers: usize,
+    /// Comparisons a second at most, over all workers (0: no limit). Each costs the server
+    /// about two reads; on a saturated server this is what dual reads take from clients.
+    pub mirror_rate: u32,
     /// Per comparison: `statement_timeout` on the mirror connection.
     pub mirror_timeout_ms: u64,
 }
@@ -67,6 +70,7 @@ impl Default for FileConfig {
             mirror_sample: 0.01,
             mirror_queue: 1024,
             mirror_workers: 2,
+            mirror_rate: 200,
             mirror_timeout_ms: 5_000,
         }
     }

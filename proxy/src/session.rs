@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio_rustls::server::TlsStream;
@@ -115,6 +115,45 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One direction of a connection. Plain TCP and Unix sockets split into owned halves with
+/// no lock between them; only TLS needs `tokio::io::split`'s.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+impl ClientStream {
+    fn into_halves(self) -> (Reader, Writer) {
+        match self {
+            ClientStream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            ClientStream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
+}
+
+trait IntoHalves {
+    fn into_halves(self) -> (Reader, Writer);
+}
+
+impl IntoHalves for Stream {
+    fn into_halves(self) -> (Reader, Writer) {
+        match self {
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
         }
     }
 }
@@ -570,6 +609,8 @@ struct State {
     statements: HashMap<String, Statement>,
     /// A Parse too large to read went by: remembered statements may be stale, recover none.
     statements_unreliable: bool,
+    /// A request buffer to use again (one allocation per session, not per request).
+    spare_raw: Option<BytesMut>,
 }
 
 struct Session<'a> {
@@ -603,6 +644,7 @@ impl<'a> Session<'a> {
                 recovery: Recovery::None,
                 statements: HashMap::new(),
                 statements_unreliable: false,
+                spare_raw: None,
             }),
             replay_done: Notify::new(),
             recovering: AtomicBool::new(false),
@@ -617,8 +659,8 @@ impl<'a> Session<'a> {
     }
 
     async fn relay(&self, client: Client, server: Stream) -> End {
-        let (client_r, client_w) = tokio::io::split(client);
-        let (server_r, server_w) = tokio::io::split(server);
+        let (client_r, client_w) = client.into_halves();
+        let (server_r, server_w) = server.into_halves();
         let server_w = tokio::sync::Mutex::new(server_w);
         let client_w = tokio::sync::Mutex::new(client_w);
         let end = tokio::select! {
@@ -690,11 +732,7 @@ impl<'a> Session<'a> {
     }
 
     /// Client → server: frame, track requests, hold at transaction boundaries, sample reads.
-    async fn client_to_server(
-        &self,
-        mut rd: ReadHalf<Client>,
-        server_w: &tokio::sync::Mutex<WriteHalf<Stream>>,
-    ) -> End {
+    async fn client_to_server(&self, mut rd: Reader, server_w: &tokio::sync::Mutex<Writer>) -> End {
         let metrics = &self.shared.metrics;
         let max = self.shared.config.file.max_message_bytes;
         let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -807,7 +845,7 @@ impl<'a> Session<'a> {
     }
 
     /// Wait for a replay to finish and for any hold; then count the session busy.
-    async fn begin(&self, server_w: &tokio::sync::Mutex<WriteHalf<Stream>>) -> Result<(), End> {
+    async fn begin(&self, server_w: &tokio::sync::Mutex<Writer>) -> Result<(), End> {
         loop {
             let notified = self.replay_done.notified();
             tokio::pin!(notified);
@@ -834,10 +872,7 @@ impl<'a> Session<'a> {
     /// transaction a `cached plan must not change result type` cannot be replayed, since the
     /// transaction is already aborted. Statements the client executes on a cached row
     /// description are left alone: it must see the error and prepare them itself.
-    async fn reprepare_after_swap(
-        &self,
-        server_w: &tokio::sync::Mutex<WriteHalf<Stream>>,
-    ) -> Result<(), End> {
+    async fn reprepare_after_swap(&self, server_w: &tokio::sync::Mutex<Writer>) -> Result<(), End> {
         let now = self.shared.traffic.epoch();
         if self.epoch.swap(now, Relaxed) == now {
             return Ok(());
@@ -892,9 +927,14 @@ impl<'a> Session<'a> {
         }
         if st.open.is_none() {
             let idle = st.inflight.is_empty() && st.txn == b'I';
+            let raw = if idle {
+                Some(st.spare_raw.take().unwrap_or_default())
+            } else {
+                None
+            };
             st.open = Some(Request {
                 began_idle: idle,
-                raw: idle.then(BytesMut::new),
+                raw,
                 ..Request::default()
             });
         }
@@ -951,7 +991,7 @@ impl<'a> Session<'a> {
                     req.statement = Some(b.statement.to_string());
                     if self.mirror && self.shared.mirror.wants() {
                         if let Some(s) = state.statements.get(b.statement) {
-                            self.shared.mirror.offer(Sample {
+                            self.shared.mirror.offer_with(&s.query, || Sample {
                                 sql: s.query.clone(),
                                 param_types: s.types.clone(),
                                 params: b
@@ -980,7 +1020,7 @@ impl<'a> Session<'a> {
                     if self.mirror && self.shared.mirror.wants() {
                         let mut r = protocol::Reader::new(body);
                         if let Ok(sql) = r.cstr() {
-                            self.shared.mirror.offer(Sample {
+                            self.shared.mirror.offer_with(sql, || Sample {
                                 sql: Arc::from(sql),
                                 param_types: Vec::new(),
                                 params: Vec::new(),
@@ -1016,9 +1056,9 @@ impl<'a> Session<'a> {
     /// Server → client: forward, watch ReadyForQuery and errors, recover a prepared statement.
     async fn server_to_client(
         &self,
-        mut rd: ReadHalf<Stream>,
-        client_w: &tokio::sync::Mutex<WriteHalf<Client>>,
-        server_w: &tokio::sync::Mutex<WriteHalf<Stream>>,
+        mut rd: Reader,
+        client_w: &tokio::sync::Mutex<Writer>,
+        server_w: &tokio::sync::Mutex<Writer>,
     ) -> End {
         let metrics = &self.shared.metrics;
         let mut buf = BytesMut::with_capacity(32 * 1024);
@@ -1188,7 +1228,12 @@ impl<'a> Session<'a> {
                 }
                 st.recovery = Recovery::None;
                 self.recovering.store(false, Relaxed);
-                st.inflight.pop_front();
+                if let Some(mut raw) = st.inflight.pop_front().and_then(|r| r.raw) {
+                    if raw.capacity() <= REPLAY_MAX {
+                        raw.clear();
+                        st.spare_raw = Some(raw);
+                    }
+                }
                 st.txn = status;
                 let was_replaying = std::mem::replace(&mut st.replaying, false);
                 let idle = status == b'I' && st.inflight.is_empty() && st.open.is_none();

@@ -88,6 +88,8 @@ struct Shared {
     counters: Counters,
     drift_limit: DriftLimit,
     reload: Notify,
+    /// Pause between two comparisons of one worker (from `mirror_rate`), if limited.
+    pace: Option<Duration>,
     /// The proxy's traffic: a comparison counts as a transaction on the upstream, so a
     /// cutover hold waits for running ones and new ones wait for the release.
     traffic: std::sync::OnceLock<Arc<crate::traffic::Traffic>>,
@@ -188,6 +190,9 @@ impl Mirror {
             counters: Counters::default(),
             drift_limit: DriftLimit::default(),
             reload: Notify::new(),
+            pace: (config.mirror_rate > 0).then(|| {
+                Duration::from_secs_f64(config.mirror_workers as f64 / config.mirror_rate as f64)
+            }),
             traffic: std::sync::OnceLock::new(),
         });
         let (queue, receiver) = mpsc::channel(config.mirror_queue.max(1));
@@ -235,19 +240,26 @@ impl Mirror {
 
     /// Queue a sample; never blocks, never parses on the caller's path. Full queue: dropped, counted.
     pub fn offer(&self, sample: Sample) {
+        let sql = sample.sql.clone();
+        self.offer_with(&sql, move || sample);
+    }
+
+    /// [`Mirror::offer`], building the sample only when it is queued: a read on a table no
+    /// migration touches, or one the full queue would drop, costs a byte search and a count.
+    pub fn offer_with(&self, sql: &str, build: impl FnOnce() -> Sample) {
         let Some(h) = &self.inner else { return };
         let targets = h.shared.targets();
-        let sql = sample.sql.as_bytes();
+        let sql = sql.as_bytes();
         if !targets.iter().any(|t| mentions(sql, t.table.as_bytes())) {
             return;
         }
-        match h.queue.try_send(sample) {
-            Ok(()) => {
+        match h.queue.try_reserve() {
+            Ok(permit) => {
+                permit.send(build());
                 h.shared.metrics.mirror_sampled.fetch_add(1, Relaxed);
             }
-            Err(mpsc::error::TrySendError::Full(sample)) => {
+            Err(mpsc::error::TrySendError::Full(())) => {
                 h.shared.metrics.mirror_dropped.fetch_add(1, Relaxed);
-                let sql = sample.sql.as_bytes();
                 let mut groups: Vec<GroupKey> = Vec::new();
                 for t in targets.iter().filter(|t| mentions(sql, t.table.as_bytes())) {
                     if !groups.contains(&t.group()) {
@@ -258,7 +270,7 @@ impl Mirror {
                     h.shared.counters.add(g, |c| c.dropped += 1);
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(())) => {}
         }
     }
 
@@ -392,7 +404,14 @@ async fn worker(
                 }
             }
         };
+        let pace = shared.pace;
         loop {
+            if let Some(pace) = pace {
+                // At most `mirror_rate` comparisons a second over all workers: what they cost
+                // the server is bounded whatever the sample fraction (the queue then fills and
+                // further samples are dropped, cheaply, on the client's path).
+                tokio::time::sleep(pace).await;
+            }
             let sample = queue.lock().await.recv().await;
             let Some(sample) = sample else {
                 conn.close().await;
