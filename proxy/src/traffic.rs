@@ -152,6 +152,10 @@ impl Traffic {
         if self.generation.load(SeqCst) != generation {
             return false;
         }
+        if !self.held.load(SeqCst) {
+            // Released already (by the executor, before this timer): nothing changed since.
+            return false;
+        }
         // Before the gate opens: every held session sees the new epoch when it goes on.
         self.epoch.fetch_add(1, SeqCst);
         let was = self.held.swap(false, SeqCst);
