@@ -283,14 +283,7 @@ async fn startup(
             Ok(s @ Startup::Startup { .. }) => break s,
             Ok(_) => {
                 shared.metrics.protocol_errors.fetch_add(1, Relaxed);
-                return refuse(
-                    &mut client,
-                    shared,
-                    "08P01",
-                    "unexpected negotiation request",
-                    None,
-                )
-                .await;
+                return refuse(&mut client, "08P01", "unexpected negotiation request", None).await;
             }
             Err(e) => {
                 shared.metrics.protocol_errors.fetch_add(1, Relaxed);
@@ -298,7 +291,6 @@ async fn startup(
                     .then_some("tandem proxy speaks protocol 3.x, as PostgreSQL does");
                 return refuse(
                     &mut client,
-                    shared,
                     "08P01",
                     &format!("invalid startup packet: {e}"),
                     hint,
@@ -313,7 +305,6 @@ async fn startup(
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
         return refuse(
             &mut client,
-            shared,
             "57P01",
             "tandem proxy is shutting down",
             Some("connect again: another proxy or this one after its restart will answer"),
@@ -330,7 +321,7 @@ async fn startup(
                 "tandem proxy cannot reach PostgreSQL at {}: {e}",
                 upstream.describe()
             );
-            return refuse(&mut client, shared, "08006", &msg, Some("check that the server is running and accepting connections, then connect again")).await;
+            return refuse(&mut client, "08006", &msg, Some("check that the server is running and accepting connections, then connect again")).await;
         }
     };
     let Startup::Startup { raw, .. } = &packet else {
@@ -341,7 +332,6 @@ async fn startup(
     let mut buf = BytesMut::with_capacity(4096);
     let mut server_key = None;
     let mut proxy_pid = 0;
-    let tls = matches!(client, ClientStream::Tls(_));
     let mut first = true;
     loop {
         // The server's first answer must come within connect_timeout: an upstream that
@@ -372,7 +362,6 @@ async fn startup(
                 );
                 return refuse(
                     &mut client,
-                    shared,
                     "08006",
                     &msg,
                     Some("connect again; if it persists, look at the server's log"),
@@ -404,7 +393,6 @@ async fn startup(
                         shared.metrics.protocol_errors.fetch_add(1, Relaxed);
                         return refuse(
                             &mut client,
-                            shared,
                             "08P01",
                             "expected an authentication response",
                             None,
@@ -415,7 +403,6 @@ async fn startup(
                     protocol::put_message(&mut m, b'p', &cbody);
                     server.write_all(&m).await?;
                 }
-                let _ = tls;
             }
             b'K' => {
                 let (pid, key) = match protocol::parse_backend_key(&body) {
@@ -423,7 +410,6 @@ async fn startup(
                     Err(_) => {
                         return refuse(
                             &mut client,
-                            shared,
                             "08P01",
                             "the server sent an invalid BackendKeyData",
                             None,
@@ -461,7 +447,6 @@ async fn startup(
     let Some((server_pid, server_key)) = server_key else {
         return refuse(
             &mut client,
-            shared,
             "08P01",
             "the server sent no BackendKeyData",
             None,
@@ -484,12 +469,10 @@ async fn startup(
 /// Tell the client why it is refused, and end.
 async fn refuse(
     client: &mut Client,
-    shared: &Shared,
     code: &str,
     message: &str,
     hint: Option<&str>,
 ) -> io::Result<Option<(Client, Stream, Started)>> {
-    let _ = shared;
     let _ = client
         .write_all(&protocol::error_response("FATAL", code, message, hint))
         .await;
@@ -956,23 +939,17 @@ impl<'a> Session<'a> {
                 match body {
                     Some(body) => {
                         let p = protocol::parse_parse(body).map_err(bad)?;
-                        if !p.name.is_empty() {
-                            if state.statements.len() < STATEMENTS_MAX
+                        // Named statements for a replay (up to a limit); the unnamed one only
+                        // when its Binds may be sampled for the mirror.
+                        let keep = if p.name.is_empty() {
+                            self.mirror
+                        } else {
+                            state.statements.len() < STATEMENTS_MAX
                                 || state.statements.contains_key(p.name)
-                            {
-                                state.statements.insert(
-                                    p.name.to_string(),
-                                    Statement {
-                                        query: Arc::from(p.query),
-                                        types: p.types,
-                                        own_describe: false,
-                                        cached: false,
-                                    },
-                                );
-                            }
-                        } else if self.mirror {
+                        };
+                        if keep {
                             state.statements.insert(
-                                String::new(),
+                                p.name.to_string(),
                                 Statement {
                                     query: Arc::from(p.query),
                                     types: p.types,

@@ -146,16 +146,9 @@ impl Setup {
 
     /// `-h -p -U DBNAME` for pgbench (whose `-d` means `--debug`).
     fn pgbench_args(&self) -> Vec<String> {
-        let t = &self.target;
-        vec![
-            "-h".into(),
-            t.host.clone(),
-            "-p".into(),
-            t.port.to_string(),
-            "-U".into(),
-            t.user.clone(),
-            t.dbname.clone(),
-        ]
+        let mut args = self.libpq_args();
+        args.retain(|a| a != "-d");
+        args
     }
 
     /// `--host --port --dbname --user` for the Python checks.
