@@ -34,11 +34,18 @@ pub enum EngineError {
     #[error("verification failed: {0}")]
     Verify(String),
 
-    #[error("cutover gave up after {attempts} attempts, each waiting at most {lock_timeout_ms} ms for its locks; the table is untouched and the migration still dual-writes. {blockers}Run `tandem apply` again when the blocking sessions are gone")]
+    #[error("{what} gave up after {attempts} attempts, each waiting at most {lock_timeout_ms} ms in all for its locks; {state}. The last attempt: {last}. Run `{again}` again when the sessions holding those locks are gone")]
     CutoverGaveUp {
+        /// "cutover" or "rollback".
+        what: &'static str,
         attempts: u32,
         lock_timeout_ms: u64,
-        blockers: String,
+        /// The last attempt's failure: the lock, the cause, who held it.
+        last: String,
+        /// Where the migration stands.
+        state: &'static str,
+        /// The command that tries again.
+        again: String,
     },
 
     #[error("interrupted; the migration's state is saved: run `tandem apply` again to resume")]

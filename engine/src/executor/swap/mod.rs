@@ -3,7 +3,9 @@
 //! jittered backoff, and abandoned (with the table untouched) after a limit. Then the
 //! rollback window, and finalize (phase 7, cleanup).
 
-use std::time::Instant;
+mod locks;
+
+use std::time::{Duration, Instant};
 
 use planner::ident::{Ident, QualName};
 use serde_json::json;
@@ -46,9 +48,32 @@ async fn swap(
     } else {
         "rollback"
     };
+    let check_deadlocks = locks::can_check_deadlocks(&ex.client).await;
+    // The relations of the last failed attempt, for the wait for a gap before the next.
+    let mut contended: Vec<u32> = Vec::new();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        if !contended.is_empty() {
+            // A session that has held one of the locks longer than an attempt may wait would
+            // make the next attempt fail the same way: wait for it to end (bounded).
+            match locks::wait_for_gap(
+                &ex.client,
+                &contended,
+                ex.opts.lock_timeout,
+                ex.opts.cutover_max_backoff,
+            )
+            .await
+            {
+                Ok(Some(waited)) => {
+                    ex.emit(Event::Note(format!("{what} attempt {attempt}: {waited}")))
+                }
+                Ok(None) => {}
+                Err(e) => ex.emit(Event::Warning(format!(
+                    "{what} attempt {attempt}: could not look at the lock queue ({e})"
+                ))),
+            }
+        }
         ex.client
             .execute(
                 "UPDATE tandem.migrations SET cutover_attempts = cutover_attempts + 1, waiting_for = $2, updated_at = now() WHERE id = $1",
@@ -81,7 +106,7 @@ async fn swap(
             .await?;
         }
         let t0 = Instant::now();
-        let result = attempt_swap(ex, m, specs, way, attempt, held).await;
+        let result = attempt_swap(ex, m, specs, way, attempt, held, check_deadlocks).await;
         ex.hold.release(m.id).await;
         let took = t0.elapsed();
         match result {
@@ -97,25 +122,25 @@ async fn swap(
                 }
                 return Ok(());
             }
-            Err(Attempt::Locked(e)) => {
-                let cancelled = cancel_autovacuum(ex, specs).await.unwrap_or_default();
+            Err(Attempt::Locked(not)) => {
+                let mut oids = vec![not.oid];
+                oids.extend(specs.iter().map(|s| s.table_oid));
+                let cancelled = cancel_autovacuum(ex, &oids).await.unwrap_or_default();
                 if !cancelled.is_empty() {
                     ex.emit(Event::Note(format!(
                         "cancelled autovacuum on the tables (pid {}), as PostgreSQL does for a lock waiter; it runs again later",
                         cancelled.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
                     )));
                 }
-                let blockers = blockers(ex, specs).await.unwrap_or_default();
+                let holders = locks::holders(&ex.client, not.oid)
+                    .await
+                    .unwrap_or_default();
                 let detail = format!(
-                    "{what} attempt {attempt}: locks not granted within {} ms ({}){}",
-                    ex.opts.lock_timeout.as_millis(),
-                    e.as_db_error()
-                        .map(|d| d.message())
-                        .unwrap_or("lock timeout"),
-                    if blockers.is_empty() {
+                    "{what} attempt {attempt}: {not}{}",
+                    if holders.is_empty() {
                         String::new()
                     } else {
-                        format!("; holding locks: {blockers}")
+                        format!("; held by {holders}")
                     }
                 );
                 state::record(
@@ -123,7 +148,7 @@ async fn swap(
                     m.id,
                     what,
                     "attempt failed",
-                    json!({ "attempt": attempt, "detail": detail }),
+                    json!({ "attempt": attempt, "detail": detail, "relation": not.lock, "cause": not.cause, "waited_ms": not.waited.as_millis() as u64 }),
                 )
                 .await?;
                 ex.emit(Event::Cutover {
@@ -135,16 +160,31 @@ async fn swap(
                 if attempt >= ex.opts.cutover_attempts {
                     state::set_waiting(&ex.client, m.id, None).await;
                     return Err(EngineError::CutoverGaveUp {
+                        what,
                         attempts: attempt,
                         lock_timeout_ms: ex.opts.lock_timeout.as_millis() as u64,
-                        blockers: if blockers.is_empty() {
-                            String::new()
+                        last: detail,
+                        state: if way == Way::Forward {
+                            "the table is untouched and the migration still dual-writes"
                         } else {
-                            format!("Sessions holding locks on the table: {blockers}. ")
+                            "the new table keeps the name and the rollback window goes on (the old table is still kept current)"
+                        },
+                        again: if way == Way::Forward {
+                            format!("tandem apply {}", m.id)
+                        } else {
+                            format!("tandem rollback {}", m.id)
                         },
                     });
                 }
-                tokio::time::sleep(backoff(attempt, ex.opts.cutover_max_backoff)).await;
+                contended = oids.into_iter().filter(|&o| o != 0).collect();
+                // A deadlock ends at once and the other transaction goes on: try again soon.
+                // A timeout means a long holder: back off wider each time.
+                let pause = if not.cause.starts_with("deadlock") {
+                    backoff(1, ex.opts.cutover_max_backoff)
+                } else {
+                    backoff(attempt, ex.opts.cutover_max_backoff)
+                };
+                tokio::time::sleep(pause).await;
             }
             Err(Attempt::Failed(e)) => return Err(e),
         }
@@ -152,55 +192,34 @@ async fn swap(
 }
 
 enum Attempt {
-    Locked(tokio_postgres::Error),
+    Locked(locks::NotGranted),
     Failed(EngineError),
 }
 
 impl From<EngineError> for Attempt {
     fn from(e: EngineError) -> Attempt {
         match e {
-            EngineError::Sql { source, .. } if is_lock_timeout(&source) => Attempt::Locked(source),
+            // A statement after the locks waited for one they did not foresee.
+            EngineError::Sql { source, context } if is_lock_timeout(&source) => {
+                Attempt::Locked(locks::NotGranted {
+                    lock: format!("a lock taken by `{context}`"),
+                    oid: 0,
+                    cause: source
+                        .as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| "lock timeout".into()),
+                    waited: Duration::ZERO,
+                })
+            }
             other => Attempt::Failed(other),
         }
     }
 }
 
-async fn blockers(ex: &Executor, specs: &[TableSpec]) -> Result<String, tokio_postgres::Error> {
-    let oids: Vec<u32> = specs.iter().map(|s| s.table_oid).collect();
-    let rows = ex
-        .client
-        .query(
-            "SELECT DISTINCT ON (a.pid) format('pid %s (%s, transaction open %s, %s: %s)', a.pid,
-                    coalesce(nullif(a.application_name, ''), 'no name'),
-                    date_trunc('millisecond', now() - a.xact_start), a.state,
-                    left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
-               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-              WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.oid IN (SELECT to_regclass(n)::oid FROM unnest($2::text[]) AS n))
-                AND l.granted AND a.pid <> pg_backend_pid() AND a.xact_start < now() - interval '100 milliseconds'
-              ORDER BY a.pid LIMIT 5",
-            &[&oids, &specs.iter().flat_map(|s| [s.table.to_string(), s.shadow.to_string(), s.old.to_string()]).collect::<Vec<_>>()],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("; "))
-}
-
 /// Autovacuum workers (not the anti-wraparound kind) holding locks on the tables: PostgreSQL
 /// cancels them itself for a waiter after `deadlock_timeout`, but the swap never waits that
 /// long. Client sessions are never touched.
-async fn cancel_autovacuum(
-    ex: &Executor,
-    specs: &[TableSpec],
-) -> Result<Vec<i32>, tokio_postgres::Error> {
-    let oids: Vec<u32> = specs.iter().map(|s| s.table_oid).collect();
-    let names: Vec<String> = specs
-        .iter()
-        .flat_map(|s| [s.table.to_string(), s.shadow.to_string(), s.old.to_string()])
-        .collect();
+async fn cancel_autovacuum(ex: &Executor, oids: &[u32]) -> Result<Vec<i32>, tokio_postgres::Error> {
     let rows = ex
         .client
         .query(
@@ -211,9 +230,9 @@ async fn cancel_autovacuum(
                   WHERE a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%to prevent wraparound%'
                     AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
                                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                                   AND l.relation IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) OR c.oid IN (SELECT to_regclass(n)::oid FROM unnest($2::text[]) AS n))))
+                                   AND l.relation = ANY($1)))
              SELECT pid FROM workers WHERE pg_cancel_backend(pid)",
-            &[&oids, &names],
+            &[&oids],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -250,6 +269,7 @@ async fn attempt_swap(
     way: Way,
     attempt: u32,
     held: bool,
+    check_deadlocks: bool,
 ) -> Result<Vec<String>, Attempt> {
     let lock_timeout = ex.opts.lock_timeout;
     let tx = ex
@@ -259,31 +279,41 @@ async fn attempt_swap(
         .map_err(EngineError::sql("begin the swap"))?;
     exec(
         &tx,
-        &format!(
-            "SET LOCAL lock_timeout = '{}ms'; SET LOCAL search_path = pg_catalog, pg_temp",
-            lock_timeout.as_millis().max(1)
-        ),
+        "SET LOCAL search_path = pg_catalog, pg_temp",
         "set up the swap",
     )
     .await?;
-    let t_lock = Instant::now();
+    // Every relation the swap touches, locked up front in the applications' order, within
+    // one budget of lock_timeout.
+    let mut pairs = Vec::new();
     for spec in specs {
         let standby = if way == Way::Forward {
             &spec.shadow
         } else {
             &spec.old
         };
-        exec(
-            &tx,
-            &format!(
-                "LOCK TABLE {}, {standby} IN ACCESS EXCLUSIVE MODE",
-                spec.table
-            ),
-            "lock the tables",
-        )
-        .await?;
+        let (Some(live), Some(standby)) =
+            (oid_of(&tx, &spec.table).await?, oid_of(&tx, standby).await?)
+        else {
+            // Reported below, with the name that is missing.
+            continue;
+        };
+        pairs.push((live, standby));
     }
-    let lock_wait = t_lock.elapsed();
+    let to_lock = locks::plan(&tx, &pairs).await?;
+    let lock_wait = match locks::acquire(&tx, &to_lock, lock_timeout, check_deadlocks).await {
+        Ok(took) => took,
+        Err(Ok(not)) => return Err(Attempt::Locked(not)),
+        Err(Err(e)) => return Err(Attempt::Failed(e)),
+    };
+    if let Some(new) = locks::changed_since(&tx, &pairs, &to_lock).await? {
+        return Err(Attempt::Locked(locks::NotGranted {
+            lock: new,
+            oid: 0,
+            cause: "it became part of the swap while the others were being locked".into(),
+            waited: lock_wait,
+        }));
+    }
 
     // Writes a trigger could not apply since they were last checked make the swap unsafe.
     let (direction, since) = match way {

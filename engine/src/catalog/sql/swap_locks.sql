@@ -1,0 +1,54 @@
+-- The relations a swap of table $1 with its standby $2 locks, each once, in the order the
+-- swap takes them, and the weakest mode that covers what the swap does to it.
+--
+-- The order is the one application statements lock them in, so a statement that already
+-- holds one of them never waits for the swap on another:
+--   1. views (and tandem's mirror views) that read either table: reading a view locks the
+--      view, then its tables; the swap re-creates them (ACCESS EXCLUSIVE);
+--   2. tables whose foreign keys reference the table: a child's INSERT locks the child, then
+--      the parent for its check; the swap drops and re-adds their keys (ACCESS EXCLUSIVE);
+--   3. the views' other tables, read when a view is re-created (ACCESS SHARE);
+--   4. the table, then its standby (the dual-write trigger writes to the standby after the
+--      application's write to the table), renamed (ACCESS EXCLUSIVE);
+--   5. tables the table references: its own INSERT locks it, then them; the swap adds the
+--      keys to the new table (SHARE ROW EXCLUSIVE).
+-- A relation named twice keeps its first place and its strongest mode; the pair is only in 4.
+WITH pair(oid) AS (VALUES ($1::oid), ($2::oid)),
+views AS (
+    SELECT DISTINCT r.ev_class AS oid
+      FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.refobjid IN (SELECT oid FROM pair) AND r.ev_class NOT IN (SELECT oid FROM pair)
+),
+view_tables AS (
+    SELECT DISTINCT d.refobjid AS oid
+      FROM views v
+      JOIN pg_rewrite r ON r.ev_class = v.oid
+      JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+                      AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+     WHERE d.refobjid <> v.oid AND d.refobjid NOT IN (SELECT oid FROM pair)
+),
+children AS (
+    SELECT DISTINCT conrelid AS oid FROM pg_constraint
+     WHERE contype = 'f' AND confrelid IN (SELECT oid FROM pair) AND conrelid NOT IN (SELECT oid FROM pair)
+),
+parents AS (
+    SELECT DISTINCT confrelid AS oid FROM pg_constraint
+     WHERE contype = 'f' AND conrelid IN (SELECT oid FROM pair) AND confrelid NOT IN (SELECT oid FROM pair)
+),
+wanted(rank, oid, strength) AS (
+    SELECT 1, oid, 8 FROM views
+    UNION ALL SELECT 2, oid, 8 FROM children
+    UNION ALL SELECT 3, oid, 1 FROM view_tables
+    UNION ALL SELECT 4, $1::oid, 8
+    UNION ALL SELECT 5, $2::oid, 8
+    UNION ALL SELECT 6, oid, 6 FROM parents
+)
+SELECT w.oid, n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+       pg_get_userbyid(c.relowner)::text AS owner, max(w.strength) AS strength
+  FROM wanted w
+  JOIN pg_class c ON c.oid = w.oid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ GROUP BY w.oid, n.nspname, c.relname, c.relkind, c.relowner
+ ORDER BY min(w.rank), w.oid
