@@ -6,7 +6,8 @@
 //! `lock_timeout` ends the attempt. Each case runs the shop workload (fixtures::load::shop)
 //! through cutover and rollback and asserts: each swap within 3 attempts, no client
 //! transaction that overlaps a swap over 100 ms, no client error, and the shop's invariant
-//! (no lost, doubled or orphaned row) at rest.
+//! (no lost, doubled or orphaned row) at rest. The customers' key is an identity column
+//! (ALWAYS or BY DEFAULT) or a serial; without upserts, its values must come out contiguous.
 
 mod common;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::{column_type, within};
 use engine::executor::Options;
 use engine::state::Phase;
+use fixtures::load::shop::Key;
 use fixtures::load::{shop, Load, LoadOptions, Report, Shop, Workload};
 use fixtures::pg::TestDb;
 
@@ -58,10 +60,30 @@ fn overlapping(report: &Report, from: Instant, to: Instant) -> (usize, Duration,
     (n, slowest, slow)
 }
 
+/// `(attidentity of shop_customers.id, its sequence)` of the table under the user's name.
+async fn key_state(db: &TestDb) -> (String, Option<String>) {
+    let r = db
+        .client()
+        .query_one(
+            "SELECT attidentity::text, pg_get_serial_sequence('shop_customers', 'id')
+               FROM pg_attribute WHERE attrelid = 'shop_customers'::regclass AND attname = 'id'",
+            &[],
+        )
+        .await
+        .expect("read the key column");
+    (r.get(0), r.get(1))
+}
+
+/// One case at a time (under `cargo test`, whose threads would run them side by side;
+/// nextest runs this binary alone, see `.config/nextest.toml`): they measure latency.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run(name: &str, shop: Shop) {
+    let _alone = ALONE.lock().await;
     let db = TestDb::new(name).await;
     let c = db.client();
     shop::setup(c, &shop, CUSTOMERS).await.unwrap();
+    let key_before = key_state(&db).await;
     let id = common::submit(
         &db,
         "ALTER TABLE shop_customers ALTER tier TYPE bigint",
@@ -105,6 +127,11 @@ async fn run(name: &str, shop: Shop) {
     assert_eq!(p, Phase::RollbackWindow);
     let cutover_attempts = attempts(&db, id).await - before;
     assert_eq!(column_type(c, "shop_customers", "tier").await, "bigint");
+    assert_eq!(
+        key_state(&db).await,
+        key_before,
+        "{name}: the new table's key is generated as the old one's was, from a sequence of the same name"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let before = attempts(&db, id).await;
@@ -115,6 +142,11 @@ async fn run(name: &str, shop: Shop) {
     let back_to = Instant::now();
     let rollback_attempts = attempts(&db, id).await - before;
     assert_eq!(column_type(c, "shop_customers", "tier").await, "integer");
+    assert_eq!(
+        key_state(&db).await,
+        key_before,
+        "{name}: after the rollback"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let report = load.stop().await;
@@ -162,7 +194,7 @@ async fn table_read_through_a_view_with_inserts() {
             children: 0,
             self_ref: false,
             view: true,
-            identity: false,
+            key: Key::IdentityAlways,
             ..Shop::new()
         },
     )
@@ -177,7 +209,7 @@ async fn parent_with_child_inserts_upserts_and_view_reads() {
             children: 1,
             self_ref: false,
             view: true,
-            identity: false,
+            key: Key::IdentityByDefault,
             ..Shop::new()
         },
     )
@@ -192,7 +224,7 @@ async fn self_referencing_table() {
             children: 1,
             self_ref: true,
             view: false,
-            identity: false,
+            key: Key::Serial,
             ..Shop::new()
         },
     )
@@ -207,7 +239,40 @@ async fn parent_with_two_children() {
             children: 2,
             self_ref: true,
             view: true,
-            identity: false,
+            ..Shop::new()
+        },
+    )
+    .await;
+}
+
+/// Identity columns: every value the sequence gives is used once, across cutover and
+/// rollback, while clients insert without naming the key (GENERATED ALWAYS refuses a value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_always_no_gap_no_duplicate() {
+    run(
+        "traffic_identity_always",
+        Shop {
+            children: 1,
+            self_ref: false,
+            view: false,
+            key: Key::IdentityAlways,
+            upserts: false,
+            ..Shop::new()
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_by_default_no_gap_no_duplicate() {
+    run(
+        "traffic_identity_default",
+        Shop {
+            children: 0,
+            self_ref: true,
+            view: false,
+            key: Key::IdentityByDefault,
+            upserts: false,
             ..Shop::new()
         },
     )

@@ -12,12 +12,14 @@ use planner::ident::{Ident, QualName};
 use planner::plan::shadow::shadow_change;
 use planner::plan::Strategy;
 use serde_json::json;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Transaction};
 
 use super::{online, Event, Executor};
 use crate::error::EngineError;
+use crate::shadow::guard::{self, Check, Guard};
 use crate::shadow::{
-    self, dependents, ident, sql, Column, IndexConstraint, IndexPair, Mapped, NewIndex, TableSpec,
+    self, dependents, ident, sql, Column, IdentityColumn, IndexConstraint, IndexPair, Mapped,
+    NewIndex, TableSpec,
 };
 use crate::state::{self, Migration, Phase};
 
@@ -171,12 +173,16 @@ struct Col {
     generated: bool,
     not_null: bool,
     has_default: bool,
+    /// `attidentity`: "a" (ALWAYS), "d" (BY DEFAULT) or "".
+    identity: String,
+    attnum: i16,
 }
 
 async fn columns(c: &impl GenericClient, oid: u32) -> Result<Vec<Col>, EngineError> {
     let rows = c
         .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod), attgenerated <> '', attnotnull, atthasdef
+            "SELECT attname::text, format_type(atttypid, atttypmod), attgenerated <> '', attnotnull, atthasdef,
+                    attidentity::text, attnum
                FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
             &[&oid],
         )
@@ -190,6 +196,8 @@ async fn columns(c: &impl GenericClient, oid: u32) -> Result<Vec<Col>, EngineErr
             generated: r.get(2),
             not_null: r.get(3),
             has_default: r.get(4),
+            identity: r.get(5),
+            attnum: r.get(6),
         })
         .collect())
 }
@@ -317,10 +325,11 @@ async fn prepare_table(
     let orig_indexes = indexes(tx, oid).await?;
     let orig_cols = columns(tx, oid).await?;
 
-    // The shadow, shaped like the original (no identity: refused above), then changed.
+    // The shadow, shaped like the original (identity columns with their own sequences), then
+    // changed.
     tx.batch_execute(&format!(
         "CREATE TABLE {shadow} (LIKE {table} INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING CONSTRAINTS \
-         INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING INDEXES INCLUDING STATISTICS INCLUDING STORAGE)"
+         INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES INCLUDING STATISTICS INCLUDING STORAGE)"
     ))
     .await
     .map_err(EngineError::sql(format!("create the shadow of {name}")))?;
@@ -443,6 +452,21 @@ async fn prepare_table(
             }
         }
     }
+    explicit_casts(tx, table, &shadow, &orig_cols, &mut forward).await?;
+    let identity = identity_columns(
+        tx,
+        IdentityScope {
+            m: m.id,
+            oid,
+            shadow_oid,
+            shadow: &shadow,
+            name: &name,
+        },
+        &orig_cols,
+        &new_cols,
+        &mapped_from,
+    )
+    .await?;
     let mut key = Vec::new();
     let mut new_key = Vec::new();
     for k in &key_names {
@@ -590,6 +614,16 @@ async fn prepare_table(
         })
         .collect::<Result<Vec<_>, EngineError>>()?;
 
+    let (forward_guard, reverse_guard) = guards(
+        tx,
+        oid,
+        shadow_oid,
+        (&orig_cols, &new_cols),
+        (&forward, &reverse),
+        &new_indexes,
+    )
+    .await?;
+
     Ok(TableSpec {
         migration: m.id,
         table_oid: oid,
@@ -603,6 +637,262 @@ async fn prepare_table(
         new_indexes,
         old_indexes,
         rollback_blocker: (!blockers.is_empty()).then(|| blockers.join("; ")),
+        identity,
+        forward_guard,
+        reverse_guard,
+    })
+}
+
+const WRITE_RULES: &str = include_str!("../catalog/sql/write_rules.sql");
+
+/// What a row written into a table must satisfy beyond its columns' types (see
+/// `catalog/sql/write_rules.sql`).
+struct WriteRules {
+    checks: Vec<String>,
+    /// Unique index definitions from `USING` on (the name and table left out).
+    uniques: Vec<String>,
+    deferrable: bool,
+    generated: Vec<String>,
+    computed_defaults: Vec<String>,
+}
+
+fn index_body(def: &str) -> String {
+    def.split_once(" USING ")
+        .map_or(def, |(_, rest)| rest)
+        .to_string()
+}
+
+async fn write_rules(tx: &Transaction<'_>, oid: u32) -> Result<WriteRules, EngineError> {
+    let r = tx
+        .query_one(WRITE_RULES, &[&oid])
+        .await
+        .map_err(EngineError::sql("read the table's constraints"))?;
+    Ok(WriteRules {
+        // A NOT VALID constraint checks every new write all the same.
+        checks: r
+            .get::<_, Vec<String>>("checks")
+            .iter()
+            .map(|c| c.trim_end_matches(" NOT VALID").to_string())
+            .collect(),
+        uniques: r
+            .get::<_, Vec<String>>("uniques")
+            .iter()
+            .map(|d| index_body(d))
+            .collect(),
+        deferrable: r.get("deferrable"),
+        generated: r.get("generated"),
+        computed_defaults: r.get("computed_defaults"),
+    })
+}
+
+/// How each direction's trigger guards its writes (see `shadow/guard.rs`): checks when every
+/// way a write can fail is one tandem can test first, else the `EXCEPTION` block.
+async fn guards(
+    tx: &Transaction<'_>,
+    oid: u32,
+    shadow_oid: u32,
+    (orig_cols, new_cols): (&[Col], &[Col]),
+    (forward, reverse): (&[Mapped], &[Mapped]),
+    new_indexes: &[NewIndex],
+) -> Result<(Guard, Guard), EngineError> {
+    let orig = write_rules(tx, oid).await?;
+    let mut new = write_rules(tx, shadow_oid).await?;
+    // The shadow's deferred indexes are built after the copy: they count already.
+    new.uniques = new_indexes
+        .iter()
+        .filter(|i| i.definition.starts_with("CREATE UNIQUE INDEX"))
+        .map(|i| index_body(&i.definition))
+        .collect();
+    let forward = guard(orig_cols, (new_cols, &new), forward, &orig)?;
+    let reverse = guard(new_cols, (orig_cols, &orig), reverse, &new)?;
+    Ok((forward, reverse))
+}
+
+/// The guard for writes from a table with columns `source` (and rules `source_rules`) into
+/// one with columns `target` and rules `rules`, through `mapping`.
+fn guard(
+    source: &[Col],
+    (target, rules): (&[Col], &WriteRules),
+    mapping: &[Mapped],
+    source_rules: &WriteRules,
+) -> Result<Guard, EngineError> {
+    let subset = |a: &[String], b: &[String]| a.iter().all(|x| b.contains(x));
+    if rules.deferrable
+        || source_rules.deferrable
+        || !subset(&rules.checks, &source_rules.checks)
+        || !subset(&rules.uniques, &source_rules.uniques)
+        || !subset(&rules.generated, &source_rules.generated)
+    {
+        return Ok(Guard::Catch);
+    }
+    let mut checks = Vec::new();
+    for t in target.iter().filter(|c| !c.generated) {
+        let Some(m) = mapping.iter().find(|m| m.column.name.as_str() == t.name) else {
+            // Filled by its default: a computed one may fail, none on a NOT NULL column will.
+            if rules.computed_defaults.contains(&t.name) || (t.not_null && !t.has_default) {
+                return Ok(Guard::Catch);
+            }
+            continue;
+        };
+        let Some(src) = guard::plain_column(&m.expr) else {
+            return Ok(Guard::Catch);
+        };
+        let Some(s) = source.iter().find(|c| c.name == src) else {
+            return Ok(Guard::Catch);
+        };
+        let column = ident(&s.name)?;
+        match guard::cast(&column, &s.sql_type, &t.sql_type) {
+            guard::Cast::Safe => {}
+            guard::Cast::Checked(c) => checks.push(c),
+            guard::Cast::Unknown => return Ok(Guard::Catch),
+        }
+        if t.not_null && !s.not_null {
+            checks.push(Check::NotNull { column });
+        }
+    }
+    Ok(Guard::Checks(checks))
+}
+
+/// A plain column whose type changes is written with PostgreSQL's assignment cast, as `ALTER
+/// ... TYPE` without `USING` does. Where none exists (text to integer, say), the change must
+/// have said `USING col::type` (PostgreSQL refused it on the shadow otherwise), which the
+/// planner reads as a plain cast: spell that cast out.
+async fn explicit_casts(
+    tx: &Transaction<'_>,
+    table: &QualName,
+    shadow: &QualName,
+    orig_cols: &[Col],
+    forward: &mut [Mapped],
+) -> Result<(), EngineError> {
+    for m in forward.iter_mut() {
+        let Some(src) = guard::plain_column(&m.expr) else {
+            continue;
+        };
+        if orig_cols
+            .iter()
+            .any(|c| c.name == src && c.sql_type == m.column.sql_type)
+        {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT tandem_cast")
+            .await
+            .map_err(EngineError::sql("savepoint"))?;
+        let probe = format!(
+            "INSERT INTO {shadow} ({}) SELECT {} FROM {table} AS o WHERE false",
+            m.column.name, m.expr
+        );
+        let assignable = tx.batch_execute(&probe).await.is_ok();
+        tx.batch_execute(if assignable {
+            "RELEASE SAVEPOINT tandem_cast"
+        } else {
+            "ROLLBACK TO SAVEPOINT tandem_cast"
+        })
+        .await
+        .map_err(EngineError::sql("savepoint"))?;
+        if !assignable {
+            m.expr = format!("CAST({} AS {})", m.expr, m.column.sql_type);
+        }
+    }
+    Ok(())
+}
+
+struct IdentityScope<'a> {
+    m: i64,
+    oid: u32,
+    shadow_oid: u32,
+    shadow: &'a QualName,
+    name: &'a str,
+}
+
+/// The identity columns both tables have, each with its sequences named and the shadow's
+/// column made `GENERATED BY DEFAULT` (tandem writes the original's values into it). A change
+/// that adds an identity to a column, or drops one from a column it keeps, is refused: the
+/// sequence would start over, or the original's would fall behind the rows written back.
+async fn identity_columns(
+    tx: &Transaction<'_>,
+    at: IdentityScope<'_>,
+    orig_cols: &[Col],
+    new_cols: &[Col],
+    mapped_from: &BTreeMap<String, String>,
+) -> Result<Vec<IdentityColumn>, EngineError> {
+    let name = at.name;
+    let mut out = Vec::new();
+    for o in orig_cols {
+        let n = mapped_from
+            .get(&o.name)
+            .and_then(|n| new_cols.iter().find(|c| &c.name == n));
+        let (Some(n), false) = (n, o.identity.is_empty()) else {
+            continue;
+        };
+        if n.identity.is_empty() {
+            return Err(EngineError::refused(
+                format!("the change drops the identity of column {} of {name} while rewriting the table, so rows written back during the rollback window would get values its sequence never gave", o.name),
+                "drop the identity in its own step after this migration (ALTER TABLE ... ALTER ... DROP IDENTITY is instant); nothing was changed",
+            ));
+        }
+        let sequence = identity_sequence(tx, at.oid, o.attnum).await?;
+        let current = identity_sequence(tx, at.shadow_oid, n.attnum).await?;
+        let (shadow_sequence, old_sequence) = shadow::identity_sequences(at.m, at.oid, o.attnum);
+        tx.batch_execute(&format!(
+            "ALTER SEQUENCE {current} RENAME TO {shadow_sequence}"
+        ))
+        .await
+        .map_err(EngineError::sql("name the shadow's identity sequence"))?;
+        if n.identity == "a" {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {} ALTER COLUMN {} SET GENERATED BY DEFAULT",
+                at.shadow,
+                ident(&n.name)?
+            ))
+            .await
+            .map_err(EngineError::sql(
+                "let tandem write the shadow's identity column",
+            ))?;
+        }
+        out.push(IdentityColumn {
+            old_column: ident(&o.name)?,
+            new_column: ident(&n.name)?,
+            old_always: o.identity == "a",
+            new_always: n.identity == "a",
+            sequence,
+            shadow_sequence,
+            old_sequence,
+        });
+    }
+    for n in new_cols.iter().filter(|c| !c.identity.is_empty()) {
+        if !out.iter().any(|i| i.new_column.as_str() == n.name) {
+            return Err(EngineError::refused(
+                format!("the change makes column {} of {name} an identity column while rewriting the table; its new sequence would start over", n.name),
+                "add the identity in its own step after this migration (ALTER TABLE ... ALTER ... ADD GENERATED ... AS IDENTITY, then setval its sequence past the column's maximum); nothing was changed",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The sequence behind identity column `attnum` of table `oid`.
+async fn identity_sequence(
+    tx: &Transaction<'_>,
+    oid: u32,
+    attnum: i16,
+) -> Result<QualName, EngineError> {
+    let row = tx
+        .query_one(
+            "SELECT n.nspname::text, s.relname::text
+               FROM pg_depend d
+               JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+               JOIN pg_namespace n ON n.oid = s.relnamespace
+              WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'i'",
+            &[&oid, &i32::from(attnum)],
+        )
+        .await
+        .map_err(EngineError::sql("find an identity column's sequence"))?;
+    QualName::new(row.get::<_, &str>(0), row.get::<_, &str>(1)).map_err(|e| {
+        EngineError::refused(
+            format!("an identity sequence has a name tandem cannot use ({e})"),
+            "rename it (ALTER SEQUENCE ... RENAME TO ...)",
+        )
     })
 }
 

@@ -92,7 +92,6 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
                     (SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
                     c.relkind::text, c.relispartition,
                     EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid),
-                    EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attidentity <> ''),
                     (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid)::int,
                     EXISTS (SELECT 1 FROM pg_publication WHERE puballtables),
                     c.relacl IS NOT NULL
@@ -117,18 +116,15 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     if row.get::<_, bool>(9) {
         d.refusals.push("the table takes part in inheritance, which the shadow swap would break: detach the children first".into());
     }
-    if row.get::<_, bool>(10) {
-        d.refusals.push("the table has an identity column, whose sequence tandem does not carry over yet: use a serial-style default (nextval) or a maintenance window".into());
-    }
-    if row.get::<_, i32>(11) > 0 {
+    if row.get::<_, i32>(10) > 0 {
         d.refusals
             .push("the table has rules, which tandem does not carry over: drop them first".into());
     }
-    if row.get::<_, bool>(12) {
+    if row.get::<_, bool>(11) {
         d.refusals.push("a FOR ALL TABLES publication exists: during the rollback window it would publish both tables; use a publication that lists its tables".into());
     }
 
-    d.explicit_acl = row.get(13);
+    d.explicit_acl = row.get(12);
     d.grants = grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x
          UNION ALL
          SELECT (a).grantee, (a).privilege_type, (a).is_grantable, attname::text FROM (SELECT aclexplode(attacl) a, attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attacl IS NOT NULL) y", oid).await?;

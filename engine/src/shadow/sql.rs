@@ -5,6 +5,7 @@
 
 use planner::ident::{Literal, QualName};
 
+use super::guard::Guard;
 use super::{Column, Mapped, TableSpec};
 
 /// Which way rows flow: original -> shadow before cutover, new -> old in the rollback window.
@@ -114,7 +115,8 @@ fn order(cols: &[Column], alias: &str, desc: bool) -> String {
 /// rights on the shadow or on schema tandem. A write the target's definition rejects (a data
 /// exception or a constraint violation) does not fail the application's transaction: it is
 /// recorded in `tandem.divergence`, which fails verification (forward) or blocks a rollback
-/// (reverse) with the key.
+/// (reverse) with the key. The spec's guard says whether that takes a test before the write
+/// or an `EXCEPTION` block (a subtransaction per row).
 pub fn trigger_function(spec: &TableSpec, direction: Direction, function: &QualName) -> String {
     let f = spec.flow(direction);
     let src_old: Vec<String> = f
@@ -179,25 +181,62 @@ pub fn trigger_function(spec: &TableSpec, direction: Direction, function: &QualN
             )
         }
     };
+    let guard = match direction {
+        Direction::Forward => &spec.forward_guard,
+        Direction::Reverse => &spec.reverse_guard,
+    };
+    let record = |state: &str, message: &str| {
+        format!(
+            "INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
+  VALUES ({m}, '{dir}', {table},
+          CASE WHEN TG_OP = 'DELETE' THEN ROW({old})::text ELSE ROW({new})::text END,
+          {state}, {message});
+  RETURN NULL;",
+            m = spec.migration,
+            dir = direction.as_str(),
+            old = src_old.join(", "),
+            new = src_new.join(", "),
+        )
+    };
+    // Checks first, when they are all a write can fail on: no EXCEPTION block, so no
+    // subtransaction per row (guard.rs).
+    let (checks, catch) = match guard {
+        Guard::Checks(checks) => (
+            checks
+                .iter()
+                .map(|c| {
+                    let (state, message) = c.failure();
+                    format!(
+                        "  IF TG_OP <> 'DELETE' AND NOT {} THEN\n  {}\n  END IF;\n",
+                        c.condition(),
+                        record(&format!("'{state}'"), &Literal(&message).to_string())
+                            .replace('\n', "\n  ")
+                    )
+                })
+                .collect::<String>(),
+            String::new(),
+        ),
+        Guard::Catch => (
+            String::new(),
+            format!(
+                "EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN\n  {}\n",
+                record("SQLSTATE", "SQLERRM")
+            ),
+        ),
+    };
     format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $tandem$
 #variable_conflict use_column
 BEGIN
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({old}) IS DISTINCT FROM ({new})) THEN
+{checks}  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({old}) IS DISTINCT FROM ({new})) THEN
 {copy_lock}    DELETE FROM {target} AS t WHERE ({tkeys}) = ({old});
   END IF;
   IF TG_OP <> 'DELETE' THEN
 {write}
   END IF;
   RETURN NULL;
-EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
-  INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
-  VALUES ({m}, '{dir}', {table},
-          CASE WHEN TG_OP = 'DELETE' THEN ROW({old})::text ELSE ROW({new})::text END,
-          SQLSTATE, SQLERRM);
-  RETURN NULL;
-END
+{catch}END
 $tandem$",
         old = src_old.join(", "),
         new = src_new.join(", "),
@@ -210,8 +249,6 @@ $tandem$",
             ),
             Direction::Reverse => String::new(),
         },
-        m = spec.migration,
-        dir = direction.as_str(),
     )
 }
 
@@ -399,4 +436,66 @@ $tandem$",
         super::truncate_function(function),
         spec.flow(direction).target
     )
+}
+
+/// The statements that move the identity sequences at a swap, run after the tables' renames:
+/// `live` is the table now under the user's name, `parked` the other. `forward`: the new
+/// table became live (cutover), else the original (rollback). The user's sequence name goes
+/// with the live table; its sequence takes the other's state (read under the swap's locks,
+/// so no insert can draw a value between the read and the write); the live column gets its
+/// `GENERATED ALWAYS` back and the parked one turns `BY DEFAULT`, so tandem can write the
+/// live table's values into it.
+pub fn identity_swap(
+    spec: &TableSpec,
+    forward: bool,
+    live: &QualName,
+    parked: &QualName,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in &spec.identity {
+        let schema = &i.sequence.schema;
+        let (parked_name, live_from, live_col, live_always, parked_col, parked_always) = if forward
+        {
+            (
+                &i.old_sequence,
+                &i.shadow_sequence,
+                &i.new_column,
+                i.new_always,
+                &i.old_column,
+                i.old_always,
+            )
+        } else {
+            (
+                &i.shadow_sequence,
+                &i.old_sequence,
+                &i.old_column,
+                i.old_always,
+                &i.new_column,
+                i.new_always,
+            )
+        };
+        out.push(format!(
+            "ALTER SEQUENCE {} RENAME TO {parked_name}",
+            i.sequence
+        ));
+        out.push(format!(
+            "ALTER SEQUENCE {schema}.{live_from} RENAME TO {}",
+            i.sequence.name
+        ));
+        out.push(format!(
+            "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {schema}.{parked_name}",
+            Literal(&i.sequence.to_string())
+        ));
+        if live_always {
+            out.push(format!(
+                "ALTER TABLE {live} ALTER COLUMN {live_col} SET GENERATED ALWAYS"
+            ));
+        }
+        if parked_always {
+            out.push(format!(
+                "ALTER TABLE {parked} ALTER COLUMN {parked_col} SET GENERATED BY DEFAULT"
+            ));
+        }
+    }
+    out
 }

@@ -242,10 +242,6 @@ fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> St
             "{} is partitioned, which the shadow strategy does not support yet; change each partition on its own, or run the change in a maintenance window",
             table.display_plain()
         )),
-        Some(t) if t.columns.iter().any(|c| c.identity.is_some()) => Some(format!(
-            "{} has an identity column, whose sequence the shadow migration does not carry over yet; use a serial-style default (nextval) instead, or run the change in a maintenance window",
-            table.display_plain()
-        )),
         Some(t) if t.usable_key().is_none() => Some(format!(
             "{} has no primary key or unique index on NOT NULL columns, which the shadow migration needs to address rows; add one first (CREATE UNIQUE INDEX CONCURRENTLY ..., then ALTER TABLE ... ADD PRIMARY KEY USING INDEX ...)",
             table.display_plain()

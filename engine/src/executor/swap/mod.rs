@@ -527,6 +527,9 @@ async fn attempt_swap(
             schema: spec.table.schema.clone(),
             name: parked_as.name.clone(),
         };
+        for st in sql::identity_swap(spec, way == Way::Forward, live_name, &parked) {
+            exec(&tx, &st, "move an identity sequence").await?;
+        }
         // The old table keeps its own outbound FKs: they are carried forward only (a rollback
         // must not give the original an FK the change added).
         let keep_fks: Vec<String> = match way {

@@ -1,0 +1,18 @@
+-- What a row written into table $1 must satisfy beyond its columns' types, as the server
+-- spells it: CHECK constraints, unique indexes (their definitions), whether a unique or
+-- primary key constraint is deferrable, generated columns (name and expression), and the
+-- columns whose default is computed (a function call, not a constant).
+SELECT
+    array(SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+           WHERE c.conrelid = $1 AND c.contype = 'c' ORDER BY 1) AS checks,
+    array(SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+           WHERE i.indrelid = $1 AND i.indisunique ORDER BY 1) AS uniques,
+    EXISTS (SELECT 1 FROM pg_constraint c
+             WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'x') AND c.condeferrable) AS deferrable,
+    array(SELECT a.attname::text || ' AS ' || pg_get_expr(d.adbin, d.adrelid)
+            FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = $1 AND a.attgenerated <> '' ORDER BY 1) AS generated,
+    array(SELECT a.attname::text
+            FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+             AND pg_get_expr(d.adbin, d.adrelid) ~ '\(' ORDER BY 1) AS computed_defaults

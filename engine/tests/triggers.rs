@@ -1,0 +1,191 @@
+//! The dual-write triggers open no subtransaction when they need none.
+//!
+//! A PL/pgSQL `EXCEPTION` block is a subtransaction each time it runs, and a subtransaction
+//! that writes takes a transaction id of its own: a 10,000-row UPDATE through a trigger with
+//! such a block consumes 10,000 extra ids and overflows the backend's 64-entry subtransaction
+//! cache (every snapshot taken meanwhile, on the primary and on replicas, must then look
+//! subtransactions up in pg_subtrans). These tests count the ids an application's bulk UPDATE
+//! consumes, through the forward trigger (before cutover) and the reverse one (in the
+//! rollback window); and they check that a value the other table cannot take is still
+//! recorded as a divergence, without failing the application, when the trigger tests it
+//! first instead of catching the error.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{divergence, within};
+use engine::executor::Options;
+use engine::shadow::guard::Guard;
+use engine::state::Phase;
+use fixtures::pg::TestDb;
+use tokio_postgres::Client;
+
+const ROWS: i64 = 10_000;
+
+async fn table(name: &str, n_type: &str) -> TestDb {
+    let db = TestDb::new(name).await;
+    db.client()
+        .batch_execute(&format!(
+            "CREATE TABLE t (id integer PRIMARY KEY, n {n_type}, v text NOT NULL);
+             INSERT INTO t SELECT g, g, 'v' || g FROM generate_series(1, {ROWS}) g;
+             ANALYZE t;"
+        ))
+        .await
+        .unwrap();
+    db
+}
+
+/// Transaction ids one `UPDATE` of every row consumes (the statement's own transaction
+/// included), and how long it took.
+async fn xids_of_update(c: &Client, sql: &str) -> (i64, Duration) {
+    let xid = || async {
+        c.query_one("SELECT pg_current_xact_id()::text::int8", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = xid().await;
+    let t0 = std::time::Instant::now();
+    let n = c.execute(sql, &[]).await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(n as i64, ROWS, "{sql}");
+    let after = xid().await;
+    // Minus the two the probes took.
+    (after - before - 1, took)
+}
+
+async fn apply(db: &TestDb, id: i64, until: Phase) {
+    let mut ex = common::open(
+        db,
+        id,
+        Options {
+            until,
+            ..Options::default()
+        },
+        "triggers",
+    )
+    .await;
+    within(60, "apply", ex.apply())
+        .await
+        .unwrap_or_else(|e| panic!("apply until {until}: {e}: {:?}", std::error::Error::source(&e)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widening_writes_open_no_subtransaction_either_way() {
+    let db = table("trig_widen", "integer").await;
+    let c = db.client();
+    let (alone, t_alone) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
+    assert_eq!(alone, 1, "without tandem, one transaction id");
+
+    let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
+    apply(&db, id, Phase::Backfill).await;
+    let spec = common::spec(c, id).await;
+    assert_eq!(spec.forward_guard, Guard::Checks(vec![]), "int -> bigint cannot fail");
+    let (forward, t_forward) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
+    assert_eq!(
+        forward, 1,
+        "the forward trigger opened {} subtransactions",
+        forward - 1
+    );
+
+    apply(&db, id, Phase::Cutover).await;
+    // Reverse: bigint -> integer can fail, on values it tests first.
+    assert!(
+        matches!(&spec.reverse_guard, Guard::Checks(c) if c.len() == 1),
+        "{:?}",
+        spec.reverse_guard
+    );
+    let (reverse, t_reverse) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
+    assert_eq!(
+        reverse, 1,
+        "the reverse trigger opened {} subtransactions",
+        reverse - 1
+    );
+    eprintln!(
+        "UPDATE of {ROWS} rows: alone {t_alone:?}, with the forward trigger {t_forward:?}, with the reverse trigger {t_reverse:?}"
+    );
+
+    // A value the old table cannot hold: the application's write succeeds, the reverse
+    // trigger records it (SQLSTATE 22003), and a rollback is refused.
+    c.execute("UPDATE t SET n = 5000000000 WHERE id = 7", &[])
+        .await
+        .expect("the application's write succeeds");
+    let div = divergence(c, id).await;
+    assert_eq!(div.len(), 1, "{div:#?}");
+    assert!(div[0].starts_with("reverse") && div[0].contains("22003"), "{div:#?}");
+    let mut ex = common::open(&db, id, Options::default(), "rollback").await;
+    let err = ex.rollback().await.expect_err("the rollback would lose a write");
+    assert!(err.to_string().contains("finalize"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_is_tested_not_caught() {
+    let db = table("trig_narrow", "bigint").await;
+    let c = db.client();
+    let id = common::submit(
+        &db,
+        "ALTER TABLE t ALTER n TYPE integer, ALTER v TYPE varchar(8)",
+        None,
+    )
+    .await;
+    apply(&db, id, Phase::Backfill).await;
+    let spec = common::spec(c, id).await;
+    assert!(
+        matches!(&spec.forward_guard, Guard::Checks(c) if c.len() == 2),
+        "{:?}",
+        spec.forward_guard
+    );
+    let (forward, _) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
+    assert_eq!(forward, 1, "{} subtransactions", forward - 1);
+    c.batch_execute(
+        "UPDATE t SET n = 3000000000 WHERE id = 1;
+         UPDATE t SET v = 'much longer than eight' WHERE id = 2;
+         INSERT INTO t VALUES (ROWS_PLUS_ONE, 1, 'fits');"
+            .replace("ROWS_PLUS_ONE", &(ROWS + 1).to_string())
+            .as_str(),
+    )
+    .await
+    .expect("the application's writes succeed");
+    let div = divergence(c, id).await;
+    assert_eq!(div.len(), 2, "{div:#?}");
+    assert!(div[0].contains("22003"), "{div:#?}");
+    assert!(div[1].contains("22001"), "{div:#?}");
+    // The row that fits arrived; the two that do not kept their old copy in the shadow, and
+    // verification will refuse the cutover with their keys.
+    let arrived: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE id = $1", spec.shadow),
+            &[&((ROWS + 1) as i32)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(arrived, 1);
+}
+
+/// A `USING` expression can fail in ways tandem cannot test first: the trigger still
+/// catches them (a subtransaction per row), and records the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn using_expressions_are_still_caught() {
+    let db = table("trig_using", "integer").await;
+    let c = db.client();
+    c.batch_execute("ALTER TABLE t ADD COLUMN s text; UPDATE t SET s = id::text")
+        .await
+        .unwrap();
+    let id = common::submit(
+        &db,
+        "ALTER TABLE t ALTER s TYPE integer USING s::integer",
+        None,
+    )
+    .await;
+    apply(&db, id, Phase::Backfill).await;
+    let spec = common::spec(c, id).await;
+    assert_eq!(spec.forward_guard, Guard::Catch);
+    c.execute("UPDATE t SET s = 'not a number' WHERE id = 3", &[])
+        .await
+        .expect("the application's write succeeds");
+    let div = divergence(c, id).await;
+    assert_eq!(div.len(), 1, "{div:#?}");
+    assert!(div[0].contains("22P02"), "{div:#?}");
+}
