@@ -66,9 +66,12 @@ async fn apply(db: &TestDb, id: i64, until: Phase) {
         "triggers",
     )
     .await;
-    within(60, "apply", ex.apply())
-        .await
-        .unwrap_or_else(|e| panic!("apply until {until}: {e}: {:?}", std::error::Error::source(&e)));
+    within(60, "apply", ex.apply()).await.unwrap_or_else(|e| {
+        panic!(
+            "apply until {until}: {e}: {:?}",
+            std::error::Error::source(&e)
+        )
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,10 +84,15 @@ async fn widening_writes_open_no_subtransaction_either_way() {
     let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
     apply(&db, id, Phase::Backfill).await;
     let spec = common::spec(c, id).await;
-    assert_eq!(spec.forward_guard, Guard::Checks(vec![]), "int -> bigint cannot fail");
+    assert_eq!(
+        spec.forward_guard,
+        Guard::Checks(vec![]),
+        "int -> bigint cannot fail"
+    );
     let (forward, t_forward) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
     assert_eq!(
-        forward, 1,
+        forward,
+        1,
         "the forward trigger opened {} subtransactions",
         forward - 1
     );
@@ -98,7 +106,8 @@ async fn widening_writes_open_no_subtransaction_either_way() {
     );
     let (reverse, t_reverse) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
     assert_eq!(
-        reverse, 1,
+        reverse,
+        1,
         "the reverse trigger opened {} subtransactions",
         reverse - 1
     );
@@ -113,9 +122,15 @@ async fn widening_writes_open_no_subtransaction_either_way() {
         .expect("the application's write succeeds");
     let div = divergence(c, id).await;
     assert_eq!(div.len(), 1, "{div:#?}");
-    assert!(div[0].starts_with("reverse") && div[0].contains("22003"), "{div:#?}");
+    assert!(
+        div[0].starts_with("reverse") && div[0].contains("22003"),
+        "{div:#?}"
+    );
     let mut ex = common::open(&db, id, Options::default(), "rollback").await;
-    let err = ex.rollback().await.expect_err("the rollback would lose a write");
+    let err = ex
+        .rollback()
+        .await
+        .expect_err("the rollback would lose a write");
     assert!(err.to_string().contains("finalize"), "{err}");
 }
 

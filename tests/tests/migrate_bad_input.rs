@@ -406,14 +406,18 @@ async fn partitioned_table_is_refused_with_a_reason() {
 async fn identity_added_while_rewriting_is_refused_and_changes_nothing() {
     let db = db(
         "bi_identity",
-        "CREATE TABLE tickets (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v integer, n integer NOT NULL DEFAULT 0);
-         INSERT INTO tickets (v) SELECT g FROM generate_series(1, 2000) g;
+        "CREATE TABLE tickets (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v integer, n integer NOT NULL);
+         INSERT INTO tickets (v, n) SELECT g, g FROM generate_series(1, 2000) g;
          ANALYZE;",
     )
     .await;
     let c = db.client();
     let url = db.url();
-    let path = plan(&url, "bi_identity_ok", "ALTER TABLE tickets ALTER v TYPE bigint");
+    let path = plan(
+        &url,
+        "bi_identity_ok",
+        "ALTER TABLE tickets ALTER v TYPE bigint",
+    );
     assert_eq!(strategies(&path), vec!["shadow"]);
 
     let path = plan(
@@ -428,7 +432,11 @@ async fn identity_added_while_rewriting_is_refused_and_changes_nothing() {
     );
     let id = submit(&url, &path, &[]);
     let fp = fingerprint(c).await;
-    let rows = text_rows(c, "SELECT id::text, v::text, n::text FROM tickets ORDER BY id").await;
+    let rows = text_rows(
+        c,
+        "SELECT id::text, v::text, n::text FROM tickets ORDER BY id",
+    )
+    .await;
     let run = apply(&url, id, &[]);
     assert_ne!(run.code, 0, "{}", run.stderr);
     let err = error_line(&run.stderr);
@@ -438,7 +446,11 @@ async fn identity_added_while_rewriting_is_refused_and_changes_nothing() {
     );
     assert_eq!(fingerprint(c).await, fp);
     assert_eq!(
-        text_rows(c, "SELECT id::text, v::text, n::text FROM tickets ORDER BY id").await,
+        text_rows(
+            c,
+            "SELECT id::text, v::text, n::text FROM tickets ORDER BY id"
+        )
+        .await,
         rows
     );
     assert_eq!(

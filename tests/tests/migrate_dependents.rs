@@ -71,6 +71,18 @@ const DATA: &str = "
     ANALYZE;
 ";
 
+/// Added after the rows: a NOT VALID constraint that rows 1000..2000 violate (so the copy
+/// must not check it), extended statistics with a target, a column's statistics target and
+/// an index comment.
+const LATE: &str = "
+    ALTER TABLE accounts ADD CONSTRAINT accounts_balance_small CHECK (balance < 1000) NOT VALID;
+    COMMENT ON CONSTRAINT accounts_balance_small ON accounts IS 'new rows only';
+    CREATE STATISTICS accounts_country_email (ndistinct, dependencies) ON country, email FROM accounts;
+    ALTER STATISTICS accounts_country_email SET STATISTICS 300;
+    ALTER TABLE accounts ALTER COLUMN email SET STATISTICS 500;
+    COMMENT ON INDEX accounts_email_idx IS 'login lookups';
+";
+
 const CHANGE: &str = "ALTER TABLE accounts ALTER id TYPE bigint";
 
 const ROWS: &str = "SELECT id::text, parent_id::text, balance::text, country, email FROM accounts ORDER BY accounts.id";
@@ -88,7 +100,7 @@ async fn setup(name: &str) -> TestDb {
     let db = TestDb::new(name).await;
     role(db.client()).await;
     db.client()
-        .batch_execute(&format!("{SCHEMA}{BALANCES_VIEW}{DATA}"))
+        .batch_execute(&format!("{SCHEMA}{BALANCES_VIEW}{DATA}{LATE}"))
         .await
         .expect("schema loads");
     db
@@ -214,6 +226,33 @@ async fn introspect(c: &Client) -> planner::model::Schema {
     engine::catalog::introspect(c).await.expect("introspection")
 }
 
+/// What LIKE does not copy as the table has it, on the table under the user's name: the NOT
+/// VALID constraint (still not valid, with its comment), the extended statistics' name and
+/// target, the column's statistics target, the index comment.
+async fn extras(c: &Client) -> Vec<Vec<Option<String>>> {
+    text_rows(
+        c,
+        "SELECT (SELECT format('%s valid=%s %s', conname, convalidated, obj_description(oid, 'pg_constraint'))
+                   FROM pg_constraint WHERE conrelid = 'accounts'::regclass AND conname = 'accounts_balance_small'),
+                (SELECT format('%s target=%s', stxname, stxstattarget)
+                   FROM pg_statistic_ext WHERE stxrelid = 'accounts'::regclass),
+                (SELECT attstattarget::text FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'email'),
+                obj_description('public.accounts_email_idx'::regclass, 'pg_class')",
+    )
+    .await
+}
+
+const EXTRAS: [&str; 4] = [
+    "accounts_balance_small valid=f new rows only",
+    "accounts_country_email target=300",
+    "500",
+    "login lookups",
+];
+
+fn expected_extras() -> Vec<Vec<Option<String>>> {
+    vec![EXTRAS.iter().map(|s| Some(s.to_string())).collect()]
+}
+
 /// What one write does to the audit table: the user trigger fires once per row written.
 async fn audit_count(c: &Client) -> i64 {
     c.query_one("SELECT count(*) FROM audit", &[])
@@ -240,8 +279,10 @@ async fn cutover_carries_every_dependent_and_finalize_keeps_them() {
     );
     let before_rows = text_rows(c, ROWS).await;
 
+    assert_eq!(extras(c).await, expected_extras(), "before");
     let id = migrate(&db, "md_cutover");
     let new_oid = oid(c, "accounts").await.unwrap();
+    assert_eq!(extras(c).await, expected_extras(), "after cutover");
     assert_ne!(new_oid, before_oid);
     let old_name = format!("_tandem_m{id}_t{before_oid}_old");
     assert_eq!(oid(c, &old_name).await, Some(before_oid));
@@ -251,7 +292,7 @@ async fn cutover_carries_every_dependent_and_finalize_keeps_them() {
     role(expected_db.client()).await;
     expected_db
         .client()
-        .batch_execute(&format!("{SCHEMA}{CHANGE};{BALANCES_VIEW}"))
+        .batch_execute(&format!("{SCHEMA}{LATE}{CHANGE};{BALANCES_VIEW}"))
         .await
         .unwrap();
     let diffs = schema_differences(
@@ -440,6 +481,7 @@ async fn rollback_brings_the_original_back_with_its_dependents() {
 
     let id = migrate(&db, "md_rollback");
     let new_oid = oid(c, "accounts").await.unwrap();
+    assert_eq!(extras(c).await, expected_extras(), "after cutover");
     // Writes in the window, through the new table.
     let new_id: i64 = c
         .query_one(
@@ -458,6 +500,7 @@ async fn rollback_brings_the_original_back_with_its_dependents() {
 
     let run = on(&url, "rollback", id, &["--yes"]).expect(0);
     assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+    assert_eq!(extras(c).await, expected_extras(), "after the rollback");
     assert_eq!(status_json(&url, id)["phase"], "rolled_back");
     assert_eq!(
         oid(c, "accounts").await,

@@ -7,6 +7,7 @@
 //! lock on the migration's id for as long as it runs.
 
 pub mod backfill;
+mod carry;
 mod mirror;
 mod online;
 mod prepare;

@@ -14,12 +14,12 @@ use planner::plan::Strategy;
 use serde_json::json;
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::{online, Event, Executor};
+use super::{carry, online, Event, Executor};
 use crate::error::EngineError;
 use crate::shadow::guard::{self, Check, Guard};
 use crate::shadow::{
     self, dependents, ident, sql, Column, IdentityColumn, IndexConstraint, IndexPair, Mapped,
-    NewIndex, TableSpec,
+    NewIndex, NotValidCheck, TableSpec,
 };
 use crate::state::{self, Migration, Phase};
 
@@ -357,6 +357,8 @@ async fn prepare_table(
         .await
         .map_err(EngineError::sql("find the shadow"))?
         .get(0);
+    let not_valid_checks = carry::not_valid_checks(tx, oid, &shadow).await?;
+    let statistics = carry::statistics(tx, (m.id, oid), shadow_oid).await?;
     let copies = indexes(tx, shadow_oid).await?;
     if copies.len() != orig_indexes.len() {
         return Err(EngineError::refused(
@@ -453,6 +455,11 @@ async fn prepare_table(
         }
     }
     explicit_casts(tx, table, &shadow, &orig_cols, &mut forward).await?;
+    carry::check_not_valid_fit(tx, &shadow, &not_valid_checks, &name).await?;
+    carry::column_targets(tx, (oid, shadow_oid), &shadow, |old| {
+        mapped_from.get(old).cloned()
+    })
+    .await?;
     let identity = identity_columns(
         tx,
         IdentityScope {
@@ -589,12 +596,17 @@ async fn prepare_table(
                 .await
                 .map_err(EngineError::sql("defer the shadow's index"))?;
         }
+        let comment = match copied_from {
+            Some(o) => carry::index_comment(tx, o).await?,
+            None => None,
+        };
         new_indexes.push(NewIndex {
             definition,
             temp_name: temp,
             final_name,
             deferred: !is_key,
             constraint,
+            comment,
         });
     }
     if !kept_key {
@@ -621,6 +633,7 @@ async fn prepare_table(
         (&orig_cols, &new_cols),
         (&forward, &reverse),
         &new_indexes,
+        &not_valid_checks,
     )
     .await?;
 
@@ -640,6 +653,8 @@ async fn prepare_table(
         identity,
         forward_guard,
         reverse_guard,
+        not_valid_checks,
+        statistics,
     })
 }
 
@@ -694,6 +709,7 @@ async fn guards(
     (orig_cols, new_cols): (&[Col], &[Col]),
     (forward, reverse): (&[Mapped], &[Mapped]),
     new_indexes: &[NewIndex],
+    not_valid: &[NotValidCheck],
 ) -> Result<(Guard, Guard), EngineError> {
     let orig = write_rules(tx, oid).await?;
     let mut new = write_rules(tx, shadow_oid).await?;
@@ -704,6 +720,13 @@ async fn guards(
         .map(|i| index_body(&i.definition))
         .collect();
     let forward = guard(orig_cols, (new_cols, &new), forward, &orig)?;
+    // From cutover on, when the reverse trigger runs, the new table has the NOT VALID checks
+    // too.
+    new.checks.extend(
+        not_valid
+            .iter()
+            .map(|c| c.definition.trim_end_matches(" NOT VALID").to_string()),
+    );
     let reverse = guard(new_cols, (orig_cols, &orig), reverse, &new)?;
     Ok((forward, reverse))
 }

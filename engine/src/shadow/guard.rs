@@ -32,10 +32,19 @@ pub enum Guard {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Check {
     /// An integer that must fit the target's range.
-    Range { column: Ident, min: i64, max: i64 },
+    Range {
+        column: Ident,
+        min: i64,
+        max: i64,
+    },
     /// A string of at most this many characters.
-    MaxChars { column: Ident, max: u32 },
-    NotNull { column: Ident },
+    MaxChars {
+        column: Ident,
+        max: u32,
+    },
+    NotNull {
+        column: Ident,
+    },
 }
 
 impl Check {
@@ -57,7 +66,10 @@ impl Check {
         match self {
             Check::Range { column, min, max } => (
                 "22003",
-                format!("value of column {} out of range {min}..{max}", column.as_str()),
+                format!(
+                    "value of column {} out of range {min}..{max}",
+                    column.as_str()
+                ),
             ),
             Check::MaxChars { column, max } => (
                 "22001",
@@ -66,10 +78,9 @@ impl Check {
                     column.as_str()
                 ),
             ),
-            Check::NotNull { column } => (
-                "23502",
-                format!("null value in column {}", column.as_str()),
-            ),
+            Check::NotNull { column } => {
+                ("23502", format!("null value in column {}", column.as_str()))
+            }
         }
     }
 }
@@ -187,11 +198,17 @@ mod tests {
         );
         assert_eq!(
             cast(&c(), "text", "character varying(5)"),
-            Cast::Checked(Check::MaxChars { column: c(), max: 5 })
+            Cast::Checked(Check::MaxChars {
+                column: c(),
+                max: 5
+            })
         );
         assert_eq!(
             cast(&c(), "character varying(9)", "character varying(5)"),
-            Cast::Checked(Check::MaxChars { column: c(), max: 5 })
+            Cast::Checked(Check::MaxChars {
+                column: c(),
+                max: 5
+            })
         );
     }
 

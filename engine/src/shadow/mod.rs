@@ -48,6 +48,35 @@ pub struct TableSpec {
     pub forward_guard: guard::Guard,
     #[serde(default)]
     pub reverse_guard: guard::Guard,
+    /// The original's NOT VALID CHECK constraints: absent from the shadow while it is filled
+    /// (old rows may violate them; every new write is checked by the original's own), added
+    /// NOT VALID to the new table at cutover.
+    #[serde(default)]
+    pub not_valid_checks: Vec<NotValidCheck>,
+    /// Extended statistics: the shadow's copies under tandem's names until cutover, then
+    /// under the user's names (the original's parked).
+    #[serde(default)]
+    pub statistics: Vec<StatisticsPair>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotValidCheck {
+    pub name: Ident,
+    /// `pg_get_constraintdef`, ending in `NOT VALID`.
+    pub definition: String,
+    pub comment: Option<String>,
+}
+
+/// One extended statistics object of the original and its copy on the new table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatisticsPair {
+    /// The schema of both (the table's).
+    pub schema: Ident,
+    pub name: Ident,
+    /// The copy's name until cutover (and again after a rollback).
+    pub temp: Ident,
+    /// The original's name while the new table is live.
+    pub parked: Ident,
 }
 
 /// An identity column of both tables. Each table has its own sequence (PostgreSQL ties it to
@@ -103,6 +132,10 @@ pub struct NewIndex {
     /// A UNIQUE or PRIMARY KEY constraint to attach at cutover (`ADD CONSTRAINT ... USING
     /// INDEX`); the key's constraint exists from the start.
     pub constraint: Option<IndexConstraint>,
+    /// The comment of the original index it copies, set at cutover (a deferred index is
+    /// built from its definition, which has none).
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +198,15 @@ pub fn identity_sequences(m: i64, oid: u32, attnum: i16) -> (Ident, Ident) {
     (
         Ident::new(format!("_tandem_m{m}_t{oid}_s{attnum}_new")).expect("short name"),
         Ident::new(format!("_tandem_m{m}_t{oid}_s{attnum}_old")).expect("short name"),
+    )
+}
+
+/// tandem's names for the copy of the original's `n`th extended statistics object, and for
+/// the original's once the copy takes its name.
+pub fn statistics_names(m: i64, oid: u32, n: usize) -> (Ident, Ident) {
+    (
+        Ident::new(format!("_tandem_m{m}_t{oid}_x{n}")).expect("short name"),
+        Ident::new(format!("_tandem_m{m}_t{oid}_y{n}")).expect("short name"),
     )
 }
 

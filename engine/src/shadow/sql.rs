@@ -499,3 +499,52 @@ pub fn identity_swap(
     }
     out
 }
+
+/// The rest of what a swap moves between the two tables, run after the renames: extended
+/// statistics take the live table's names (the other's parked), and at cutover the new table
+/// gets the original's NOT VALID constraints (no scan) and its index comments.
+pub fn extras_swap(spec: &TableSpec, forward: bool, live: &QualName) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &spec.statistics {
+        let (away, back) = if forward {
+            (&s.parked, &s.temp)
+        } else {
+            (&s.temp, &s.parked)
+        };
+        out.push(format!(
+            "ALTER STATISTICS {}.{} RENAME TO {away}",
+            s.schema, s.name
+        ));
+        out.push(format!(
+            "ALTER STATISTICS {}.{back} RENAME TO {}",
+            s.schema, s.name
+        ));
+    }
+    if !forward {
+        return out;
+    }
+    for c in &spec.not_valid_checks {
+        out.push(format!(
+            "ALTER TABLE {live} ADD CONSTRAINT {} {}",
+            c.name, c.definition
+        ));
+        if let Some(comment) = &c.comment {
+            out.push(format!(
+                "COMMENT ON CONSTRAINT {} ON {live} IS {}",
+                c.name,
+                Literal(comment)
+            ));
+        }
+    }
+    for i in &spec.new_indexes {
+        if let Some(comment) = &i.comment {
+            out.push(format!(
+                "COMMENT ON INDEX {}.{} IS {}",
+                spec.table.schema,
+                i.final_name,
+                Literal(comment)
+            ));
+        }
+    }
+    out
+}

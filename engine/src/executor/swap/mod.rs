@@ -530,6 +530,9 @@ async fn attempt_swap(
         for st in sql::identity_swap(spec, way == Way::Forward, live_name, &parked) {
             exec(&tx, &st, "move an identity sequence").await?;
         }
+        for st in sql::extras_swap(spec, way == Way::Forward, live_name) {
+            exec(&tx, &st, "carry statistics, constraints and comments").await?;
+        }
         // The old table keeps its own outbound FKs: they are carried forward only (a rollback
         // must not give the original an FK the change added).
         let keep_fks: Vec<String> = match way {
