@@ -6,7 +6,9 @@
 //! `lock_timeout` ends the attempt. Each case runs the shop workload (fixtures::load::shop)
 //! through cutover and rollback and asserts: each swap within 3 attempts, no client
 //! transaction that overlaps a swap over 100 ms, no client error, and the shop's invariant
-//! (no lost, doubled or orphaned row) at rest. The customers' key is an identity column
+//! (no lost, doubled or orphaned row) at rest. The table also has rows that violate a NOT
+//! VALID constraint (which must stay NOT VALID, and not stop the copy) and extended
+//! statistics (which must keep their name). The customers' key is an identity column
 //! (ALWAYS or BY DEFAULT) or a serial; without upserts, its values must come out contiguous.
 
 mod common;
@@ -78,6 +80,22 @@ async fn key_state(db: &TestDb) -> (String, Option<String>) {
 /// nextest runs this binary alone, see `.config/nextest.toml`): they measure latency.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The NOT VALID constraint (still not valid) and the extended statistics' name, on the
+/// table under the user's name.
+async fn extras(db: &TestDb) -> (bool, String) {
+    let r = db
+        .client()
+        .query_one(
+            "SELECT (SELECT convalidated FROM pg_constraint WHERE conrelid = 'shop_customers'::regclass
+                        AND conname = 'shop_customers_no_legacy'),
+                    (SELECT string_agg(stxname, ',') FROM pg_statistic_ext WHERE stxrelid = 'shop_customers'::regclass)",
+            &[],
+        )
+        .await
+        .expect("read the constraint and statistics");
+    (r.get(0), r.get(1))
+}
+
 async fn run(name: &str, shop: Shop) {
     let _alone = ALONE.lock().await;
     let db = TestDb::new(name).await;
@@ -131,6 +149,11 @@ async fn run(name: &str, shop: Shop) {
         key_state(&db).await,
         key_before,
         "{name}: the new table's key is generated as the old one's was, from a sequence of the same name"
+    );
+    assert_eq!(
+        extras(&db).await,
+        (false, "shop_customers_stats".into()),
+        "{name}: after cutover"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
