@@ -20,7 +20,7 @@ pub fn engine_failure(e: EngineError) -> Failure {
     let code = match &e {
         EngineError::Stale(_) | EngineError::Gate { .. } => STALE,
         EngineError::UnknownMigration(_) => USAGE,
-        EngineError::Connection { .. } => UNAVAILABLE,
+        EngineError::Connection { .. } | EngineError::Unreachable { .. } => UNAVAILABLE,
         _ => FAILURE,
     };
     Failure::new(code, anyhow!(e))
@@ -174,7 +174,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
     Ok(OK)
 }
 
-/// Connect (failing fast, with exit 69, when the database is unreachable) and take the
+/// Connect (an unreachable database is exit 69, from the engine's error) and take the
 /// migration's executor lock. Swaps ask the registered `tandem proxy` processes to hold
 /// traffic ([`ProxyHold`]); with none registered and alive, they run exactly as without it.
 async fn open(
@@ -184,7 +184,6 @@ async fn open(
     gate: Box<dyn gates::Gate>,
 ) -> Result<Executor, Failure> {
     let config = connect::resolve(global)?;
-    drop(connect::connect(&config).await?);
     Executor::open(&config, id, opts, gate, observer())
         .await
         .map(|ex| ex.with_hold(Box::new(ProxyHold::new(&config))))

@@ -149,9 +149,13 @@ impl Executor {
     ) -> Result<Executor, EngineError> {
         let mut config = config.clone();
         config.application_name(format!("tandem apply {id} (pid {})", std::process::id()));
-        let mut client = connect(&config)
-            .await
-            .map_err(EngineError::sql("connect to the database"))?;
+        let mut client =
+            connect(&config)
+                .await
+                .map_err(|error| EngineError::Unreachable {
+                    server: crate::error::server_of(&config),
+                    error,
+                })?;
         // A database tandem never touched has no migrations: say so, and write nothing.
         if !state::installed(&client).await? {
             return Err(EngineError::UnknownMigration(id));
@@ -505,7 +509,7 @@ impl Executor {
             attempt += 1;
             let result = self.ddl_once(what, statements, phase).await;
             match result {
-                Err(EngineError::Sql { source, .. })
+                Err(EngineError::Sql { error: source, .. })
                     if is_lock_timeout(&source) && attempt < self.opts.cutover_attempts =>
                 {
                     let wait = backoff(attempt, self.opts.cutover_max_backoff);

@@ -200,7 +200,7 @@ impl From<EngineError> for Attempt {
     fn from(e: EngineError) -> Attempt {
         match e {
             // A statement after the locks waited for one they did not foresee.
-            EngineError::Sql { source, context } if is_lock_timeout(&source) => {
+            EngineError::Sql { error: source, context } if is_lock_timeout(&source) => {
                 Attempt::Locked(locks::NotGranted {
                     lock: format!("a lock taken by `{context}`"),
                     oid: 0,
