@@ -58,8 +58,9 @@ pub enum Command {
     /// Let a paused apply go on.
     Resume(IdArgs),
     /// Within the rollback window, swap the old table back (no write made since is lost);
-    /// before cutover, abandon the migration (drop the shadow and the triggers).
-    Rollback(ConfirmArgs),
+    /// before cutover, abandon the migration (drop the shadow and the triggers). The plan's
+    /// online steps stay unless --online-steps is given (rollback says which).
+    Rollback(RollbackArgs),
     /// End the rollback window: drop the reverse triggers and the old table.
     Finalize(ConfirmArgs),
     /// Start a throwaway PostgreSQL with a live load, and run a full migration on it.
@@ -154,6 +155,17 @@ pub struct ConfirmArgs {
     /// lock_timeout of the swap, in milliseconds.
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub lock_timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    /// Also undo the plan's online steps that have an inverse (drop the indexes and
+    /// constraints they created, DROP NOT NULL what they SET NOT NULL); the rest stay. Can be
+    /// given again after a rollback or an abandon.
+    #[arg(long)]
+    pub online_steps: bool,
 }
 
 #[derive(clap::Args)]

@@ -23,6 +23,10 @@ use tokio_postgres::Client;
 
 const ROWS: i64 = 10_000;
 
+/// One test at a time: the transaction id counter is the cluster's, so another test's writes
+/// would count. (Under nextest this binary also runs alone: `.config/nextest.toml`.)
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn table(name: &str, n_type: &str) -> TestDb {
     let db = TestDb::new(name).await;
     db.client()
@@ -76,6 +80,7 @@ async fn apply(db: &TestDb, id: i64, until: Phase) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widening_writes_open_no_subtransaction_either_way() {
+    let _alone = ALONE.lock().await;
     let db = table("trig_widen", "integer").await;
     let c = db.client();
     let (alone, t_alone) = xids_of_update(c, "UPDATE t SET n = n + 1").await;
@@ -136,6 +141,7 @@ async fn widening_writes_open_no_subtransaction_either_way() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrowing_is_tested_not_caught() {
+    let _alone = ALONE.lock().await;
     let db = table("trig_narrow", "bigint").await;
     let c = db.client();
     let id = common::submit(
@@ -183,6 +189,7 @@ async fn narrowing_is_tested_not_caught() {
 /// catches them (a subtransaction per row), and records the row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn using_expressions_are_still_caught() {
+    let _alone = ALONE.lock().await;
     let db = table("trig_using", "integer").await;
     let c = db.client();
     c.batch_execute("ALTER TABLE t ADD COLUMN s text; UPDATE t SET s = id::text")

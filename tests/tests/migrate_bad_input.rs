@@ -660,3 +660,61 @@ async fn another_databases_migration_is_not_reported_as_running() {
         text.stdout
     );
 }
+
+/// A rollback leaves the plan's online steps in place and says so, with the command that
+/// undoes them; `rollback --online-steps`, even after the rollback, drops what they created.
+#[tokio::test]
+async fn rollback_names_the_online_steps_it_leaves_and_undoes_them_on_request() {
+    let db = db("bi_online_undo", ITEMS).await;
+    let c = db.client();
+    let url = db.url();
+    let path = plan(
+        &url,
+        "bi_online_undo",
+        "CREATE INDEX items_label_idx ON items (label);
+         ALTER TABLE items ADD CONSTRAINT items_n_pos CHECK (n > 0);
+         ALTER TABLE items ALTER id TYPE bigint;",
+    );
+    let kinds = strategies(&path);
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("shadow"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().filter(|k| *k == "online").count() >= 2,
+        "{kinds:?}"
+    );
+    let id = submit(&url, &path, &[]);
+    apply(&url, id, &[]).expect(0);
+    let objects = "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'items_label_idx')::text,
+                          (SELECT count(*) FROM pg_constraint WHERE conname = 'items_n_pos' AND conrelid = 'items'::regclass)::text";
+    let both = vec![vec![Some("1".to_string()), Some("1".to_string())]];
+    assert_eq!(text_rows(c, objects).await, both);
+
+    let run = on(&url, "rollback", id, &["--yes"]).expect(0);
+    assert!(
+        run.stderr.contains("is not undone")
+            && run
+                .stderr
+                .contains(&format!("tandem rollback {id} --online-steps"))
+            && run.stderr.contains("items_label_idx")
+            && run.stderr.contains("items_n_pos"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(column_type(c, "items", "id").await, "integer");
+    assert_eq!(
+        text_rows(c, objects).await,
+        both,
+        "a plain rollback leaves them"
+    );
+
+    let run = on(&url, "rollback", id, &["--yes", "--online-steps"]).expect(0);
+    assert!(run.stderr.contains("undoing online step"), "{}", run.stderr);
+    assert_eq!(
+        text_rows(c, objects).await,
+        vec![vec![Some("0".to_string()), Some("0".to_string())]]
+    );
+    assert_eq!(status_json(&url, id)["phase"], "rolled_back");
+}

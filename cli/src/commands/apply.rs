@@ -11,7 +11,7 @@ use engine::hooks::ProxyHold;
 use engine::state::Phase;
 use engine::EngineError;
 
-use crate::args::{ApplyArgs, ConfirmArgs, Global};
+use crate::args::{ApplyArgs, ConfirmArgs, Global, RollbackArgs};
 use crate::connect;
 use crate::exit::{Failure, FAILURE, OK, STALE, UNAVAILABLE, USAGE};
 
@@ -198,11 +198,18 @@ fn swap_options(lock_timeout: u64) -> Options {
     }
 }
 
-pub async fn rollback(global: &Global, args: ConfirmArgs) -> Result<u8, Failure> {
+pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure> {
+    let RollbackArgs {
+        confirm: args,
+        online_steps,
+    } = args;
     let mut ex = open(
         global,
         args.id,
-        swap_options(args.lock_timeout),
+        Options {
+            undo_online_steps: online_steps,
+            ..swap_options(args.lock_timeout)
+        },
         Box::new(gates::Open),
     )
     .await?;

@@ -56,6 +56,8 @@ pub struct Options {
     /// How long verification waits for the plan's dual-read comparisons (`dual_read_min`)
     /// before it refuses; time paused by `tandem pause` does not count.
     pub dual_read_timeout: Duration,
+    /// `rollback --online-steps`: also undo the plan's online steps that have an inverse.
+    pub undo_online_steps: bool,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             verify_rounds: 3,
             reconnect_attempts: 6,
             dual_read_timeout: Duration::from_secs(600),
+            undo_online_steps: false,
         }
     }
 }
@@ -149,13 +152,12 @@ impl Executor {
     ) -> Result<Executor, EngineError> {
         let mut config = config.clone();
         config.application_name(format!("tandem apply {id} (pid {})", std::process::id()));
-        let mut client =
-            connect(&config)
-                .await
-                .map_err(|error| EngineError::Unreachable {
-                    server: crate::error::server_of(&config),
-                    error,
-                })?;
+        let mut client = connect(&config)
+            .await
+            .map_err(|error| EngineError::Unreachable {
+                server: crate::error::server_of(&config),
+                error,
+            })?;
         // A database tandem never touched has no migrations: say so, and write nothing.
         if !state::installed(&client).await? {
             return Err(EngineError::UnknownMigration(id));

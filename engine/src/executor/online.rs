@@ -3,6 +3,7 @@
 //! the DDL lock timeout with retries; `tandem.migrations.online_done` counts the steps done,
 //! so a resumed executor skips them.
 
+use planner::plan::inverse::{inverse_of_step, Inverse};
 use planner::plan::{Step, Strategy};
 
 use super::{backoff, is_lock_timeout, Event, Executor};
@@ -62,7 +63,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-async fn run_statement(
+pub(crate) async fn run_statement(
     ex: &mut Executor,
     sql: &str,
     _transactional: bool,
@@ -147,4 +148,58 @@ fn concurrent_index_name(sql: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// After a rollback (or an abandon): the plan's online steps that ran are not undone by the
+/// swap. Without `undo`, say which, and how (`rollback --online-steps`) or why not; with it,
+/// undo those that have an inverse (`planner::plan::inverse`), last step first, each
+/// recorded. Statements are `IF EXISTS`, so running it again is harmless.
+pub(crate) async fn after_rollback(
+    ex: &mut Executor,
+    steps: &[Step],
+    done: i32,
+    undo: bool,
+) -> Result<(), EngineError> {
+    let mut ran = Vec::new();
+    let mut seen = 0;
+    for (i, step) in steps.iter().enumerate() {
+        if step.strategy != Strategy::Online {
+            continue;
+        }
+        seen += 1;
+        if seen <= done {
+            ran.push((i, step));
+        }
+    }
+    let id = ex.id;
+    for (i, step) in ran.into_iter().rev() {
+        let what = format!("online step {} ({})", i + 1, step.description);
+        match inverse_of_step(&step.sql) {
+            Inverse::NotNeeded => {}
+            Inverse::Impossible(why) => {
+                ex.emit(Event::Note(format!("{what} stays: {why}")));
+            }
+            Inverse::Statements(undo_sql) if !undo => {
+                ex.emit(Event::Note(format!(
+                    "{what} is not undone; `tandem rollback {id} --online-steps` runs: {}",
+                    undo_sql.join("; ")
+                )));
+            }
+            Inverse::Statements(undo_sql) => {
+                ex.emit(Event::Note(format!("undoing {what}")));
+                for sql in &undo_sql {
+                    run_statement(ex, sql, false).await?;
+                }
+                state::record(
+                    &ex.client,
+                    id,
+                    "online",
+                    "step undone",
+                    serde_json::json!({ "step": i + 1, "description": step.description, "sql": undo_sql }),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -134,6 +134,7 @@ pub enum PlanError {
 }
 
 mod build;
+pub mod inverse;
 mod online;
 pub mod shadow;
 

@@ -4,17 +4,17 @@
 //! rollback window, and finalize (phase 7, cleanup).
 
 mod locks;
+mod steps;
 
 use std::time::{Duration, Instant};
 
 use planner::ident::{Ident, QualName};
 use serde_json::json;
-use tokio_postgres::Transaction;
 
 use super::{backoff, is_lock_timeout, mirror, online, Event, Executor};
 use crate::error::EngineError;
 use crate::hooks::HOLD_WAIT;
-use crate::shadow::{self, dependents, sql, TableSpec};
+use crate::shadow::{self, TableSpec};
 use crate::state::{self, Migration, Phase};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -200,17 +200,18 @@ impl From<EngineError> for Attempt {
     fn from(e: EngineError) -> Attempt {
         match e {
             // A statement after the locks waited for one they did not foresee.
-            EngineError::Sql { error: source, context } if is_lock_timeout(&source) => {
-                Attempt::Locked(locks::NotGranted {
-                    lock: format!("a lock taken by `{context}`"),
-                    oid: 0,
-                    cause: source
-                        .as_db_error()
-                        .map(|d| d.message().to_string())
-                        .unwrap_or_else(|| "lock timeout".into()),
-                    waited: Duration::ZERO,
-                })
-            }
+            EngineError::Sql {
+                error: source,
+                context,
+            } if is_lock_timeout(&source) => Attempt::Locked(locks::NotGranted {
+                lock: format!("a lock taken by `{context}`"),
+                oid: 0,
+                cause: source
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| "lock timeout".into()),
+                waited: Duration::ZERO,
+            }),
             other => Attempt::Failed(other),
         }
     }
@@ -238,30 +239,8 @@ async fn cancel_autovacuum(ex: &Executor, oids: &[u32]) -> Result<Vec<i32>, toki
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<(), EngineError> {
-    tx.batch_execute(sql).await.map_err(|e| {
-        EngineError::sql(format!("{what}: `{}`", sql.lines().next().unwrap_or(sql)))(e)
-    })
-}
-
-async fn oid_of(tx: &Transaction<'_>, name: &QualName) -> Result<Option<u32>, EngineError> {
-    Ok(tx
-        .query_one("SELECT to_regclass($1)::oid", &[&name.to_string()])
-        .await
-        .map_err(EngineError::sql("find a table"))?
-        .get(0))
-}
-
-async fn names_on(tx: &Transaction<'_>, sql: &str, oid: u32) -> Result<Vec<String>, EngineError> {
-    Ok(tx
-        .query(sql, &[&oid])
-        .await
-        .map_err(EngineError::sql("read the table's objects"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
+/// One attempt: the steps of `steps.rs`, in one transaction that commits only if every one
+/// succeeded. Returns notes for the user.
 async fn attempt_swap(
     ex: &mut Executor,
     m: &Migration,
@@ -277,57 +256,15 @@ async fn attempt_swap(
         .transaction()
         .await
         .map_err(EngineError::sql("begin the swap"))?;
-    exec(
+    steps::exec(
         &tx,
         "SET LOCAL search_path = pg_catalog, pg_temp",
         "set up the swap",
     )
     .await?;
-    // Every relation the swap touches, locked up front in the applications' order, within
-    // one budget of lock_timeout.
-    let mut pairs = Vec::new();
-    for spec in specs {
-        let standby = if way == Way::Forward {
-            &spec.shadow
-        } else {
-            &spec.old
-        };
-        let (Some(live), Some(standby)) =
-            (oid_of(&tx, &spec.table).await?, oid_of(&tx, standby).await?)
-        else {
-            // Reported below, with the name that is missing.
-            continue;
-        };
-        pairs.push((live, standby));
-    }
-    let to_lock = locks::plan(&tx, &pairs).await?;
-    let lock_wait = match locks::acquire(&tx, &to_lock, lock_timeout, check_deadlocks).await {
-        Ok(took) => took,
-        Err(Ok(not)) => return Err(Attempt::Locked(not)),
-        Err(Err(e)) => return Err(Attempt::Failed(e)),
-    };
-    if let Some(new) = locks::changed_since(&tx, &pairs, &to_lock).await? {
-        return Err(Attempt::Locked(locks::NotGranted {
-            lock: new,
-            oid: 0,
-            cause: "it became part of the swap while the others were being locked".into(),
-            waited: lock_wait,
-        }));
-    }
+    let lock_wait = steps::lock_everything(&tx, specs, way, lock_timeout, check_deadlocks).await?;
 
-    // Writes a trigger could not apply since they were last checked make the swap unsafe.
-    let (direction, since) = match way {
-        Way::Forward => ("forward", m_verify_seen(&tx, m.id).await?),
-        Way::Back => ("reverse", 0),
-    };
-    let pending: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM tandem.divergence WHERE migration_id = $1 AND direction = $2 AND id > $3",
-            &[&m.id, &direction, &since],
-        )
-        .await
-        .map_err(EngineError::sql("read the divergence log"))?
-        .get(0);
+    let pending = steps::pending_divergence(&tx, m, way).await?;
     if pending > 0 {
         drop(tx);
         if way == Way::Forward {
@@ -355,296 +292,17 @@ async fn attempt_swap(
     let mut validate = Vec::new();
     let mut notes = Vec::new();
     for spec in specs {
-        let (live_name, standby, parked_as) = match way {
-            Way::Forward => (&spec.table, &spec.shadow, &spec.old),
-            Way::Back => (&spec.table, &spec.old, &spec.shadow),
-        };
-        let live_oid = oid_of(&tx, live_name).await?.ok_or_else(|| {
-            EngineError::refused(
-                format!("table {} is gone", live_name.display_plain()),
-                "nothing was changed",
-            )
-        })?;
-        let standby_oid = oid_of(&tx, standby).await?.ok_or_else(|| {
-            EngineError::refused(
-                format!("tandem's table {} is gone", standby.display_plain()),
-                "the migration cannot go on; nothing was changed",
-            )
-        })?;
-        let deps = dependents::inspect(&tx, live_oid).await?;
-        if !deps.refusals.is_empty() {
-            return Err(Attempt::Failed(EngineError::refused(
-                deps.refusals.join("; "),
-                "nothing was changed",
-            )));
-        }
+        let names = steps::Names::of(spec, way);
+        let (deps, standby) = steps::check_table(&tx, spec, way, &names).await?;
+        steps::rename_pair(&tx, m, spec, way, &names).await?;
+        steps::rename_indexes(&tx, spec, way).await?;
+        validate.extend(steps::carry(&tx, spec, way, &names, &deps, &standby).await?);
         if way == Way::Forward {
-            // An index created on the table after prepare has no copy on the shadow.
-            let current = names_on(&tx, "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1", live_oid).await?;
-            if let Some(extra) = current.iter().find(|n| {
-                !spec
-                    .old_indexes
-                    .iter()
-                    .any(|p| p.name.as_str() == n.as_str())
-            }) {
-                return Err(Attempt::Failed(EngineError::refused(
-                    format!("index {extra} was created on {} after the migration was prepared, and the new table has no copy of it", spec.table.display_plain()),
-                    "drop it (DROP INDEX CONCURRENTLY) and create it again after cutover; nothing was changed",
-                )));
-            }
-        }
-        let target_triggers = names_on(
-            &tx,
-            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal",
-            standby_oid,
-        )
-        .await?;
-        let target_policies = names_on(
-            &tx,
-            "SELECT polname::text FROM pg_policy WHERE polrelid = $1",
-            standby_oid,
-        )
-        .await?;
-        let target_fks = names_on(
-            &tx,
-            "SELECT conname::text FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'",
-            standby_oid,
-        )
-        .await?;
-
-        // The mirror view reads one of the two tables by oid: drop it before the renames
-        // (a rollback window's view is made again below, over the parked table).
-        mirror::drop_view(&tx, spec).await?;
-
-        // Stop the trigger that writes into the standby; swap the names.
-        let (trigger, trunc) = match way {
-            Way::Forward => (
-                shadow::forward_trigger(m.id),
-                shadow::truncate_trigger(m.id),
-            ),
-            Way::Back => (
-                shadow::reverse_trigger(m.id),
-                shadow::reverse_truncate_trigger(m.id),
-            ),
-        };
-        exec(
-            &tx,
-            &format!("DROP TRIGGER IF EXISTS {trigger} ON {live_name}"),
-            "drop the dual-write trigger",
-        )
-        .await?;
-        exec(
-            &tx,
-            &format!("DROP TRIGGER IF EXISTS {trunc} ON {live_name}"),
-            "drop the dual-write trigger",
-        )
-        .await?;
-        exec(
-            &tx,
-            &format!("ALTER TABLE {live_name} RENAME TO {}", parked_as.name),
-            "park the table",
-        )
-        .await?;
-        exec(
-            &tx,
-            &format!("ALTER TABLE {standby} RENAME TO {}", live_name.name),
-            "rename the table into place",
-        )
-        .await?;
-        let schema = &spec.table.schema;
-        match way {
-            Way::Forward => {
-                for p in &spec.old_indexes {
-                    exec(
-                        &tx,
-                        &format!("ALTER INDEX {schema}.{} RENAME TO {}", p.name, p.parked),
-                        "park an index",
-                    )
-                    .await?;
-                }
-                for idx in &spec.new_indexes {
-                    match (&idx.constraint, idx.deferred) {
-                        (Some(c), true) => {
-                            let kind = if c.primary { "PRIMARY KEY" } else { "UNIQUE" };
-                            let timing = match (c.deferrable, c.deferred) {
-                                (true, true) => " DEFERRABLE INITIALLY DEFERRED",
-                                (true, false) => " DEFERRABLE",
-                                _ => "",
-                            };
-                            exec(&tx, &format!("ALTER TABLE {live_name} ADD CONSTRAINT {} {kind} USING INDEX {}{timing}", c.name, idx.temp_name), "attach a constraint").await?;
-                            if c.name != idx.final_name {
-                                exec(
-                                    &tx,
-                                    &format!(
-                                        "ALTER INDEX {schema}.{} RENAME TO {}",
-                                        c.name, idx.final_name
-                                    ),
-                                    "name an index",
-                                )
-                                .await?;
-                            }
-                        }
-                        _ => {
-                            exec(
-                                &tx,
-                                &format!(
-                                    "ALTER INDEX {schema}.{} RENAME TO {}",
-                                    idx.temp_name, idx.final_name
-                                ),
-                                "name an index",
-                            )
-                            .await?
-                        }
-                    }
-                }
-            }
-            Way::Back => {
-                for idx in &spec.new_indexes {
-                    exec(
-                        &tx,
-                        &format!(
-                            "ALTER INDEX IF EXISTS {schema}.{} RENAME TO {}",
-                            idx.final_name, idx.temp_name
-                        ),
-                        "park an index",
-                    )
-                    .await?;
-                }
-                for p in &spec.old_indexes {
-                    exec(
-                        &tx,
-                        &format!(
-                            "ALTER INDEX IF EXISTS {schema}.{} RENAME TO {}",
-                            p.parked, p.name
-                        ),
-                        "restore an index",
-                    )
-                    .await?;
-                }
-            }
-        }
-        let parked = QualName {
-            schema: spec.table.schema.clone(),
-            name: parked_as.name.clone(),
-        };
-        for st in sql::identity_swap(spec, way == Way::Forward, live_name, &parked) {
-            exec(&tx, &st, "move an identity sequence").await?;
-        }
-        for st in sql::extras_swap(spec, way == Way::Forward, live_name) {
-            exec(&tx, &st, "carry statistics, constraints and comments").await?;
-        }
-        // The old table keeps its own outbound FKs: they are carried forward only (a rollback
-        // must not give the original an FK the change added).
-        let keep_fks: Vec<String> = match way {
-            Way::Forward => target_fks.clone(),
-            Way::Back => deps.outbound_fks.iter().map(|f| f.name.clone()).collect(),
-        };
-        for s in dependents::carry(
-            &deps,
-            &parked,
-            live_name,
-            &target_triggers,
-            &target_policies,
-            &keep_fks,
-        )? {
-            exec(&tx, &s, "carry a dependent object over").await?;
-        }
-        let ri = match (deps.replica_identity, &deps.replica_index) {
-            ('f', _) => "FULL".to_string(),
-            ('n', _) => "NOTHING".to_string(),
-            ('i', Some(ix)) => {
-                let bare = ix
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or(ix)
-                    .trim_matches('"')
-                    .to_string();
-                format!(
-                    "USING INDEX {}",
-                    Ident::new(bare).map_err(|e| EngineError::refused(
-                        format!("replica identity index: {e}"),
-                        "rename it"
-                    ))?
-                )
-            }
-            _ => "DEFAULT".to_string(),
-        };
-        exec(
-            &tx,
-            &format!("ALTER TABLE {live_name} REPLICA IDENTITY {ri}"),
-            "carry the replica identity",
-        )
-        .await?;
-        for (n, v) in deps.views.iter().enumerate() {
-            let (replace, recreate) = dependents::view_statements(v)?;
-            exec(&tx, &format!("SAVEPOINT tandem_view_{n}"), "savepoint").await?;
-            if tx.batch_execute(&replace).await.is_err() {
-                exec(
-                    &tx,
-                    &format!("ROLLBACK TO SAVEPOINT tandem_view_{n}"),
-                    "savepoint",
-                )
-                .await?;
-                for s in recreate {
-                    exec(&tx, &s, "re-create a view").await?;
-                }
-            }
-        }
-        // FKs added NOT VALID, to validate once the swap has committed.
-        for fk in deps
-            .outbound_fks
-            .iter()
-            .filter(|f| f.validated && !target_fks.contains(&f.name))
-        {
-            validate.push(json!([String::from(live_name.clone()), fk.name]));
-        }
-        for fk in deps
-            .inbound_fks
-            .iter()
-            .filter(|f| f.validated && f.table != parked && &f.table != live_name)
-        {
-            validate.push(json!([String::from(fk.table.clone()), fk.name]));
-        }
-        if way == Way::Forward {
-            // Reverse dual-write: the new table now writes back into the old one.
-            let f = shadow::reverse_function(m.id, spec.table_oid);
-            exec(
-                &tx,
-                &sql::trigger_function(spec, sql::Direction::Reverse, &f),
-                "create the reverse trigger function",
-            )
-            .await?;
-            exec(
-                &tx,
-                &sql::truncate_function(spec, sql::Direction::Reverse, &f),
-                "create the reverse trigger function",
-            )
-            .await?;
-            exec(&tx, &format!("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {live_name} FOR EACH ROW EXECUTE FUNCTION {f}()", shadow::reverse_trigger(m.id)), "create the reverse trigger").await?;
-            exec(&tx, &format!("CREATE TRIGGER {} AFTER TRUNCATE ON {live_name} FOR EACH STATEMENT EXECUTE FUNCTION {}()", shadow::reverse_truncate_trigger(m.id), shadow::truncate_function(&f)), "create the reverse trigger").await?;
-            // Dual reads in the rollback window: the old table in the new table's shape.
-            let outcome = mirror::create_after(&tx, spec, standby_oid).await?;
-            mirror::record(&tx, spec, "cutover", &outcome).await?;
-            notes.extend(mirror::note(spec, &outcome));
+            notes.extend(steps::reverse_dual_write(&tx, m, spec, standby.oid).await?);
         }
     }
-    mirror::notify(&tx).await?;
     let detail = json!({ "attempt": attempt, "lock_wait_ms": lock_wait.as_millis() as u64, "proxy_held": held, "validate": validate });
-    match way {
-        Way::Forward => {
-            tx.execute(
-                "UPDATE tandem.migrations SET window_ends_at = now() + rollback_window WHERE id = $1",
-                &[&m.id],
-            )
-            .await
-            .map_err(EngineError::sql("record the rollback window"))?;
-            state::record(&tx, m.id, "cutover", "done", detail).await?;
-            state::set_phase(&tx, m.id, Phase::RollbackWindow, serde_json::Value::Null).await?;
-        }
-        Way::Back => {
-            state::set_phase(&tx, m.id, Phase::RolledBack, detail).await?;
-        }
-    }
+    steps::record(&tx, m, way, detail).await?;
     super::failpoint(if way == Way::Forward {
         "cutover"
     } else {
@@ -655,17 +313,6 @@ async fn attempt_swap(
         .await
         .map_err(EngineError::sql("commit the swap"))?;
     Ok(notes)
-}
-
-async fn m_verify_seen(tx: &Transaction<'_>, id: i64) -> Result<i64, EngineError> {
-    Ok(tx
-        .query_one(
-            "SELECT coalesce((verify_result ->> 'divergence_seen')::int8, 0) FROM tandem.migrations WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(EngineError::sql("read the verification"))?
-        .get(0))
 }
 
 /// After the swap: validate the foreign keys it added NOT VALID (SHARE UPDATE EXCLUSIVE: no
@@ -764,15 +411,22 @@ fn window_check(ends: Option<String>, id: i64) -> Result<(), EngineError> {
 /// the triggers (returns true).
 pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
     let m = Migration::load(&ex.client, ex.id).await?;
+    let undo = ex.opts.undo_online_steps;
     match m.phase {
         Phase::RolledBack => {
             drop_new(ex, &m).await?;
             validate_recorded(ex, m.id, "rolled_back").await?;
+            online::after_rollback(ex, &m.plan.steps, m.online_done, undo).await?;
             return Ok(false);
         }
         Phase::RollbackWindow => {}
         Phase::Submitted | Phase::Prepare | Phase::DualWrite | Phase::Backfill | Phase::Verify => {
             abandon(ex, &m).await?;
+            online::after_rollback(ex, &m.plan.steps, m.online_done, undo).await?;
+            return Ok(true);
+        }
+        Phase::Abandoned if undo => {
+            online::after_rollback(ex, &m.plan.steps, m.online_done, undo).await?;
             return Ok(true);
         }
         p => {
@@ -818,47 +472,19 @@ pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
     swap(ex, &m, &specs, Way::Back).await?;
     drop_new(ex, &m).await?;
     validate_recorded(ex, m.id, "rolled_back").await?;
+    online::after_rollback(ex, &m.plan.steps, m.online_done, undo).await?;
     Ok(false)
 }
 
 /// Before cutover: drop the dual-write triggers, the shadow and tandem's functions; the
 /// table was never swapped. The plan's online steps that already ran are not undone.
 async fn abandon(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
-    let mut statements = Vec::new();
-    for spec in ex.specs().await? {
-        statements.push(format!(
-            "DROP TRIGGER IF EXISTS {} ON {}",
-            shadow::forward_trigger(m.id),
-            spec.table
-        ));
-        statements.push(format!(
-            "DROP TRIGGER IF EXISTS {} ON {}",
-            shadow::truncate_trigger(m.id),
-            spec.table
-        ));
-        // The mirror view reads the shadow: it goes first.
-        statements.push(mirror::drop_statement(&spec));
-        statements.push(format!("DROP TABLE IF EXISTS {}", spec.shadow));
-        statements.extend(drop_functions(m.id, spec.table_oid));
-    }
-    statements.extend(mirror::clear_statements(m.id));
-    ex.ddl_retry("abandon the migration", &statements, Some(Phase::Abandoned))
-        .await
+    teardown(ex, m, Teardown::Abandon).await
 }
 
 /// After a rollback: drop the new table and tandem's functions.
 async fn drop_new(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
-    let mut statements = Vec::new();
-    for spec in ex.specs().await? {
-        // The rollback's swap dropped the view already; a migration left by an older tandem
-        // may still have one.
-        statements.push(mirror::drop_statement(&spec));
-        statements.push(format!("DROP TABLE IF EXISTS {}", spec.shadow));
-        statements.extend(drop_functions(m.id, spec.table_oid));
-    }
-    statements.extend(mirror::clear_statements(m.id));
-    ex.ddl_retry("drop the new table", &statements, None)
-        .await?;
+    teardown(ex, m, Teardown::AfterRollback).await?;
     state::record(
         &ex.client,
         m.id,
@@ -867,6 +493,56 @@ async fn drop_new(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
         serde_json::Value::Null,
     )
     .await
+}
+
+/// Which of the two tables a teardown drops, with what writes into it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// Before cutover: the shadow, and the forward triggers on the user's table.
+    Abandon,
+    /// After a rollback: the new table (the rollback's swap dropped the reverse triggers).
+    AfterRollback,
+    /// The end of the window: the old table, and the reverse triggers.
+    Finalize,
+}
+
+/// One teardown for abandon, rollback and finalize: the triggers that write into the table
+/// that goes, the mirror view that reads it (a migration left by an older tandem may still
+/// have one), the table, tandem's functions; each statement under lock_timeout, retried.
+async fn teardown(ex: &mut Executor, m: &Migration, which: Teardown) -> Result<(), EngineError> {
+    let mut statements = Vec::new();
+    for spec in ex.specs().await? {
+        let (triggers, table) = match which {
+            Teardown::Abandon => (
+                vec![
+                    shadow::forward_trigger(m.id),
+                    shadow::truncate_trigger(m.id),
+                ],
+                &spec.shadow,
+            ),
+            Teardown::AfterRollback => (vec![], &spec.shadow),
+            Teardown::Finalize => (
+                vec![
+                    shadow::reverse_trigger(m.id),
+                    shadow::reverse_truncate_trigger(m.id),
+                ],
+                &spec.old,
+            ),
+        };
+        for t in triggers {
+            statements.push(format!("DROP TRIGGER IF EXISTS {t} ON {}", spec.table));
+        }
+        statements.push(mirror::drop_statement(&spec));
+        statements.push(format!("DROP TABLE IF EXISTS {table}"));
+        statements.extend(drop_functions(m.id, spec.table_oid));
+    }
+    statements.extend(mirror::clear_statements(m.id));
+    let (what, phase) = match which {
+        Teardown::Abandon => ("abandon the migration", Some(Phase::Abandoned)),
+        Teardown::AfterRollback => ("drop the new table", None),
+        Teardown::Finalize => ("finalize", Some(Phase::Finalized)),
+    };
+    ex.ddl_retry(what, &statements, phase).await
 }
 
 fn drop_functions(m: i64, oid: u32) -> Vec<String> {
@@ -907,24 +583,5 @@ pub(crate) async fn finalize(ex: &mut Executor) -> Result<(), EngineError> {
         }
     }
     after_cutover(ex, &m).await?;
-    let mut statements = Vec::new();
-    for spec in ex.specs().await? {
-        statements.push(format!(
-            "DROP TRIGGER IF EXISTS {} ON {}",
-            shadow::reverse_trigger(m.id),
-            spec.table
-        ));
-        statements.push(format!(
-            "DROP TRIGGER IF EXISTS {} ON {}",
-            shadow::reverse_truncate_trigger(m.id),
-            spec.table
-        ));
-        // The rollback window's mirror view reads the old table: it goes first.
-        statements.push(mirror::drop_statement(&spec));
-        statements.push(format!("DROP TABLE IF EXISTS {}", spec.old));
-        statements.extend(drop_functions(m.id, spec.table_oid));
-    }
-    statements.extend(mirror::clear_statements(m.id));
-    ex.ddl_retry("finalize", &statements, Some(Phase::Finalized))
-        .await
+    teardown(ex, &m, Teardown::Finalize).await
 }
