@@ -148,6 +148,24 @@ rest_figures() {
     awk -F'|' -v p="$p" '{ printf "%ssum_abalance=%s\n%ssum_delta=%s\n%ssum_tbalance=%s\n%ssum_bbalance=%s\n%srows_after=%s\n%shistory_rows=%s\n%stypes_after=%s\n", p,$1,p,$2,p,$3,p,$4,p,$5,p,$6,p,$7 }'
 }
 
+# What the server did with its buffers and the disk, as counters (pg_stat_bgwriter and the
+# database's blocks read), to say where slow client transactions come from: a backend that
+# must write a dirty buffer out itself (buffers_backend) or read a page from outside
+# shared_buffers (blks_read) waits for it; a checkpoint writes everything dirty.
+io_figures() {
+  qa -d "$1" -F ' ' -c "SELECT checkpoints_timed + checkpoints_req, buffers_checkpoint, buffers_clean,
+                               buffers_backend, buffers_backend_fsync, buffers_alloc,
+                               (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()),
+                               (SELECT pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint
+                          FROM pg_stat_bgwriter"
+}
+io_delta() {   # before after -> key=value lines
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    split(a, x, " "); split(b, y, " ");
+    n = split("checkpoints buffers_checkpoint buffers_clean buffers_backend buffers_backend_fsync buffers_alloc blks_read wal_bytes", k, " ");
+    for (i = 1; i <= n; i++) printf "%s=%d\n", k[i], y[i] - x[i] }'
+}
+
 scenario_error() {   # name, message: a result file that says why the scenario did not run
   local name=$1 msg=$2
   log "$name: $msg"
@@ -220,7 +238,8 @@ run_scenario() {
   sleep "$PRE"
 
   # the change (timed)
-  local c_start c_end
+  local c_start c_end io_before
+  io_before=$(io_figures "$db")
   c_start=$(now)
   case $name in
     alone)  sleep "$ALONE_SECS" ;;
@@ -232,7 +251,9 @@ run_scenario() {
               >"$dir/change.log" 2>&1 || change_rc=$? ;;
   esac
   c_end=$(now)
+  io_delta "$io_before" "$(io_figures "$db")" >"$dir/io.txt"
   log "$name: change took $(sub "$c_start" "$c_end") s (exit $change_rc); load goes on for $POST s"
+  log "$name: during the change: $(tr '\n' ' ' <"$dir/io.txt")"
   [ "$change_rc" = 0 ] || log "$name: change failed; see $dir/change.log"
   sleep "$POST"
 
