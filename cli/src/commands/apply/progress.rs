@@ -1,6 +1,7 @@
 //! Progress of `apply`, `rollback` and `finalize` on stderr. On a terminal: an indicatif bar
-//! per table being copied (rows done of the total, rate, ETA) and a spinner naming the phase
-//! or what the executor waits for, with every other event as a line above them. Elsewhere (a
+//! per table being copied (rows done of the total, rate, ETA; a line once done) and a spinner
+//! naming the phase or what the executor waits for, with every other event as a line above
+//! them. Elsewhere (a
 //! log, a test): one plain line per event, the lines scripts and tests read.
 
 use std::io::IsTerminal;
@@ -8,7 +9,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use engine::executor::Event;
-use indicatif::{HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanCount, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
+};
 
 /// How often a spinner turns.
 const TICK: Duration = Duration::from_millis(120);
@@ -74,13 +77,8 @@ impl Progress {
                 s.stop_spinner();
                 s.println(&line(e).unwrap_or_default());
             }
-            Event::Backfill {
-                table,
-                done,
-                total,
-                rows_per_sec,
-            } => {
-                s.backfill(table, *done, *total, *rows_per_sec);
+            Event::Backfill { .. } => {
+                s.backfill(e);
                 s.unwait();
             }
             // A wait is said again at each check: the spinner says it, rather than a line
@@ -161,11 +159,26 @@ impl Screen {
         }
     }
 
-    fn backfill(&mut self, table: &str, done: i64, total: i64, rate: f64) {
+    fn backfill(&mut self, e: &Event) {
+        let Event::Backfill {
+            table,
+            done,
+            total,
+            rows_per_sec: rate,
+        } = e
+        else {
+            return;
+        };
+        let (done, total, rate) = (*done, *total, *rate);
         let bar = match self.bars.iter().find(|(t, _)| t == table) {
             Some((_, bar)) => bar.clone(),
             None => {
-                let bar = ProgressBar::new(total.max(0) as u64);
+                // Into the screen first, so nothing draws it on its own.
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+                let bar = match &self.spinner {
+                    Some(sp) => self.multi.insert_before(sp, bar),
+                    None => self.multi.add(bar),
+                };
                 bar.set_style(
                     ProgressStyle::with_template(
                         "backfill {prefix}: [{bar:30.cyan/blue}] {human_pos}/{human_len} rows ({percent}%), {msg}",
@@ -173,22 +186,28 @@ impl Screen {
                     .expect("the template is valid")
                     .progress_chars("=> "),
                 );
-                bar.set_prefix(table.to_string());
-                let bar = match &self.spinner {
-                    Some(sp) => self.multi.insert_before(sp, bar),
-                    None => self.multi.add(bar),
-                };
-                self.bars.push((table.to_string(), bar.clone()));
+                bar.set_prefix(table.clone());
+                self.bars.push((table.clone(), bar.clone()));
                 bar
             }
         };
+        if bar.is_finished() {
+            return;
+        }
         bar.set_length(total.max(done).max(0) as u64);
         bar.set_position(done.max(0) as u64);
         if done >= total {
-            bar.finish_with_message(format!("{rate:.0} rows/s, done"));
+            // Done: its last state becomes a line, in order with the lines around it.
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+            self.println(&line(e).unwrap_or_default());
         } else if rate > 0.0 {
             let eta = Duration::from_secs_f64((total - done) as f64 / rate);
-            bar.set_message(format!("{rate:.0} rows/s, ETA {}", HumanDuration(eta)));
+            bar.set_message(format!(
+                "{} rows/s, ETA {}",
+                HumanCount(rate as u64),
+                HumanDuration(eta)
+            ));
         } else {
             bar.set_message("starting".to_string());
         }
@@ -312,5 +331,14 @@ mod tests {
         assert!(s.bars[0].1.is_finished());
         assert_eq!(s.bars[0].1.position(), 1000);
         assert!(s.spinner.is_none());
+        drop(s);
+        // A late report of a finished copy (a resumed executor's) draws nothing again.
+        p.event(&Event::Backfill {
+            table: "public.items".into(),
+            done: 1000,
+            total: 1000,
+            rows_per_sec: 200.0,
+        });
+        assert_eq!(p.screen().expect("a terminal screen").bars.len(), 1);
     }
 }
