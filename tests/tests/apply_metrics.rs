@@ -1,7 +1,8 @@
 //! `tandem apply --metrics ADDR`, through the real binary and a real PostgreSQL: the
-//! endpoint is scraped while the executor is stopped inside a phase (`TANDEM_FAILPOINT`), and
-//! its figures are the run's (phase, rows copied, cutover attempts); it goes away with the
-//! command; an address it cannot bind is a usage error before anything runs.
+//! endpoint is scraped while the copy is paused (`tandem pause`) and while the executor is
+//! stopped inside a phase (`TANDEM_FAILPOINT`), and its figures are the run's (phase, rows
+//! copied, ETA, waits, cutover attempts); it goes away with the command; an address it cannot
+//! bind is a usage error before anything runs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fixtures::pg::TestDb;
-use tests::migrate::{apply, plan_sql, scratch_dir, spawn, status_json, strategies, submit};
+use tests::migrate::{apply, on, plan_sql, scratch_dir, spawn, status_json, strategies, submit};
 
 const ITEMS: &str = "
     CREATE TABLE items (id integer PRIMARY KEY, n integer);
@@ -77,7 +78,9 @@ async fn apply_serves_its_phase_rows_and_cutover_attempts_while_it_runs() {
     assert_eq!(status_json(&url, id)["phase"], "submitted");
     drop(taken);
 
-    // Stopped inside verification: the copy is done and its figures are served.
+    // Paused (by `tandem pause`) after the copy's first batch: the copy's figures so far,
+    // and the wait, counted once however many checks it takes.
+    on(&url, "pause", id, &[]).expect(0);
     let args = [
         "--database-url",
         &url,
@@ -90,6 +93,30 @@ async fn apply_serves_its_phase_rows_and_cutover_attempts_while_it_runs() {
     let mut run = spawn(&args, &[("TANDEM_FAILPOINT", "verify")]);
     run.wait_for("metrics on http://", FAILPOINT_LIMIT);
     let addr = metrics_addr(&run.stderr);
+    run.wait_for("waiting: paused", FAILPOINT_LIMIT);
+    std::thread::sleep(Duration::from_millis(1200));
+    let text = scrape(&addr);
+    let table = "{table=\"items\"}";
+    assert_eq!(
+        value(&text, "tandem_migration_phase{phase=\"backfill\"}"),
+        1.0
+    );
+    let copied = value(&text, &format!("tandem_migration_rows_copied{table}"));
+    assert!(copied > 0.0 && copied < 5000.0, "{text}");
+    assert!(value(&text, &format!("tandem_migration_copy_eta_seconds{table}")) > 0.0);
+    assert_eq!(
+        value(&text, "tandem_migration_waits_total{reason=\"paused\"}"),
+        1.0
+    );
+    assert!(
+        value(
+            &text,
+            "tandem_migration_wait_seconds_total{reason=\"paused\"}"
+        ) >= 0.5
+    );
+    on(&url, "resume", id, &[]).expect(0);
+
+    // Stopped inside verification: the copy is done and its figures are served.
     run.wait_for("failpoint verify reached", FAILPOINT_LIMIT);
     let text = scrape(&addr);
     assert_eq!(
@@ -107,7 +134,6 @@ async fn apply_serves_its_phase_rows_and_cutover_attempts_while_it_runs() {
         value(&text, "tandem_migration_phase{phase=\"backfill\"}"),
         0.0
     );
-    let table = "{table=\"items\"}";
     assert_eq!(
         value(&text, &format!("tandem_migration_rows_copied{table}")),
         5000.0
@@ -136,6 +162,10 @@ async fn apply_serves_its_phase_rows_and_cutover_attempts_while_it_runs() {
     assert_eq!(
         value(&text, "tandem_migration_waits_total{reason=\"gate\"}"),
         0.0
+    );
+    assert_eq!(
+        value(&text, "tandem_migration_waits_total{reason=\"paused\"}"),
+        1.0
     );
     run.kill();
 
