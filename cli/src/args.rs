@@ -61,8 +61,11 @@ pub enum Command {
     /// before cutover, abandon the migration (drop the shadow and the triggers). The plan's
     /// online steps stay unless --online-steps is given (rollback says which).
     Rollback(RollbackArgs),
-    /// End the rollback window: drop the reverse triggers and the old table.
-    Finalize(ConfirmArgs),
+    /// End the rollback window: drop the reverse triggers and the old table. With --expired
+    /// (for cron), every migration whose window has ended.
+    Finalize(FinalizeArgs),
+    /// Move the end of a migration's rollback window later, e.g. `tandem extend 3 30d`.
+    Extend(ExtendArgs),
     /// Start a throwaway PostgreSQL with a live load, and run a full migration on it.
     Demo(DemoArgs),
     /// Run the wire proxy: applications connect here instead of to PostgreSQL. It compares a
@@ -130,6 +133,11 @@ pub struct ApplyArgs {
     /// before it refuses, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub dual_read_timeout: u64,
+    /// Serve Prometheus metrics over HTTP on this address while the command runs (phase,
+    /// rows copied, rate, ETA, waits, cutover attempts), e.g. 127.0.0.1:9188; port 0 picks
+    /// a free one. The address is printed on stderr.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -155,6 +163,39 @@ pub struct ConfirmArgs {
     /// lock_timeout of the swap, in milliseconds.
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub lock_timeout: u64,
+    /// Serve Prometheus metrics over HTTP on this address while the command runs.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct FinalizeArgs {
+    /// The migration to finalize; or --expired.
+    pub id: Option<i64>,
+    /// Finalize, one after the other, every migration whose rollback window has ended (for
+    /// cron): exit 0 when there is none or all succeeded, 1 naming those that failed.
+    #[arg(long)]
+    pub expired: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// lock_timeout of the swap, in milliseconds.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub lock_timeout: u64,
+    /// Serve Prometheus metrics over HTTP on this address while the command runs.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ExtendArgs {
+    pub id: i64,
+    /// How much later than its current end the window ends, e.g. 30d, 12h, 90m.
+    #[arg(value_name = "DURATION")]
+    pub duration: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(clap::Args)]

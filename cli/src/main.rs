@@ -54,6 +54,7 @@ async fn run(args: Args) -> Result<u8, Failure> {
         Command::Apply(a) => commands::apply::apply(&global, a).await,
         Command::Rollback(a) => commands::apply::rollback(&global, a).await,
         Command::Finalize(a) => commands::apply::finalize(&global, a).await,
+        Command::Extend(a) => commands::window::extend(&global, a).await,
         Command::Status(a) => commands::status::status(&global, a).await,
         Command::Pause(a) => commands::status::pause(&global, a, true).await,
         Command::Resume(a) => commands::status::pause(&global, a, false).await,

@@ -39,3 +39,23 @@ fn unknown_format_is_a_usage_error() {
     assert_eq!(code, 64);
     assert!(stderr.contains("xml"), "{stderr}");
 }
+
+#[test]
+fn finalize_takes_an_id_or_expired_and_extend_a_duration() {
+    let (code, stdout, _) = tandem(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("extend"), "{stdout}");
+    let (code, stdout, _) = tandem(&["finalize", "--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("--expired"), "{stdout}");
+    // Checked before any connection is tried.
+    let (code, _, stderr) = tandem(&["finalize", "3", "--expired", "--yes"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("not both"), "{stderr}");
+    let (code, _, stderr) = tandem(&["finalize", "--yes"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--expired"), "{stderr}");
+    let (code, _, stderr) = tandem(&["extend", "3", "soon", "--yes"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("30d"), "{stderr}");
+}

@@ -18,6 +18,11 @@ pub struct Status {
     pub verify: Option<serde_json::Value>,
     pub cutover_attempts: i32,
     pub window_ends_at: Option<String>,
+    /// Seconds until the rollback window ends (negative once it has ended); only in the
+    /// window.
+    pub window_ends_in_secs: Option<f64>,
+    /// Set when the rollback window ends within [`WINDOW_WARNING`] or has ended: what to do.
+    pub window_warning: Option<String>,
     pub rollback_blocker: Option<String>,
     pub divergence_forward: i64,
     pub divergence_reverse: i64,
@@ -30,6 +35,38 @@ pub struct Status {
     pub live_proxies: i64,
     /// The latest mismatches the proxies recorded, newest first.
     pub drift: Vec<Drift>,
+}
+
+/// How long before the end of a rollback window `status` warns about it.
+pub const WINDOW_WARNING: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The warning for a rollback window that ends `secs` from now (negative: ended), if it is
+/// due: within [`WINDOW_WARNING`], or after the end.
+pub fn window_warning(id: i64, secs: f64) -> Option<String> {
+    if secs > WINDOW_WARNING.as_secs_f64() {
+        return None;
+    }
+    let extend = format!("extend it (`tandem extend {id} 30d`)");
+    if secs <= 0.0 {
+        return Some(format!(
+            "rollback window of migration {id} ended {} ago: a rollback is no longer offered; finalize it (`tandem finalize {id}`, or `tandem finalize --expired` for every such migration) or {extend}",
+            span(-secs)
+        ));
+    }
+    Some(format!(
+        "rollback window of migration {id} ends in {}: finalize it or {extend}",
+        span(secs)
+    ))
+}
+
+/// A span for people, rounded down: `5 h`, `42 min`, `30 s`.
+fn span(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +126,8 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
                     date_trunc('second', m.window_ends_at)::text, m.rollback_blocker,
                     (SELECT count(*) FROM tandem.divergence d WHERE d.migration_id = m.id AND d.direction = 'forward'),
                     (SELECT count(*) FROM tandem.divergence d WHERE d.migration_id = m.id AND d.direction = 'reverse'),
-                    (SELECT format('%s %s at %s', e.phase, e.event, date_trunc('second', e.at)) FROM tandem.events e WHERE e.migration_id = m.id ORDER BY e.id DESC LIMIT 1)
+                    (SELECT format('%s %s at %s', e.phase, e.event, date_trunc('second', e.at)) FROM tandem.events e WHERE e.migration_id = m.id ORDER BY e.id DESC LIMIT 1),
+                    CASE WHEN m.phase = 'rollback_window' THEN extract(epoch FROM m.window_ends_at - now())::float8 END
                FROM tandem.migrations m WHERE $1::int8 IS NULL OR m.id = $1 ORDER BY m.id DESC",
             &[&id, &crate::state::EXECUTOR_LOCK_CLASS],
         )
@@ -121,6 +159,7 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
     let mut out = Vec::new();
     for r in rows {
         let mid: i64 = r.get(0);
+        let window_ends_in_secs: Option<f64> = r.get(13);
         let (dual_read_min, dual_reads, drift) = if proxies {
             dual_reads(client, mid).await?
         } else {
@@ -162,6 +201,8 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
             verify: r.get(6),
             cutover_attempts: r.get(7),
             window_ends_at: r.get(8),
+            window_ends_in_secs,
+            window_warning: window_ends_in_secs.and_then(|secs| window_warning(mid, secs)),
             rollback_blocker: r.get(9),
             divergence_forward: r.get(10),
             divergence_reverse: r.get(11),
@@ -226,4 +267,27 @@ async fn dual_reads(
         })
         .collect();
     Ok((min, sides, drift))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_warns_within_a_day_and_after_its_end() {
+        assert_eq!(window_warning(7, 24.0 * 3600.0 + 1.0), None);
+        assert_eq!(
+            window_warning(7, 5.5 * 3600.0).as_deref(),
+            Some("rollback window of migration 7 ends in 5 h: finalize it or extend it (`tandem extend 7 30d`)")
+        );
+        assert!(window_warning(7, 90.0).unwrap().contains("ends in 1 min"));
+        assert!(window_warning(7, 30.0).unwrap().contains("ends in 30 s"));
+        let ended = window_warning(7, -7200.0).unwrap();
+        assert!(
+            ended.contains("ended 2 h ago")
+                && ended.contains("tandem finalize 7")
+                && ended.contains("tandem extend 7 30d"),
+            "{ended}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics: counters and gauges as atomics (no lock on the client's path), served
-//! as the text exposition format on `--metrics ADDR` by a minimal HTTP responder.
+//! as the text exposition format on `--metrics ADDR` by a minimal HTTP responder (which
+//! `tandem apply --metrics` reuses for the executor's figures).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -208,6 +209,17 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_text(listener, move || metrics.render(), shutdown).await
+}
+
+/// Answer every HTTP request on `listener` with the text `render` makes at that moment (the
+/// Prometheus exposition format), until `shutdown` completes. `tandem apply --metrics` serves
+/// its own figures with it.
+pub async fn serve_text<F>(listener: TcpListener, render: F, shutdown: impl Future<Output = ()>)
+where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    let render = Arc::new(render);
     tokio::pin!(shutdown);
     loop {
         let (mut socket, _) = tokio::select! {
@@ -220,7 +232,7 @@ pub async fn serve(
                 }
             },
         };
-        let metrics = metrics.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             // Read the request head (bounded), whatever it asks: there is one page.
             let mut buf = [0u8; 2048];
@@ -241,7 +253,7 @@ pub async fn serve(
             if !matches!(read, Ok(true)) {
                 return;
             }
-            let body = metrics.render();
+            let body = render();
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()

@@ -1,8 +1,12 @@
-//! `tandem apply ID`, `tandem rollback ID`, `tandem finalize ID`: the executor, with progress
-//! on stderr (a live line on a terminal, plain log lines otherwise).
+//! `tandem apply ID`, `tandem rollback ID`, `tandem finalize ID`: the executor, with its
+//! progress on stderr (bars on a terminal, plain log lines otherwise: `progress`) and, with
+//! `--metrics ADDR`, its figures served as Prometheus text while it runs (`metrics`).
+
+pub mod metrics;
+pub mod progress;
 
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -11,7 +15,9 @@ use engine::hooks::ProxyHold;
 use engine::state::Phase;
 use engine::EngineError;
 
-use crate::args::{ApplyArgs, ConfirmArgs, Global, RollbackArgs};
+use self::metrics::RunMetrics;
+use self::progress::Progress;
+use crate::args::{ApplyArgs, FinalizeArgs, Global, RollbackArgs};
 use crate::connect;
 use crate::exit::{Failure, FAILURE, OK, STALE, UNAVAILABLE, USAGE};
 
@@ -26,7 +32,7 @@ pub fn engine_failure(e: EngineError) -> Failure {
     Failure::new(code, anyhow!(e))
 }
 
-fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
+pub(crate) fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
     if yes {
         return Ok(());
     }
@@ -49,77 +55,12 @@ fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
     }
 }
 
-/// Progress on stderr: one rewritten line on a terminal, log lines otherwise.
-pub fn observer() -> Observer {
-    let tty = std::io::stderr().is_terminal();
-    let last_line = Arc::new(Mutex::new(false));
+/// The executor's events to the progress display and the metrics.
+pub fn observer(progress: &Arc<Progress>, metrics: &Arc<RunMetrics>) -> Observer {
+    let (progress, metrics) = (progress.clone(), metrics.clone());
     Arc::new(move |e: &Event| {
-        let mut open = last_line.lock().expect("not poisoned");
-        let line = match e {
-            Event::Backfill {
-                table,
-                done,
-                total,
-                rows_per_sec,
-            } => {
-                let pct = if *total > 0 {
-                    *done as f64 * 100.0 / *total as f64
-                } else {
-                    100.0
-                };
-                let eta = if *rows_per_sec > 0.0 && total > done {
-                    format!(", ETA {:.0}s", (total - done) as f64 / rows_per_sec)
-                } else {
-                    String::new()
-                };
-                let text = format!("backfill {table}: {done}/{total} rows ({pct:.0}%), {rows_per_sec:.0} rows/s{eta}");
-                if tty {
-                    let width = 24usize;
-                    let filled = ((pct / 100.0) * width as f64) as usize;
-                    eprint!(
-                        "\r\x1b[2K[{}{}] {text}",
-                        "#".repeat(filled.min(width)),
-                        "-".repeat(width - filled.min(width))
-                    );
-                    let _ = std::io::stderr().flush();
-                    *open = true;
-                    return;
-                }
-                text
-            }
-            Event::PhaseStarted(p) => format!("phase {p}: started"),
-            Event::PhaseDone(p, d) => format!("phase {p}: done in {:.1}s", d.as_secs_f64()),
-            Event::Note(n) => n.clone(),
-            Event::Warning(w) => format!("warning: {w}"),
-            Event::Verify {
-                table,
-                rows,
-                mismatched_ranges,
-            } => {
-                format!("verify {table}: {rows} rows compared, {mismatched_ranges} range(s) differ")
-            }
-            Event::Cutover {
-                attempt,
-                ok,
-                took,
-                detail,
-            } => format!(
-                "cutover attempt {attempt}: {} in {} ms{}",
-                if *ok { "committed" } else { "failed" },
-                took.as_millis(),
-                if *ok {
-                    String::new()
-                } else {
-                    format!(" ({detail})")
-                }
-            ),
-            Event::Waiting(w) => format!("waiting: {w}"),
-        };
-        if *open {
-            eprintln!();
-            *open = false;
-        }
-        eprintln!("{line}");
+        metrics.event(e);
+        progress.event(e);
     })
 }
 
@@ -128,6 +69,12 @@ fn gate(max_load: Option<u32>) -> Box<dyn gates::Gate> {
         Some(max_active) => Box::new(gates::Load { max_active }),
         None => Box::new(gates::Open),
     }
+}
+
+/// The gate of the commands that end or move a rollback window: `rollback`, `finalize` and
+/// `extend` pass the same one.
+pub(crate) fn window_gate() -> Box<dyn gates::Gate> {
+    Box::new(gates::Open)
 }
 
 pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
@@ -148,13 +95,28 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         dual_read_timeout: Duration::from_secs(args.dual_read_timeout),
         ..Options::default()
     };
-    let mut ex = open(global, args.id, opts, gate(args.max_load)).await?;
-    confirm(
-        args.yes,
-        &format!("Apply migration {} up to {until}?", args.id),
-    )?;
-    let phase = ex.apply().await.map_err(engine_failure)?;
-    ex.close().await;
+    let progress = Arc::new(Progress::new());
+    let metrics = RunMetrics::new("apply", args.id);
+    let phase = metrics::serving(args.metrics.as_deref(), &metrics, async {
+        let mut ex = open(
+            global,
+            args.id,
+            opts,
+            gate(args.max_load),
+            observer(&progress, &metrics),
+        )
+        .await?;
+        confirm(
+            args.yes,
+            &format!("Apply migration {} up to {until}?", args.id),
+        )?;
+        let phase = ex.apply().await;
+        progress.finish();
+        let phase = phase.map_err(engine_failure)?;
+        ex.close().await;
+        Ok(phase)
+    })
+    .await?;
     if phase == Phase::Finalized {
         eprintln!(
             "migration {} is done: every step was online, so there is no table to swap and no rollback window",
@@ -177,21 +139,22 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
 /// Connect (an unreachable database is exit 69, from the engine's error) and take the
 /// migration's executor lock. Swaps ask the registered `tandem proxy` processes to hold
 /// traffic ([`ProxyHold`]); with none registered and alive, they run exactly as without it.
-async fn open(
+pub(crate) async fn open(
     global: &Global,
     id: i64,
     opts: Options,
     gate: Box<dyn gates::Gate>,
+    observe: Observer,
 ) -> Result<Executor, Failure> {
     let config = connect::resolve(global)?;
-    Executor::open(&config, id, opts, gate, observer())
+    Executor::open(&config, id, opts, gate, observe)
         .await
         .map(|ex| ex.with_hold(Box::new(ProxyHold::new(&config))))
         .map_err(engine_failure)
 }
 
 /// Options for rollback and finalize: the defaults, with the swap's lock timeout.
-fn swap_options(lock_timeout: u64) -> Options {
+pub(crate) fn swap_options(lock_timeout: u64) -> Options {
     Options {
         lock_timeout: Duration::from_millis(lock_timeout.max(1)),
         ..Options::default()
@@ -203,22 +166,32 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure
         confirm: args,
         online_steps,
     } = args;
-    let mut ex = open(
-        global,
-        args.id,
-        Options {
-            undo_online_steps: online_steps,
-            ..swap_options(args.lock_timeout)
-        },
-        Box::new(gates::Open),
-    )
+    let progress = Arc::new(Progress::new());
+    let metrics = RunMetrics::new("rollback", args.id);
+    let abandoned = metrics::serving(args.metrics.as_deref(), &metrics, async {
+        let mut ex = open(
+            global,
+            args.id,
+            Options {
+                undo_online_steps: online_steps,
+                ..swap_options(args.lock_timeout)
+            },
+            window_gate(),
+            observer(&progress, &metrics),
+        )
+        .await?;
+        confirm(
+            args.yes,
+            &format!("Roll migration {} back to the old table?", args.id),
+        )?;
+        progress.status(&format!("rolling migration {} back", args.id));
+        let abandoned = ex.rollback().await;
+        progress.finish();
+        let abandoned = abandoned.map_err(engine_failure)?;
+        ex.close().await;
+        Ok(abandoned)
+    })
     .await?;
-    confirm(
-        args.yes,
-        &format!("Roll migration {} back to the old table?", args.id),
-    )?;
-    let abandoned = ex.rollback().await.map_err(engine_failure)?;
-    ex.close().await;
     if abandoned {
         eprintln!("migration {} abandoned before cutover: the table was never swapped; the shadow table and tandem's triggers are gone", args.id);
         return Ok(OK);
@@ -227,26 +200,47 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure
     Ok(OK)
 }
 
-pub async fn finalize(global: &Global, args: ConfirmArgs) -> Result<u8, Failure> {
-    let mut ex = open(
-        global,
-        args.id,
-        swap_options(args.lock_timeout),
-        Box::new(gates::Open),
-    )
+pub async fn finalize(global: &Global, args: FinalizeArgs) -> Result<u8, Failure> {
+    let id = match (args.id, args.expired) {
+        (Some(id), false) => id,
+        (None, true) => return super::window::finalize_expired(global, args).await,
+        (Some(id), true) => {
+            return Err(Failure::usage(format!(
+                "give a migration id or --expired, not both: `tandem finalize {id}` finalizes migration {id}, `tandem finalize --expired` every migration whose rollback window has ended"
+            )))
+        }
+        (None, false) => {
+            return Err(Failure::usage(
+                "finalize needs a migration id (`tandem finalize ID`), or --expired to finalize every migration whose rollback window has ended",
+            ))
+        }
+    };
+    let progress = Arc::new(Progress::new());
+    let metrics = RunMetrics::new("finalize", id);
+    metrics::serving(args.metrics.as_deref(), &metrics, async {
+        let mut ex = open(
+            global,
+            id,
+            swap_options(args.lock_timeout),
+            window_gate(),
+            observer(&progress, &metrics),
+        )
+        .await?;
+        confirm(
+            args.yes,
+            &format!("Finalize migration {id} (drop the old table; no rollback after)?"),
+        )?;
+        metrics.phase(Phase::Finalized);
+        progress.status(&format!(
+            "finalizing migration {id}: dropping the old table"
+        ));
+        let done = ex.finalize().await;
+        progress.finish();
+        done.map_err(engine_failure)?;
+        ex.close().await;
+        Ok(())
+    })
     .await?;
-    confirm(
-        args.yes,
-        &format!(
-            "Finalize migration {} (drop the old table; no rollback after)?",
-            args.id
-        ),
-    )?;
-    ex.finalize().await.map_err(engine_failure)?;
-    ex.close().await;
-    eprintln!(
-        "migration {} finalized: the old table and tandem's triggers are gone",
-        args.id
-    );
+    eprintln!("migration {id} finalized: the old table and tandem's triggers are gone");
     Ok(OK)
 }

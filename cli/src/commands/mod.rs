@@ -9,3 +9,4 @@ pub mod plan;
 pub mod proxy;
 pub mod status;
 pub mod submit;
+pub mod window;

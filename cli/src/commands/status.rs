@@ -67,6 +67,9 @@ pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
         if let Some(w) = &s.window_ends_at {
             out.push_str(&format!("  rollback window ends: {w}\n"));
         }
+        if let Some(w) = &s.window_warning {
+            out.push_str(&format!("  warning: {w}\n"));
+        }
         if let Some(b) = &s.rollback_blocker {
             out.push_str(&format!("  rollback unavailable: {b}\n"));
         }

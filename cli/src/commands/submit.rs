@@ -25,7 +25,7 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
     let window = args
         .rollback_window
         .as_deref()
-        .map(parse_duration)
+        .map(|w| parse_duration("--rollback-window", w))
         .transpose()
         .map_err(Failure::usage)?;
     if let Some(step) = plan.steps.iter().find(|s| s.strategy == Strategy::Refused) {
@@ -101,12 +101,13 @@ fn short(s: &str) -> &str {
     &s[..s.len().min(12)]
 }
 
-/// `30d`, `12h`, `90m`, `45s` (or a bare number of seconds) as seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+/// `30d`, `12h`, `90m`, `45s` (or a bare number of seconds) as seconds; `what` names the
+/// argument in the error (`--rollback-window`, `extend`'s DURATION).
+pub fn parse_duration(what: &str, s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| {
-        format!("--rollback-window {s:?} is not a duration; write it like 30d, 12h, 90m or 45s")
+        format!("{what} {s:?} is not a duration; write it like 30d, 12h, 90m or 45s")
     })?;
     let mult = match unit {
         "" | "s" => 1,
@@ -115,9 +116,14 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         _ => {
             return Err(format!(
-                "--rollback-window {s:?}: unknown unit {unit:?}; use s, m, h or d"
+                "{what} {s:?}: unknown unit {unit:?}; use s, m, h or d"
             ))
         }
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .filter(|secs| *secs <= MAX_DURATION)
+        .ok_or_else(|| format!("{what} {s:?} is too long; write at most 36500d"))
 }
+
+/// The longest duration [`parse_duration`] accepts: a hundred years.
+const MAX_DURATION: u64 = 36_500 * 86_400;

@@ -105,9 +105,48 @@ pub enum Event {
         attempt: u32,
         ok: bool,
         took: Duration,
+        /// Of `took`, the time spent waiting for the locks (all of it when `ok` is false and
+        /// the locks were not granted).
+        lock_wait: Duration,
         detail: String,
     },
     Waiting(String),
+    /// The executor waited `slept` before going on, for `reason`: emitted after each wait of
+    /// one check (the gate's every second, the copy's throttle every half second), with
+    /// `first` set on the first wait of a run of them, so a run counts once.
+    Waited {
+        reason: WaitReason,
+        slept: Duration,
+        first: bool,
+    },
+    /// The largest replay lag of the replicas, as read for `--max-replication-lag` (only
+    /// then: without the option the executor does not look).
+    ReplicationLag(Duration),
+}
+
+/// Why the executor waited ([`Event::Waited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The gate asked to wait before this phase started.
+    Gate(Phase),
+    /// The copy is paused by `tandem pause`.
+    Paused,
+    /// The copy waits while more sessions than `--max-load` are active.
+    Load,
+    /// The copy waits while a replica lags more than `--max-replication-lag`.
+    ReplicationLag,
+}
+
+impl WaitReason {
+    /// A label value for metrics: `gate`, `paused`, `load` or `replication_lag`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Gate(_) => "gate",
+            WaitReason::Paused => "paused",
+            WaitReason::Load => "load",
+            WaitReason::ReplicationLag => "replication_lag",
+        }
+    }
 }
 
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -367,6 +406,66 @@ impl Executor {
             .await
     }
 
+    /// `tandem finalize --expired`, for one migration: finalize it if it is in its rollback
+    /// window and the window has ended. Checked under the migration's lock, which `extend`
+    /// takes too, so a window extended meanwhile is left alone. Returns whether it finalized.
+    pub async fn finalize_if_expired(&mut self) -> Result<bool, EngineError> {
+        if !state::window_ended(&self.client, self.id).await? {
+            return Ok(false);
+        }
+        self.finalize().await?;
+        Ok(true)
+    }
+
+    /// `tandem extend`: move the end of the rollback window `by` later than it is now set,
+    /// recorded as an event in the same transaction. Only within the window: before cutover
+    /// there is none yet, after finalize or rollback none is left; refused then, with
+    /// nothing changed.
+    pub async fn extend(&mut self, by: Duration) -> Result<state::Extended, EngineError> {
+        self.resilient("extending the rollback window", |ex| {
+            Box::pin(ex.extend_once(by))
+        })
+        .await
+    }
+
+    async fn extend_once(&mut self, by: Duration) -> Result<state::Extended, EngineError> {
+        let id = self.id;
+        let m = Migration::load(&self.client, id).await?;
+        match m.phase {
+            Phase::RollbackWindow => {}
+            p if p < Phase::RollbackWindow => {
+                return Err(EngineError::refused(
+                    format!("migration {id} is in phase {p}: its rollback window starts at cutover, so there is none to extend yet"),
+                    format!("nothing was changed; `tandem submit --rollback-window` sets its length, `tandem apply {id}` runs it to cutover"),
+                ))
+            }
+            p => {
+                return Err(EngineError::refused(
+                    format!("migration {id} is {p}: its rollback window is over"),
+                    format!("nothing was changed; `tandem status {id}` shows its history"),
+                ))
+            }
+        }
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(EngineError::sql("begin the extension"))?;
+        let extended = state::extend_window(&tx, id, by).await?;
+        state::record(
+            &tx,
+            id,
+            Phase::RollbackWindow.as_str(),
+            "extended",
+            json!({ "by_secs": by.as_secs(), "from": extended.from, "to": extended.to }),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(EngineError::sql("commit the extension"))?;
+        Ok(extended)
+    }
+
     /// Sessions of other clients running a statement now.
     pub(crate) async fn active_sessions(&self) -> Result<u32, EngineError> {
         let n: i64 = self
@@ -385,6 +484,7 @@ impl Executor {
 
     /// Pass the gate before `phase` starts: wait while it asks to wait, stop when it refuses.
     async fn gate(&self, m: &Migration, phase: Phase) -> Result<(), EngineError> {
+        let mut first = true;
         loop {
             let active = self.active_sessions().await?;
             let ctx = Context {
@@ -402,7 +502,14 @@ impl Executor {
                     let what = format!("gate before {phase}: {}", refusal.reason);
                     state::set_waiting(&self.client, m.id, Some(&what)).await;
                     self.emit(Event::Waiting(what));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let slept = Duration::from_secs(1);
+                    tokio::time::sleep(slept).await;
+                    self.emit(Event::Waited {
+                        reason: WaitReason::Gate(phase),
+                        slept,
+                        first,
+                    });
+                    first = false;
                 }
                 Err(refusal) => {
                     state::record(
@@ -426,15 +533,23 @@ impl Executor {
     /// Says what it waits for in `status`. Returns quickly when none applies.
     pub(crate) async fn throttle(&self, paused: bool) -> Result<(), EngineError> {
         let mut paused = paused;
+        // The reason of the previous wait, so a run of waits for one reason counts once.
+        let mut previous = None;
         loop {
             let mut why = None;
             if paused {
-                why = Some("paused by `tandem pause`; `tandem resume` continues".to_string());
+                why = Some((
+                    WaitReason::Paused,
+                    "paused by `tandem pause`; `tandem resume` continues".to_string(),
+                ));
             } else if let Some(max) = self.opts.max_load {
                 let active = self.active_sessions().await?;
                 if active > max {
-                    why = Some(format!(
-                        "database load: {active} active sessions, above the limit of {max}"
+                    why = Some((
+                        WaitReason::Load,
+                        format!(
+                            "database load: {active} active sessions, above the limit of {max}"
+                        ),
                     ));
                 }
             }
@@ -449,10 +564,16 @@ impl Executor {
                         .await
                         .map_err(EngineError::sql("read the replication lag"))?
                         .get(0);
+                    if let Some(lag) = lag.filter(|l| l.is_finite() && *l >= 0.0) {
+                        self.emit(Event::ReplicationLag(Duration::from_secs_f64(lag)));
+                    }
                     if let Some(lag) = lag.filter(|l| *l > max.as_secs_f64()) {
-                        why = Some(format!(
-                            "replication lag {lag:.1}s, above the limit of {:.1}s",
-                            max.as_secs_f64()
+                        why = Some((
+                            WaitReason::ReplicationLag,
+                            format!(
+                                "replication lag {lag:.1}s, above the limit of {:.1}s",
+                                max.as_secs_f64()
+                            ),
                         ));
                     }
                 }
@@ -462,10 +583,17 @@ impl Executor {
                     state::set_waiting(&self.client, self.id, None).await;
                     return Ok(());
                 }
-                Some(w) => {
+                Some((reason, w)) => {
                     state::set_waiting(&self.client, self.id, Some(&w)).await;
                     self.emit(Event::Waiting(w));
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let slept = Duration::from_millis(500);
+                    tokio::time::sleep(slept).await;
+                    self.emit(Event::Waited {
+                        reason,
+                        slept,
+                        first: previous != Some(reason),
+                    });
+                    previous = Some(reason);
                     paused = Migration::load(&self.client, self.id).await?.paused;
                 }
             }

@@ -249,5 +249,76 @@ pub async fn set_paused(client: &Client, id: i64, paused: bool) -> Result<Phase,
     Ok(m.phase)
 }
 
+/// Migrations in their rollback window whose window has ended, the earliest end first: the
+/// id and the end, to the second. None when tandem was never installed here (read-only).
+pub async fn expired(client: &impl GenericClient) -> Result<Vec<(i64, String)>, EngineError> {
+    if !installed(client).await? {
+        return Ok(vec![]);
+    }
+    Ok(client
+        .query(
+            "SELECT id, date_trunc('second', window_ends_at)::text FROM tandem.migrations
+              WHERE phase = 'rollback_window' AND window_ends_at < now()
+              ORDER BY window_ends_at, id",
+            &[],
+        )
+        .await
+        .map_err(EngineError::sql("read the rollback windows"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Whether migration `id` is in its rollback window and the window has ended.
+pub async fn window_ended(client: &impl GenericClient, id: i64) -> Result<bool, EngineError> {
+    Ok(client
+        .query_opt(
+            "SELECT phase = 'rollback_window' AND window_ends_at < now() FROM tandem.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(EngineError::sql("read the rollback window"))?
+        .and_then(|r| r.get::<_, Option<bool>>(0))
+        .unwrap_or(false))
+}
+
+/// What `tandem extend` did to a rollback window.
+#[derive(Debug, Clone)]
+pub struct Extended {
+    /// The end before and after, to the second.
+    pub from: String,
+    pub to: String,
+    /// The new end is still in the past: the window stays ended.
+    pub still_ended: bool,
+}
+
+/// Move the end of migration `id`'s rollback window `by` later (in the caller's
+/// transaction; the caller has checked the phase and holds the migration's lock).
+pub(crate) async fn extend_window(
+    client: &impl GenericClient,
+    id: i64,
+    by: std::time::Duration,
+) -> Result<Extended, EngineError> {
+    let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
+    let row = client
+        .query_one(
+            "WITH before AS (SELECT coalesce(window_ends_at, now()) AS ends FROM tandem.migrations WHERE id = $1 FOR UPDATE)
+             UPDATE tandem.migrations m
+                SET window_ends_at = before.ends + make_interval(secs => $2::float8), updated_at = now()
+               FROM before WHERE m.id = $1
+             RETURNING date_trunc('second', before.ends)::text,
+                       date_trunc('second', m.window_ends_at)::text,
+                       m.window_ends_at < now()",
+            &[&id, &(secs as f64)],
+        )
+        .await
+        .map_err(EngineError::sql("move the end of the rollback window"))?;
+    Ok(Extended {
+        from: row.get(0),
+        to: row.get(1),
+        still_ended: row.get(2),
+    })
+}
+
 /// A boxed future borrowing the executor (for the reconnect loop).
 pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -16,7 +16,8 @@ use tokio_postgres::{Client, Config};
 
 use super::plain::Plain;
 use super::{banner, latency, secs, thousands, ACCOUNTS, LOAD};
-use crate::commands::apply::{engine_failure, observer};
+use crate::commands::apply::engine_failure;
+use crate::commands::apply::progress::Progress as ApplyProgress;
 use crate::exit::Failure;
 
 /// Load alone before `apply` starts, and on the new table after the cutover.
@@ -86,6 +87,7 @@ pub async fn show(
             }
         }
     };
+    screen.finish();
     let phase = match applied {
         Ok(phase) => phase,
         Err(e) => {
@@ -326,12 +328,11 @@ struct Seen {
     warnings: Vec<String>,
 }
 
-/// stderr, shared by `tandem apply`'s progress and the clients' lines. On a terminal the
-/// backfill's progress bar is one rewritten line: a clients' line goes above it, and the bar
-/// is drawn again below. Elsewhere (a log), the backfill's lines are thinned to one per
-/// [`LOG_EVERY`].
+/// stderr, shared by `tandem apply`'s progress and the clients' lines: on a terminal a
+/// clients' line goes above the progress bars; elsewhere (a log), the backfill's lines are
+/// thinned to one per [`LOG_EVERY`].
 struct Screen {
-    apply: Observer,
+    progress: ApplyProgress,
     tty: bool,
     state: Mutex<State>,
 }
@@ -339,9 +340,6 @@ struct Screen {
 #[derive(Default)]
 struct State {
     seen: Seen,
-    /// The last backfill event, to draw the bar again; and whether it is on screen now.
-    bar: Option<Event>,
-    bar_open: bool,
     last_logged: Option<Instant>,
 }
 
@@ -350,7 +348,7 @@ const LOG_EVERY: Duration = Duration::from_secs(3);
 impl Screen {
     fn new() -> Screen {
         Screen {
-            apply: observer(),
+            progress: ApplyProgress::new(),
             tty: std::io::stderr().is_terminal(),
             state: Mutex::new(State::default()),
         }
@@ -382,34 +380,27 @@ impl Screen {
                 s.seen.verified_rows.get_or_insert(*rows);
             }
             Event::Warning(w) => s.seen.warnings.push(w.clone()),
-            Event::Backfill { done, total, .. } => {
-                s.bar = Some(e.clone());
-                if !self.tty {
-                    let recent = s.last_logged.is_some_and(|t| t.elapsed() < LOG_EVERY);
-                    if recent && done < total {
-                        return;
-                    }
-                    s.last_logged = Some(Instant::now());
+            Event::Backfill { done, total, .. } if !self.tty => {
+                let recent = s.last_logged.is_some_and(|t| t.elapsed() < LOG_EVERY);
+                if recent && done < total {
+                    return;
                 }
+                s.last_logged = Some(Instant::now());
             }
             _ => {}
         }
-        s.bar_open = self.tty && matches!(e, Event::Backfill { .. });
-        (self.apply)(e);
+        drop(s);
+        self.progress.event(e);
     }
 
     /// A line about the clients.
     fn clients(&self, line: String) {
-        let s = self.lock();
-        if s.bar_open {
-            eprint!("\r\x1b[2K");
-            eprintln!("{line}");
-            if let Some(bar) = &s.bar {
-                (self.apply)(bar);
-            }
-        } else {
-            eprintln!("{line}");
-        }
+        self.progress.println(&line);
+    }
+
+    /// `apply` is over: the spinner goes, the bars stay.
+    fn finish(&self) {
+        self.progress.finish();
     }
 
     fn seen(&self) -> Seen {

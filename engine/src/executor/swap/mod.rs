@@ -110,11 +110,12 @@ async fn swap(
         ex.hold.release(m.id).await;
         let took = t0.elapsed();
         match result {
-            Ok(notes) => {
+            Ok((notes, lock_wait)) => {
                 ex.emit(Event::Cutover {
                     attempt,
                     ok: true,
                     took,
+                    lock_wait,
                     detail: format!("{what} committed"),
                 });
                 for n in notes {
@@ -155,6 +156,7 @@ async fn swap(
                     attempt,
                     ok: false,
                     took,
+                    lock_wait: not.waited,
                     detail: detail.clone(),
                 });
                 if attempt >= ex.opts.cutover_attempts {
@@ -240,7 +242,7 @@ async fn cancel_autovacuum(ex: &Executor, oids: &[u32]) -> Result<Vec<i32>, toki
 }
 
 /// One attempt: the steps of `steps.rs`, in one transaction that commits only if every one
-/// succeeded. Returns notes for the user.
+/// succeeded. Returns notes for the user, and how long the locks took.
 async fn attempt_swap(
     ex: &mut Executor,
     m: &Migration,
@@ -249,7 +251,7 @@ async fn attempt_swap(
     attempt: u32,
     held: bool,
     check_deadlocks: bool,
-) -> Result<Vec<String>, Attempt> {
+) -> Result<(Vec<String>, Duration), Attempt> {
     let lock_timeout = ex.opts.lock_timeout;
     let tx = ex
         .client
@@ -312,7 +314,7 @@ async fn attempt_swap(
     tx.commit()
         .await
         .map_err(EngineError::sql("commit the swap"))?;
-    Ok(notes)
+    Ok((notes, lock_wait))
 }
 
 /// After the swap: validate the foreign keys it added NOT VALID (SHARE UPDATE EXCLUSIVE: no

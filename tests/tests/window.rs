@@ -1,0 +1,407 @@
+//! The end of the rollback window, through the real binary and a real PostgreSQL:
+//! `finalize --expired` finalizes the migrations whose window ended and only those (and says
+//! which failed), `extend` moves the end and is refused outside the window with nothing
+//! changed, and `status` warns a day before the end.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fixtures::pg::TestDb;
+use tests::migrate::{
+    apply, on, on_once, plan_sql, scratch_dir, spawn, status_json, strategies, submit,
+};
+use tests::{tandem, Run};
+use tokio_postgres::Client;
+
+const TABLES: &str = "
+    CREATE TABLE items (id integer PRIMARY KEY, n integer);
+    INSERT INTO items SELECT g, g FROM generate_series(1, 2000) g;
+    CREATE TABLE notes (id integer PRIMARY KEY, body text);
+    INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 2000) g;
+    CREATE TABLE tags (id integer PRIMARY KEY, name text);
+    INSERT INTO tags SELECT g, 'tag ' || g FROM generate_series(1, 2000) g;
+    ANALYZE;
+";
+
+const FAILPOINT_LIMIT: Duration = Duration::from_secs(30);
+
+async fn db(name: &str) -> TestDb {
+    let db = TestDb::new(name).await;
+    db.client()
+        .batch_execute(TABLES)
+        .await
+        .expect("fixture loads");
+    db
+}
+
+/// Plan `ALTER TABLE <table> ALTER id TYPE bigint` (a shadow migration) and submit it with
+/// `extra` (e.g. `--rollback-window 1s`); the migration id.
+fn submitted(url: &str, test: &str, table: &str, extra: &[&str]) -> i64 {
+    let path: PathBuf = scratch_dir(&format!("{test}_{table}")).join("plan.json");
+    plan_sql(
+        url,
+        &format!("ALTER TABLE {table} ALTER id TYPE bigint"),
+        &path,
+    );
+    assert_eq!(strategies(&path), vec!["shadow"]);
+    submit(url, &path, extra)
+}
+
+/// `tandem finalize --expired --yes`, run again (for up to 2 s) while a migration is refused
+/// because the session of a command that just ended still holds its lock (see `on`).
+fn finalize_expired(url: &str) -> Run {
+    let start = Instant::now();
+    loop {
+        let run = tandem(&["--database-url", url, "finalize", "--expired", "--yes"]);
+        if run.code == 0
+            || !run.stderr.contains("is being run by another process")
+            || start.elapsed() > Duration::from_secs(2)
+        {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The error line of a run (its last `error:` line).
+fn error_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in:\n{stderr}"))
+}
+
+/// `window_ends_at` as seconds since the epoch (None while unset).
+async fn window_end(c: &Client, id: i64) -> Option<f64> {
+    c.query_one(
+        "SELECT extract(epoch FROM window_ends_at)::float8 FROM tandem.migrations WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// The details of migration `id`'s events named `event`, oldest first.
+async fn events(c: &Client, id: i64, event: &str) -> Vec<serde_json::Value> {
+    c.query(
+        "SELECT coalesce(detail, 'null'::jsonb) FROM tandem.events WHERE migration_id = $1 AND event = $2 ORDER BY id",
+        &[&id, &event],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Whether relation `name` exists.
+async fn exists(c: &Client, name: &str) -> bool {
+    c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The parked old table of migration `id` (in its rollback window).
+async fn old_table(c: &Client, id: i64) -> String {
+    c.query_one(
+        "SELECT spec ->> 'old' FROM tandem.shadow_tables WHERE migration_id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Wait until every migration in `ids` has a rollback window that has ended.
+async fn until_ended(c: &Client, ids: &[i64]) {
+    let start = Instant::now();
+    loop {
+        let ended: bool = c
+            .query_one(
+                "SELECT bool_and(window_ends_at < now()) FROM tandem.migrations WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if ended {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the windows of {ids:?} did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn finalize_expired_finalizes_the_ended_windows_only_and_names_those_that_failed() {
+    let db = db("win_expired").await;
+    let c = db.client();
+    let url = db.url();
+
+    // Nothing in the window yet: nothing to do, exit 0.
+    let run = finalize_expired(&url).expect(0);
+    assert!(run.stderr.contains("nothing to finalize"), "{}", run.stderr);
+
+    let ended = submitted(&url, "win_expired", "items", &["--rollback-window", "1s"]);
+    apply(&url, ended, &[]).expect(0);
+    let busy = submitted(&url, "win_expired", "notes", &["--rollback-window", "1s"]);
+    apply(&url, busy, &[]).expect(0);
+    let open = submitted(&url, "win_expired", "tags", &[]);
+    apply(&url, open, &[]).expect(0);
+    let (ended_old, busy_old, open_old) = (
+        old_table(c, ended).await,
+        old_table(c, busy).await,
+        old_table(c, open).await,
+    );
+    until_ended(c, &[ended, busy]).await;
+
+    // An id and --expired, or neither: usage errors that change nothing.
+    let ids = ended.to_string();
+    let run = tandem(&[
+        "--database-url",
+        &url,
+        "finalize",
+        &ids,
+        "--expired",
+        "--yes",
+    ])
+    .expect(64);
+    assert!(
+        error_line(&run.stderr).contains("not both"),
+        "{}",
+        run.stderr
+    );
+    let run = tandem(&["--database-url", &url, "finalize", "--yes"]).expect(64);
+    assert!(
+        error_line(&run.stderr).contains("--expired"),
+        "{}",
+        run.stderr
+    );
+    // No terminal and no --yes: refused, nothing finalized.
+    let run = tandem(&["--database-url", &url, "finalize", "--expired"]).expect(64);
+    assert!(
+        error_line(&run.stderr).contains("pass --yes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&url, ended)["phase"], "rollback_window");
+
+    // Another process holds `busy` (an apply stopped inside its after-cutover work).
+    let busy_id = busy.to_string();
+    let mut holder = spawn(
+        &["--database-url", &url, "apply", &busy_id, "--yes"],
+        &[("TANDEM_FAILPOINT", "after_cutover")],
+    );
+    holder.wait_for("failpoint after_cutover reached", FAILPOINT_LIMIT);
+    let run = tandem(&["--database-url", &url, "finalize", "--expired", "--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("migration {ended} finalized")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("migration {busy}: finalize failed"))
+            && run.stderr.contains("being run by another process"),
+        "{}",
+        run.stderr
+    );
+    let err = error_line(&run.stderr);
+    assert!(
+        err.contains("1 of 2 migrations") && err.contains(&format!("finalized: {busy} ")),
+        "{err}"
+    );
+    assert!(
+        !run.stderr.contains(&format!("migration {open}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&url, ended)["phase"], "finalized");
+    assert!(!exists(c, &ended_old).await);
+    assert_eq!(status_json(&url, busy)["phase"], "rollback_window");
+    assert!(exists(c, &busy_old).await);
+    holder.kill();
+
+    // Once the holder is gone, the next run finalizes it; the open window is left alone.
+    let run = finalize_expired(&url).expect(0);
+    assert!(
+        run.stderr.contains(&format!("migration {busy} finalized")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&url, busy)["phase"], "finalized");
+    assert!(!exists(c, &busy_old).await);
+    assert_eq!(status_json(&url, open)["phase"], "rollback_window");
+    assert!(exists(c, &open_old).await);
+    let run = finalize_expired(&url).expect(0);
+    assert!(run.stderr.contains("nothing to finalize"), "{}", run.stderr);
+    assert_eq!(status_json(&url, open)["phase"], "rollback_window");
+}
+
+#[tokio::test]
+async fn extend_moves_the_end_from_where_it_was_and_is_refused_outside_the_window() {
+    let db = db("win_extend").await;
+    let c = db.client();
+    let url = db.url();
+    let id = submitted(&url, "win_extend", "items", &[]);
+    apply(&url, id, &["--until", "verify"]).expect(0);
+
+    // Before cutover there is no window: refused, nothing recorded or moved.
+    let run = on(&url, "extend", id, &["30d", "--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let err = error_line(&run.stderr);
+    assert!(
+        err.contains("phase verify")
+            && err.contains("none to extend yet")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(window_end(c, id).await, None);
+    assert!(events(c, id, "extended").await.is_empty());
+    assert_eq!(status_json(&url, id)["phase"], "verify");
+
+    apply(&url, id, &[]).expect(0);
+    let before = window_end(c, id).await.expect("cutover set the end");
+
+    // Bad durations and a missing --yes are usage errors that change nothing.
+    for (duration, says) in [("soon", "30d"), ("0", "extends nothing"), ("3w", "unit")] {
+        let run = on(&url, "extend", id, &[duration, "--yes"]).expect(64);
+        assert!(error_line(&run.stderr).contains(says), "{}", run.stderr);
+    }
+    let run = on(&url, "extend", id, &["12h"]).expect(64);
+    assert!(
+        error_line(&run.stderr).contains("pass --yes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(window_end(c, id).await, Some(before));
+    assert!(events(c, id, "extended").await.is_empty());
+
+    // From its current end, not from now: twice adds up.
+    let run = on(&url, "extend", id, &["12h", "--yes"]).expect(0);
+    assert!(
+        run.stderr.contains("rollback window now ends at"),
+        "{}",
+        run.stderr
+    );
+    on(&url, "extend", id, &["30d", "--yes"]).expect(0);
+    let after = window_end(c, id).await.expect("still set");
+    assert!(
+        (after - before - (12.0 * 3600.0 + 30.0 * 86400.0)).abs() < 0.001,
+        "moved by {} s",
+        after - before
+    );
+    let recorded = events(c, id, "extended").await;
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(recorded[0]["by_secs"], 12 * 3600);
+    assert_eq!(recorded[1]["by_secs"], 30 * 86400);
+    assert_eq!(status_json(&url, id)["phase"], "rollback_window");
+
+    // After finalize there is no window left: refused, nothing changed.
+    on(&url, "finalize", id, &["--yes"]).expect(0);
+    let run = on_once(&url, "extend", id, &["30d", "--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        error_line(&run.stderr).contains("its rollback window is over"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(window_end(c, id).await, Some(after));
+    assert_eq!(events(c, id, "extended").await.len(), 2);
+}
+
+#[tokio::test]
+async fn extending_an_ended_window_offers_the_rollback_again() {
+    let db = db("win_reopen").await;
+    let c = db.client();
+    let url = db.url();
+    let id = submitted(&url, "win_reopen", "items", &["--rollback-window", "1s"]);
+    apply(&url, id, &[]).expect(0);
+    until_ended(c, &[id]).await;
+    let run = on(&url, "rollback", id, &["--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        error_line(&run.stderr).contains("rollback window ended"),
+        "{}",
+        run.stderr
+    );
+    let s = status_json(&url, id);
+    assert!(s["window_ends_in_secs"].as_f64().unwrap() < 0.0, "{s}");
+    assert!(
+        s["window_warning"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("tandem finalize {id}")),
+        "{s}"
+    );
+
+    on(&url, "extend", id, &["1h", "--yes"]).expect(0);
+    let left = status_json(&url, id)["window_ends_in_secs"]
+        .as_f64()
+        .unwrap();
+    assert!(left > 3000.0 && left < 3600.0, "{left}");
+    // Nothing to finalize now; the rollback is offered again and works.
+    let run = finalize_expired(&url).expect(0);
+    assert!(run.stderr.contains("nothing to finalize"), "{}", run.stderr);
+    let run = on(&url, "rollback", id, &["--yes"]).expect(0);
+    assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+    assert_eq!(status_json(&url, id)["phase"], "rolled_back");
+}
+
+#[tokio::test]
+async fn status_warns_when_the_window_ends_within_a_day() {
+    let db = db("win_status").await;
+    let url = db.url();
+    let far = submitted(&url, "win_status", "items", &[]);
+    apply(&url, far, &[]).expect(0);
+    // 5 h 30 min.
+    let near = submitted(&url, "win_status", "notes", &["--rollback-window", "19800"]);
+    apply(&url, near, &[]).expect(0);
+
+    let s = status_json(&url, far);
+    assert_eq!(s["window_warning"], serde_json::Value::Null, "{s}");
+    assert!(
+        s["window_ends_in_secs"].as_f64().unwrap() > 29.0 * 86400.0,
+        "{s}"
+    );
+
+    let s = status_json(&url, near);
+    let warning = format!(
+        "rollback window of migration {near} ends in 5 h: finalize it or extend it (`tandem extend {near} 30d`)"
+    );
+    assert_eq!(s["window_warning"], warning.as_str(), "{s}");
+    let run = tandem(&["--database-url", &url, "status"]).expect(0);
+    assert!(
+        run.stdout.contains(&format!("warning: {warning}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("warning: rollback window").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    // Not before cutover: a migration with no window has no warning.
+    let later = submitted(&url, "win_status", "tags", &["--rollback-window", "60"]);
+    assert_eq!(
+        status_json(&url, later)["window_warning"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        status_json(&url, later)["window_ends_in_secs"],
+        serde_json::Value::Null
+    );
+
+    // Extended by a day, it ends in more than a day: no warning.
+    on(&url, "extend", near, &["1d", "--yes"]).expect(0);
+    let s = status_json(&url, near);
+    assert_eq!(s["window_warning"], serde_json::Value::Null, "{s}");
+}
