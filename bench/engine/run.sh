@@ -163,7 +163,7 @@ io_delta() {   # before after -> key=value lines
   awk -v a="$1" -v b="$2" 'BEGIN {
     split(a, x, " "); split(b, y, " ");
     n = split("checkpoints buffers_checkpoint buffers_clean buffers_backend buffers_backend_fsync buffers_alloc blks_read wal_bytes", k, " ");
-    for (i = 1; i <= n; i++) printf "%s=%d\n", k[i], y[i] - x[i] }'
+    for (i = 1; i <= n; i++) printf "%s=%.0f\n", k[i], y[i] - x[i] }'
 }
 
 scenario_error() {   # name, message: a result file that says why the scenario did not run
