@@ -718,3 +718,32 @@ async fn rollback_names_the_online_steps_it_leaves_and_undoes_them_on_request() 
     );
     assert_eq!(status_json(&url, id)["phase"], "rolled_back");
 }
+
+/// A security label is not carried to the new table yet: prepare refuses, saying how to go on,
+/// and changes nothing. (No label provider is loaded here, so the label is written into
+/// pg_seclabel directly, as a provider would store it.)
+#[tokio::test]
+async fn security_labels_are_refused_and_change_nothing() {
+    let db = db("bi_seclabel", ITEMS).await;
+    let c = db.client();
+    let url = db.url();
+    c.batch_execute(
+        "INSERT INTO pg_seclabel (objoid, classoid, objsubid, provider, label)
+         VALUES ('items'::regclass, 'pg_class'::regclass, 0, 'tandem_test', 'secret')",
+    )
+    .await
+    .expect("a superuser may write the catalog");
+    let id = submitted(&db, "bi_seclabel");
+    let fp = fingerprint(c).await;
+    let rows = text_rows(c, ROWS).await;
+    let run = apply(&url, id, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let err = error_line(&run.stderr);
+    assert!(
+        err.contains("security label") && err.contains("SECURITY LABEL"),
+        "{err}"
+    );
+    assert_eq!(fingerprint(c).await, fp);
+    assert_eq!(text_rows(c, ROWS).await, rows);
+    assert_eq!(column_type(c, "items", "id").await, "integer");
+}
