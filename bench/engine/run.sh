@@ -12,6 +12,7 @@
 #        PRE=5 POST=5 (s of load alone before / after the change)   ALONE_SECS=10
 #        CLIENTS=8 JOBS=2   CHANGE_TIMEOUT=1800   REINIT=1 (re-create the template database)
 #        KEEP_DBS=1 (keep each scenario's database)
+#        TANDEM_APPLY_ARGS="--batch-pause 20"  (extra arguments for `tandem apply`)
 # Output: $BENCH_DIR/engine-SCALE.md (tables), $BENCH_DIR/engine-SCALE.json (all figures),
 #         raw files (pgbench logs, progress, change output, timeline) in $BENCH_DIR/engine-SCALE/
 # Stop the cluster afterwards: bench/engine/teardown.sh
@@ -247,7 +248,8 @@ run_scenario() {
               -d "$db" -c "$ALTER_SQL" >"$dir/change.log" 2>&1 || change_rc=$? ;;
     repack) timeout "$CHANGE_TIMEOUT" "$PGBIN/pg_repack" -h "$PGDIR" -p "$PORT" -U postgres \
               -d "$db" -t pgbench_accounts >"$dir/change.log" 2>&1 || change_rc=$? ;;
-    tandem) timeout "$CHANGE_TIMEOUT" "$TANDEM" --database-url "$url" apply "$id" --yes \
+    tandem) # shellcheck disable=SC2086
+            timeout "$CHANGE_TIMEOUT" "$TANDEM" --database-url "$url" apply "$id" --yes ${TANDEM_APPLY_ARGS:-} \
               >"$dir/change.log" 2>&1 || change_rc=$? ;;
   esac
   c_end=$(now)
