@@ -211,3 +211,40 @@ async fn using_expressions_are_still_caught() {
     assert_eq!(div.len(), 1, "{div:#?}");
     assert!(div[0].contains("22P02"), "{div:#?}");
 }
+
+/// The old table's own foreign keys (here, a self-reference) are checked inside the reverse
+/// trigger's statements, in an order tandem cannot test beforehand: one statement deleting a
+/// parent and its child reaches the old table parent first. So the reverse trigger keeps its
+/// EXCEPTION block there, and the application's statement still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_foreign_keys_keeps_catching_in_reverse() {
+    let _alone = ALONE.lock().await;
+    let db = TestDb::new("trig_self_ref").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE p (id integer PRIMARY KEY, parent integer REFERENCES p (id), n integer);
+         INSERT INTO p SELECT g, NULLIF(g - 1, 0), g FROM generate_series(1, 1000) g;
+         ANALYZE p;",
+    )
+    .await
+    .unwrap();
+    let id = common::submit(&db, "ALTER TABLE p ALTER n TYPE bigint", None).await;
+    apply(&db, id, Phase::Cutover).await;
+    let spec = common::spec(c, id).await;
+    assert_eq!(
+        spec.forward_guard,
+        Guard::Checks(vec![]),
+        "the shadow has no foreign key while it is filled"
+    );
+    assert_eq!(spec.reverse_guard, Guard::Catch);
+    // The chain 1000 <- ... : delete the last two rows, parent and child, in one statement.
+    c.execute("DELETE FROM p WHERE id IN (999, 1000)", &[])
+        .await
+        .expect("the application's delete succeeds");
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM p", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 998);
+}

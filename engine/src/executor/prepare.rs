@@ -669,6 +669,7 @@ struct WriteRules {
     deferrable: bool,
     generated: Vec<String>,
     computed_defaults: Vec<String>,
+    foreign_keys: bool,
 }
 
 fn index_body(def: &str) -> String {
@@ -697,6 +698,7 @@ async fn write_rules(tx: &Transaction<'_>, oid: u32) -> Result<WriteRules, Engin
         deferrable: r.get("deferrable"),
         generated: r.get("generated"),
         computed_defaults: r.get("computed_defaults"),
+        foreign_keys: r.get("foreign_keys"),
     })
 }
 
@@ -741,6 +743,7 @@ fn guard(
 ) -> Result<Guard, EngineError> {
     let subset = |a: &[String], b: &[String]| a.iter().all(|x| b.contains(x));
     if rules.deferrable
+        || rules.foreign_keys
         || source_rules.deferrable
         || !subset(&rules.checks, &source_rules.checks)
         || !subset(&rules.uniques, &source_rules.uniques)

@@ -10,8 +10,9 @@
 //! - only for values it can test first (an integer out of a narrower range, a string longer
 //!   than a `varchar(n)`, a NULL into a NOT NULL column): the trigger tests them and records
 //!   the row in `tandem.divergence` instead of writing it, with no subtransaction;
-//! - otherwise (a `USING` expression, a cast it cannot test, a constraint the change added):
-//!   [`Guard::Catch`], the `EXCEPTION` block.
+//! - otherwise (a `USING` expression, a cast it cannot test, a constraint the change added, a
+//!   target with foreign keys of its own, whose checks run in an order tandem cannot test
+//!   beforehand): [`Guard::Catch`], the `EXCEPTION` block.
 
 use planner::ident::Ident;
 use serde::{Deserialize, Serialize};
