@@ -670,6 +670,7 @@ struct WriteRules {
     generated: Vec<String>,
     computed_defaults: Vec<String>,
     foreign_keys: bool,
+    forced_rls: bool,
 }
 
 fn index_body(def: &str) -> String {
@@ -699,6 +700,7 @@ async fn write_rules(tx: &Transaction<'_>, oid: u32) -> Result<WriteRules, Engin
         generated: r.get("generated"),
         computed_defaults: r.get("computed_defaults"),
         foreign_keys: r.get("foreign_keys"),
+        forced_rls: r.get("forced_rls"),
     })
 }
 
@@ -744,6 +746,7 @@ fn guard(
     let subset = |a: &[String], b: &[String]| a.iter().all(|x| b.contains(x));
     if rules.deferrable
         || rules.foreign_keys
+        || rules.forced_rls
         || source_rules.deferrable
         || !subset(&rules.checks, &source_rules.checks)
         || !subset(&rules.uniques, &source_rules.uniques)
