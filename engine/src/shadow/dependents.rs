@@ -96,7 +96,13 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
                     EXISTS (SELECT 1 FROM pg_publication WHERE puballtables),
                     c.relacl IS NOT NULL
                        OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attacl IS NOT NULL),
-                    EXISTS (SELECT 1 FROM pg_seclabel WHERE classoid = 'pg_class'::regclass AND objoid = c.oid)
+                    EXISTS (SELECT 1 FROM pg_seclabel WHERE classoid = 'pg_class'::regclass AND objoid = c.oid),
+                    -- Row-level security applies to tandem's own reads of the table (the copy,
+                    -- the verification): forced on the owner, or tandem is not the owner, and
+                    -- its role can neither bypass it nor is a superuser.
+                    c.relrowsecurity
+                      AND (c.relforcerowsecurity OR c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))
+                      AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
                FROM pg_class c WHERE c.oid = $1",
             &[&oid],
         )
@@ -126,6 +132,9 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     d.explicit_acl = row.get(12);
+    if row.get::<_, bool>(14) {
+        d.refusals.push("row-level security applies to tandem's role on this table (FORCE ROW LEVEL SECURITY, and the role has neither BYPASSRLS nor superuser), so the copy and the verification would see only the rows the policies show it and the others would never reach the new table: run tandem as a role with BYPASSRLS (ALTER ROLE ... BYPASSRLS), or set NO FORCE ROW LEVEL SECURITY for the migration".into());
+    }
     if row.get::<_, bool>(13) {
         d.refusals.push("the table or a column has a security label, which tandem does not carry over yet: remove it for the migration (SECURITY LABEL ... IS NULL) and set it again after".into());
     }
