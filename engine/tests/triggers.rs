@@ -8,7 +8,8 @@
 //! consumes, through the forward trigger (before cutover) and the reverse one (in the
 //! rollback window); and they check that a value the other table cannot take is still
 //! recorded as a divergence, without failing the application, when the trigger tests it
-//! first instead of catching the error.
+//! first instead of catching the error. The last test is about what the copy sees:
+//! row-level security forced on the role tandem runs as.
 
 mod common;
 
