@@ -85,17 +85,7 @@ pub async fn connect(config: &Config) -> Result<Client, Failure> {
 
 /// `host:port/dbname as user`, without any password.
 pub fn describe(config: &Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{host}:{port}/{} as {}",
-        config.get_dbname().unwrap_or("?"),
-        config.get_user().unwrap_or("?")
-    )
+    engine::server_of(config)
 }
 
 fn reason(e: &tokio_postgres::Error) -> String {

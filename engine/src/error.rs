@@ -128,7 +128,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// `host:port/dbname as user` of a connection's settings, without any password.
-pub(crate) fn server_of(config: &tokio_postgres::Config) -> String {
+pub fn server_of(config: &tokio_postgres::Config) -> String {
     use tokio_postgres::config::Host;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),

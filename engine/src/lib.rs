@@ -9,4 +9,4 @@ pub mod state;
 pub mod status;
 
 pub use catalog::{database_identity, introspect, server_version_num, CatalogError};
-pub use error::{is_connection_error, EngineError};
+pub use error::{is_connection_error, server_of, EngineError};

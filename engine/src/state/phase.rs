@@ -30,6 +30,20 @@ impl Phase {
         Phase::Cutover,
     ];
 
+    /// Every phase, in the order a migration can reach them.
+    pub const ALL: [Phase; 10] = [
+        Phase::Submitted,
+        Phase::Prepare,
+        Phase::DualWrite,
+        Phase::Backfill,
+        Phase::Verify,
+        Phase::Cutover,
+        Phase::RollbackWindow,
+        Phase::Finalized,
+        Phase::RolledBack,
+        Phase::Abandoned,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Submitted => "submitted",
@@ -47,20 +61,7 @@ impl Phase {
 
     pub fn parse(s: &str) -> Option<Phase> {
         let s = s.replace('-', "_");
-        [
-            Phase::Submitted,
-            Phase::Prepare,
-            Phase::DualWrite,
-            Phase::Backfill,
-            Phase::Verify,
-            Phase::Cutover,
-            Phase::RollbackWindow,
-            Phase::Finalized,
-            Phase::RolledBack,
-            Phase::Abandoned,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
     /// The phase `apply` runs next, if any.

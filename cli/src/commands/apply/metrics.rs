@@ -12,20 +12,6 @@ use tokio::net::TcpListener;
 
 use crate::exit::Failure;
 
-/// Every phase, for the one-of-many phase gauge.
-const PHASES: [Phase; 10] = [
-    Phase::Submitted,
-    Phase::Prepare,
-    Phase::DualWrite,
-    Phase::Backfill,
-    Phase::Verify,
-    Phase::Cutover,
-    Phase::RollbackWindow,
-    Phase::Finalized,
-    Phase::RolledBack,
-    Phase::Abandoned,
-];
-
 /// Every reason the executor waits for, so each series exists from the start.
 const WAITS: [&str; 4] = ["gate", "paused", "load", "replication_lag"];
 
@@ -175,7 +161,7 @@ impl RunMetrics {
             "gauge",
             "1 for the phase running now (the rollback window once cutover is done), 0 for the others",
         );
-        for p in PHASES {
+        for p in Phase::ALL {
             let _ = writeln!(
                 out,
                 "tandem_migration_phase{{phase=\"{}\"}} {}",
