@@ -101,6 +101,12 @@ pub struct SubmitArgs {
     pub rollback_window: Option<String>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CopyArg {
+    Log,
+    Direct,
+}
+
 #[derive(clap::Args)]
 pub struct ApplyArgs {
     /// The migration id `tandem submit` printed.
@@ -111,10 +117,21 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Target time of one backfill batch, in milliseconds.
+    /// How the backfill copies: `log` copies into a shadow without indexes in chunks that lock
+    /// nothing, logs the keys the application writes meanwhile and copies those rows again
+    /// (as pg_repack does); `direct` keeps the shadow current with a row trigger from the
+    /// start and copies in short batches into its key index (slower, no log table). Chosen by
+    /// a migration's first `apply`; a resumed one keeps its method.
+    #[arg(long, value_enum, default_value_t = CopyArg::Log)]
+    pub copy: CopyArg,
+    /// Target time of one backfill batch that holds the copy lock (deletes wait for it), in
+    /// milliseconds: the direct copy's batches, the log's re-copy batches.
     #[arg(long, default_value_t = 40, value_name = "MS")]
     pub batch_time: u64,
-    /// Pause between backfill batches, in milliseconds.
+    /// Target time of one chunk of the log method's copy (it locks nothing), in milliseconds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub chunk_time: u64,
+    /// Pause between backfill batches (and chunks), in milliseconds.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub batch_pause: u64,
     /// lock_timeout of the cutover and of every DDL statement, in milliseconds.

@@ -53,6 +53,9 @@ async fn setup(name: &str) -> Race {
         id,
         Options {
             until: Phase::DualWrite,
+            // These races are the direct method's: its copy batches against the forward
+            // trigger.
+            copy: engine::shadow::CopyMethod::Direct,
             ..Options::default()
         },
         name,

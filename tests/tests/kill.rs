@@ -413,11 +413,11 @@ impl Scenario {
             .get(0)
     }
 
-    /// The user triggers on `churn_items`, by name.
+    /// The user triggers on `churn_items`, by name (a disabled one says so).
     async fn triggers(&self) -> Vec<String> {
         self.c()
             .query(
-                "SELECT tgname::text FROM pg_trigger
+                "SELECT tgname::text || CASE WHEN tgenabled = 'D' THEN ' (disabled)' ELSE '' END FROM pg_trigger
                   WHERE tgrelid = 'churn_items'::regclass AND NOT tgisinternal ORDER BY 1",
                 &[],
             )
@@ -428,9 +428,24 @@ impl Scenario {
             .collect()
     }
 
+    /// During the copy: the log triggers.
+    fn log_triggers(&self) -> Vec<String> {
+        vec![
+            format!("_tandem_m{}_log_delete", self.id),
+            format!("_tandem_m{}_log_insert", self.id),
+            format!("_tandem_m{}_log_update", self.id),
+            format!("_tandem_m{}_truncate", self.id),
+        ]
+    }
+
+    /// From the end of the backfill to cutover: the forward trigger, and the log triggers
+    /// disabled (they are dropped at cutover, under the swap's lock).
     fn forward_triggers(&self) -> Vec<String> {
         vec![
             format!("_tandem_m{}_forward", self.id),
+            format!("_tandem_m{}_log_delete (disabled)", self.id),
+            format!("_tandem_m{}_log_insert (disabled)", self.id),
+            format!("_tandem_m{}_log_update (disabled)", self.id),
             format!("_tandem_m{}_truncate", self.id),
         ]
     }
@@ -698,6 +713,8 @@ async fn kill_at_failpoint(failpoint: &str) {
         let triggers = s.triggers().await;
         if matches!(failpoint, "prepare" | "dual_write") {
             assert!(triggers.is_empty(), "no trigger yet: {triggers:?}");
+        } else if failpoint == "backfill" {
+            assert_eq!(triggers, s.log_triggers(), "the log goes on");
         } else {
             assert_eq!(triggers, s.forward_triggers(), "dual-write goes on");
         }
@@ -916,7 +933,7 @@ async fn kill_during_cutover_attempts_blocked_by_a_lock() {
 async fn kill_mid_backfill_resumes_from_the_checkpoint() {
     within(TEST_LIMIT, async {
         let mut s = Scenario::new("kill_mid_backfill", 100_000).await;
-        let apply = s.apply(&["--batch-pause", "20", "--batch-time", "10"], None);
+        let apply = s.apply(&["--batch-pause", "20", "--chunk-time", "10"], None);
         let pid = apply.pid;
         poll(
             "the first committed backfill batch",
@@ -935,7 +952,7 @@ async fn kill_mid_backfill_resumes_from_the_checkpoint() {
         assert_eq!(s.tandem_locks().await, 0);
 
         assert_eq!(s.phase().await, "dual_write", "{stderr}");
-        assert_eq!(s.triggers().await, s.forward_triggers());
+        assert_eq!(s.triggers().await, s.log_triggers());
         let (copied, total, last, bound, built) = s.checkpoint().await.unwrap();
         assert!(
             copied > 0 && copied < total,
@@ -1119,7 +1136,9 @@ async fn kill_during_index_build_then_apply_again() {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM churn_mirror")
             .await
             .unwrap();
-        let mut apply = s.apply(&[], None);
+        // The direct method builds with CONCURRENTLY (the log method's builds, on a shadow
+        // only tandem writes, do not wait for snapshots).
+        let mut apply = s.apply(&["--copy", "direct"], None);
         let pid = apply.pid;
         apply
             .line("the index build", COMMAND_LIMIT, |l| l.starts_with("building index"))

@@ -17,7 +17,7 @@ use engine::EngineError;
 
 use self::metrics::RunMetrics;
 use self::progress::Progress;
-use crate::args::{ApplyArgs, FinalizeArgs, Global, RollbackArgs};
+use crate::args::{ApplyArgs, CopyArg, FinalizeArgs, Global, RollbackArgs};
 use crate::connect;
 use crate::exit::{Failure, FAILURE, OK, STALE, UNAVAILABLE, USAGE};
 
@@ -86,7 +86,12 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
     };
     let opts = Options {
         until,
+        copy: match args.copy {
+            CopyArg::Log => engine::shadow::CopyMethod::Log,
+            CopyArg::Direct => engine::shadow::CopyMethod::Direct,
+        },
         batch_time: Duration::from_millis(args.batch_time.max(1)),
+        chunk_time: Duration::from_millis(args.chunk_time.max(1)),
         batch_pause: Duration::from_millis(args.batch_pause),
         lock_timeout: Duration::from_millis(args.lock_timeout.max(1)),
         cutover_attempts: args.cutover_attempts.max(1),

@@ -1,10 +1,22 @@
-//! Phase 3, backfill: copy the rows that existed when dual-write began, in key order, in
-//! batches sized to a target time, each batch committed with its checkpoint; then build the
-//! shadow's other indexes with CONCURRENTLY and ANALYZE it.
+//! Phase 3, backfill: copy the rows that existed when dual-write began, in key order, each
+//! batch committed with its checkpoint; build the shadow's indexes; ANALYZE it. Two methods
+//! (`shadow::CopyMethod`, chosen at prepare and kept in the spec):
 //!
-//! Why a copy never resurrects a deleted row nor overwrites a newer value: each batch first
-//! takes the migration's copy lock (an advisory lock) exclusively, then copies its key range
-//! with `ON CONFLICT (key) DO NOTHING`, and commits. The forward trigger takes the same lock
+//! **Log** (the default). The statement triggers log changed keys (`shadow/log.rs`); the copy
+//! fills a shadow without indexes in chunks of about `chunk_time` that lock nothing and
+//! conflict with nobody (a plain `INSERT ... SELECT`, as pg_repack's copy); the key index is
+//! built, then the others, all without CONCURRENTLY (only tandem writes the shadow), the log
+//! drained in between; then the forward trigger replaces the log triggers (one short DDL
+//! under lock_timeout, which waits out the writers in flight, so every later write goes
+//! through it), the log is drained to empty and dropped. Every change committed after a
+//! chunk's snapshot is in the log, and a drain copies the key's current row again, so after
+//! the last drain the shadow holds what the table holds.
+//!
+//! **Direct** (migrations prepared before the log existed). The forward trigger writes the
+//! shadow from dual-write on, and the copy upserts into it in short batches. Why a copy
+//! never resurrects a deleted row nor overwrites a newer value: each batch first takes the
+//! migration's copy lock (an advisory lock) exclusively, then copies its key range with
+//! `ON CONFLICT (key) DO NOTHING`, and commits. The forward trigger takes the same lock
 //! shared before it deletes from the shadow (on DELETE and key changes). A delete that
 //! committed before the batch's snapshot is not read; one that runs during the batch waits
 //! in its trigger until the batch has committed, and then deletes the copy. A row the
@@ -13,58 +25,61 @@
 //! INSERTs and UPDATEs never wait for the copy lock. The batch waits at most
 //! `batch_lock_timeout` for any lock and then backs off, so it can never hold an application
 //! in a deadlock (the server's deadlock check would only run after `deadlock_timeout`).
+//! The log's drain batches hold the copy lock the same way.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
 use super::{is_lock_timeout, mirror, Event, Executor};
 use crate::error::EngineError;
-use crate::shadow::{sql, TableSpec};
+use crate::shadow::{self, log, sql, CopyMethod, NewIndex, TableSpec};
 use crate::state::{self, Migration, Phase};
 
-/// One batch: take the copy lock (deletes and key changes wait), then copy `(lo, hi]`.
-/// Returns (rows in the range, rows copied). Runs on the caller's transaction, which must
-/// commit (with the checkpoint) for the copy to count.
+/// One batch of the direct method: take the copy lock (deletes and key changes wait), then
+/// upsert `(lo, hi]`. Returns (rows in the range, rows copied). Runs on the caller's
+/// transaction, which must commit (with the checkpoint) for the copy to count.
 pub async fn copy_batch(
     client: &impl GenericClient,
     spec: &TableSpec,
     lo: Option<&[String]>,
     hi: &[String],
 ) -> Result<(i64, u64), tokio_postgres::Error> {
-    let (lower, lo, hi) = copy_lock(client, spec, lo, hi).await?;
+    copy_rows(client, spec, lo, hi, true, true).await
+}
+
+/// Copy `(lo, hi]`: `direct` under the copy lock with an upsert, else a plain insert (the log
+/// method's copy, into a shadow only it writes). `counted` also counts the range's rows
+/// (a full batch's size is known).
+async fn copy_rows(
+    client: &impl GenericClient,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    hi: &[String],
+    direct: bool,
+    counted: bool,
+) -> Result<(i64, u64), tokio_postgres::Error> {
+    if direct {
+        client
+            .query_one(&sql::lock_batch(spec, lo.is_some(), false), &[])
+            .await?;
+    }
+    let lower = lo.is_some();
+    let (lo, hi) = (lo.map(<[String]>::to_vec), hi.to_vec());
+    if !counted {
+        let n = client
+            .execute(&sql::copy_batch(spec, lower, direct), &[&lo, &hi])
+            .await?;
+        return Ok((n as i64, n));
+    }
     let row = client
-        .query_one(&sql::copy_batch_counted(spec, lower), &[&lo, &hi])
+        .query_one(&sql::copy_batch_counted(spec, lower, direct), &[&lo, &hi])
         .await?;
     let (seen, copied): (i64, i64) = (row.get(0), row.get(1));
     Ok((seen, copied as u64))
-}
-
-/// [`copy_batch`] without the count (for full batches, whose size is known).
-async fn copy_range(
-    client: &impl GenericClient,
-    spec: &TableSpec,
-    lo: Option<&[String]>,
-    hi: &[String],
-) -> Result<u64, tokio_postgres::Error> {
-    let (lower, lo, hi) = copy_lock(client, spec, lo, hi).await?;
-    client
-        .execute(&sql::copy_batch(spec, lower), &[&lo, &hi])
-        .await
-}
-
-/// Take the copy lock; the range's bounds as bind parameters.
-async fn copy_lock(
-    client: &impl GenericClient,
-    spec: &TableSpec,
-    lo: Option<&[String]>,
-    hi: &[String],
-) -> Result<(bool, Option<Vec<String>>, Vec<String>), tokio_postgres::Error> {
-    client
-        .query_one(&sql::lock_batch(spec, lo.is_some(), false), &[])
-        .await?;
-    Ok((lo.is_some(), lo.map(<[String]>::to_vec), hi.to_vec()))
 }
 
 struct Progress {
@@ -98,8 +113,19 @@ async fn progress(ex: &Executor, spec: &TableSpec) -> Result<Progress, EngineErr
 pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
     let specs = ex.specs().await?;
     for spec in &specs {
+        if progress(ex, spec).await?.indexes_built {
+            continue;
+        }
         copy_table(ex, spec).await?;
-        build_indexes(ex, spec).await?;
+        match spec.copy {
+            CopyMethod::Direct => {
+                for idx in spec.new_indexes.iter().filter(|i| i.deferred) {
+                    build_index(ex, spec, idx, true).await?;
+                }
+            }
+            CopyMethod::Log => settle_log(ex, spec).await?,
+        }
+        finish_shadow(ex, spec).await?;
     }
     // The copy is complete: from now on a read of the shadow means something, so the mirror
     // views are created in the transaction that records it (a crash leaves both or neither).
@@ -131,9 +157,14 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
 async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
     let name = spec.table.display_plain();
     let mut p = progress(ex, spec).await?;
-    if p.indexes_built {
-        return Ok(());
-    }
+    let direct = spec.copy == CopyMethod::Direct;
+    // The direct method's batches hold the copy lock (deletes wait): short. The log method's
+    // chunks lock nothing: long enough that a chunk's overhead does not count.
+    let (target, max_rows) = if direct {
+        (ex.opts.batch_time, ex.opts.max_batch)
+    } else {
+        (ex.opts.chunk_time, ex.opts.max_batch.saturating_mul(50))
+    };
     let bound = match p.bound.clone() {
         Some(b) => b,
         None => {
@@ -179,7 +210,7 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
         return Ok(());
     }
 
-    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, ex.opts.max_batch);
+    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, max_rows);
     let started = Instant::now();
     let done_at_start = p.done;
     let mut last_report = Instant::now() - Duration::from_secs(10);
@@ -219,10 +250,12 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 .await?;
             let full = end.is_some();
             let locked = if full {
-                copy_range(&tx, spec, lo.as_deref(), &hi).await?;
+                copy_rows(&tx, spec, lo.as_deref(), &hi, direct, false).await?;
                 batch
             } else {
-                copy_batch(&tx, spec, lo.as_deref(), &hi).await?.0
+                copy_rows(&tx, spec, lo.as_deref(), &hi, direct, true)
+                    .await?
+                    .0
             };
             let row = tx
                 .query_one(
@@ -253,9 +286,9 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 p.last_key = Some(hi);
                 // Size the next batch to the target time (smoothed, within limits).
                 let took = t0.elapsed().as_secs_f64().max(0.001);
-                let ideal = (batch as f64) * ex.opts.batch_time.as_secs_f64() / took;
-                batch = ((batch as f64 * 0.5 + ideal * 0.5) as i64)
-                    .clamp(ex.opts.min_batch, ex.opts.max_batch);
+                let ideal = (batch as f64) * target.as_secs_f64() / took;
+                batch =
+                    ((batch as f64 * 0.5 + ideal * 0.5) as i64).clamp(ex.opts.min_batch, max_rows);
                 if finished || last_report.elapsed() > Duration::from_millis(500) {
                     let rate = (p.done - done_at_start) as f64
                         / started.elapsed().as_secs_f64().max(0.001);
@@ -372,7 +405,8 @@ async fn rejected_row(
     let mut prev = lo_v;
     for key in keys {
         tx.batch_execute("SAVEPOINT tandem_probe").await?;
-        let r = copy_batch(&tx, spec, prev.as_deref(), &key).await;
+        let direct = spec.copy == CopyMethod::Direct;
+        let r = copy_rows(&tx, spec, prev.as_deref(), &key, direct, true).await;
         tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_probe")
             .await?;
         if let Err(e) = r {
@@ -392,73 +426,296 @@ async fn rejected_row(
     Ok(None)
 }
 
-/// Build the shadow's deferred indexes with CONCURRENTLY (they never block the triggers'
-/// writes), dropping an invalid one an interrupted build left; then ANALYZE the shadow so the
-/// planner has statistics the moment it goes live.
-async fn build_indexes(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    if progress(ex, spec).await?.indexes_built {
-        return Ok(());
-    }
-    for idx in spec.new_indexes.iter().filter(|i| i.deferred) {
-        let qualified = format!("{}.{}", spec.shadow.schema, idx.temp_name);
-        let state: Option<bool> = ex
-            .client
-            .query_one(
-                "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))",
-                &[&qualified],
-            )
-            .await
-            .map_err(EngineError::sql("look for the shadow's index"))?
-            .get(0);
-        match state {
-            Some(true) => continue,
-            Some(false) => {
-                ex.client
-                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
-                    .await
-                    .map_err(EngineError::sql(
-                        "drop an invalid index an interrupted build left",
-                    ))?;
-            }
-            None => {}
+/// Build one of the shadow's deferred indexes, dropping an invalid one an interrupted build
+/// left: `concurrently` when the triggers write the shadow (the direct method), plainly when
+/// only tandem does (the log method, before the forward trigger takes over: a sorted build,
+/// with no second scan and no wait for older transactions).
+async fn build_index(
+    ex: &mut Executor,
+    spec: &TableSpec,
+    idx: &NewIndex,
+    concurrently: bool,
+) -> Result<(), EngineError> {
+    let qualified = format!("{}.{}", spec.shadow.schema, idx.temp_name);
+    let state: Option<bool> = ex
+        .client
+        .query_one(
+            "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))",
+            &[&qualified],
+        )
+        .await
+        .map_err(EngineError::sql("look for the shadow's index"))?
+        .get(0);
+    match state {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            ex.client
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+                .await
+                .map_err(EngineError::sql(
+                    "drop an invalid index an interrupted build left",
+                ))?;
         }
-        let Some(build) = planner::plan::shadow::concurrent_index(&idx.definition) else {
-            return Err(EngineError::refused(
+        None => {}
+    }
+    let build = if concurrently {
+        planner::plan::shadow::concurrent_index(&idx.definition).ok_or_else(|| {
+            EngineError::refused(
                 format!(
                     "cannot build index {} concurrently: {}",
                     idx.final_name, idx.definition
                 ),
                 "this is a tandem bug; please report it",
-            ));
-        };
-        ex.emit(Event::Note(format!(
-            "building index {} on the shadow of {}",
-            idx.final_name,
-            spec.table.display_plain()
-        )));
-        let watcher = watch_waits(ex).await;
-        let built = ex.client.batch_execute(&build).await;
-        if let Some(w) = watcher {
-            w.abort();
-        }
+            )
+        })?
+    } else {
+        idx.definition.clone()
+    };
+    ex.emit(Event::Note(format!(
+        "building index {} on the shadow of {}",
+        idx.final_name,
+        spec.table.display_plain()
+    )));
+    let watcher = if concurrently {
+        watch_waits(ex).await
+    } else {
+        None
+    };
+    let built = ex.client.batch_execute(&build).await;
+    if let Some(w) = watcher {
+        w.abort();
         state::set_waiting(&ex.client, ex.id, None).await;
-        built.map_err(|e| {
-            if e.code().is_some_and(|c| c.code() == "23505") {
-                EngineError::refused(
-                    format!(
-                        "unique index {} cannot be built: {}",
-                        idx.final_name,
-                        e.as_db_error()
-                            .and_then(|d| d.detail())
-                            .unwrap_or("duplicate values")
-                    ),
-                    "remove the duplicates, then run `tandem apply` again",
-                )
-            } else {
-                EngineError::sql(format!("build index {}", idx.final_name))(e)
-            }
-        })?;
     }
+    built.map_err(|e| {
+        if is_unique_violation(&e) {
+            EngineError::refused(
+                format!(
+                    "unique index {} cannot be built: {}",
+                    idx.final_name,
+                    e.as_db_error()
+                        .and_then(|d| d.detail())
+                        .unwrap_or("duplicate values")
+                ),
+                "remove the duplicates, then run `tandem apply` again",
+            )
+        } else {
+            EngineError::sql(format!("build index {}", idx.final_name))(e)
+        }
+    })
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == "23505")
+}
+
+/// The log method after the copy: the key index (the drain finds rows by it), a drain, the
+/// other indexes, a drain, the forward trigger in place of the log triggers, the last drain,
+/// the log dropped. Each step is skipped when a resumed run finds it done.
+async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
+    let log = shadow::log_table(spec.migration, spec.table_oid);
+    let switched: bool = ex
+        .client
+        .query_one(
+            log::SWITCHED,
+            &[
+                &spec.table_oid,
+                &shadow::forward_trigger(spec.migration).as_str(),
+            ],
+        )
+        .await
+        .map_err(EngineError::sql("look for the forward trigger"))?
+        .get(0);
+    if !switched {
+        let (keys, others): (Vec<&NewIndex>, Vec<&NewIndex>) =
+            spec.new_indexes.iter().partition(|i| i.key);
+        for idx in keys {
+            build_index(ex, spec, idx, false).await?;
+        }
+        drain(ex, spec).await?;
+        for idx in others {
+            // A unique index can meet two rows that were never in the table at once (a
+            // value moved from one row to another, both copied before the move reached
+            // the log's drain): drain and build again before calling it a duplicate.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match build_index(ex, spec, idx, false).await {
+                    Err(EngineError::Refused { .. }) if tries < 3 => {
+                        drain(ex, spec).await?;
+                    }
+                    other => break other?,
+                }
+            }
+        }
+        drain(ex, spec).await?;
+        let mut statements = super::prepare::forward_trigger(spec);
+        statements.extend(log::disable_triggers(spec));
+        ex.ddl_retry(
+            &format!(
+                "hand the shadow of {} to the forward trigger",
+                spec.table.display_plain()
+            ),
+            &statements,
+            None,
+        )
+        .await?;
+    }
+    // The log triggers are off, and every writer that could still add to the log has ended
+    // (the DDL waited for them): drain to empty, then drop the log table (the disabled
+    // triggers and their function go at cutover).
+    let exists: bool = ex
+        .client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&log.to_string()])
+        .await
+        .map_err(EngineError::sql("look for the log"))?
+        .get(0);
+    if exists {
+        drain(ex, spec).await?;
+        ex.ddl_retry(
+            "drop the log",
+            &[format!("DROP TABLE IF EXISTS {log}")],
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Drain the log until a batch finds fewer entries than it asked for (caught up), in
+/// batches sized to `batch_time` (they hold the copy lock).
+async fn drain(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
+    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, ex.opts.max_batch);
+    let mut total = 0u64;
+    let mut careful = false;
+    let started = Instant::now();
+    let mut last_throttle_check = Instant::now();
+    loop {
+        if last_throttle_check.elapsed() > Duration::from_secs(1) {
+            ex.throttle(false).await?;
+            last_throttle_check = Instant::now();
+        }
+        let t0 = Instant::now();
+        match drain_batch(ex, spec, batch, careful).await {
+            Ok(taken) => {
+                careful = false;
+                total += taken;
+                if (taken as i64) < batch {
+                    if total > 0 {
+                        ex.emit(Event::Note(format!(
+                            "{}: {total} logged changes copied again in {:.1} s",
+                            spec.table.display_plain(),
+                            started.elapsed().as_secs_f64()
+                        )));
+                    }
+                    return Ok(());
+                }
+                let took = t0.elapsed().as_secs_f64().max(0.001);
+                let ideal = (batch as f64) * ex.opts.batch_time.as_secs_f64() / took;
+                batch = ((batch as f64 * 0.5 + ideal * 0.5) as i64)
+                    .clamp(ex.opts.min_batch, ex.opts.max_batch);
+            }
+            Err(e) if is_lock_timeout(&e) => {
+                batch = (batch / 2).max(ex.opts.min_batch);
+                tokio::time::sleep(super::backoff(2, Duration::from_millis(100))).await;
+            }
+            // A row the new definition rejects: key by key, recording the rejected ones.
+            Err(e) if !careful && is_data_error(&e) => careful = true,
+            Err(e) => {
+                return Err(EngineError::sql(format!(
+                    "copy the logged changes of {} again",
+                    spec.table.display_plain()
+                ))(e))
+            }
+        }
+    }
+}
+
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
+/// One drain batch, in its own transaction under the copy lock: take up to `batch` entries,
+/// delete the shadow's rows of their keys, copy the table's rows of them. `careful`: key by
+/// key in savepoints, a row the new definition rejects recorded in `tandem.divergence` (as
+/// the forward trigger does), which fails verification with its key. Returns the entries
+/// taken.
+async fn drain_batch(
+    ex: &mut Executor,
+    spec: &TableSpec,
+    batch: i64,
+    careful: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    let lock_timeout = ex.opts.batch_lock_timeout.as_millis().max(1);
+    let tx = ex.client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{lock_timeout}ms'; SET LOCAL synchronous_commit = off"
+    ))
+    .await?;
+    tx.query_one(&sql::lock_batch(spec, false, false), &[])
+        .await?;
+    let taken = tx.query(&log::take(spec), &[&batch]).await?;
+    let keys: BTreeSet<Vec<String>> = taken.iter().map(|r| r.get(0)).collect();
+    let groups: Vec<Vec<&Vec<String>>> = if careful {
+        keys.iter().map(|k| vec![k]).collect()
+    } else {
+        vec![keys.iter().collect()]
+    };
+    let (unlink, relink) = (log::unlink(spec), log::relink(spec));
+    for group in groups {
+        if group.is_empty() {
+            continue;
+        }
+        // One text array per key column.
+        let columns: Vec<Vec<&str>> = (0..spec.key.len())
+            .map(|i| group.iter().map(|k| k[i].as_str()).collect())
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        if !careful {
+            tx.execute(&unlink, &params).await?;
+            tx.execute(&relink, &params).await?;
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT tandem_drain").await?;
+        let copied = async {
+            tx.execute(&unlink, &params).await?;
+            tx.execute(&relink, &params).await
+        }
+        .await;
+        match copied {
+            Ok(_) => tx.batch_execute("RELEASE SAVEPOINT tandem_drain").await?,
+            Err(e) if is_data_error(&e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_drain")
+                    .await?;
+                tx.execute(&unlink, &params).await?;
+                let (state, message) = e
+                    .as_db_error()
+                    .map(|d| (d.code().code().to_string(), d.message().to_string()))
+                    .unwrap_or_else(|| (String::new(), e.to_string()));
+                tx.execute(
+                    "INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
+                     VALUES ($1, 'forward', $2, $3, $4, $5)",
+                    &[
+                        &spec.migration,
+                        &String::from(spec.table.clone()),
+                        &format!("({})", group[0].join(",")),
+                        &state,
+                        &message,
+                    ],
+                )
+                .await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(taken.len() as u64)
+}
+
+/// After the copy and the index builds: ANALYZE the shadow so the planner has statistics the
+/// moment it goes live, give it back autovacuum and the table's options, and record it.
+async fn finish_shadow(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
     // Statistics for the planner the moment the shadow goes live, a visibility map for
     // index-only scans, and autovacuum back to the original's setting.
     ex.client

@@ -32,8 +32,15 @@ use crate::state::{self, Migration, Phase, EXECUTOR_LOCK_CLASS};
 pub struct Options {
     /// The last phase to run (`apply --until`); cutover by default.
     pub until: Phase,
-    /// Target duration of one backfill batch: rows are locked against deletes for this long.
+    /// How the backfill copies (`shadow::CopyMethod`); recorded in each table's spec at
+    /// prepare, so a resumed migration keeps the method it began with.
+    pub copy: crate::shadow::CopyMethod,
+    /// Target duration of one batch that holds the copy lock (deletes wait for it): the direct
+    /// method's copy batches and the log method's drain batches.
     pub batch_time: Duration,
+    /// Target duration of one chunk of the log method's copy, which locks nothing (each chunk
+    /// commits with its checkpoint; a resumed copy starts from the last).
+    pub chunk_time: Duration,
     pub min_batch: i64,
     pub max_batch: i64,
     /// Pause between backfill batches.
@@ -64,7 +71,9 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             until: Phase::Cutover,
+            copy: crate::shadow::CopyMethod::Log,
             batch_time: Duration::from_millis(40),
+            chunk_time: Duration::from_millis(500),
             min_batch: 100,
             max_batch: 20_000,
             batch_pause: Duration::ZERO,

@@ -1,5 +1,5 @@
 //! Phase 1, prepare: preflight checks, then the shadow table with the new definition.
-//! Phase 2, dual-write: the triggers that apply every write to the shadow.
+//! Phase 2, dual-write: the triggers that follow every write (into the log, or the shadow).
 //!
 //! The shadow starts as `CREATE TABLE ... (LIKE original INCLUDING ...)` and the step's own
 //! statements are run on it while it is empty, so PostgreSQL works out the new definition
@@ -18,8 +18,8 @@ use super::{carry, online, Event, Executor};
 use crate::error::EngineError;
 use crate::shadow::guard::{self, Check, Guard};
 use crate::shadow::{
-    self, dependents, ident, sql, Column, IdentityColumn, IndexConstraint, IndexPair, Mapped,
-    NewIndex, NotValidCheck, TableSpec,
+    self, dependents, ident, log, sql, Column, CopyMethod, IdentityColumn, IndexConstraint,
+    IndexPair, Mapped, NewIndex, NotValidCheck, TableSpec,
 };
 use crate::state::{self, Migration, Phase};
 
@@ -61,7 +61,7 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
                 "make a new plan",
             )
         })?;
-        let spec = prepare_table(&tx, m, &table, &step.sql).await?;
+        let spec = prepare_table(&tx, m, &table, &step.sql, ex.opts.copy).await?;
         let size: i64 = tx
             .query_one("SELECT pg_total_relation_size($1::oid)", &[&spec.table_oid])
             .await
@@ -237,6 +237,7 @@ async fn prepare_table(
     m: &Migration,
     table: &QualName,
     statements: &[String],
+    copy: CopyMethod,
 ) -> Result<TableSpec, EngineError> {
     let name = table.display_plain();
     let oid: Option<u32> = tx
@@ -586,7 +587,8 @@ async fn prepare_table(
             .await
             .map_err(EngineError::sql("read the shadow's index"))?
             .get(0);
-        if !is_key {
+        let deferred = !is_key || copy == CopyMethod::Log;
+        if deferred {
             // The constraint was renamed with its index.
             let drop = match &idx.constraint {
                 Some(_) => format!("ALTER TABLE {shadow} DROP CONSTRAINT {temp}"),
@@ -604,7 +606,8 @@ async fn prepare_table(
             definition,
             temp_name: temp,
             final_name,
-            deferred: !is_key,
+            deferred,
+            key: is_key,
             constraint,
             comment,
         });
@@ -655,6 +658,7 @@ async fn prepare_table(
         reverse_guard,
         not_valid_checks,
         statistics,
+        copy,
     })
 }
 
@@ -925,22 +929,24 @@ async fn identity_sequence(
     })
 }
 
-/// Phase 2: create the forward triggers, in the transaction that records the phase (so no
-/// write can slip between the two). CREATE TRIGGER waits for the writers in flight; it runs
-/// under the lock timeout and retries.
+/// Phase 2: create the triggers that follow every write (the log triggers, or the forward
+/// trigger for the direct method) and the TRUNCATE trigger, in the transaction that records
+/// the phase (so no write can slip between the two). CREATE TRIGGER waits for the writers in
+/// flight; it runs under the lock timeout and retries.
 pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
     let specs = ex.specs().await?;
     let mut statements = Vec::new();
     for spec in &specs {
         let f = shadow::forward_function(m.id, spec.table_oid);
-        let t = shadow::forward_trigger(m.id);
-        statements.push(sql::trigger_function(spec, sql::Direction::Forward, &f));
         statements.push(sql::truncate_function(spec, sql::Direction::Forward, &f));
-        statements.push(format!("DROP TRIGGER IF EXISTS {t} ON {}", spec.table));
-        statements.push(format!(
-            "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
-            spec.table
-        ));
+        match spec.copy {
+            CopyMethod::Direct => statements.extend(forward_trigger(spec)),
+            CopyMethod::Log => {
+                statements.push(log::create_table(spec));
+                statements.push(log::function(spec));
+                statements.extend(log::create_triggers(spec));
+            }
+        }
         statements.push(format!(
             "CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
             shadow::truncate_trigger(m.id),
@@ -954,4 +960,20 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
         Some(Phase::DualWrite),
     )
     .await
+}
+
+/// The forward trigger and its function: every write to the table applied to the shadow.
+/// Only `CREATE TRIGGER`'s SHARE ROW EXCLUSIVE lock (readers go on; a `DROP TRIGGER IF
+/// EXISTS` would take ACCESS EXCLUSIVE): the statements run in one transaction with what
+/// they record, so no earlier attempt left a trigger behind.
+pub(crate) fn forward_trigger(spec: &TableSpec) -> Vec<String> {
+    let f = shadow::forward_function(spec.migration, spec.table_oid);
+    let t = shadow::forward_trigger(spec.migration);
+    vec![
+        sql::trigger_function(spec, sql::Direction::Forward, &f),
+        format!(
+            "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
+            spec.table
+        ),
+    ]
 }

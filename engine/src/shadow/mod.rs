@@ -7,6 +7,7 @@
 
 pub mod dependents;
 pub mod guard;
+pub mod log;
 pub mod sql;
 
 use planner::ident::{Ident, QualName};
@@ -57,6 +58,27 @@ pub struct TableSpec {
     /// under the user's names (the original's parked).
     #[serde(default)]
     pub statistics: Vec<StatisticsPair>,
+    /// How the backfill copies and how the writes of the copy's time reach the shadow.
+    /// Specs stored before the log existed say nothing and were prepared for `Direct`.
+    #[serde(default)]
+    pub copy: CopyMethod,
+}
+
+/// How the rows reach the shadow during the backfill (`executor/backfill.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyMethod {
+    /// The forward trigger writes every change into the shadow from dual-write on, and the
+    /// copy upserts into a shadow that has its key index, in short batches under the copy
+    /// lock.
+    #[default]
+    Direct,
+    /// Statement triggers log the keys each write touched into a log table
+    /// ([`log_table`]); the copy fills a shadow without indexes in large chunks that lock
+    /// nothing, the indexes are built on it without CONCURRENTLY (nothing else writes it),
+    /// the logged keys are copied again from the table, and then the forward trigger takes
+    /// over (`Direct` from there on).
+    Log,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,8 +149,12 @@ pub struct NewIndex {
     pub temp_name: Ident,
     /// The name it takes at cutover.
     pub final_name: Ident,
-    /// Built after the backfill (every index but the key's).
+    /// Built after the backfill's copy (every index but the key's, and with
+    /// [`CopyMethod::Log`] the key's too).
     pub deferred: bool,
+    /// The index of the key the migration addresses rows by.
+    #[serde(default)]
+    pub key: bool,
     /// A UNIQUE or PRIMARY KEY constraint to attach at cutover (`ADD CONSTRAINT ... USING
     /// INDEX`); the key's constraint exists from the start.
     pub constraint: Option<IndexConstraint>,
@@ -177,6 +203,26 @@ pub fn forward_function(m: i64, oid: u32) -> QualName {
 
 pub fn reverse_function(m: i64, oid: u32) -> QualName {
     QualName::new("tandem", &format!("m{m}_t{oid}_reverse")).expect("short name")
+}
+
+/// The table the log triggers append the keys of changed rows to ([`CopyMethod::Log`]).
+pub fn log_table(m: i64, oid: u32) -> QualName {
+    QualName::new("tandem", &format!("m{m}_t{oid}_log")).expect("short name")
+}
+
+/// The function of the log triggers.
+pub fn log_function(m: i64, oid: u32) -> QualName {
+    QualName::new("tandem", &format!("m{m}_t{oid}_logger")).expect("short name")
+}
+
+/// The log triggers, one per event (a trigger with transition tables has one event).
+pub fn log_triggers(m: i64) -> [(Ident, &'static str); 3] {
+    ["insert", "update", "delete"].map(|event| {
+        (
+            Ident::new(format!("_tandem_m{m}_log_{event}")).expect("short name"),
+            event,
+        )
+    })
 }
 
 pub fn forward_trigger(m: i64) -> Ident {

@@ -54,14 +54,14 @@ impl TableSpec {
     }
 }
 
-fn cols(cols: &[Column], alias: &str) -> String {
+pub(super) fn cols(cols: &[Column], alias: &str) -> String {
     cols.iter()
         .map(|c| format!("{alias}.{}", c.name))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn bare(cols: &[Column]) -> String {
+pub(super) fn bare(cols: &[Column]) -> String {
     cols.iter()
         .map(|c| c.name.to_string())
         .collect::<Vec<_>>()
@@ -301,33 +301,41 @@ pub fn lock_batch(spec: &TableSpec, lower: bool, share: bool) -> String {
     )
 }
 
-/// Copy the batch. A row the triggers already wrote is newer than what the copy read, so the
-/// copy skips it (`DO NOTHING` on the key); any other conflict is an error that says which row
-/// the new definition rejects.
-pub fn copy_batch(spec: &TableSpec, lower: bool) -> String {
+/// Copy the batch. With `upsert` (the shadow has its key index and the triggers write it
+/// too), a row the triggers already wrote is newer than what the copy read, so the copy skips
+/// it (`DO NOTHING` on the key). Without (the log method's copy into a shadow nobody else
+/// writes, which has no index yet) it is a plain insert. Any other failure is an error that
+/// says which row the new definition rejects.
+pub fn copy_batch(spec: &TableSpec, lower: bool, upsert: bool) -> String {
     let target_cols: Vec<String> = spec
         .forward
         .iter()
         .map(|m| m.column.name.to_string())
         .collect();
     let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
-    format!(
-        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE {} ON CONFLICT ({}) DO NOTHING",
+    let mut out = format!(
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE {}",
         spec.shadow,
         target_cols.join(", "),
         exprs.join(", "),
         spec.table,
         range(&spec.key, "o", lower),
-        bare(&spec.new_key)
-    )
+    );
+    if upsert {
+        out.push_str(&format!(
+            " ON CONFLICT ({}) DO NOTHING",
+            bare(&spec.new_key)
+        ));
+    }
+    out
 }
 
 /// [`copy_batch`], also counting the range's rows in the original (in the same statement, so
 /// the same snapshot): `(rows in the range, rows copied)`.
-pub fn copy_batch_counted(spec: &TableSpec, lower: bool) -> String {
+pub fn copy_batch_counted(spec: &TableSpec, lower: bool, upsert: bool) -> String {
     format!(
         "WITH copied AS ({} RETURNING 1) SELECT (SELECT count(*) FROM {} AS o WHERE {}), (SELECT count(*) FROM copied)",
-        copy_batch(spec, lower),
+        copy_batch(spec, lower, upsert),
         spec.table,
         range(&spec.key, "o", lower)
     )

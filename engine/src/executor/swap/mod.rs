@@ -534,6 +534,10 @@ async fn teardown(ex: &mut Executor, m: &Migration, which: Teardown) -> Result<(
         for t in triggers {
             statements.push(format!("DROP TRIGGER IF EXISTS {t} ON {}", spec.table));
         }
+        if which == Teardown::Abandon {
+            // The log method's log, if the backfill had not finished with it.
+            statements.extend(shadow::log::drop_all(m.id, spec.table_oid, &spec.table));
+        }
         statements.push(mirror::drop_statement(&spec));
         statements.push(format!("DROP TABLE IF EXISTS {table}"));
         statements.extend(drop_functions(m.id, spec.table_oid));

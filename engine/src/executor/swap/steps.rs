@@ -243,6 +243,13 @@ pub(super) async fn rename_pair(
         "drop the dual-write trigger",
     )
     .await?;
+    if way == Way::Forward {
+        // The log method's triggers, disabled since the forward trigger took over (dropping
+        // a trigger takes the ACCESS EXCLUSIVE lock this transaction holds anyway).
+        for st in shadow::log::drop_all(m.id, spec.table_oid, live) {
+            exec(tx, &st, "drop the log triggers").await?;
+        }
+    }
     exec(
         tx,
         &format!("ALTER TABLE {live} RENAME TO {}", n.parked_as.name),

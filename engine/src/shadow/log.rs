@@ -1,0 +1,181 @@
+//! The key log of a [`CopyMethod::Log`](super::CopyMethod::Log) backfill.
+//!
+//! From dual-write until the forward trigger takes over, three statement triggers (one per
+//! event, each with its transition tables) append the key of every row a statement wrote to
+//! `tandem.m{id}_t{oid}_log`: one `INSERT ... SELECT` per statement, nothing per row, no
+//! subtransaction, nothing that can fail on the new definition. The copy meanwhile fills a
+//! shadow nobody else writes.
+//!
+//! Draining the log makes the shadow's rows for the logged keys what the table holds now:
+//! take a batch of entries, delete the shadow's rows for their keys, then, in a *later*
+//! statement (a newer snapshot, taken after the delete has waited out any trigger write on
+//! those rows), copy the table's current rows for them. Draining is idempotent and its order
+//! does not matter, so a key logged twice, or logged and then written by the forward trigger,
+//! comes out right. Each batch holds the copy lock, for the reason the copy's batches do in
+//! the direct method: a DELETE's trigger waits for it, so a re-copied row is never one a
+//! delete already missed.
+
+use planner::ident::QualName;
+
+use super::sql::{bare, cols};
+use super::{log_function, log_table, log_triggers, TableSpec};
+
+/// `k1, k2, ...`: the log's key columns.
+fn key_columns(spec: &TableSpec) -> String {
+    (1..=spec.key.len())
+        .map(|i| format!("k{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn log_of(spec: &TableSpec) -> QualName {
+    log_table(spec.migration, spec.table_oid)
+}
+
+/// The log table: a sequence number (the drain's order) and the original's key columns.
+/// Autovacuum stays off (a worker would hold a lock the final `DROP` waits for); the log is
+/// dropped when drained.
+pub fn create_table(spec: &TableSpec) -> String {
+    let keys: Vec<String> = spec
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("k{} {}", i + 1, c.sql_type))
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {}) \
+         WITH (autovacuum_enabled = false)",
+        log_of(spec),
+        keys.join(", ")
+    )
+}
+
+/// The log triggers' function. An UPDATE logs its rows' keys before and after (once, when
+/// the key did not change).
+pub fn function(spec: &TableSpec) -> String {
+    let log = log_of(spec);
+    let k = key_columns(spec);
+    let old = cols(&spec.key, "o");
+    let new = cols(&spec.key, "n");
+    format!(
+        "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $tandem$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO {log} ({k}) SELECT {new} FROM tandem_new AS n;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO {log} ({k}) SELECT {old} FROM tandem_old AS o;
+  ELSE
+    INSERT INTO {log} ({k}) SELECT {old} FROM tandem_old AS o UNION SELECT {new} FROM tandem_new AS n;
+  END IF;
+  RETURN NULL;
+END
+$tandem$",
+        f = log_function(spec.migration, spec.table_oid),
+    )
+}
+
+/// Create the log triggers (in the transaction that records dual-write, so an interrupted
+/// attempt leaves none).
+pub fn create_triggers(spec: &TableSpec) -> Vec<String> {
+    let f = log_function(spec.migration, spec.table_oid);
+    let mut out = Vec::new();
+    for (name, event) in log_triggers(spec.migration) {
+        let referencing = match event {
+            "insert" => "NEW TABLE AS tandem_new",
+            "delete" => "OLD TABLE AS tandem_old",
+            _ => "OLD TABLE AS tandem_old NEW TABLE AS tandem_new",
+        };
+        out.push(format!(
+            "CREATE TRIGGER {name} AFTER {} ON {} REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
+            event.to_uppercase(),
+            spec.table
+        ));
+    }
+    out
+}
+
+/// Stop the log triggers. `ALTER TABLE ... DISABLE TRIGGER` takes the SHARE ROW EXCLUSIVE
+/// lock `CREATE TRIGGER` takes (it waits for the writers in flight, not for readers);
+/// dropping them would take ACCESS EXCLUSIVE, so they go at cutover, under the swap's lock.
+pub fn disable_triggers(spec: &TableSpec) -> Vec<String> {
+    log_triggers(spec.migration)
+        .into_iter()
+        .map(|(name, _)| format!("ALTER TABLE {} DISABLE TRIGGER {name}", spec.table))
+        .collect()
+}
+
+/// Everything of the log: triggers, function, table (at cutover, or when a migration is
+/// abandoned).
+pub fn drop_all(m: i64, oid: u32, table: &QualName) -> Vec<String> {
+    let mut out: Vec<String> = log_triggers(m)
+        .into_iter()
+        .map(|(name, _)| format!("DROP TRIGGER IF EXISTS {name} ON {table}"))
+        .collect();
+    out.push(format!(
+        "DROP FUNCTION IF EXISTS {}()",
+        log_function(m, oid)
+    ));
+    out.push(format!("DROP TABLE IF EXISTS {}", log_table(m, oid)));
+    out
+}
+
+/// Take (delete) the `$1` oldest entries; their keys as text.
+pub fn take(spec: &TableSpec) -> String {
+    let log = log_of(spec);
+    let texts: Vec<String> = (1..=spec.key.len())
+        .map(|i| format!("k{i}::text"))
+        .collect();
+    format!(
+        "DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT $1::int8) RETURNING ARRAY[{}]",
+        texts.join(", ")
+    )
+}
+
+/// `(SELECT * FROM unnest($1::text[]::type1[], ...))`: the taken keys, one text array per
+/// key column, typed as the original's key.
+fn keys_param(spec: &TableSpec) -> String {
+    let arrays: Vec<String> = spec
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::text[]::{}[]", i + 1, c.sql_type))
+        .collect();
+    format!("(SELECT * FROM unnest({}))", arrays.join(", "))
+}
+
+/// Delete the shadow's rows of the taken keys (`$1..$n`).
+pub fn unlink(spec: &TableSpec) -> String {
+    format!(
+        "DELETE FROM {} AS t WHERE ({}) IN {}",
+        spec.shadow,
+        cols(&spec.new_key, "t"),
+        keys_param(spec)
+    )
+}
+
+/// Copy the table's current rows of the taken keys (`$1..$n`). A row a forward trigger
+/// wrote meanwhile is at least as new: the copy skips it.
+pub fn relink(spec: &TableSpec) -> String {
+    let target: Vec<String> = spec
+        .forward
+        .iter()
+        .map(|m| m.column.name.to_string())
+        .collect();
+    let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
+    format!(
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {} ON CONFLICT ({}) DO NOTHING",
+        spec.shadow,
+        target.join(", "),
+        exprs.join(", "),
+        spec.table,
+        cols(&spec.key, "o"),
+        keys_param(spec),
+        bare(&spec.new_key)
+    )
+}
+
+/// Whether the forward trigger has taken over from the log triggers (`$1`: the table's oid,
+/// `$2`: the forward trigger's name).
+pub const SWITCHED: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND tgname = $2)";
