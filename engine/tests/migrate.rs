@@ -601,3 +601,34 @@ async fn verify_repairs_a_damaged_shadow() {
         "three chunks differ: {events}"
     );
 }
+
+/// Verification hashes each row by its columns' own hash functions; a column type that has
+/// none (json, point) makes it hash the rows' text instead (a typed hash would fail with
+/// `could not identify a hash function`), and the migration passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_hashes_columns_without_a_hash_function() {
+    let db = TestDb::new("migrate_verify_unhashable").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE docs (id int PRIMARY KEY, n int, body json, at point);
+         INSERT INTO docs SELECT g, g, json_build_object('g', g), point(g, g) FROM generate_series(1, 2000) g;",
+    )
+    .await
+    .unwrap();
+    let id = common::submit(&db, "ALTER TABLE docs ALTER n TYPE bigint", None).await;
+    let mut ex = common::open(&db, id, options(), "verify unhashable").await;
+    within(60, "apply", ex.apply())
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+    assert_verified_first_time(c, id).await;
+    let rows: i64 = c
+        .query_one(
+            "SELECT (verify_result -> 'tables' -> 0 ->> 'rows')::int8 FROM tandem.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2000);
+    assert_types(&db, "docs", &["n"], "bigint", "after cutover").await;
+}

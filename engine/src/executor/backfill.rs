@@ -3,14 +3,16 @@
 //! (`shadow::CopyMethod`, chosen at prepare and kept in the spec):
 //!
 //! **Log** (the default). The statement triggers log changed keys (`shadow/log.rs`); the copy
-//! fills a shadow without indexes in chunks of about `chunk_time` that lock nothing and
-//! conflict with nobody (a plain `INSERT ... SELECT`, as pg_repack's copy); the key index is
-//! built, then the others, all without CONCURRENTLY (only tandem writes the shadow), the log
-//! drained in between; then the forward trigger replaces the log triggers (one short DDL
-//! under lock_timeout, which waits out the writers in flight, so every later write goes
-//! through it), the log is drained to empty and dropped. Every change committed after a
-//! chunk's snapshot is in the log, and a drain copies the key's current row again, so after
-//! the last drain the shadow holds what the table holds.
+//! fills a shadow that has only its key index, in chunks of about `chunk_time` that lock
+//! nothing and conflict with nobody (a plain `INSERT ... SELECT`, as pg_repack's copy);
+//! after each chunk the log is drained of what the copy has passed (keys it has not reached
+//! are dropped from the log: the chunk that copies them will see their change), so the log
+//! stays short; the other indexes are built without CONCURRENTLY (only tandem writes the
+//! shadow), the log drained around them; then the forward trigger replaces the log triggers
+//! (one short DDL under lock_timeout, which waits out the writers in flight, so every later
+//! write goes through it), and the log is drained to empty and dropped. Every change
+//! committed after a chunk's snapshot is in the log, and a drain copies the key's current row
+//! again, so after the last drain the shadow holds what the table holds.
 //!
 //! **Direct** (migrations prepared before the log existed). The forward trigger writes the
 //! shadow from dual-write on, and the copy upserts into it in short batches. Why a copy
@@ -300,6 +302,19 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                     });
                     last_report = Instant::now();
                 }
+                if !direct {
+                    // Keep the log short: what the copy has passed is copied again now.
+                    let last = p.last_key.clone();
+                    drain(
+                        ex,
+                        spec,
+                        Drain::DuringCopy {
+                            last: last.as_deref(),
+                            bound: &bound,
+                        },
+                    )
+                    .await?;
+                }
                 if finished {
                     return Ok(());
                 }
@@ -481,10 +496,18 @@ async fn build_index(
     } else {
         None
     };
+    let t0 = Instant::now();
     let built = ex.client.batch_execute(&build).await;
     if let Some(w) = watcher {
         w.abort();
         state::set_waiting(&ex.client, ex.id, None).await;
+    }
+    if built.is_ok() {
+        ex.emit(Event::Note(format!(
+            "index {} built in {:.1} s",
+            idx.final_name,
+            t0.elapsed().as_secs_f64()
+        )));
     }
     built.map_err(|e| {
         if is_unique_violation(&e) {
@@ -508,9 +531,9 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code() == "23505")
 }
 
-/// The log method after the copy: the key index (the drain finds rows by it), a drain, the
-/// other indexes, a drain, the forward trigger in place of the log triggers, the last drain,
-/// the log dropped. Each step is skipped when a resumed run finds it done.
+/// The log method after the copy: a drain, the other indexes, a drain, the forward trigger in
+/// place of the log triggers, the last drain, the log dropped. Each step is skipped when a
+/// resumed run finds it done.
 async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
     let log = shadow::log_table(spec.migration, spec.table_oid);
     let switched: bool = ex
@@ -526,13 +549,8 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
         .map_err(EngineError::sql("look for the forward trigger"))?
         .get(0);
     if !switched {
-        let (keys, others): (Vec<&NewIndex>, Vec<&NewIndex>) =
-            spec.new_indexes.iter().partition(|i| i.key);
-        for idx in keys {
-            build_index(ex, spec, idx, false).await?;
-        }
-        drain(ex, spec).await?;
-        for idx in others {
+        drain(ex, spec, Drain::BeforeSwitch).await?;
+        for idx in spec.new_indexes.iter().filter(|i| i.deferred) {
             // A unique index can meet two rows that were never in the table at once (a
             // value moved from one row to another, both copied before the move reached
             // the log's drain): drain and build again before calling it a duplicate.
@@ -541,13 +559,13 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 tries += 1;
                 match build_index(ex, spec, idx, false).await {
                     Err(EngineError::Refused { .. }) if tries < 3 => {
-                        drain(ex, spec).await?;
+                        drain(ex, spec, Drain::BeforeSwitch).await?;
                     }
                     other => break other?,
                 }
             }
         }
-        drain(ex, spec).await?;
+        drain(ex, spec, Drain::BeforeSwitch).await?;
         let mut statements = super::prepare::forward_trigger(spec);
         statements.extend(log::disable_triggers(spec));
         ex.ddl_retry(
@@ -570,7 +588,7 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
         .map_err(EngineError::sql("look for the log"))?
         .get(0);
     if exists {
-        drain(ex, spec).await?;
+        drain(ex, spec, Drain::AfterSwitch).await?;
         ex.ddl_retry(
             "drop the log",
             &[format!("DROP TABLE IF EXISTS {log}")],
@@ -581,11 +599,31 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     Ok(())
 }
 
-/// Drain the log until a batch finds fewer entries than it asked for (caught up), in
-/// batches sized to `batch_time` (they hold the copy lock).
-async fn drain(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, ex.opts.max_batch);
-    let mut total = 0u64;
+/// When a drain runs, which decides its batches' size and which keys it copies again.
+#[derive(Clone, Copy)]
+enum Drain<'a> {
+    /// Between the copy's chunks: only the keys the copy has passed (`last`, the last key
+    /// copied) or will not reach (above `bound`); the rest are dropped from the log, the
+    /// copy will read them. Nothing waits for the copy lock yet: batches sized like chunks.
+    DuringCopy {
+        last: Option<&'a [String]>,
+        bound: &'a [String],
+    },
+    /// After the copy, before the forward trigger: every key, chunk-sized batches.
+    BeforeSwitch,
+    /// With the forward trigger in: its deletes wait for the copy lock, so batches are sized
+    /// to `batch_time`.
+    AfterSwitch,
+}
+
+/// Drain the log until a batch finds fewer entries than it asked for (caught up).
+async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain<'_>) -> Result<(), EngineError> {
+    let (target, max_rows) = match when {
+        Drain::AfterSwitch => (ex.opts.batch_time, ex.opts.max_batch),
+        _ => (ex.opts.chunk_time, ex.opts.max_batch.saturating_mul(5)),
+    };
+    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, max_rows);
+    let mut copied_total = 0u64;
     let mut careful = false;
     let started = Instant::now();
     let mut last_throttle_check = Instant::now();
@@ -595,14 +633,14 @@ async fn drain(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
             last_throttle_check = Instant::now();
         }
         let t0 = Instant::now();
-        match drain_batch(ex, spec, batch, careful).await {
-            Ok(taken) => {
+        match drain_batch(ex, spec, batch, careful, when).await {
+            Ok((taken, copied)) => {
                 careful = false;
-                total += taken;
+                copied_total += copied;
                 if (taken as i64) < batch {
-                    if total > 0 {
+                    if copied_total > 0 && !matches!(when, Drain::DuringCopy { .. }) {
                         ex.emit(Event::Note(format!(
-                            "{}: {total} logged changes copied again in {:.1} s",
+                            "{}: {copied_total} logged rows copied again in {:.1} s",
                             spec.table.display_plain(),
                             started.elapsed().as_secs_f64()
                         )));
@@ -610,9 +648,9 @@ async fn drain(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
                     return Ok(());
                 }
                 let took = t0.elapsed().as_secs_f64().max(0.001);
-                let ideal = (batch as f64) * ex.opts.batch_time.as_secs_f64() / took;
-                batch = ((batch as f64 * 0.5 + ideal * 0.5) as i64)
-                    .clamp(ex.opts.min_batch, ex.opts.max_batch);
+                let ideal = (batch as f64) * target.as_secs_f64() / took;
+                batch =
+                    ((batch as f64 * 0.5 + ideal * 0.5) as i64).clamp(ex.opts.min_batch, max_rows);
             }
             Err(e) if is_lock_timeout(&e) => {
                 batch = (batch / 2).max(ex.opts.min_batch);
@@ -645,7 +683,8 @@ async fn drain_batch(
     spec: &TableSpec,
     batch: i64,
     careful: bool,
-) -> Result<u64, tokio_postgres::Error> {
+    when: Drain<'_>,
+) -> Result<(u64, u64), tokio_postgres::Error> {
     let lock_timeout = ex.opts.batch_lock_timeout.as_millis().max(1);
     let tx = ex.client.transaction().await?;
     tx.batch_execute(&format!(
@@ -654,8 +693,19 @@ async fn drain_batch(
     .await?;
     tx.query_one(&sql::lock_batch(spec, false, false), &[])
         .await?;
-    let taken = tx.query(&log::take(spec), &[&batch]).await?;
-    let keys: BTreeSet<Vec<String>> = taken.iter().map(|r| r.get(0)).collect();
+    let taken = match when {
+        Drain::DuringCopy { last, bound } => {
+            let (last, bound) = (last.map(<[String]>::to_vec), bound.to_vec());
+            tx.query(&log::take(spec, true), &[&batch, &last, &bound])
+                .await?
+        }
+        _ => tx.query(&log::take(spec, false), &[&batch]).await?,
+    };
+    let keys: BTreeSet<Vec<String>> = taken
+        .iter()
+        .filter(|r| r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect();
     let groups: Vec<Vec<&Vec<String>>> = if careful {
         keys.iter().map(|k| vec![k]).collect()
     } else {
@@ -710,40 +760,60 @@ async fn drain_batch(
         }
     }
     tx.commit().await?;
-    Ok(taken.len() as u64)
+    Ok((taken.len() as u64, keys.len() as u64))
 }
 
-/// After the copy and the index builds: ANALYZE the shadow so the planner has statistics the
-/// moment it goes live, give it back autovacuum and the table's options, and record it.
+/// After the copy and the index builds: statistics for the planner the moment the shadow goes
+/// live, then record it.
+///
+/// When this apply goes on to the cutover, `ANALYZE` only: autovacuum stays off on the shadow
+/// until the cutover turns it back on (`dependents::carry`), and then vacuums the new table in
+/// the background, throttled, as after pg_repack. A `VACUUM` here would read and write the
+/// whole new table once more while the clients wait on the same disk (6.5 s of the 41 s at
+/// pgbench scale 100), and an autovacuum started now would hold a lock the cutover waits for.
+/// When the cutover is deferred (`--until`), the shadow may stay in dual-write for days:
+/// `VACUUM (ANALYZE)` now, and autovacuum back at once.
 async fn finish_shadow(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    // Statistics for the planner the moment the shadow goes live, a visibility map for
-    // index-only scans, and autovacuum back to the original's setting.
+    let deferred = ex.opts.until < Phase::Cutover;
+    let t0 = Instant::now();
+    let (statement, done) = if deferred {
+        ("VACUUM (ANALYZE)", "vacuumed and analyzed")
+    } else {
+        ("ANALYZE", "analyzed")
+    };
     ex.client
-        .batch_execute(&format!("VACUUM (ANALYZE) {}", spec.shadow))
+        .batch_execute(&format!("{statement} {}", spec.shadow))
         .await
-        .map_err(EngineError::sql("vacuum and analyze the shadow"))?;
-    let options: Vec<String> = ex
-        .client
-        .query_one(
-            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1",
-            &[&spec.table_oid],
-        )
-        .await
-        .map_err(EngineError::sql("read the table's options"))?
-        .get(0);
-    let mut reset = format!(
-        "ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)",
-        spec.shadow
-    );
-    if !options.is_empty() {
-        reset.push_str(&format!(
-            "; ALTER TABLE {} SET ({})",
-            spec.shadow,
-            crate::shadow::dependents::option_list(&options)
-        ));
+        .map_err(EngineError::sql("analyze the shadow"))?;
+    ex.emit(Event::Note(format!(
+        "shadow of {} {done} in {:.1} s",
+        spec.table.display_plain(),
+        t0.elapsed().as_secs_f64()
+    )));
+    if deferred {
+        let options: Vec<String> = ex
+            .client
+            .query_one(
+                "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1",
+                &[&spec.table_oid],
+            )
+            .await
+            .map_err(EngineError::sql("read the table's options"))?
+            .get(0);
+        let mut reset = format!(
+            "ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)",
+            spec.shadow
+        );
+        if !options.is_empty() {
+            reset.push_str(&format!(
+                "; ALTER TABLE {} SET ({})",
+                spec.shadow,
+                crate::shadow::dependents::option_list(&options)
+            ));
+        }
+        ex.ddl_retry("give autovacuum back to the shadow", &[reset], None)
+            .await?;
     }
-    ex.ddl_retry("give autovacuum back to the shadow", &[reset], None)
-        .await?;
     ex.client
         .execute(
             "UPDATE tandem.shadow_tables SET indexes_built = true WHERE migration_id = $1 AND table_oid = $2",

@@ -587,7 +587,7 @@ async fn prepare_table(
             .await
             .map_err(EngineError::sql("read the shadow's index"))?
             .get(0);
-        let deferred = !is_key || copy == CopyMethod::Log;
+        let deferred = !is_key;
         if deferred {
             // The constraint was renamed with its index.
             let drop = match &idx.constraint {

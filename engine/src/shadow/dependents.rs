@@ -426,6 +426,11 @@ pub fn carry(
         Some(c) => format!("COMMENT ON TABLE {target} IS {}", Literal(c)),
         None => format!("COMMENT ON TABLE {target} IS NULL"),
     });
+    // tandem keeps autovacuum off on the shadow until it goes live (backfill.rs): back to
+    // what the original says.
+    out.push(format!(
+        "ALTER TABLE {target} RESET (autovacuum_enabled, toast.autovacuum_enabled)"
+    ));
     if !d.reloptions.is_empty() {
         out.push(format!(
             "ALTER TABLE {target} SET ({})",

@@ -120,14 +120,28 @@ pub fn drop_all(m: i64, oid: u32, table: &QualName) -> Vec<String> {
     out
 }
 
-/// Take (delete) the `$1` oldest entries; their keys as text.
-pub fn take(spec: &TableSpec) -> String {
+/// Take (delete) the `$1` oldest entries: their keys as text, and whether the row must be
+/// copied again. With `during_copy`, a key the copy has not reached yet (above `$2`, the
+/// last key copied, or NULL before the first chunk; not above `$3`, the copy's bound) needs
+/// nothing: its change committed before this statement, so before the snapshot of the chunk
+/// that will copy it. Otherwise every key is copied again.
+pub fn take(spec: &TableSpec, during_copy: bool) -> String {
     let log = log_of(spec);
     let texts: Vec<String> = (1..=spec.key.len())
         .map(|i| format!("k{i}::text"))
         .collect();
+    let again = if during_copy {
+        let k = format!("({})", key_columns(spec));
+        format!(
+            "NOT ({k} <= {bound} AND ($2::text[] IS NULL OR {k} > {last}))",
+            bound = super::sql::key_param(&spec.key, 3),
+            last = super::sql::key_param(&spec.key, 2),
+        )
+    } else {
+        "true".to_string()
+    };
     format!(
-        "DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT $1::int8) RETURNING ARRAY[{}]",
+        "DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT $1::int8) RETURNING ARRAY[{}], {again}",
         texts.join(", ")
     )
 }

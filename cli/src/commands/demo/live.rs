@@ -285,10 +285,10 @@ fn migration_went(seen: &Seen, facts: &Facts) {
         let what = match phase {
             Phase::Prepare => "the new table, with aid and abalance bigint, empty".to_string(),
             Phase::DualWrite => {
-                "triggers: every write to the table now goes to the new one too".to_string()
+                "triggers: the key of every row written from now on is logged".to_string()
             }
             Phase::Backfill => format!(
-                "{} rows copied in short batches, then the indexes built",
+                "{} rows copied (no index, no lock), indexes built, logged writes applied",
                 thousands(facts.copied as u64)
             ),
             Phase::Verify => match seen.verified_rows {
