@@ -3,12 +3,12 @@
 //! (`shadow::CopyMethod`, chosen at prepare and kept in the spec):
 //!
 //! **Log** (the default). The statement triggers log changed keys (`shadow/log.rs`); the copy
-//! fills a shadow that has only its key index, in chunks of about `chunk_time` that lock
-//! nothing and conflict with nobody (a plain `INSERT ... SELECT`, as pg_repack's copy);
-//! after each chunk the log is drained of what the copy has passed (keys it has not reached
-//! are dropped from the log: the chunk that copies them will see their change), so the log
-//! stays short; the other indexes are built without CONCURRENTLY (only tandem writes the
-//! shadow), the log drained around them; then the forward trigger replaces the log triggers
+//! fills a shadow without indexes, in chunks of about `chunk_time` that lock nothing and
+//! conflict with nobody (a plain `INSERT ... SELECT`, as pg_repack's copy); after each chunk
+//! the log drops the keys the copy has not reached (the chunk that copies them will see their
+//! change), so it keeps only what the copy has passed; the key index is built, then the
+//! others, without CONCURRENTLY (only tandem writes the shadow), the log drained after the
+//! key's and after the others; then the forward trigger replaces the log triggers
 //! (one short DDL under lock_timeout, which waits out the writers in flight, so every later
 //! write goes through it), and the log is drained to empty and dropped. Every change
 //! committed after a chunk's snapshot is in the log, and a drain copies the key's current row
@@ -302,18 +302,12 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                     });
                     last_report = Instant::now();
                 }
-                if !direct {
-                    // Keep the log short: what the copy has passed is copied again now.
-                    let last = p.last_key.clone();
-                    drain(
-                        ex,
-                        spec,
-                        Drain::DuringCopy {
-                            last: last.as_deref(),
-                            bound: &bound,
-                        },
-                    )
-                    .await?;
+                if !direct && !finished {
+                    // Keep the log to what the copy has passed.
+                    ex.client
+                        .execute(&log::prune(spec), &[&p.last_key, &bound])
+                        .await
+                        .map_err(EngineError::sql("prune the log"))?;
                 }
                 if finished {
                     return Ok(());
@@ -531,9 +525,9 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code() == "23505")
 }
 
-/// The log method after the copy: a drain, the other indexes, a drain, the forward trigger in
-/// place of the log triggers, the last drain, the log dropped. Each step is skipped when a
-/// resumed run finds it done.
+/// The log method after the copy: the key index (the drain finds rows by it), a drain, the
+/// other indexes, a drain, the forward trigger in place of the log triggers, the last drain,
+/// the log dropped. Each step is skipped when a resumed run finds it done.
 async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
     let log = shadow::log_table(spec.migration, spec.table_oid);
     let switched: bool = ex
@@ -549,8 +543,14 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
         .map_err(EngineError::sql("look for the forward trigger"))?
         .get(0);
     if !switched {
+        // The key's index first: the drain finds rows by it.
+        let (keys, others): (Vec<&NewIndex>, Vec<&NewIndex>) =
+            spec.new_indexes.iter().partition(|i| i.key);
+        for idx in keys {
+            build_index(ex, spec, idx, false).await?;
+        }
         drain(ex, spec, Drain::BeforeSwitch).await?;
-        for idx in spec.new_indexes.iter().filter(|i| i.deferred) {
+        for idx in others {
             // A unique index can meet two rows that were never in the table at once (a
             // value moved from one row to another, both copied before the move reached
             // the log's drain): drain and build again before calling it a duplicate.
@@ -599,17 +599,11 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     Ok(())
 }
 
-/// When a drain runs, which decides its batches' size and which keys it copies again.
-#[derive(Clone, Copy)]
-enum Drain<'a> {
-    /// Between the copy's chunks: only the keys the copy has passed (`last`, the last key
-    /// copied) or will not reach (above `bound`); the rest are dropped from the log, the
-    /// copy will read them. Nothing waits for the copy lock yet: batches sized like chunks.
-    DuringCopy {
-        last: Option<&'a [String]>,
-        bound: &'a [String],
-    },
-    /// After the copy, before the forward trigger: every key, chunk-sized batches.
+/// When a drain runs, which decides its batches' size.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// After the copy, before the forward trigger: nothing waits for the copy lock yet, so
+    /// batches are sized like the copy's chunks.
     BeforeSwitch,
     /// With the forward trigger in: its deletes wait for the copy lock, so batches are sized
     /// to `batch_time`.
@@ -617,10 +611,10 @@ enum Drain<'a> {
 }
 
 /// Drain the log until a batch finds fewer entries than it asked for (caught up).
-async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain<'_>) -> Result<(), EngineError> {
+async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<(), EngineError> {
     let (target, max_rows) = match when {
         Drain::AfterSwitch => (ex.opts.batch_time, ex.opts.max_batch),
-        _ => (ex.opts.chunk_time, ex.opts.max_batch.saturating_mul(5)),
+        Drain::BeforeSwitch => (ex.opts.chunk_time, ex.opts.max_batch.saturating_mul(5)),
     };
     let mut batch: i64 = 1000.clamp(ex.opts.min_batch, max_rows);
     let mut copied_total = 0u64;
@@ -633,12 +627,12 @@ async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain<'_>) -> Result<(
             last_throttle_check = Instant::now();
         }
         let t0 = Instant::now();
-        match drain_batch(ex, spec, batch, careful, when).await {
+        match drain_batch(ex, spec, batch, careful).await {
             Ok((taken, copied)) => {
                 careful = false;
                 copied_total += copied;
                 if (taken as i64) < batch {
-                    if copied_total > 0 && !matches!(when, Drain::DuringCopy { .. }) {
+                    if copied_total > 0 {
                         ex.emit(Event::Note(format!(
                             "{}: {copied_total} logged rows copied again in {:.1} s",
                             spec.table.display_plain(),
@@ -683,7 +677,6 @@ async fn drain_batch(
     spec: &TableSpec,
     batch: i64,
     careful: bool,
-    when: Drain<'_>,
 ) -> Result<(u64, u64), tokio_postgres::Error> {
     let lock_timeout = ex.opts.batch_lock_timeout.as_millis().max(1);
     let tx = ex.client.transaction().await?;
@@ -693,19 +686,8 @@ async fn drain_batch(
     .await?;
     tx.query_one(&sql::lock_batch(spec, false, false), &[])
         .await?;
-    let taken = match when {
-        Drain::DuringCopy { last, bound } => {
-            let (last, bound) = (last.map(<[String]>::to_vec), bound.to_vec());
-            tx.query(&log::take(spec, true), &[&batch, &last, &bound])
-                .await?
-        }
-        _ => tx.query(&log::take(spec, false), &[&batch]).await?,
-    };
-    let keys: BTreeSet<Vec<String>> = taken
-        .iter()
-        .filter(|r| r.get::<_, bool>(1))
-        .map(|r| r.get(0))
-        .collect();
+    let taken = tx.query(&log::take(spec), &[&batch]).await?;
+    let keys: BTreeSet<Vec<String>> = taken.iter().map(|r| r.get(0)).collect();
     let groups: Vec<Vec<&Vec<String>>> = if careful {
         keys.iter().map(|k| vec![k]).collect()
     } else {

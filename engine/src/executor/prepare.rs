@@ -587,7 +587,8 @@ async fn prepare_table(
             .await
             .map_err(EngineError::sql("read the shadow's index"))?
             .get(0);
-        let deferred = !is_key;
+        // The log method copies into a shadow without any index (built after, sorted).
+        let deferred = !is_key || copy == CopyMethod::Log;
         if deferred {
             // The constraint was renamed with its index.
             let drop = match &idx.constraint {

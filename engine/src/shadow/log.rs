@@ -6,7 +6,9 @@
 //! subtransaction, nothing that can fail on the new definition. The copy meanwhile fills a
 //! shadow nobody else writes.
 //!
-//! Draining the log makes the shadow's rows for the logged keys what the table holds now:
+//! Between the copy's chunks, the entries of keys the copy has not reached yet are dropped
+//! ([`prune`]). After the copy, draining the log makes the shadow's rows for the logged keys
+//! what the table holds now:
 //! take a batch of entries, delete the shadow's rows for their keys, then, in a *later*
 //! statement (a newer snapshot, taken after the delete has waited out any trigger write on
 //! those rows), copy the table's current rows for them. Draining is idempotent and its order
@@ -120,29 +122,30 @@ pub fn drop_all(m: i64, oid: u32, table: &QualName) -> Vec<String> {
     out
 }
 
-/// Take (delete) the `$1` oldest entries: their keys as text, and whether the row must be
-/// copied again. With `during_copy`, a key the copy has not reached yet (above `$2`, the
-/// last key copied, or NULL before the first chunk; not above `$3`, the copy's bound) needs
-/// nothing: its change committed before this statement, so before the snapshot of the chunk
-/// that will copy it. Otherwise every key is copied again.
-pub fn take(spec: &TableSpec, during_copy: bool) -> String {
+/// Take (delete) the `$1` oldest entries; their keys as text.
+pub fn take(spec: &TableSpec) -> String {
     let log = log_of(spec);
     let texts: Vec<String> = (1..=spec.key.len())
         .map(|i| format!("k{i}::text"))
         .collect();
-    let again = if during_copy {
-        let k = format!("({})", key_columns(spec));
-        format!(
-            "NOT ({k} <= {bound} AND ($2::text[] IS NULL OR {k} > {last}))",
-            bound = super::sql::key_param(&spec.key, 3),
-            last = super::sql::key_param(&spec.key, 2),
-        )
-    } else {
-        "true".to_string()
-    };
     format!(
-        "DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT $1::int8) RETURNING ARRAY[{}], {again}",
+        "DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT $1::int8) RETURNING ARRAY[{}]",
         texts.join(", ")
+    )
+}
+
+/// Between the copy's chunks: drop the entries of keys the copy has not reached yet (above
+/// `$1`, the last key copied, and not above `$2`, its bound). Their change committed before
+/// this statement, so before the snapshot of the chunk that will copy them: the copy brings
+/// it. The log keeps only what the copy has passed, and the drain after the copy has less to
+/// do.
+pub fn prune(spec: &TableSpec) -> String {
+    let k = format!("({})", key_columns(spec));
+    format!(
+        "DELETE FROM {} WHERE {k} > {} AND {k} <= {}",
+        log_of(spec),
+        super::sql::key_param(&spec.key, 1),
+        super::sql::key_param(&spec.key, 2),
     )
 }
 

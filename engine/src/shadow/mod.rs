@@ -74,10 +74,10 @@ pub enum CopyMethod {
     #[default]
     Direct,
     /// Statement triggers log the keys each write touched into a log table
-    /// ([`log_table`]); the copy fills a shadow that has only its key index in large chunks
-    /// that lock nothing, the log is drained between chunks for the keys the copy has passed,
-    /// the other indexes are built without CONCURRENTLY (nothing else writes the shadow),
-    /// and then the forward trigger takes over (`Direct` from there on).
+    /// ([`log_table`]); the copy fills a shadow without indexes in large chunks that lock
+    /// nothing, the indexes are built on it without CONCURRENTLY (nothing else writes it),
+    /// the logged keys are copied again from the table, and then the forward trigger takes
+    /// over (`Direct` from there on).
     Log,
 }
 
@@ -149,7 +149,8 @@ pub struct NewIndex {
     pub temp_name: Ident,
     /// The name it takes at cutover.
     pub final_name: Ident,
-    /// Built after the backfill's copy (every index but the key's).
+    /// Built after the backfill's copy (every index but the key's; with [`CopyMethod::Log`],
+    /// the key's too).
     pub deferred: bool,
     /// The index of the key the migration addresses rows by.
     #[serde(default)]
