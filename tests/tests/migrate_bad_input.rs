@@ -363,12 +363,16 @@ async fn second_apply_while_one_runs_is_refused_naming_the_holder() {
     assert_eq!(text_rows(c, ROWS).await, rows);
 }
 
+/// A change addressed to one partition is refused by the plan (the partitioned table is the
+/// unit tandem migrates); a partitioned table whose partition has an index of its own is
+/// refused by apply, naming the partition and the index, before anything changes.
 #[tokio::test]
-async fn partitioned_table_is_refused_with_a_reason() {
+async fn partition_changes_are_refused_with_a_reason() {
     let db = db(
         "bi_unsupported",
         "CREATE TABLE measures (id integer, at date, v integer, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
          CREATE TABLE measures_2024 PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE INDEX measures_2024_v ON measures_2024 (v);
          INSERT INTO measures SELECT g, date '2024-01-01' + g % 300, g FROM generate_series(1, 2000) g;
          ANALYZE;",
     )
@@ -377,26 +381,54 @@ async fn partitioned_table_is_refused_with_a_reason() {
     let url = db.url();
     let fp = fingerprint(c).await;
 
-    // Partitioned: the plan refuses the step, submit exits 3.
+    // One partition: the plan refuses the step, submit exits 3.
+    let path = plan(
+        &url,
+        "bi_partition",
+        "ALTER TABLE measures_2024 ALTER v TYPE bigint",
+    );
+    let p = tests::migrate::read_plan(&path);
+    assert_eq!(p["steps"][0]["strategy"], "refused", "{p}");
+    let why = p["steps"][0]["refusal"].as_str().unwrap();
+    assert!(
+        why.contains("measures_2024 is a partition of measures")
+            && why.contains("change the partitioned table"),
+        "{why}"
+    );
+    let run = tandem(&["--database-url", &url, "submit", path.to_str().unwrap()]).expect(3);
+    assert!(
+        error_line(&run.stderr).contains("is a partition of"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fingerprint(c).await, fp);
+
+    // The partitioned table: a shadow step over the tree, refused by apply for the
+    // partition's own index.
     let path = plan(
         &url,
         "bi_partitioned",
         "ALTER TABLE measures ALTER v TYPE bigint",
     );
     let p = tests::migrate::read_plan(&path);
-    assert_eq!(p["steps"][0]["strategy"], "refused", "{p}");
-    let why = p["steps"][0]["refusal"].as_str().unwrap();
+    assert_eq!(p["steps"][0]["strategy"], "shadow", "{p}");
     assert!(
-        why.contains("partitioned") && why.contains("each partition"),
-        "{why}"
+        p["steps"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("a shadow tree of 1 partition,"),
+        "{p}"
     );
-    let run = tandem(&["--database-url", &url, "submit", path.to_str().unwrap()]).expect(3);
+    let id = submit(&url, &path, &[]);
+    let fp = fingerprint(c).await;
+    let run = apply(&url, id, &[]).expect(1);
+    let err = error_line(&run.stderr);
     assert!(
-        error_line(&run.stderr).contains("partitioned"),
-        "{}",
-        run.stderr
+        err.contains("partition measures_2024: it has index measures_2024_v of its own"),
+        "{err}"
     );
-    assert_eq!(fingerprint(c).await, fp);
+    assert_eq!(fingerprint(c).await, fp, "apply changed nothing");
+    assert_eq!(column_type(c, "measures", "v").await, "integer");
 }
 
 /// A table with an identity column is planned as a shadow migration (its sequence moves at

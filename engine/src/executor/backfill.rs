@@ -477,6 +477,12 @@ async fn build_index(
                 "this is a tandem bug; please report it",
             )
         })?
+    } else if let Some(def) = idx.constraint.as_ref().and_then(|c| c.definition.as_ref()) {
+        // A partitioned shadow: the constraint with its index (see `IndexConstraint`).
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {def}",
+            spec.shadow, idx.temp_name
+        )
     } else {
         idx.definition.clone()
     };
@@ -793,7 +799,22 @@ async fn finish_shadow(ex: &mut Executor, spec: &TableSpec) -> Result<(), Engine
                 crate::shadow::dependents::option_list(&options)
             ));
         }
-        ex.ddl_retry("give autovacuum back to the shadow", &[reset], None)
+        let mut statements = vec![reset];
+        for p in spec.partitions().iter().filter(|p| p.leaf()) {
+            let mut reset = format!(
+                "ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)",
+                p.shadow
+            );
+            if !p.reloptions.is_empty() {
+                reset.push_str(&format!(
+                    "; ALTER TABLE {} SET ({})",
+                    p.shadow,
+                    crate::shadow::dependents::option_list(&p.reloptions)
+                ));
+            }
+            statements.push(reset);
+        }
+        ex.ddl_retry("give autovacuum back to the shadow", &statements, None)
             .await?;
     }
     ex.client

@@ -18,8 +18,8 @@ use super::{carry, online, Event, Executor};
 use crate::error::EngineError;
 use crate::shadow::guard::{self, Check, Guard};
 use crate::shadow::{
-    self, dependents, ident, log, sql, Column, CopyMethod, IdentityColumn, IndexConstraint,
-    IndexPair, Mapped, NewIndex, NotValidCheck, TableSpec,
+    self, dependents, ident, log, partitions, sql, Column, CopyMethod, IdentityColumn,
+    IndexConstraint, IndexPair, Mapped, NewIndex, NotValidCheck, TableSpec,
 };
 use crate::state::{self, Migration, Phase};
 
@@ -62,8 +62,20 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
             )
         })?;
         let spec = prepare_table(&tx, m, &table, &step.sql, ex.opts.copy).await?;
+        if let Some(p) = &spec.partitioning {
+            notes.push(format!(
+                "{}: partitioned ({}), {} partitions: the shadow is a tree of the same partitions, copied through its root by the log method, swapped at once",
+                table.display_plain(),
+                p.key,
+                p.partitions.len()
+            ));
+        }
+        // A partitioned table's storage is its leaves'.
         let size: i64 = tx
-            .query_one("SELECT pg_total_relation_size($1::oid)", &[&spec.table_oid])
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::oid::regclass)",
+                &[&spec.table_oid],
+            )
             .await
             .map_err(EngineError::sql("read the table's size"))?
             .get(0);
@@ -75,7 +87,9 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
         ));
         let reltuples: f64 = tx
             .query_one(
-                "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = $1",
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8
+                   FROM pg_partition_tree($1::oid::regclass) t JOIN pg_class c ON c.oid = t.relid
+                  WHERE t.isleaf",
                 &[&spec.table_oid],
             )
             .await
@@ -326,11 +340,37 @@ async fn prepare_table(
     let orig_indexes = indexes(tx, oid).await?;
     let orig_cols = columns(tx, oid).await?;
 
+    // A partitioned table: the shadow is partitioned by the same key, its partitions made
+    // once the root has the new definition. Indexes on a partitioned table cannot be built
+    // CONCURRENTLY, so the tree is always copied by the log method (built plainly, before
+    // anything but tandem writes the shadow).
+    let partition_key: Option<String> = tx
+        .query_one(
+            "SELECT CASE WHEN relkind = 'p' THEN pg_get_partkeydef(oid) END FROM pg_class WHERE oid = $1",
+            &[&oid],
+        )
+        .await
+        .map_err(EngineError::sql("read the table's partition key"))?
+        .get(0);
+    let partitioning = match partition_key {
+        Some(key) => Some(partitions::read(tx, m.id, oid, key).await?),
+        None => None,
+    };
+    let copy = if partitioning.is_some() {
+        CopyMethod::Log
+    } else {
+        copy
+    };
+    let partition_by = match &partitioning {
+        Some(p) => format!(" PARTITION BY {}", p.key),
+        None => String::new(),
+    };
+
     // The shadow, shaped like the original (identity columns with their own sequences), then
     // changed.
     tx.batch_execute(&format!(
         "CREATE TABLE {shadow} (LIKE {table} INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING CONSTRAINTS \
-         INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES INCLUDING STATISTICS INCLUDING STORAGE)"
+         INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES INCLUDING STATISTICS INCLUDING STORAGE){partition_by}"
     ))
     .await
     .map_err(EngineError::sql(format!("create the shadow of {name}")))?;
@@ -345,12 +385,15 @@ async fn prepare_table(
     // No autovacuum on the shadow while it is filled: a worker started by the bulk copy would
     // hold a lock the cutover waits for (autovacuum yields to waiters only after
     // deadlock_timeout, far longer than the cutover's lock_timeout). The backfill ends with
-    // its own VACUUM (ANALYZE) and gives autovacuum back.
-    tx.batch_execute(&format!(
-        "ALTER TABLE {shadow} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
-    ))
-    .await
-    .map_err(EngineError::sql("pause autovacuum on the shadow"))?;
+    // its own VACUUM (ANALYZE) and gives autovacuum back. (A partitioned root has no
+    // storage: its leaves get the same when they are made.)
+    if partitioning.is_none() {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {shadow} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+        ))
+        .await
+        .map_err(EngineError::sql("pause autovacuum on the shadow"))?;
+    }
     // LIKE copies the indexes in the original's oid order: give each copy tandem's name now,
     // so no name the step's statements choose can collide with it.
     let shadow_oid: u32 = tx
@@ -562,6 +605,13 @@ async fn prepare_table(
                 primary: t == "p",
                 deferrable: *deferrable,
                 deferred: *deferred,
+                // A partitioned table cannot take a constraint `USING INDEX`: the shadow's
+                // is added whole when its index is built.
+                definition: if partitioning.is_some() {
+                    Some(constraint_definition(tx, &shadow, &temp).await?)
+                } else {
+                    None
+                },
             }),
             None => None,
         };
@@ -587,6 +637,13 @@ async fn prepare_table(
             .await
             .map_err(EngineError::sql("read the shadow's index"))?
             .get(0);
+        // A partitioned table's index reads `ON ONLY` (the root's alone, left invalid until
+        // each partition's is attached): built from the definition, it must reach every
+        // partition. The names before it are tandem's.
+        let definition = match &partitioning {
+            Some(_) => definition.replacen(" ON ONLY ", " ON ", 1),
+            None => definition,
+        };
         // The log method copies into a shadow without any index (built after, sorted).
         let deferred = !is_key || copy == CopyMethod::Log;
         if deferred {
@@ -641,7 +698,7 @@ async fn prepare_table(
     )
     .await?;
 
-    Ok(TableSpec {
+    let spec = TableSpec {
         migration: m.id,
         table_oid: oid,
         table: table.clone(),
@@ -660,7 +717,32 @@ async fn prepare_table(
         not_valid_checks,
         statistics,
         copy,
-    })
+        partitioning,
+    };
+    for st in partitions::create_shadows(&spec) {
+        tx.batch_execute(&st)
+            .await
+            .map_err(EngineError::sql(format!(
+                "create the shadow partitions of {name}"
+            )))?;
+    }
+    Ok(spec)
+}
+
+/// `pg_get_constraintdef` of the shadow's constraint `name` (e.g. `PRIMARY KEY (id, at)`).
+async fn constraint_definition(
+    tx: &Transaction<'_>,
+    shadow: &QualName,
+    name: &Ident,
+) -> Result<String, EngineError> {
+    Ok(tx
+        .query_one(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2",
+            &[&shadow.to_string(), &name.as_str()],
+        )
+        .await
+        .map_err(EngineError::sql("read the shadow's constraint"))?
+        .get(0))
 }
 
 const WRITE_RULES: &str = include_str!("../catalog/sql/write_rules.sql");
@@ -954,6 +1036,16 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
             spec.table,
             shadow::truncate_function(&f)
         ));
+        if spec.partitioning.is_some() {
+            statements.push(partitions::truncate_function_sql(&f));
+            statements.extend(partitions::truncate_triggers(
+                spec,
+                &shadow::truncate_trigger(m.id),
+                &f,
+                partitions::Side::Named,
+                partitions::Side::Shadow,
+            ));
+        }
     }
     ex.ddl_retry(
         "install the dual-write triggers",

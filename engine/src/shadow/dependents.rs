@@ -91,7 +91,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
                     c.relreplident::text,
                     (SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
                     c.relkind::text, c.relispartition,
-                    EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid),
+                    EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR (inhparent = c.oid AND c.relkind <> 'p')),
                     (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid)::int,
                     EXISTS (SELECT 1 FROM pg_publication WHERE puballtables),
                     c.relacl IS NOT NULL
@@ -117,8 +117,11 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     d.replica_identity = ri.chars().next().unwrap_or('d');
     d.replica_index = row.get(6);
     let relkind: String = row.get(7);
-    if relkind != "r" || row.get::<_, bool>(8) {
-        d.refusals.push("the table is partitioned or a partition: change each partition on its own, or use a maintenance window".into());
+    if row.get::<_, bool>(8) {
+        d.refusals.push("the table is a partition: change the partitioned table it belongs to (tandem migrates the whole tree at once)".into());
+    } else if relkind != "r" && relkind != "p" {
+        d.refusals
+            .push(format!("the relation is not a table (relkind {relkind})"));
     }
     if row.get::<_, bool>(9) {
         d.refusals.push("the table takes part in inheritance, which the shadow swap would break: detach the children first".into());
@@ -311,6 +314,14 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
         d.refusals.push("a function with a SQL-standard body (BEGIN ATOMIC) depends on the table; re-create it with a quoted body first".into());
     }
     Ok(d)
+}
+
+/// The table-level privileges of table `oid` (not its columns').
+pub(crate) async fn table_grants(
+    client: &impl GenericClient,
+    oid: u32,
+) -> Result<Vec<Grant>, EngineError> {
+    grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x", oid).await
 }
 
 async fn grants(

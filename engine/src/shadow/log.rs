@@ -77,21 +77,30 @@ $tandem$",
     )
 }
 
+/// The tables the log triggers are on: the table, and every partition of a partitioned one
+/// (a statement trigger fires only for the table the statement names: a write addressed to a
+/// partition fires that partition's, one to the root the root's, with every row it routed).
+fn logged(spec: &TableSpec) -> impl Iterator<Item = &QualName> {
+    std::iter::once(&spec.table).chain(spec.partitions().iter().map(|p| &p.name))
+}
+
 /// Create the log triggers (in the transaction that records dual-write, so an interrupted
 /// attempt leaves none).
 pub fn create_triggers(spec: &TableSpec) -> Vec<String> {
     let f = log_function(spec.migration, spec.table_oid);
     let mut out = Vec::new();
-    for (name, event) in log_triggers(spec.migration) {
+    for ((name, event), table) in log_triggers(spec.migration)
+        .into_iter()
+        .flat_map(|t| logged(spec).map(move |table| (t.clone(), table)))
+    {
         let referencing = match event {
             "insert" => "NEW TABLE AS tandem_new",
             "delete" => "OLD TABLE AS tandem_old",
             _ => "OLD TABLE AS tandem_old NEW TABLE AS tandem_new",
         };
         out.push(format!(
-            "CREATE TRIGGER {name} AFTER {} ON {} REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
+            "CREATE TRIGGER {name} AFTER {} ON {table} REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
             event.to_uppercase(),
-            spec.table
         ));
     }
     out
@@ -101,19 +110,25 @@ pub fn create_triggers(spec: &TableSpec) -> Vec<String> {
 /// lock `CREATE TRIGGER` takes (it waits for the writers in flight, not for readers);
 /// dropping them would take ACCESS EXCLUSIVE, so they go at cutover, under the swap's lock.
 pub fn disable_triggers(spec: &TableSpec) -> Vec<String> {
-    log_triggers(spec.migration)
-        .into_iter()
-        .map(|(name, _)| format!("ALTER TABLE {} DISABLE TRIGGER {name}", spec.table))
-        .collect()
+    let mut out = Vec::new();
+    for (name, _) in log_triggers(spec.migration) {
+        for table in logged(spec) {
+            out.push(format!("ALTER TABLE {table} DISABLE TRIGGER {name}"));
+        }
+    }
+    out
 }
 
 /// Everything of the log: triggers, function, table (at cutover, or when a migration is
-/// abandoned).
-pub fn drop_all(m: i64, oid: u32, table: &QualName) -> Vec<String> {
-    let mut out: Vec<String> = log_triggers(m)
-        .into_iter()
-        .map(|(name, _)| format!("DROP TRIGGER IF EXISTS {name} ON {table}"))
-        .collect();
+/// abandoned; the table and its partitions under the user's names).
+pub fn drop_all(spec: &TableSpec) -> Vec<String> {
+    let (m, oid) = (spec.migration, spec.table_oid);
+    let mut out = Vec::new();
+    for (name, _) in log_triggers(m) {
+        for table in logged(spec) {
+            out.push(format!("DROP TRIGGER IF EXISTS {name} ON {table}"));
+        }
+    }
     out.push(format!(
         "DROP FUNCTION IF EXISTS {}()",
         log_function(m, oid)

@@ -8,6 +8,7 @@
 pub mod dependents;
 pub mod guard;
 pub mod log;
+pub mod partitions;
 pub mod sql;
 
 use planner::ident::{Ident, QualName};
@@ -62,6 +63,79 @@ pub struct TableSpec {
     /// Specs stored before the log existed say nothing and were prepared for `Direct`.
     #[serde(default)]
     pub copy: CopyMethod,
+    /// A partitioned table: its partition key (`pg_get_partkeydef`) and every partition of
+    /// its tree, each with a shadow partition of the same bounds in the shadow tree. The
+    /// copy, the triggers' writes and the verification go through the two roots (PostgreSQL
+    /// routes each row to its partition); the swap renames every partition with the root.
+    #[serde(default)]
+    pub partitioning: Option<Partitioning>,
+}
+
+/// The partition tree of a partitioned table and of its shadow (`prepare.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partitioning {
+    /// `pg_get_partkeydef` of the root, e.g. `RANGE (created_at)`.
+    pub key: String,
+    /// Every partition, parents before their children.
+    pub partitions: Vec<Partition>,
+}
+
+/// One partition of the tree (a leaf, or itself partitioned) and its counterpart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    pub oid: u32,
+    /// The user's name: the original partition's until cutover, the new one's after.
+    pub name: QualName,
+    /// tandem's names: the shadow partition until cutover, the original's after.
+    pub shadow: QualName,
+    pub old: QualName,
+    /// The partition it is a partition of (`None`: the root).
+    pub parent: Option<usize>,
+    /// `pg_get_expr(relpartbound)`: `FOR VALUES ...` or `DEFAULT`.
+    pub bound: String,
+    /// Its own partition key when it is partitioned too.
+    pub key: Option<String>,
+    /// Storage options of a leaf.
+    pub reloptions: Vec<String>,
+    /// The original partition's indexes, each attached to an index of the root's (`of`:
+    /// that index's name), parked under tandem's names while the new tree is live.
+    pub indexes: Vec<PartitionIndex>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionIndex {
+    pub name: Ident,
+    pub parked: Ident,
+    pub of: Ident,
+}
+
+impl Partition {
+    pub fn leaf(&self) -> bool {
+        self.key.is_none()
+    }
+}
+
+impl TableSpec {
+    /// The partitions of a partitioned table (none for a plain table).
+    pub fn partitions(&self) -> &[Partition] {
+        self.partitioning
+            .as_ref()
+            .map(|p| p.partitions.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// The tables whose storage the shadow has: the shadow itself, or its leaf partitions.
+    pub fn shadow_storage(&self) -> Vec<&QualName> {
+        match &self.partitioning {
+            None => vec![&self.shadow],
+            Some(p) => p
+                .partitions
+                .iter()
+                .filter(|p| p.leaf())
+                .map(|p| &p.shadow)
+                .collect(),
+        }
+    }
 }
 
 /// How the rows reach the shadow during the backfill (`executor/backfill.rs`).
@@ -170,6 +244,10 @@ pub struct IndexConstraint {
     pub primary: bool,
     pub deferrable: bool,
     pub deferred: bool,
+    /// `pg_get_constraintdef` when the constraint is added with its index instead of `USING
+    /// INDEX` at cutover (a partitioned table, which cannot take one `USING INDEX`).
+    #[serde(default)]
+    pub definition: Option<String>,
 }
 
 /// An index of the original table: parked under tandem's name while the other table is live.
@@ -254,6 +332,13 @@ pub fn statistics_names(m: i64, oid: u32, n: usize) -> (Ident, Ident) {
         Ident::new(format!("_tandem_m{m}_t{oid}_x{n}")).expect("short name"),
         Ident::new(format!("_tandem_m{m}_t{oid}_y{n}")).expect("short name"),
     )
+}
+
+/// Name the index `n` of partition `oid` takes while it is not under the user's name: the
+/// original's parked, or the new one's after a rollback.
+pub fn partition_index(m: i64, oid: u32, n: usize, original: bool) -> Ident {
+    let side = if original { 'o' } else { 'n' };
+    Ident::new(format!("_tandem_m{m}_p{oid}_{side}{n}")).expect("short name")
 }
 
 /// Name an original index is parked under while the other table is live.

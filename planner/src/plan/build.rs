@@ -227,20 +227,49 @@ fn finish(
 
 fn shadow_step(target: &Target<'_>, table: QualName, sql: &str) -> Step {
     let mut step = shadow_step_for(target, table, vec![sql.to_string()]);
+    let partitions = step
+        .table
+        .as_ref()
+        .map_or(0, |t| partitions_of(target, t).len());
     step.description = describe(sql);
+    if partitions > 0 && step.strategy == Strategy::Shadow {
+        step.description.push_str(&format!(
+            " (partitioned: a shadow tree of {partitions} partition{}, copied through the root and swapped at once)",
+            if partitions == 1 { "" } else { "s" }
+        ));
+    }
     step
+}
+
+/// Every partition of `table` (every level), from the live schema.
+fn partitions_of<'a>(target: &'a Target<'_>, table: &QualName) -> Vec<&'a QualName> {
+    let mut out: Vec<&QualName> = Vec::new();
+    let mut parents = vec![table];
+    while let Some(parent) = parents.pop() {
+        for (name, t) in &target.live.tables {
+            if t.partition_of.as_ref().is_some_and(|(p, _)| p == parent) {
+                out.push(name);
+                parents.push(name);
+            }
+        }
+    }
+    out
 }
 
 fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> Step {
     let live = target.live.tables.get(&table);
-    let bytes = live
-        .and_then(|t| t.stats)
-        .map_or(0, |s| s.total_bytes.max(0) as u64);
+    // A partitioned table's storage is its partitions'.
+    let bytes = std::iter::once(&table)
+        .chain(partitions_of(target, &table))
+        .filter_map(|t| target.live.tables.get(t).and_then(|t| t.stats))
+        .map(|s| s.total_bytes.max(0) as u64)
+        .sum::<u64>();
     let refusal = match live {
         None => Some(format!("{} does not exist in the database", table.display_plain())),
-        Some(t) if t.partition_key.is_some() => Some(format!(
-            "{} is partitioned, which the shadow strategy does not support yet; change each partition on its own, or run the change in a maintenance window",
-            table.display_plain()
+        Some(t) if t.partition_of.is_some() => Some(format!(
+            "{} is a partition of {}: its columns are the partitioned table's; change the partitioned table (tandem migrates the whole tree at once)",
+            table.display_plain(),
+            t.partition_of.as_ref().map(|(p, _)| p.display_plain()).unwrap_or_default()
         )),
         Some(t) if t.usable_key().is_none() => Some(format!(
             "{} has no primary key or unique index on NOT NULL columns, which the shadow migration needs to address rows; add one first (CREATE UNIQUE INDEX CONCURRENTLY ..., then ALTER TABLE ... ADD PRIMARY KEY USING INDEX ...)",

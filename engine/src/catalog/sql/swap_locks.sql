@@ -9,7 +9,9 @@
 --      the parent for its check; the swap drops and re-adds their keys (ACCESS EXCLUSIVE);
 --   3. the views' other tables, read when a view is re-created (ACCESS SHARE);
 --   4. the table, then its standby (the dual-write trigger writes to the standby after the
---      application's write to the table), renamed (ACCESS EXCLUSIVE);
+--      application's write to the table), renamed (ACCESS EXCLUSIVE); a partitioned table's
+--      partitions after it (a statement on the root locks the root, then the partitions),
+--      renamed too;
 --   5. tables the table references: its own INSERT locks it, then them; the swap adds the
 --      keys to the new table (SHARE ROW EXCLUSIVE).
 -- A relation named twice keeps its first place and its strongest mode; the pair is only in 4.
@@ -42,8 +44,10 @@ wanted(rank, oid, strength) AS (
     UNION ALL SELECT 2, oid, 8 FROM children
     UNION ALL SELECT 3, oid, 1 FROM view_tables
     UNION ALL SELECT 4, $1::oid, 8
-    UNION ALL SELECT 5, $2::oid, 8
-    UNION ALL SELECT 6, oid, 6 FROM parents
+    UNION ALL SELECT 5, relid, 8 FROM pg_partition_tree($1::oid::regclass) WHERE relid <> $1::oid
+    UNION ALL SELECT 6, $2::oid, 8
+    UNION ALL SELECT 7, relid, 8 FROM pg_partition_tree($2::oid::regclass) WHERE relid <> $2::oid
+    UNION ALL SELECT 8, oid, 6 FROM parents
 )
 SELECT w.oid, n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
        pg_get_userbyid(c.relowner)::text AS owner, max(w.strength) AS strength

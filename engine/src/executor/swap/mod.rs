@@ -533,10 +533,17 @@ async fn teardown(ex: &mut Executor, m: &Migration, which: Teardown) -> Result<(
         };
         for t in triggers {
             statements.push(format!("DROP TRIGGER IF EXISTS {t} ON {}", spec.table));
+            // The partitions' TRUNCATE triggers (the row trigger's clones go with the root's).
+            statements.extend(shadow::partitions::drop_triggers(
+                &spec,
+                &t,
+                shadow::partitions::Side::Named,
+                true,
+            ));
         }
         if which == Teardown::Abandon {
             // The log method's log, if the backfill had not finished with it.
-            statements.extend(shadow::log::drop_all(m.id, spec.table_oid, &spec.table));
+            statements.extend(shadow::log::drop_all(&spec));
         }
         statements.push(mirror::drop_statement(&spec));
         statements.push(format!("DROP TABLE IF EXISTS {table}"));
@@ -554,17 +561,20 @@ async fn teardown(ex: &mut Executor, m: &Migration, which: Teardown) -> Result<(
 fn drop_functions(m: i64, oid: u32) -> Vec<String> {
     let f = shadow::forward_function(m, oid);
     let r = shadow::reverse_function(m, oid);
+    let part = shadow::partitions::truncate_function;
     vec![
         format!("DROP FUNCTION IF EXISTS {f}()"),
         format!(
             "DROP FUNCTION IF EXISTS {}()",
             shadow::truncate_function(&f)
         ),
+        format!("DROP FUNCTION IF EXISTS {}()", part(&f)),
         format!("DROP FUNCTION IF EXISTS {r}()"),
         format!(
             "DROP FUNCTION IF EXISTS {}()",
             shadow::truncate_function(&r)
         ),
+        format!("DROP FUNCTION IF EXISTS {}()", part(&r)),
     ]
 }
 

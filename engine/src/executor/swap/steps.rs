@@ -11,6 +11,7 @@ use tokio_postgres::Transaction;
 
 use super::{locks, mirror, Attempt, Way};
 use crate::error::EngineError;
+use crate::shadow::partitions::{self, Side};
 use crate::shadow::{self, dependents, dependents::Dependents, sql, TableSpec};
 use crate::state::{self, Migration, Phase};
 
@@ -171,6 +172,31 @@ pub(super) async fn check_table(
             "nothing was changed",
         )));
     }
+    if spec.partitioning.is_some() {
+        let standby_side = match way {
+            Way::Forward => Side::Shadow,
+            Way::Back => Side::Old,
+        };
+        partitions::check_unchanged(tx, spec, [(n.live, Side::Named), (n.standby, standby_side)])
+            .await?;
+        let oids: Vec<u32> = tx
+            .query(
+                "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE relid <> $1::oid",
+                &[&live_oid],
+            )
+            .await
+            .map_err(EngineError::sql("read the table's partitions"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let refusals = partitions::refusals(tx, &oids).await?;
+        if !refusals.is_empty() {
+            return Err(Attempt::Failed(EngineError::refused(
+                refusals.join("; "),
+                "move it to the partitioned table or drop it; nothing was changed",
+            )));
+        }
+    }
     if way == Way::Forward {
         // An index created on the table after prepare has no copy on the shadow.
         let current = names_on(tx, "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1", live_oid).await?;
@@ -243,10 +269,13 @@ pub(super) async fn rename_pair(
         "drop the dual-write trigger",
     )
     .await?;
+    for st in partitions::drop_triggers(spec, &trunc, Side::Named, true) {
+        exec(tx, &st, "drop the dual-write trigger").await?;
+    }
     if way == Way::Forward {
         // The log method's triggers, disabled since the forward trigger took over (dropping
         // a trigger takes the ACCESS EXCLUSIVE lock this transaction holds anyway).
-        for st in shadow::log::drop_all(m.id, spec.table_oid, live) {
+        for st in shadow::log::drop_all(spec) {
             exec(tx, &st, "drop the log triggers").await?;
         }
     }
@@ -261,7 +290,11 @@ pub(super) async fn rename_pair(
         &format!("ALTER TABLE {} RENAME TO {}", n.standby, live.name),
         "rename the table into place",
     )
-    .await
+    .await?;
+    for st in partitions::renames(spec, way == Way::Forward) {
+        exec(tx, &st, "swap a partition's name").await?;
+    }
+    Ok(())
 }
 
 /// Step 5: the indexes' names follow the table: the original's parked and the new table's
@@ -285,7 +318,8 @@ pub(super) async fn rename_indexes(
             }
             for idx in &spec.new_indexes {
                 match (&idx.constraint, idx.deferred) {
-                    (Some(c), true) => {
+                    // Added with its index (a partitioned table): renamed with it.
+                    (Some(c), true) if c.definition.is_none() => {
                         let kind = if c.primary { "PRIMARY KEY" } else { "UNIQUE" };
                         let timing = match (c.deferrable, c.deferred) {
                             (true, true) => " DEFERRABLE INITIALLY DEFERRED",
@@ -344,6 +378,7 @@ pub(super) async fn rename_indexes(
             }
         }
     }
+    partitions::rename_indexes(tx, spec, way == Way::Forward).await?;
     Ok(())
 }
 
@@ -382,6 +417,13 @@ pub(super) async fn carry(
         &keep_fks,
     )? {
         exec(tx, &s, "carry a dependent object over").await?;
+    }
+    let parked_side = match way {
+        Way::Forward => Side::Old,
+        Way::Back => Side::Shadow,
+    };
+    for s in partitions::carry(tx, spec, parked_side).await? {
+        exec(tx, &s, "carry a partition's owner and privileges over").await?;
     }
     let ri = match (deps.replica_identity, &deps.replica_index) {
         ('f', _) => "FULL".to_string(),
@@ -475,6 +517,23 @@ pub(super) async fn reverse_dual_write(
         "create the reverse trigger",
     )
     .await?;
+    if spec.partitioning.is_some() {
+        exec(
+            tx,
+            &partitions::truncate_function_sql(&f),
+            "create the reverse trigger function",
+        )
+        .await?;
+        for st in partitions::truncate_triggers(
+            spec,
+            &shadow::reverse_truncate_trigger(m.id),
+            &f,
+            Side::Named,
+            Side::Old,
+        ) {
+            exec(tx, &st, "create the reverse trigger").await?;
+        }
+    }
     let outcome = mirror::create_after(tx, spec, standby_oid).await?;
     mirror::record(tx, spec, "cutover", &outcome).await?;
     Ok(mirror::note(spec, &outcome).into_iter().collect())
