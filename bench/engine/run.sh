@@ -13,8 +13,10 @@
 #        CLIENTS=8 JOBS=2   CHANGE_TIMEOUT=1800   REINIT=1 (re-create the template database)
 #        KEEP_DBS=1 (keep each scenario's database)
 #        TANDEM_APPLY_ARGS="--batch-pause 20"  (extra arguments for `tandem apply`)
+#        PARTITIONS=N  (pgbench_accounts range-partitioned into N; the change is abalance alone)
 # Output: $BENCH_DIR/engine-SCALE.md (tables), $BENCH_DIR/engine-SCALE.json (all figures),
 #         raw files (pgbench logs, progress, change output, timeline) in $BENCH_DIR/engine-SCALE/
+#         (engine-SCALE-pN with PARTITIONS=N)
 # Stop the cluster afterwards: bench/engine/teardown.sh
 #
 # Each scenario runs on its own clone (CREATE DATABASE ... TEMPLATE) of one pgbench database.
@@ -46,9 +48,25 @@ if [ -z "${SCENARIOS:-}" ]; then
   SCENARIOS="alone alter repack"
   if [ -x "$TANDEM" ]; then SCENARIOS="$SCENARIOS tandem"; fi
 fi
-TMPL="engine_tmpl_s$SCALE"
-RAW="$BENCH_DIR/engine-$SCALE"
-ALTER_SQL="ALTER TABLE pgbench_accounts ALTER aid TYPE bigint, ALTER abalance TYPE bigint"
+# PARTITIONS=N: pgbench_accounts range-partitioned on aid into N partitions (pgbench -i
+# --partitions). aid is then the partition key, whose type PostgreSQL cannot change: the change
+# is abalance alone, and pg_repack repacks the tree (-I).
+PARTITIONS=${PARTITIONS:-0}
+if [ "$PARTITIONS" -gt 0 ]; then
+  TMPL="engine_tmpl_s${SCALE}_p$PARTITIONS"
+  RAW="$BENCH_DIR/engine-$SCALE-p$PARTITIONS"
+  ALTER_SQL="ALTER TABLE pgbench_accounts ALTER abalance TYPE bigint"
+  REPACK_TARGET=(-I pgbench_accounts)
+  INIT_ARGS=(--partitions "$PARTITIONS")
+  CMD_ENV="PARTITIONS=$PARTITIONS "
+else
+  TMPL="engine_tmpl_s$SCALE"
+  RAW="$BENCH_DIR/engine-$SCALE"
+  ALTER_SQL="ALTER TABLE pgbench_accounts ALTER aid TYPE bigint, ALTER abalance TYPE bigint"
+  REPACK_TARGET=(-t pgbench_accounts)
+  INIT_ARGS=()
+  CMD_ENV=
+fi
 
 # Server settings, on the command line so a reused data directory gets them too:
 #   shared_buffers=256MB  -- most of a scale-20 database (~300 MB) fits
@@ -106,7 +124,7 @@ init_template() {
   else
     log "pgbench -i -s $SCALE into $TMPL"
     q -d postgres -c "DROP DATABASE IF EXISTS $TMPL WITH (FORCE)" -c "CREATE DATABASE $TMPL"
-    "$PGBIN/pgbench" -h "$PGDIR" -p "$PORT" -U postgres -i -s "$SCALE" -q "$TMPL" \
+    "$PGBIN/pgbench" -h "$PGDIR" -p "$PORT" -U postgres -i -s "$SCALE" "${INIT_ARGS[@]}" -q "$TMPL" \
       >"$RAW/pgbench-init.log" 2>&1 || die "pgbench -i failed; see $RAW/pgbench-init.log"
   fi
 }
@@ -247,7 +265,7 @@ run_scenario() {
     alter)  timeout "$CHANGE_TIMEOUT" "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -h "$PGDIR" -p "$PORT" -U postgres \
               -d "$db" -c "$ALTER_SQL" >"$dir/change.log" 2>&1 || change_rc=$? ;;
     repack) timeout "$CHANGE_TIMEOUT" "$PGBIN/pg_repack" -h "$PGDIR" -p "$PORT" -U postgres \
-              -d "$db" -t pgbench_accounts >"$dir/change.log" 2>&1 || change_rc=$? ;;
+              -d "$db" "${REPACK_TARGET[@]}" >"$dir/change.log" 2>&1 || change_rc=$? ;;
     tandem) # shellcheck disable=SC2086
             timeout "$CHANGE_TIMEOUT" "$TANDEM" --database-url "$url" apply "$id" --yes ${TANDEM_APPLY_ARGS:-} \
               >"$dir/change.log" 2>&1 || change_rc=$? ;;
@@ -333,12 +351,12 @@ header="Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); PostgreS
 \`pgbench -c $CLIENTS -j $JOBS -n -P 1 -l --max-tries=1 --failures-detailed\` (TPC-B-like, scale $SCALE:
 $((SCALE * 100000)) accounts), load alone for $PRE s before and $POST s after the change; server settings
 shared_buffers=256MB max_wal_size=4GB checkpoint_timeout=30min, otherwise defaults.
-Command: \`SCENARIOS=\"$SCENARIOS\" bench/engine/run.sh $SCALE\`.
+Command: \`${CMD_ENV}SCENARIOS=\"$SCENARIOS\" bench/engine/run.sh $SCALE\`.
 *longest txn* / *p99* / *>100 ms* / *failed* are over the whole run (before + change + after);
 *aborted clients* left the load before it was stopped; *longest no-commit* is the longest time in
 which no client committed; *TPS during* is over the whole change (for tandem, per phase below).
 *invariant*: at rest, sum(abalance) = sum(delta) = sum(tbalance) = sum(bbalance) and the
 pgbench_accounts row count unchanged."
 python3 "$HERE/analyze.py" report --scale "$SCALE" --header "$header" \
-  --out-md "$BENCH_DIR/engine-$SCALE.md" --out-json "$BENCH_DIR/engine-$SCALE.json" "${results[@]}"
-log "wrote $BENCH_DIR/engine-$SCALE.md and $BENCH_DIR/engine-$SCALE.json (raw files in $RAW)"
+  --out-md "$RAW.md" --out-json "$RAW.json" "${results[@]}"
+log "wrote $RAW.md and $RAW.json (raw files in $RAW)"
