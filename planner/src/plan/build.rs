@@ -258,12 +258,10 @@ fn partitions_of<'a>(target: &'a Target<'_>, table: &QualName) -> Vec<&'a QualNa
 
 fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> Step {
     let live = target.live.tables.get(&table);
-    // A partitioned table's storage is its partitions'.
-    let bytes = std::iter::once(&table)
-        .chain(partitions_of(target, &table))
-        .filter_map(|t| target.live.tables.get(t).and_then(|t| t.stats))
-        .map(|s| s.total_bytes.max(0) as u64)
-        .sum::<u64>();
+    // A partitioned table's figures are its whole tree's (catalog/sql/tables.sql).
+    let bytes = live
+        .and_then(|t| t.stats)
+        .map_or(0, |s| s.total_bytes.max(0) as u64);
     let refusal = match live {
         None => Some(format!("{} does not exist in the database", table.display_plain())),
         Some(t) if t.partition_of.is_some() => Some(format!(

@@ -1,7 +1,8 @@
 -- Ordinary and partitioned tables (temporary ones skipped), with their partitioning,
 -- row-level security, replica identity, storage options, comment and size figures.
 -- When a table was never analysed (reltuples < 0) its row count is estimated the way the
--- planner does: heap pages times how many rows of the declared width fit on a page.
+-- planner does: heap pages times how many rows of the declared width fit on a page. A
+-- partitioned table's figures are its whole tree's (its leaves' rows, every partition's bytes).
 SELECT c.oid AS oid,
        n.nspname::text AS schema,
        c.relname::text AS name,
@@ -18,6 +19,10 @@ SELECT c.oid AS oid,
        coalesce(c.reloptions, '{}') AS options,
        descr.description AS comment,
        CASE
+           WHEN c.relkind = 'p' THEN
+               (SELECT coalesce(sum(round(greatest(l.reltuples, 0))), 0)::int8
+                  FROM pg_partition_tree(c.oid::regclass) AS t JOIN pg_class AS l ON l.oid = t.relid
+                 WHERE t.isleaf)
            WHEN c.reltuples >= 0 THEN round(c.reltuples)::int8
            ELSE (pg_relation_size(c.oid) / current_setting('block_size')::int8)
                 * ((current_setting('block_size')::int8 - 24)
@@ -25,8 +30,14 @@ SELECT c.oid AS oid,
                       FROM pg_attribute AS a
                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
        END AS estimated_rows,
-       pg_total_relation_size(c.oid) AS total_bytes,
-       pg_relation_size(c.oid) AS heap_bytes
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)::int8
+                    FROM pg_partition_tree(c.oid::regclass) AS t)
+            ELSE pg_total_relation_size(c.oid) END AS total_bytes,
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_relation_size(t.relid)), 0)::int8
+                    FROM pg_partition_tree(c.oid::regclass) AS t)
+            ELSE pg_relation_size(c.oid) END AS heap_bytes
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits AS inh ON c.relispartition AND inh.inhrelid = c.oid
