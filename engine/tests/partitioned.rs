@@ -518,3 +518,38 @@ async fn identity_foreign_keys_and_views_over_a_partitioned_table() {
     assert_eq!(column_type(c, "orders_feb", "amount").await, "integer");
     assert!(common::leftovers(c).await.is_empty());
 }
+
+/// Finalize drops the old tree (every partition with its root), the triggers on every new
+/// partition and the functions; the new tree keeps the user's names and takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_drops_the_old_tree_and_every_trigger() {
+    let db = setup("partitioned_finalize").await;
+    let c = db.client();
+    let before = tree(c).await;
+    let id = common::submit(&db, "ALTER TABLE ev ALTER n TYPE bigint", None).await;
+    let mut ex = common::open(&db, id, Options::default(), "finalize").await;
+    within(60, "apply", ex.apply()).await.expect("apply");
+    within(60, "finalize", ex.finalize())
+        .await
+        .expect("finalize");
+    drop(ex);
+    assert!(
+        common::leftovers(c).await.is_empty(),
+        "{:?}",
+        common::leftovers(c).await
+    );
+    assert_eq!(
+        tree(c).await,
+        before
+            .iter()
+            .map(|l| l.replace("] integer", "] bigint"))
+            .collect::<Vec<_>>()
+    );
+    c.batch_execute(
+        "BEGIN; INSERT INTO ev VALUES (-5, '2024-02-02', 1, 'after'); INSERT INTO mirror VALUES (-5, '2024-02-02', 1, 'after');
+         TRUNCATE ev_other; DELETE FROM mirror WHERE at < '2024-01-01' OR at >= '2026-01-01'; COMMIT;",
+    )
+    .await
+    .unwrap();
+    assert_same(c, "after finalize").await;
+}
