@@ -6,7 +6,10 @@
 --   1. views (and tandem's mirror views) that read either table: reading a view locks the
 --      view, then its tables; the swap re-creates them (ACCESS EXCLUSIVE);
 --   2. tables whose foreign keys reference the table: a child's INSERT locks the child, then
---      the parent for its check; the swap drops and re-adds their keys (ACCESS EXCLUSIVE);
+--      the parent for its check; the swap drops and re-adds their keys (ACCESS EXCLUSIVE).
+--      With $3 (`children_last`), they come after the pair instead (before 5): a transaction
+--      that writes the parent, then the child, locks them in that order, and no one order
+--      suits both kinds of transaction (the swap chooses per attempt, swap/mod.rs);
 --   3. the views' other tables, read when a view is re-created (ACCESS SHARE);
 --   4. the table, then its standby (the dual-write trigger writes to the standby after the
 --      application's write to the table), renamed (ACCESS EXCLUSIVE); a partitioned table's
@@ -41,8 +44,10 @@ parents AS (
 ),
 wanted(rank, oid, strength) AS (
     SELECT 1, oid, 8 FROM views
-    UNION ALL SELECT 2, oid, 8 FROM children
-    UNION ALL SELECT 3, oid, 1 FROM view_tables
+    UNION ALL SELECT CASE WHEN $3::bool THEN 7.5 ELSE 2 END, oid, 8 FROM children
+    -- (a view's reader locks its tables in the view's order; with children_last, a child
+    -- the view reads waits for its place after the table)
+    UNION ALL SELECT 3, oid, 1 FROM view_tables WHERE NOT ($3::bool AND oid IN (SELECT oid FROM children))
     UNION ALL SELECT 4, $1::oid, 8
     UNION ALL SELECT 5, relid, 8 FROM pg_partition_tree($1::oid::regclass) WHERE relid <> $1::oid
     UNION ALL SELECT 6, $2::oid, 8

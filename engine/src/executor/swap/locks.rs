@@ -82,16 +82,36 @@ impl fmt::Display for Lock {
     }
 }
 
+/// Where the tables that reference the table come in the order: before it (a child's
+/// INSERT locks the child, then the parent for its key check) or after it (a transaction
+/// that writes the parent, then a child, locks them in that order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    ChildrenFirst = 0,
+    ChildrenLast = 1,
+}
+
+impl fmt::Display for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Order::ChildrenFirst => "referencing tables before the table",
+            Order::ChildrenLast => "the table before the referencing tables",
+        })
+    }
+}
+
 /// The locks for swapping each `(live, standby)` pair, in order: the pairs' lists joined, a
 /// relation named twice kept at its first place with its strongest mode.
 pub(crate) async fn plan(
     client: &impl GenericClient,
     pairs: &[(u32, u32)],
+    order: Order,
 ) -> Result<Vec<Lock>, EngineError> {
     let mut out: Vec<Lock> = Vec::new();
+    let children_last = order == Order::ChildrenLast;
     for &(live, standby) in pairs {
         let rows = client
-            .query(LOCK_SET, &[&live, &standby])
+            .query(LOCK_SET, &[&live, &standby, &children_last])
             .await
             .map_err(EngineError::sql("read what the swap must lock"))?;
         for r in rows {
@@ -241,7 +261,8 @@ pub(crate) async fn changed_since(
     pairs: &[(u32, u32)],
     taken: &[Lock],
 ) -> Result<Option<String>, EngineError> {
-    let now = plan(tx, pairs).await?;
+    // The same relations and modes whatever the order.
+    let now = plan(tx, pairs, Order::ChildrenFirst).await?;
     let had: HashSet<u32> = taken.iter().map(|l| l.oid).collect();
     Ok(now
         .iter()

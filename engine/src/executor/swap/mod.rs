@@ -51,9 +51,26 @@ async fn swap(
     let check_deadlocks = locks::can_check_deadlocks(&ex.client).await;
     // The relations of the last failed attempt, for the wait for a gap before the next.
     let mut contended: Vec<u32> = Vec::new();
+    // Deadlocks met in each order (`locks::Order`): an application whose transactions write
+    // the parent, then a child, deadlocks with the children-first order on every attempt
+    // that meets one of them in between; each attempt takes the order that deadlocked less.
+    let mut deadlocks = [0u32; 2];
+    let mut order = locks::Order::ChildrenFirst;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        let next = if deadlocks[1] < deadlocks[0] {
+            locks::Order::ChildrenLast
+        } else {
+            locks::Order::ChildrenFirst
+        };
+        if next != order {
+            ex.emit(Event::Note(format!(
+                "{what} attempt {attempt}: locking {next} ({} deadlock(s) with application transactions that lock them the other way)",
+                deadlocks[0].max(deadlocks[1])
+            )));
+            order = next;
+        }
         if !contended.is_empty() {
             // A session that has held one of the locks longer than an attempt may wait would
             // make the next attempt fail the same way: wait for it to end (bounded).
@@ -106,7 +123,7 @@ async fn swap(
             .await?;
         }
         let t0 = Instant::now();
-        let result = attempt_swap(ex, m, specs, way, attempt, held, check_deadlocks).await;
+        let result = attempt_swap(ex, m, specs, way, (attempt, order), held, check_deadlocks).await;
         ex.hold.release(m.id).await;
         let took = t0.elapsed();
         match result {
@@ -179,6 +196,9 @@ async fn swap(
                     });
                 }
                 contended = oids.into_iter().filter(|&o| o != 0).collect();
+                if not.cause.starts_with("deadlock") {
+                    deadlocks[order as usize] += 1;
+                }
                 // A deadlock ends at once and the other transaction goes on: try again soon.
                 // A timeout means a long holder: back off wider each time.
                 let pause = if not.cause.starts_with("deadlock") {
@@ -248,7 +268,7 @@ async fn attempt_swap(
     m: &Migration,
     specs: &[TableSpec],
     way: Way,
-    attempt: u32,
+    (attempt, order): (u32, locks::Order),
     held: bool,
     check_deadlocks: bool,
 ) -> Result<(Vec<String>, Duration), Attempt> {
@@ -264,7 +284,8 @@ async fn attempt_swap(
         "set up the swap",
     )
     .await?;
-    let lock_wait = steps::lock_everything(&tx, specs, way, lock_timeout, check_deadlocks).await?;
+    let lock_wait =
+        steps::lock_everything(&tx, specs, way, lock_timeout, check_deadlocks, order).await?;
 
     let pending = steps::pending_divergence(&tx, m, way).await?;
     if pending > 0 {

@@ -76,6 +76,7 @@ pub(super) async fn lock_everything(
     way: Way,
     budget: Duration,
     check_deadlocks: bool,
+    order: locks::Order,
 ) -> Result<Duration, Attempt> {
     let mut pairs = Vec::new();
     for spec in specs {
@@ -87,7 +88,7 @@ pub(super) async fn lock_everything(
         };
         pairs.push((live, standby));
     }
-    let to_lock = locks::plan(tx, &pairs).await?;
+    let to_lock = locks::plan(tx, &pairs, order).await?;
     let took = match locks::acquire(tx, &to_lock, budget, check_deadlocks).await {
         Ok(took) => took,
         Err(Ok(not)) => return Err(Attempt::Locked(not)),
