@@ -13,6 +13,7 @@ mod error;
 mod objects;
 mod relations;
 mod row;
+pub(crate) mod table;
 
 use planner::model::Schema;
 use planner::plan::DatabaseIdentity;

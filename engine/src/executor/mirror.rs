@@ -20,6 +20,7 @@ use planner::ident::{Ident, QualName};
 use serde_json::json;
 use tokio_postgres::Transaction;
 
+use crate::catalog::table::{columns, TableColumn as Col};
 use crate::error::{is_connection_error, EngineError};
 use crate::shadow::{self, Mapped, TableSpec};
 use crate::state;
@@ -30,37 +31,6 @@ pub(crate) enum Mirror {
     View(QualName),
     /// No comparison is possible; the reason, for people.
     Off(String),
-}
-
-struct Col {
-    name: String,
-    /// `format_type`, under the executor's `search_path = pg_catalog` (so qualified).
-    sql_type: String,
-    /// The generation expression of a generated column.
-    generated: Option<String>,
-}
-
-async fn columns(tx: &Transaction<'_>, oid: u32) -> Result<Vec<Col>, EngineError> {
-    let rows = tx
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
-               FROM pg_attribute a
-               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-              ORDER BY a.attnum",
-            &[&oid],
-        )
-        .await
-        .map_err(EngineError::sql("read the columns for the mirror view"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Col {
-            name: r.get(0),
-            sql_type: r.get(1),
-            generated: r.get(2),
-        })
-        .collect())
 }
 
 /// The select list that shows a row of the other table (aliased `o`, columns `source`) as
@@ -278,6 +248,10 @@ mod tests {
             name: name.into(),
             sql_type: ty.into(),
             generated: generated.map(String::from),
+            not_null: false,
+            has_default: false,
+            identity: String::new(),
+            attnum: 0,
         }
     }
 

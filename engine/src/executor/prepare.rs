@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{carry, online, Event, Executor};
+use crate::catalog::table::{self, TableColumn as Col};
 use crate::error::EngineError;
 use crate::shadow::guard::{self, Check, Guard};
 use crate::shadow::{
@@ -181,41 +182,6 @@ async fn report_preflight(ex: &Executor) -> Result<(), EngineError> {
     Ok(())
 }
 
-struct Col {
-    name: String,
-    sql_type: String,
-    generated: bool,
-    not_null: bool,
-    has_default: bool,
-    /// `attidentity`: "a" (ALWAYS), "d" (BY DEFAULT) or "".
-    identity: String,
-    attnum: i16,
-}
-
-async fn columns(c: &impl GenericClient, oid: u32) -> Result<Vec<Col>, EngineError> {
-    let rows = c
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod), attgenerated <> '', attnotnull, atthasdef,
-                    attidentity::text, attnum
-               FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            &[&oid],
-        )
-        .await
-        .map_err(EngineError::sql("read the columns"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Col {
-            name: r.get(0),
-            sql_type: r.get(1),
-            generated: r.get(2),
-            not_null: r.get(3),
-            has_default: r.get(4),
-            identity: r.get(5),
-            attnum: r.get(6),
-        })
-        .collect())
-}
-
 struct Idx {
     oid: u32,
     name: String,
@@ -224,14 +190,7 @@ struct Idx {
 
 async fn indexes(c: &impl GenericClient, oid: u32) -> Result<Vec<Idx>, EngineError> {
     let rows = c
-        .query(
-            "SELECT i.indexrelid, x.relname::text, pg_get_indexdef(i.indexrelid),
-                    k.conname::text, k.contype::text, k.condeferrable, k.condeferred
-               FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
-               LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
-              WHERE i.indrelid = $1 ORDER BY i.indexrelid",
-            &[&oid],
-        )
+        .query(table::INDEXES.sql, &[&oid])
         .await
         .map_err(EngineError::sql("read the indexes"))?;
     Ok(rows
@@ -312,20 +271,7 @@ async fn prepare_table(
 
     // The key: the primary key, else a unique index on NOT NULL plain columns.
     let key_row = tx
-        .query_opt(
-            "SELECT i.indexrelid,
-                    array(SELECT a.attname::text FROM generate_series(0, i.indnkeyatts - 1) g(n)
-                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.n]
-                          ORDER BY g.n)
-               FROM pg_index i
-              WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indimmediate
-                AND i.indpred IS NULL AND i.indexprs IS NULL
-                AND NOT EXISTS (SELECT 1 FROM generate_series(0, i.indnkeyatts - 1) g(n)
-                                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.n]
-                                 WHERE NOT a.attnotnull OR i.indkey[g.n] = 0)
-              ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid LIMIT 1",
-            &[&oid],
-        )
+        .query_opt(table::KEY.sql, &[&oid])
         .await
         .map_err(EngineError::sql("find the table's key"))?;
     let Some(key_row) = key_row else {
@@ -338,7 +284,7 @@ async fn prepare_table(
     let key_names: Vec<String> = key_row.get(1);
 
     let orig_indexes = indexes(tx, oid).await?;
-    let orig_cols = columns(tx, oid).await?;
+    let orig_cols = table::columns(tx, oid).await?;
 
     // A partitioned table: the shadow is partitioned by the same key, its partitions made
     // once the root has the new definition. Indexes on a partitioned table cannot be built
@@ -456,7 +402,7 @@ async fn prepare_table(
         .await
         .map_err(EngineError::sql("set the search path"))?;
     // The column mapping.
-    let new_cols = columns(tx, shadow_oid).await?;
+    let new_cols = table::columns(tx, shadow_oid).await?;
     let source_of = |new: &str| -> Option<String> {
         if let Some(old) = change.renames.get(new) {
             return Some(old.clone());
@@ -468,7 +414,7 @@ async fn prepare_table(
     };
     let mut forward = Vec::new();
     let mut mapped_from = BTreeMap::new(); // old column -> new column (plain mappings only)
-    for c in new_cols.iter().filter(|c| !c.generated) {
+    for c in new_cols.iter().filter(|c| !c.is_generated()) {
         let column = Column {
             name: ident(&c.name)?,
             sql_type: c.sql_type.clone(),
@@ -481,7 +427,7 @@ async fn prepare_table(
             continue;
         }
         match source_of(&c.name) {
-            Some(src) if orig_cols.iter().any(|o| o.name == src && !o.generated) => {
+            Some(src) if orig_cols.iter().any(|o| o.name == src && !o.is_generated()) => {
                 mapped_from.insert(src.clone(), c.name.clone());
                 forward.push(Mapped {
                     column,
@@ -546,7 +492,7 @@ async fn prepare_table(
     }
     let mut reverse = Vec::new();
     let mut blockers = Vec::new();
-    for o in orig_cols.iter().filter(|c| !c.generated) {
+    for o in orig_cols.iter().filter(|c| !c.is_generated()) {
         let column = Column {
             name: ident(&o.name)?,
             sql_type: o.sql_type.clone(),
@@ -842,7 +788,7 @@ fn guard(
         return Ok(Guard::Catch);
     }
     let mut checks = Vec::new();
-    for t in target.iter().filter(|c| !c.generated) {
+    for t in target.iter().filter(|c| !c.is_generated()) {
         let Some(m) = mapping.iter().find(|m| m.column.name.as_str() == t.name) else {
             // Filled by its default: a computed one may fail, none on a NOT NULL column will.
             if rules.computed_defaults.contains(&t.name) || (t.not_null && !t.has_default) {

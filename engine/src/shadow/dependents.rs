@@ -9,6 +9,7 @@
 use planner::ident::{Literal, QualName};
 use tokio_postgres::GenericClient;
 
+use crate::catalog::table;
 use crate::error::EngineError;
 
 #[derive(Debug, Clone, Default)]
@@ -85,27 +86,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     let e = |what: &'static str| EngineError::sql(format!("read the table's {what}"));
     let mut d = Dependents::default();
     let row = client
-        .query_one(
-            "SELECT pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'),
-                    coalesce(c.reloptions, '{}'), c.relrowsecurity, c.relforcerowsecurity,
-                    c.relreplident::text,
-                    (SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
-                    c.relkind::text, c.relispartition,
-                    EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR (inhparent = c.oid AND c.relkind <> 'p')),
-                    (SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = c.oid)::int,
-                    EXISTS (SELECT 1 FROM pg_publication WHERE puballtables),
-                    c.relacl IS NOT NULL
-                       OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.oid AND attacl IS NOT NULL),
-                    EXISTS (SELECT 1 FROM pg_seclabel WHERE classoid = 'pg_class'::regclass AND objoid = c.oid),
-                    -- Row-level security applies to tandem's own reads of the table (the copy,
-                    -- the verification): forced on the owner, or tandem is not the owner, and
-                    -- its role can neither bypass it nor is a superuser.
-                    c.relrowsecurity
-                      AND (c.relforcerowsecurity OR c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))
-                      AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
-               FROM pg_class c WHERE c.oid = $1",
-            &[&oid],
-        )
+        .query_one(table::DEFINITION.sql, &[&oid])
         .await
         .map_err(e("definition"))?;
     d.owner = row.get(0);
@@ -141,27 +122,10 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     if row.get::<_, bool>(13) {
         d.refusals.push("the table or a column has a security label, which tandem does not carry over yet: remove it for the migration (SECURITY LABEL ... IS NULL) and set it again after".into());
     }
-    d.grants = grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x
-         UNION ALL
-         SELECT (a).grantee, (a).privilege_type, (a).is_grantable, attname::text FROM (SELECT aclexplode(attacl) a, attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attacl IS NOT NULL) y", oid).await?;
+    d.grants = grants(client, oid, true).await?;
 
     for row in client
-        .query(
-            "SELECT DISTINCT v.oid, n.nspname::text, v.relname::text, v.relkind::text,
-                    pg_get_viewdef(v.oid), coalesce(v.reloptions, '{}'), pg_get_userbyid(v.relowner),
-                    obj_description(v.oid, 'pg_class'),
-                    EXISTS (SELECT 1 FROM pg_depend d2 JOIN pg_rewrite r2 ON r2.oid = d2.objid
-                             WHERE d2.refobjid = v.oid AND r2.ev_class <> v.oid)
-               FROM pg_depend d
-               JOIN pg_rewrite r ON r.oid = d.objid
-               JOIN pg_class v ON v.oid = r.ev_class
-               JOIN pg_namespace n ON n.oid = v.relnamespace
-              WHERE d.refobjid = $1 AND d.classid = 'pg_rewrite'::regclass AND v.oid <> $1
-                -- tandem's own mirror views: the swap drops and re-creates them itself
-                AND n.nspname <> 'tandem'
-              ORDER BY 1",
-            &[&oid],
-        )
+        .query(table::VIEWS.sql, &[&oid])
         .await
         .map_err(e("views"))?
     {
@@ -176,7 +140,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             d.refusals.push(format!("view {} has views built on it, which tandem does not re-create yet; drop them first", name.display_plain()));
             continue;
         }
-        let grants = grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x", voids).await?;
+        let grants = grants(client, voids, false).await?;
         d.views.push(View {
             name,
             definition: row.get(4),
@@ -188,16 +152,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     for row in client
-        .query(
-            "SELECT c.conrelid = $1, n.nspname::text, t.relname::text, c.conname::text,
-                    pg_get_constraintdef(c.oid), c.convalidated
-               FROM pg_constraint c
-               JOIN pg_class t ON t.oid = c.conrelid
-               JOIN pg_namespace n ON n.oid = t.relnamespace
-              WHERE c.contype = 'f' AND (c.conrelid = $1 OR c.confrelid = $1) AND c.conparentid = 0
-              ORDER BY c.oid",
-            &[&oid],
-        )
+        .query(table::FOREIGN_KEYS.sql, &[&oid])
         .await
         .map_err(e("foreign keys"))?
     {
@@ -216,11 +171,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     for row in client
-        .query(
-            "SELECT tgname::text, pg_get_triggerdef(oid), tgenabled::text FROM pg_trigger
-              WHERE tgrelid = $1 AND NOT tgisinternal AND tgname NOT LIKE '\\_tandem\\_%' ORDER BY tgname",
-            &[&oid],
-        )
+        .query(table::TRIGGERS.sql, &[&oid])
         .await
         .map_err(e("triggers"))?
     {
@@ -233,13 +184,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     for row in client
-        .query(
-            "SELECT p.polname::text, p.polpermissive, p.polcmd::text,
-                    coalesce((SELECT array_agg(CASE WHEN r = 0 THEN NULL ELSE pg_get_userbyid(r)::text END) FROM unnest(p.polroles) r), '{}'),
-                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-               FROM pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname",
-            &[&oid],
-        )
+        .query(table::POLICIES.sql, &[&oid])
         .await
         .map_err(e("row-level security policies"))?
     {
@@ -262,7 +207,11 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             .collect();
         let mut sql = format!(
             "CREATE POLICY {ident} ON {{table}} AS {} FOR {cmd} TO {}",
-            if row.get::<_, bool>(1) { "PERMISSIVE" } else { "RESTRICTIVE" },
+            if row.get::<_, bool>(1) {
+                "PERMISSIVE"
+            } else {
+                "RESTRICTIVE"
+            },
             roles?.join(", ")
         );
         if let Some(qual) = row.get::<_, Option<String>>(4) {
@@ -276,10 +225,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     for row in client
-        .query(
-            "SELECT p.pubname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = $1 ORDER BY 1",
-            &[&oid],
-        )
+        .query(table::PUBLICATIONS.sql, &[&oid])
         .await
         .map_err(e("publications"))?
     {
@@ -287,15 +233,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     for row in client
-        .query(
-            "SELECT n.nspname::text, s.relname::text, a.attname::text
-               FROM pg_depend d
-               JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-               JOIN pg_namespace n ON n.oid = s.relnamespace
-               JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-              WHERE d.refobjid = $1 AND d.classid = 'pg_class'::regclass AND d.deptype = 'a'",
-            &[&oid],
-        )
+        .query(table::OWNED_SEQUENCES.sql, &[&oid])
         .await
         .map_err(e("sequences"))?
     {
@@ -303,10 +241,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
     }
 
     let sql_bodies: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_depend WHERE refobjid = $1 AND classid = 'pg_proc'::regclass",
-            &[&oid],
-        )
+        .query_one(table::SQL_BODIES.sql, &[&oid])
         .await
         .map_err(e("functions"))?
         .get(0);
@@ -321,22 +256,17 @@ pub(crate) async fn table_grants(
     client: &impl GenericClient,
     oid: u32,
 ) -> Result<Vec<Grant>, EngineError> {
-    grants(client, "SELECT (a).grantee, (a).privilege_type, (a).is_grantable, NULL::text FROM (SELECT aclexplode(relacl) a FROM pg_class WHERE oid = $1) x", oid).await
+    grants(client, oid, false).await
 }
 
+/// The privileges granted on relation `oid`, and on its columns with `columns`.
 async fn grants(
     client: &impl GenericClient,
-    sql: &str,
     oid: u32,
+    columns: bool,
 ) -> Result<Vec<Grant>, EngineError> {
     let rows = client
-        .query(
-            &format!(
-                "SELECT CASE WHEN g = 0 THEN NULL ELSE pg_get_userbyid(g)::text END, p, gr, col
-                   FROM ({sql}) AS acl(g, p, gr, col)"
-            ),
-            &[&oid],
-        )
+        .query(table::GRANTS.sql, &[&oid, &columns])
         .await
         .map_err(EngineError::sql("read the grants"))?;
     Ok(rows

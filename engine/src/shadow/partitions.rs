@@ -17,12 +17,13 @@ use tokio_postgres::{GenericClient, Transaction};
 
 use super::dependents::{self, Grant};
 use super::{ident, names, Partition, PartitionIndex, Partitioning, TableSpec};
+use crate::catalog::table;
 use crate::error::EngineError;
 
-const TREE: &str = include_str!("../catalog/sql/partition_tree.sql");
-const INDEXES: &str = include_str!("../catalog/sql/partition_indexes.sql");
-const REFUSALS: &str = include_str!("../catalog/sql/partition_refusals.sql");
-const CARRY: &str = include_str!("../catalog/sql/partition_carry.sql");
+const TREE: &str = table::PARTITION_TREE.sql;
+const INDEXES: &str = table::PARTITION_INDEXES.sql;
+const REFUSALS: &str = table::PARTITION_REFUSALS.sql;
+const CARRY: &str = table::PARTITION_CARRY.sql;
 
 fn qual(schema: &str, name: &str) -> Result<QualName, EngineError> {
     QualName::new(schema, name).map_err(|e| {

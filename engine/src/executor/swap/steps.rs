@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio_postgres::Transaction;
 
 use super::{locks, mirror, Attempt, Way};
+use crate::catalog::table;
 use crate::error::EngineError;
 use crate::shadow::partitions::{self, Side};
 use crate::shadow::{self, dependents, dependents::Dependents, sql, TableSpec};
@@ -200,7 +201,7 @@ pub(super) async fn check_table(
     }
     if way == Way::Forward {
         // An index created on the table after prepare has no copy on the shadow.
-        let current = names_on(tx, "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1", live_oid).await?;
+        let current = names_on(tx, table::INDEX_NAMES.sql, live_oid).await?;
         if let Some(extra) = current.iter().find(|name| {
             !spec
                 .old_indexes
@@ -215,24 +216,9 @@ pub(super) async fn check_table(
     }
     let standby = Standby {
         oid: standby_oid,
-        triggers: names_on(
-            tx,
-            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal",
-            standby_oid,
-        )
-        .await?,
-        policies: names_on(
-            tx,
-            "SELECT polname::text FROM pg_policy WHERE polrelid = $1",
-            standby_oid,
-        )
-        .await?,
-        fks: names_on(
-            tx,
-            "SELECT conname::text FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'",
-            standby_oid,
-        )
-        .await?,
+        triggers: names_on(tx, table::TRIGGER_NAMES.sql, standby_oid).await?,
+        policies: names_on(tx, table::POLICY_NAMES.sql, standby_oid).await?,
+        fks: names_on(tx, table::FOREIGN_KEY_NAMES.sql, standby_oid).await?,
     };
     Ok((deps, standby))
 }

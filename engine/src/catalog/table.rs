@@ -1,0 +1,116 @@
+//! Reads of one table, by oid, for the executor: what prepare, the swap and the mirror views
+//! need to know of a live table and of its shadow (introspection, in the rest of `catalog`,
+//! reads a whole database into the schema model instead). Each query is a file in
+//! `sql/table/`; columns have one reader, [`columns`].
+
+use tokio_postgres::GenericClient;
+
+use crate::catalog::query;
+use crate::error::EngineError;
+
+query!(DEFINITION, "table/definition.sql", "the table's definition");
+query!(VIEWS, "table/views.sql", "the views that read the table");
+query!(
+    FOREIGN_KEYS,
+    "table/foreign_keys.sql",
+    "the table's foreign keys"
+);
+query!(TRIGGERS, "table/triggers.sql", "the table's triggers");
+query!(POLICIES, "table/policies.sql", "the table's policies");
+query!(
+    PUBLICATIONS,
+    "table/publications.sql",
+    "the table's publications"
+);
+query!(
+    OWNED_SEQUENCES,
+    "table/owned_sequences.sql",
+    "the table's sequences"
+);
+query!(
+    SQL_BODIES,
+    "table/sql_bodies.sql",
+    "the functions that depend on the table"
+);
+query!(COLUMNS, "table/columns.sql", "the table's columns");
+query!(INDEXES, "table/indexes.sql", "the table's indexes");
+query!(KEY, "table/key.sql", "the table's key");
+query!(GRANTS, "table/grants.sql", "the privileges granted on it");
+query!(
+    TRIGGER_NAMES,
+    "table/trigger_names.sql",
+    "the table's triggers"
+);
+query!(
+    POLICY_NAMES,
+    "table/policy_names.sql",
+    "the table's policies"
+);
+query!(
+    FOREIGN_KEY_NAMES,
+    "table/foreign_key_names.sql",
+    "the table's foreign keys"
+);
+query!(INDEX_NAMES, "table/index_names.sql", "the table's indexes");
+query!(
+    PARTITION_TREE,
+    "table/partition_tree.sql",
+    "the table's partitions"
+);
+query!(
+    PARTITION_INDEXES,
+    "table/partition_indexes.sql",
+    "the partitions' indexes"
+);
+query!(
+    PARTITION_REFUSALS,
+    "table/partition_refusals.sql",
+    "what the partitions have of their own"
+);
+query!(
+    PARTITION_CARRY,
+    "table/partition_carry.sql",
+    "a partition's owner and privileges"
+);
+
+/// A column of a table.
+#[derive(Debug, Clone)]
+pub(crate) struct TableColumn {
+    pub(crate) name: String,
+    /// `format_type`, under the executor's `search_path = pg_catalog` (so qualified).
+    pub(crate) sql_type: String,
+    /// The generation expression of a generated column.
+    pub(crate) generated: Option<String>,
+    pub(crate) not_null: bool,
+    pub(crate) has_default: bool,
+    /// `attidentity`: "a" (ALWAYS), "d" (BY DEFAULT) or "".
+    pub(crate) identity: String,
+    pub(crate) attnum: i16,
+}
+
+impl TableColumn {
+    pub(crate) fn is_generated(&self) -> bool {
+        self.generated.is_some()
+    }
+}
+
+/// The columns of table `oid`, in order.
+pub(crate) async fn columns(
+    c: &impl GenericClient,
+    oid: u32,
+) -> Result<Vec<TableColumn>, EngineError> {
+    Ok(c.query(COLUMNS.sql, &[&oid])
+        .await
+        .map_err(EngineError::sql(format!("read {}", COLUMNS.what)))?
+        .iter()
+        .map(|r| TableColumn {
+            name: r.get(0),
+            sql_type: r.get(1),
+            generated: r.get(2),
+            not_null: r.get(3),
+            has_default: r.get(4),
+            identity: r.get(5),
+            attnum: r.get(6),
+        })
+        .collect())
+}
