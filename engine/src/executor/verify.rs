@@ -3,14 +3,13 @@
 //! Both tables are read inside one REPEATABLE READ snapshot (the triggers write both in the
 //! writer's transaction, so one snapshot sees them consistent): a count and an
 //! order-independent checksum of each side's rows, the original's rows mapped and cast to the
-//! new types. First each whole side, both at once on two sessions sharing the snapshot; if
-//! they differ, chunk by chunk in key order: a chunk that differs is narrowed to its keys (a
+//! new types. First each whole side, one after the other (one core: the clients keep the
+//! other); if they differ, chunk by chunk in key order: a chunk that differs is narrowed to its keys (a
 //! full join on the key within the chunk), reported with examples, copied again, and checked
 //! again in the next round; the phase does not pass with any difference left.
 
 use std::time::{Duration, Instant};
 
-use planner::ident::Literal;
 use serde_json::json;
 
 use super::{backfill, is_lock_timeout, Event, Executor};
@@ -164,10 +163,12 @@ async fn divergence_messages(ex: &Executor, id: i64) -> Result<String, EngineErr
     ))
 }
 
-/// Both whole sides at once, each hashed by its own session, the two sessions sharing one
-/// snapshot (`pg_export_snapshot`), so the comparison takes about the time of one side.
-/// Returns the rows when the sides are equal; a difference is left to [`check`], chunk by
-/// chunk, which narrows it to keys and copies them again.
+/// Both whole sides, one after the other, in one snapshot. Returns the rows when the sides
+/// are equal; a difference is left to [`check`], chunk by chunk, which narrows it to keys and
+/// copies them again. (Hashing the two sides at once on two sessions sharing an exported
+/// snapshot took 2 s less at pgbench scale 100, but kept both cores of a 2-core server busy:
+/// 13 and 32 client transactions over 100 ms, against none one after the other;
+/// BENCHMARKS.md §5.)
 async fn whole(ex: &mut Executor, spec: &TableSpec) -> Result<Option<i64>, EngineError> {
     match whole_hashed(ex, spec, true).await {
         // A column type without a hash function (json, point, ...): through text.
@@ -188,48 +189,27 @@ async fn whole_hashed(
     let e = |what: &'static str| {
         EngineError::sql(format!("verify {}: {what}", spec.table.display_plain()))
     };
-    let mut other = super::connect(&ex.config)
-        .await
-        .map_err(e("open a second session"))?;
-    fn read_only(c: &mut tokio_postgres::Client) -> tokio_postgres::TransactionBuilder<'_> {
-        c.build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-    }
-    let tx = read_only(&mut ex.client)
+    let tx = ex
+        .client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
         .start()
         .await
         .map_err(e("begin the verification snapshot"))?;
-    // One core per side: parallel workers would take the clients' CPU.
-    let snapshot: String = tx
-        .query_one(
-            "SELECT pg_export_snapshot(), set_config('max_parallel_workers_per_gather', '0', true)",
-            &[],
-        )
+    // One core: parallel workers would take the clients' CPU.
+    tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
         .await
-        .map_err(e("export the snapshot"))?
-        .get(0);
-    let tx2 = read_only(&mut other)
-        .start()
-        .await
-        .map_err(e("begin the second session"))?;
-    tx2.batch_execute(&format!(
-        "SET TRANSACTION SNAPSHOT {}; SET LOCAL max_parallel_workers_per_gather = 0",
-        Literal(&snapshot)
-    ))
-    .await
-    .map_err(e("share the snapshot"))?;
+        .map_err(e("set up the verification"))?;
     super::failpoint("verify").await;
-    let (original, shadow) = (
-        sql::table_sums(spec, false, typed),
-        sql::table_sums(spec, true, typed),
-    );
-    let (a, b) = tokio::join!(tx.query_one(&original, &[]), tx2.query_one(&shadow, &[]));
-    let (a, b) = (
-        a.map_err(e("checksum the table"))?,
-        b.map_err(e("checksum the shadow"))?,
-    );
-    tx2.commit().await.map_err(e("end the snapshot"))?;
+    let a = tx
+        .query_one(&sql::table_sums(spec, false, typed), &[])
+        .await
+        .map_err(e("checksum the table"))?;
+    let b = tx
+        .query_one(&sql::table_sums(spec, true, typed), &[])
+        .await
+        .map_err(e("checksum the shadow"))?;
     tx.commit().await.map_err(e("end the snapshot"))?;
     let (n, sum): (i64, String) = (a.get(0), a.get(1));
     let (n2, sum2): (i64, String) = (b.get(0), b.get(1));
