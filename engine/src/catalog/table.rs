@@ -68,9 +68,14 @@ query!(
     "what the partitions have of their own"
 );
 query!(
+    PARTITION_INDEX_TREE,
+    "table/partition_index_tree.sql",
+    "the partitions' indexes and the parent indexes they are attached to"
+);
+query!(
     PARTITION_CARRY,
     "table/partition_carry.sql",
-    "a partition's owner and privileges"
+    "the partitions' owners and privileges"
 );
 
 /// A column of a table.

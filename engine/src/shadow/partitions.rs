@@ -10,7 +10,7 @@
 //!
 //! Row triggers need nothing here: one on the root is cloned to every partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use planner::ident::{Ident, Literal, QualName};
 use tokio_postgres::{GenericClient, Transaction};
@@ -23,7 +23,6 @@ use crate::error::EngineError;
 const TREE: &str = table::PARTITION_TREE.sql;
 const INDEXES: &str = table::PARTITION_INDEXES.sql;
 const REFUSALS: &str = table::PARTITION_REFUSALS.sql;
-const CARRY: &str = table::PARTITION_CARRY.sql;
 
 fn qual(schema: &str, name: &str) -> Result<QualName, EngineError> {
     QualName::new(schema, name).map_err(|e| {
@@ -251,43 +250,47 @@ pub fn renames(spec: &TableSpec, forward: bool) -> Vec<String> {
     out
 }
 
-async fn indexes_of(
+/// The indexes of `tables`, in order: (position in `tables`, oid, name, parent index oid and
+/// name), one query for the whole tree.
+async fn index_tree(
     tx: &Transaction<'_>,
-    table: &QualName,
-) -> Result<Vec<(String, Option<String>)>, EngineError> {
-    let oid: u32 = tx
-        .query_one("SELECT to_regclass($1)::oid", &[&table.to_string()])
-        .await
-        .map_err(EngineError::sql("find a partition"))?
-        .get::<_, Option<u32>>(0)
-        .ok_or_else(|| {
-            EngineError::refused(
-                format!("partition {} is gone", table.display_plain()),
-                "nothing was changed",
-            )
-        })?;
+    tables: &[&QualName],
+) -> Result<Vec<(usize, u32, String, Option<u32>, Option<String>)>, EngineError> {
+    let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
     Ok(tx
-        .query(INDEXES, &[&vec![oid]])
+        .query(table::PARTITION_INDEX_TREE.sql, &[&names])
         .await
-        .map_err(EngineError::sql("read a partition's indexes"))?
+        .map_err(EngineError::sql("read the partitions' indexes"))?
         .iter()
-        .map(|r| (r.get(1), r.get(2)))
+        .map(|r| {
+            (
+                r.get::<_, i32>(0) as usize - 1,
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+            )
+        })
         .collect())
 }
 
 /// The partitions' indexes follow their tables, after the roots' (run after [`renames`]).
 /// Forward: the originals' parked, then each new partition's index takes the name of the
-/// original's index attached to the same index of the parent (parents are renamed first, so
-/// the parent's index has its final name by then); an index the change added keeps the name
+/// original's index attached to the same index of the parent (worked out parents first, so a
+/// parent's index has its final name by then); an index the change added keeps the name
 /// PostgreSQL gave it, said of the user's partition. Back: the new ones under tandem's names,
-/// the originals' restored.
+/// the originals' restored. One query and one batch of statements each way, whatever the
+/// number of partitions.
 pub async fn rename_indexes(
     tx: &Transaction<'_>,
     spec: &TableSpec,
     forward: bool,
 ) -> Result<Vec<String>, EngineError> {
-    let mut out = Vec::new();
     let parts = spec.partitions();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
     if forward {
         for p in parts {
             for i in &p.indexes {
@@ -297,40 +300,44 @@ pub async fn rename_indexes(
                 ));
             }
         }
-        run(tx, &mut out).await?;
-        for p in parts {
-            for (name, of) in indexes_of(tx, &p.name).await? {
-                let target = match of
-                    .as_deref()
-                    .and_then(|of| p.indexes.iter().find(|i| i.of.as_str() == of))
-                {
-                    Some(i) => i.name.clone(),
-                    None => match name.strip_prefix(p.shadow.name.as_str()) {
-                        Some(rest) => ident(&format!("{}{rest}", p.name.name.as_str()))?,
-                        None => continue,
-                    },
-                };
-                if target.as_str() != name {
-                    out.push(format!(
-                        "ALTER INDEX {}.{} RENAME TO {target}",
-                        p.name.schema,
-                        ident(&name)?
-                    ));
-                    run(tx, &mut out).await?;
-                }
+        let tables: Vec<&QualName> = parts.iter().map(|p| &p.name).collect();
+        let mut target: HashMap<u32, String> = HashMap::new();
+        for (n, oid, name, parent, parent_name) in index_tree(tx, &tables).await? {
+            let p = &parts[n];
+            let parent_name = parent.and_then(|o| target.get(&o).cloned()).or(parent_name);
+            let to = match parent_name
+                .as_deref()
+                .and_then(|of| p.indexes.iter().find(|i| i.of.as_str() == of))
+            {
+                Some(i) => i.name.clone(),
+                None => match name.strip_prefix(p.shadow.name.as_str()) {
+                    Some(rest) => ident(&format!("{}{rest}", p.name.name.as_str()))?,
+                    None => ident(&name)?,
+                },
+            };
+            if to.as_str() != name {
+                out.push(format!(
+                    "ALTER INDEX {}.{} RENAME TO {to}",
+                    p.name.schema,
+                    ident(&name)?
+                ));
             }
+            target.insert(oid, to.as_str().to_string());
         }
     } else {
         // The new partitions are under tandem's names by now.
-        for p in parts {
-            for (n, (name, _)) in indexes_of(tx, &p.shadow).await?.into_iter().enumerate() {
-                out.push(format!(
-                    "ALTER INDEX {}.{} RENAME TO {}",
-                    p.shadow.schema,
-                    ident(&name)?,
-                    super::partition_index(spec.migration, p.oid, n, false)
-                ));
-            }
+        let tables: Vec<&QualName> = parts.iter().map(|p| &p.shadow).collect();
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        for (n, _, name, _, _) in index_tree(tx, &tables).await? {
+            let p = &parts[n];
+            let k = seen.entry(n).or_default();
+            out.push(format!(
+                "ALTER INDEX {}.{} RENAME TO {}",
+                p.shadow.schema,
+                ident(&name)?,
+                super::partition_index(spec.migration, p.oid, *k, false)
+            ));
+            *k += 1;
         }
         for p in parts {
             for i in &p.indexes {
@@ -340,47 +347,40 @@ pub async fn rename_indexes(
                 ));
             }
         }
-        run(tx, &mut out).await?;
     }
     Ok(out)
 }
 
-async fn run(tx: &Transaction<'_>, statements: &mut Vec<String>) -> Result<(), EngineError> {
-    for s in statements.drain(..) {
-        tx.batch_execute(&s)
-            .await
-            .map_err(|e| EngineError::sql(format!("rename a partition's index: `{s}`"))(e))?;
-    }
-    Ok(())
-}
-
-/// Owner, comment and privileges of each partition, from the one that was live (now parked
-/// as `from`) to its counterpart under the user's name (run after [`renames`]).
+/// Owner, comment, privileges and storage options of each partition, from the one that was
+/// live (now parked as `from`) to its counterpart under the user's name (run after
+/// [`renames`]). One query for the tree (and one per partition with explicit privileges).
 pub async fn carry(
     tx: &Transaction<'_>,
     spec: &TableSpec,
     from: Side,
 ) -> Result<Vec<String>, EngineError> {
+    let parts = spec.partitions();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = parts.iter().map(|p| p.at(from).to_string()).collect();
+    let rows = tx
+        .query(table::PARTITION_CARRY.sql, &[&names])
+        .await
+        .map_err(EngineError::sql(
+            "read the partitions' owners and privileges",
+        ))?;
     let mut out = Vec::new();
-    for p in spec.partitions() {
-        let source = p.at(from);
-        let oid: u32 = tx
-            .query_one("SELECT to_regclass($1)::oid", &[&source.to_string()])
-            .await
-            .map_err(EngineError::sql("find a partition"))?
-            .get::<_, Option<u32>>(0)
-            .ok_or_else(|| {
-                EngineError::refused(
-                    format!("partition {} is gone", source.display_plain()),
-                    "nothing was changed",
-                )
-            })?;
-        let r = tx
-            .query_one(CARRY, &[&oid])
-            .await
-            .map_err(EngineError::sql("read a partition's owner and privileges"))?;
-        let owner = ident(r.get(0))?;
-        let comment: Option<String> = r.get(1);
+    for r in rows {
+        let p = &parts[r.get::<_, i32>(0) as usize - 1];
+        let Some(oid) = r.get::<_, Option<u32>>(1) else {
+            return Err(EngineError::refused(
+                format!("partition {} is gone", p.at(from).display_plain()),
+                "nothing was changed",
+            ));
+        };
+        let owner = ident(r.get(2))?;
+        let comment: Option<String> = r.get(3);
         let target = &p.name;
         out.push(format!("ALTER TABLE {target} OWNER TO {owner}"));
         out.push(match &comment {
@@ -398,7 +398,7 @@ pub async fn carry(
                 ));
             }
         }
-        if r.get::<_, bool>(2) {
+        if r.get::<_, bool>(4) {
             let grants: Vec<Grant> = dependents::table_grants(tx, oid).await?;
             out.push(format!("REVOKE ALL ON {target} FROM PUBLIC"));
             out.push(format!("REVOKE ALL ON {target} FROM {owner}"));

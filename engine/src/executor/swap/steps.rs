@@ -22,6 +22,19 @@ pub(super) async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<
     })
 }
 
+/// Many statements in one round trip (a partitioned table's hundreds of renames would
+/// otherwise each wait for the server while the swap holds its locks).
+pub(super) async fn exec_all(
+    tx: &Transaction<'_>,
+    statements: &[String],
+    what: &str,
+) -> Result<(), EngineError> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    exec(tx, &statements.join(";\n"), what).await
+}
+
 async fn oid_of(tx: &Transaction<'_>, name: &QualName) -> Result<Option<u32>, EngineError> {
     Ok(tx
         .query_one("SELECT to_regclass($1)::oid", &[&name.to_string()])
@@ -256,15 +269,16 @@ pub(super) async fn rename_pair(
         "drop the dual-write trigger",
     )
     .await?;
-    for st in partitions::drop_triggers(spec, &trunc, Side::Named, true) {
-        exec(tx, &st, "drop the dual-write trigger").await?;
-    }
+    exec_all(
+        tx,
+        &partitions::drop_triggers(spec, &trunc, Side::Named, true),
+        "drop the partitions' dual-write triggers",
+    )
+    .await?;
     if way == Way::Forward {
         // The log method's triggers, disabled since the forward trigger took over (dropping
         // a trigger takes the ACCESS EXCLUSIVE lock this transaction holds anyway).
-        for st in shadow::log::drop_all(spec) {
-            exec(tx, &st, "drop the log triggers").await?;
-        }
+        exec_all(tx, &shadow::log::drop_all(spec), "drop the log triggers").await?;
     }
     exec(
         tx,
@@ -278,9 +292,12 @@ pub(super) async fn rename_pair(
         "rename the table into place",
     )
     .await?;
-    for st in partitions::renames(spec, way == Way::Forward) {
-        exec(tx, &st, "swap a partition's name").await?;
-    }
+    exec_all(
+        tx,
+        &partitions::renames(spec, way == Way::Forward),
+        "swap the partitions' names",
+    )
+    .await?;
     Ok(())
 }
 
@@ -365,7 +382,8 @@ pub(super) async fn rename_indexes(
             }
         }
     }
-    partitions::rename_indexes(tx, spec, way == Way::Forward).await?;
+    let renames = partitions::rename_indexes(tx, spec, way == Way::Forward).await?;
+    exec_all(tx, &renames, "rename the partitions' indexes").await?;
     Ok(())
 }
 
@@ -409,9 +427,12 @@ pub(super) async fn carry(
         Way::Forward => Side::Old,
         Way::Back => Side::Shadow,
     };
-    for s in partitions::carry(tx, spec, parked_side).await? {
-        exec(tx, &s, "carry a partition's owner and privileges over").await?;
-    }
+    exec_all(
+        tx,
+        &partitions::carry(tx, spec, parked_side).await?,
+        "carry the partitions' owners and privileges over",
+    )
+    .await?;
     let ri = match (deps.replica_identity, &deps.replica_index) {
         ('f', _) => "FULL".to_string(),
         ('n', _) => "NOTHING".to_string(),
@@ -511,15 +532,18 @@ pub(super) async fn reverse_dual_write(
             "create the reverse trigger function",
         )
         .await?;
-        for st in partitions::truncate_triggers(
-            spec,
-            &shadow::reverse_truncate_trigger(m.id),
-            &f,
-            Side::Named,
-            Side::Old,
-        ) {
-            exec(tx, &st, "create the reverse trigger").await?;
-        }
+        exec_all(
+            tx,
+            &partitions::truncate_triggers(
+                spec,
+                &shadow::reverse_truncate_trigger(m.id),
+                &f,
+                Side::Named,
+                Side::Old,
+            ),
+            "create the partitions' reverse triggers",
+        )
+        .await?;
     }
     let outcome = mirror::create_after(tx, spec, standby_oid).await?;
     mirror::record(tx, spec, "cutover", &outcome).await?;
