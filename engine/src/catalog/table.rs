@@ -35,6 +35,7 @@ query!(
 query!(COLUMNS, "table/columns.sql", "the table's columns");
 query!(INDEXES, "table/indexes.sql", "the table's indexes");
 query!(KEY, "table/key.sql", "the table's key");
+query!(SIZE, "table/size.sql", "the table's size");
 query!(GRANTS, "table/grants.sql", "the privileges granted on it");
 query!(
     TRIGGER_NAMES,

@@ -69,31 +69,18 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
                 p.partitions.len()
             ));
         }
-        // A partitioned table's storage is its leaves'.
-        let size: i64 = tx
-            .query_one(
-                "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::oid::regclass)",
-                &[&spec.table_oid],
-            )
+        // A partitioned table's storage and rows are its partitions'.
+        let figures = tx
+            .query_one(crate::catalog::table::SIZE.sql, &[&spec.table_oid])
             .await
-            .map_err(EngineError::sql("read the table's size"))?
-            .get(0);
+            .map_err(EngineError::sql("read the table's size"))?;
+        let (size, reltuples): (i64, f64) = (figures.get(0), figures.get(1));
         notes.push(format!(
             "{}: shadow {} created; it will need about {} MB of disk (the table's size with its indexes)",
             table.display_plain(),
             spec.shadow.display_plain(),
             size >> 20
         ));
-        let reltuples: f64 = tx
-            .query_one(
-                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8
-                   FROM pg_partition_tree($1::oid::regclass) t JOIN pg_class c ON c.oid = t.relid
-                  WHERE t.isleaf",
-                &[&spec.table_oid],
-            )
-            .await
-            .map_err(EngineError::sql("read the table's row estimate"))?
-            .get(0);
         let spec_json = serde_json::to_value(&spec).expect("spec serialises");
         tx.execute(
             "INSERT INTO tandem.shadow_tables
