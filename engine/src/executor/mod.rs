@@ -683,8 +683,10 @@ impl Executor {
         ))
         .await
         .map_err(EngineError::sql(format!("set up {what}")))?;
-        for s in statements {
-            tx.batch_execute(s)
+        // One round trip: the locks these statements take are held from the first to the
+        // commit (a partitioned table's triggers are hundreds of statements).
+        if !statements.is_empty() {
+            tx.batch_execute(&statements.join(";\n"))
                 .await
                 .map_err(EngineError::sql(what.to_string()))?;
         }
