@@ -553,3 +553,80 @@ async fn finalize_drops_the_old_tree_and_every_trigger() {
     .unwrap();
     assert_same(c, "after finalize").await;
 }
+
+/// The foreign key of a partitioned table, to or from the migrating table. PostgreSQL 15
+/// cannot add one NOT VALID to a partitioned table, so the swap adds it NOT VALID to each leaf
+/// (every new row is checked from the swap on), validates the leaves after commit, and then
+/// adds it to the partitioned table, which takes the leaves' over without a scan. Both ways:
+/// a plain parent referenced by a partitioned child (which could never be switched before:
+/// every attempt failed), and a partitioned table referencing a plain one; cutover, then
+/// rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_of_partitioned_tables_follow_the_swap() {
+    let db = TestDb::new("partitioned_fks").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, v int);
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, 1000) g;
+         CREATE TABLE ev (id int, at date, account int NOT NULL REFERENCES accounts, n int,
+                          PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO ev SELECT g, date '2024-06-01' + (g % 300), g, g FROM generate_series(1, 1000) g;
+         ANALYZE;",
+    )
+    .await
+    .unwrap();
+    // (referencing table, constraint, referenced table, attached to a parent, validated)
+    let fks = || async {
+        c.query(
+            "SELECT conrelid::regclass::text || ' ' || conname || ' -> ' || confrelid::regclass::text
+                    || CASE WHEN conparentid <> 0 THEN ' (partition)' ELSE '' END
+                    || CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END
+               FROM pg_constraint
+              WHERE contype = 'f' AND connamespace = 'public'::regnamespace
+                -- the parked old tree keeps its own keys in the rollback window
+                AND conrelid::regclass::text NOT LIKE '\\_tandem%'
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+    };
+    let before = fks().await;
+    assert_eq!(
+        before,
+        [
+            "ev ev_account_fkey -> accounts",
+            "ev_a ev_account_fkey -> accounts (partition)",
+            "ev_b ev_account_fkey -> accounts (partition)"
+        ]
+    );
+    let orphan = "INSERT INTO ev VALUES (5000, '2024-07-01', 99999, 1)";
+    for change in [
+        "ALTER TABLE accounts ALTER v TYPE bigint",
+        "ALTER TABLE ev ALTER n TYPE bigint",
+    ] {
+        let id = common::submit(&db, change, Some(3600)).await;
+        let mut ex = common::open(&db, id, Options::default(), "fks").await;
+        within(60, "apply", ex.apply()).await.expect(change);
+        drop(ex);
+        assert_eq!(fks().await, before, "{change}: after cutover");
+        assert!(
+            c.batch_execute(orphan).await.is_err(),
+            "{change}: the key holds"
+        );
+        let mut ex = common::open(&db, id, Options::default(), "fks-back").await;
+        within(60, "rollback", ex.rollback()).await.expect(change);
+        drop(ex);
+        assert_eq!(fks().await, before, "{change}: after rollback");
+        assert!(
+            c.batch_execute(orphan).await.is_err(),
+            "{change}: the key holds"
+        );
+        assert!(common::leftovers(c).await.is_empty());
+    }
+}

@@ -62,6 +62,11 @@ pub struct ForeignKey {
     pub name: String,
     pub definition: String,
     pub validated: bool,
+    /// The leaf partitions of a partitioned referencing table. PostgreSQL 15 cannot add a
+    /// foreign key NOT VALID to a partitioned table: the swap adds it NOT VALID to each leaf,
+    /// and once those are validated, adds it to the table, which takes them over without a
+    /// scan ([`partitioned_fk_statements`]).
+    pub leaves: Vec<QualName>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,11 +162,18 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
         .map_err(e("foreign keys"))?
     {
         let outbound: bool = row.get(0);
+        let (schemas, names): (Vec<String>, Vec<String>) = (row.get(6), row.get(7));
+        let leaves = schemas
+            .iter()
+            .zip(&names)
+            .map(|(s, n)| q(s, n))
+            .collect::<Result<Vec<_>, _>>()?;
         let fk = ForeignKey {
             table: q(row.get(1), row.get(2))?,
             name: row.get(3),
             definition: row.get(4),
             validated: row.get(5),
+            leaves,
         };
         if outbound {
             d.outbound_fks.push(fk);
@@ -412,14 +424,23 @@ pub fn carry(
         out.push(format!("ALTER TABLE {target} {mode} {name}"));
         out.push(format!("ALTER TABLE {source} DISABLE TRIGGER {name}"));
     }
-    // Outbound foreign keys: added NOT VALID (no scan under the lock), validated afterwards.
+    // Outbound foreign keys: added NOT VALID (no scan under the lock), validated afterwards
+    // (a partitioned table's on each of its leaves, which have the original leaves' names).
     for fk in &d.outbound_fks {
         if !target_fks.contains(&fk.name) {
             let name = super::ident(&fk.name)?;
-            out.push(format!(
-                "ALTER TABLE {target} ADD CONSTRAINT {name} {} NOT VALID",
-                fk.definition.trim_end_matches(" NOT VALID")
-            ));
+            let def = fk.definition.trim_end_matches(" NOT VALID");
+            if fk.leaves.is_empty() {
+                out.push(format!(
+                    "ALTER TABLE {target} ADD CONSTRAINT {name} {def} NOT VALID"
+                ));
+            } else {
+                for leaf in &fk.leaves {
+                    out.push(format!(
+                        "ALTER TABLE {leaf} ADD CONSTRAINT {name} {def} NOT VALID"
+                    ));
+                }
+            }
         }
     }
     // Inbound foreign keys now point at the live table.
@@ -428,12 +449,20 @@ pub fn carry(
             continue;
         }
         let name = super::ident(&fk.name)?;
+        let def = fk.definition.trim_end_matches(" NOT VALID");
         out.push(format!("ALTER TABLE {} DROP CONSTRAINT {name}", fk.table));
-        out.push(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {name} {} NOT VALID",
-            fk.table,
-            fk.definition.trim_end_matches(" NOT VALID")
-        ));
+        if fk.leaves.is_empty() {
+            out.push(format!(
+                "ALTER TABLE {} ADD CONSTRAINT {name} {def} NOT VALID",
+                fk.table
+            ));
+        } else {
+            for leaf in &fk.leaves {
+                out.push(format!(
+                    "ALTER TABLE {leaf} ADD CONSTRAINT {name} {def} NOT VALID"
+                ));
+            }
+        }
     }
     for p in &d.publications {
         let p = role(p)?;

@@ -474,20 +474,38 @@ pub(super) async fn carry(
             }
         }
     }
+    // What to validate after commit: [table, name]; a partitioned referencing table's leaves
+    // one by one, then [table, name, a leaf]: the key added to the partitioned table as the
+    // leaf's reads (from the catalog, not from the record), taking over its validated
+    // leaves' without a scan.
     let mut validate = Vec::new();
+    let mut follow = |table: &QualName, fk: &dependents::ForeignKey| {
+        if fk.leaves.is_empty() {
+            validate.push(json!([String::from(table.clone()), fk.name]));
+            return;
+        }
+        for leaf in &fk.leaves {
+            validate.push(json!([String::from(leaf.clone()), fk.name]));
+        }
+        validate.push(json!([
+            String::from(table.clone()),
+            fk.name,
+            String::from(fk.leaves[0].clone())
+        ]));
+    };
     for fk in deps
         .outbound_fks
         .iter()
         .filter(|f| f.validated && !standby.fks.contains(&f.name))
     {
-        validate.push(json!([String::from(live.clone()), fk.name]));
+        follow(live, fk);
     }
     for fk in deps
         .inbound_fks
         .iter()
         .filter(|f| f.validated && &f.table != parked && &f.table != live)
     {
-        validate.push(json!([String::from(fk.table.clone()), fk.name]));
+        follow(&fk.table, fk);
     }
     Ok(validate)
 }
