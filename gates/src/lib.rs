@@ -3,6 +3,23 @@
 //! Every phase transition of the engine passes through a [`Gate`] before it starts. The
 //! approval, secrets and audit parts land with their own issues; the trait is the seam. Gates
 //! are pure decisions over a [`Context`] the engine gathers: they do no I/O of their own.
+//!
+//! The approval core is as pure: [`keys`] (Ed25519 keys and the passphrase-encrypted key
+//! file), [`canonical`] (the JSON signatures cover), [`policy`] (who approves what),
+//! [`envelope`] (signed statements), [`approval`] (the M-of-N decision) and [`chain`] (the
+//! audit log's hash chain and its signed checkpoints).
+
+pub mod approval;
+pub mod canonical;
+pub mod chain;
+pub mod envelope;
+pub mod keys;
+pub mod policy;
+
+pub use approval::{decide, policy_change, Granted, Missing, Request};
+pub use envelope::{DatabaseId, Kind, Signed, Statement};
+pub use keys::{KeyError, PublicKey, SecretKey, Signature};
+pub use policy::{Action, Approver, Phase, Policy, PolicyError, Require};
 
 /// Why a gate refused a transition, with what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,6 +89,27 @@ impl Gate for All {
     }
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, for messages.
+pub(crate) fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +121,14 @@ mod tests {
             phase: "backfill",
             active_sessions: active,
         }
+    }
+
+    #[test]
+    fn utc_formats_unix_seconds() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
     }
 
     #[test]
