@@ -30,6 +30,10 @@ pub struct Global {
     /// workflow annotations (stdout).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// The approval policy's fingerprint, as `tandem policy set` printed it: the database's
+    /// policy chain must contain it (a database without a policy is then refused).
+    #[arg(long, global = true, value_name = "SHA256")]
+    pub policy_fingerprint: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,8 +51,20 @@ pub enum Command {
     Plan(PlanArgs),
     /// Compare the live database with a desired schema (exit 2 with --exit-code if they differ).
     Diff(DiffArgs),
+    /// Make an Ed25519 key pair for signing: PATH (encrypted with a passphrase, mode 0600)
+    /// and PATH.pub (one line, for the policy file).
+    Keygen(KeygenArgs),
+    /// The approval policy: who approves and how many distinct people each action needs.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Register a plan in the database; prints the new migration's id (exit 4 if stale).
     Submit(SubmitArgs),
+    /// Sign an approval of migration ID's exact plan on this database (or revoke yours).
+    Approve(ApproveArgs),
+    /// The audit log: check its hash chain and signed checkpoints, export it, sign a
+    /// checkpoint.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run (or resume) a migration's phases up to cutover; it then stays in its rollback window.
     Apply(ApplyArgs),
     /// Where each migration stands: phase, progress, ETA, verification, cutover, window.
@@ -91,11 +107,126 @@ pub struct ProxyArgs {
     pub metrics: Option<String>,
 }
 
+/// A signing key and where its passphrase comes from.
+#[derive(clap::Args, Clone)]
+pub struct KeyArgs {
+    /// The private key `tandem keygen` wrote.
+    #[arg(long, value_name = "PATH")]
+    pub key: PathBuf,
+    /// Read the key's passphrase from this file (mode 0600; its first line). Without it,
+    /// tandem asks on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PATH) and the public key (PATH.pub). Never
+    /// overwritten.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Read the passphrase from this file (mode 0600; its first line) instead of asking.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// A comment at the end of the public key's line, e.g. alice@laptop.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// scrypt work factor (log2 N) of the key's encryption. Default: about a second of
+    /// work on this machine. Lower only for tests.
+    #[arg(long, hide = true, value_name = "LOG_N")]
+    pub kdf_work_factor: Option<u8>,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Set the policy from a TOML file. The first policy of a database is trusted on first
+    /// use (pin the fingerprint it prints); later ones need the signatures of the current
+    /// policy's `policy` threshold of approvers: give each one's --key (and
+    /// --passphrase-file, in the same order).
+    Set(PolicySetArgs),
+    /// Print the current policy, its version and fingerprint.
+    Show,
+}
+
+#[derive(clap::Args)]
+pub struct PolicySetArgs {
+    /// The policy (TOML): [[approver]] name and keys, [require] thresholds.
+    #[arg(value_name = "POLICY.toml")]
+    pub file: PathBuf,
+    /// A current approver's private key, to sign the change (repeat for each signer).
+    #[arg(long, value_name = "PATH")]
+    pub key: Vec<PathBuf>,
+    /// The passphrase file of the --key at the same position (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ApproveArgs {
+    /// The migration id `tandem submit` printed.
+    pub id: i64,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// What the approval covers, comma-separated: apply (every phase), prepare, dual_write,
+    /// backfill, verify, cutover, rollback, finalize, extend. Default: all of them.
+    #[arg(long, value_name = "LIST")]
+    pub phases: Option<String>,
+    /// How long the approval is valid, e.g. 24h, 7d (default 72h).
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// Revoke your approvals of this migration instead (signed with any of your keys).
+    #[arg(long)]
+    pub revoke: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain, and each checkpoint against it; names the first bad
+    /// entry (exit 1). Reads the database, or a `tandem audit export` file with --file.
+    Verify(AuditVerifyArgs),
+    /// Write the audit log as JSON lines (one entry a line) to stdout.
+    Export,
+    /// Sign the log's current size and head hash with your key, to keep outside the
+    /// database: a later rewrite of the history is caught against it.
+    Checkpoint(AuditCheckpointArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AuditVerifyArgs {
+    /// A checkpoint file `tandem audit checkpoint` (or `apply --checkpoint-dir`) wrote
+    /// (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<PathBuf>,
+    /// Verify this export instead of the database's log.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Only trust checkpoints signed by these public keys (PATH.pub; repeatable). Default:
+    /// the keys of the database's current policy.
+    #[arg(long, value_name = "PUB")]
+    pub trust: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct AuditCheckpointArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Write the checkpoint here (else to stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 pub struct SubmitArgs {
     /// The plan made by `tandem plan -o plan.json`.
     #[arg(value_name = "plan.json")]
     pub plan: PathBuf,
+    /// Sign the submission with this private key (the plan's author). Required when the
+    /// database's policy asks for signed submissions.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The key's passphrase file (mode 0600); without it, tandem asks on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
     /// How long the old table is kept current after cutover, e.g. 30d, 12h, 90m (default 30d).
     #[arg(long, value_name = "DURATION")]
     pub rollback_window: Option<String>,

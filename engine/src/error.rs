@@ -30,6 +30,10 @@ pub enum EngineError {
     #[error("{0}")]
     Stale(String),
 
+    /// The approval gate refused: who and what is missing, and what to do (exit 4).
+    #[error("{0}")]
+    Approval(String),
+
     #[error("{reason}; {remedy}")]
     Refused { reason: String, remedy: String },
 

@@ -1,5 +1,6 @@
 //! The engine: catalog introspection, the seven-phase executor and its persisted state.
 
+pub mod approval;
 pub mod catalog;
 mod error;
 pub mod executor;

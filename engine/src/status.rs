@@ -35,6 +35,9 @@ pub struct Status {
     pub live_proxies: i64,
     /// The latest mismatches the proxies recorded, newest first.
     pub drift: Vec<Drift>,
+    /// The approvals of the next action (`None` when nothing is next, or before version 4
+    /// of the bookkeeping).
+    pub approvals: Option<ApprovalStatus>,
 }
 
 /// How long before the end of a rollback window `status` warns about it.
@@ -67,6 +70,21 @@ fn span(secs: f64) -> String {
         60..3600 => format!("{} min", s / 60),
         _ => format!("{} h", s / 3600),
     }
+}
+
+/// What the approval gate would decide now for the migration's next action.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalStatus {
+    /// e.g. `apply:prepare`, `finalize`.
+    pub action: String,
+    /// No policy is set on this database: nothing is required.
+    pub ungated: bool,
+    /// The people whose approvals count.
+    pub approved_by: Vec<String>,
+    /// Distinct people the policy requires.
+    pub required: u32,
+    /// What is still missing and what to do; `None` when granted.
+    pub missing: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,9 +230,57 @@ pub async fn status(client: &Client, id: Option<i64>) -> Result<Vec<Status>, Eng
             dual_reads,
             live_proxies,
             drift,
+            approvals: approvals(client, mid).await,
         });
     }
     Ok(out)
+}
+
+/// The approval gate's answer for migration `id`'s next action; `None` when there is no
+/// next action or it cannot be read (status never fails for it).
+async fn approvals(client: &Client, id: i64) -> Option<ApprovalStatus> {
+    use crate::approval::{evaluate, next_action, Verdict};
+    let installed: bool = client
+        .query_one("SELECT to_regclass('tandem.policies') IS NOT NULL", &[])
+        .await
+        .ok()?
+        .get(0);
+    if !installed {
+        return None;
+    }
+    let m = crate::state::Migration::load(client, id).await.ok()?;
+    let action = next_action(m.phase)?;
+    let name = action.name();
+    Some(match evaluate(client, &m, action, None).await {
+        Ok(Ok(Verdict::Ungated)) => ApprovalStatus {
+            action: name,
+            ungated: true,
+            approved_by: vec![],
+            required: 0,
+            missing: None,
+        },
+        Ok(Ok(Verdict::Granted { granted, .. })) => ApprovalStatus {
+            action: name,
+            ungated: false,
+            approved_by: granted.by,
+            required: granted.required,
+            missing: None,
+        },
+        Ok(Err(missing)) => ApprovalStatus {
+            action: name,
+            ungated: false,
+            approved_by: missing.counted.clone(),
+            required: missing.required,
+            missing: Some(missing.message()),
+        },
+        Err(e) => ApprovalStatus {
+            action: name,
+            ungated: false,
+            approved_by: vec![],
+            required: 0,
+            missing: Some(e.to_string()),
+        },
+    })
 }
 
 async fn dual_reads(

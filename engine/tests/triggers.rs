@@ -297,7 +297,7 @@ async fn forced_row_level_security_without_bypass_is_refused() {
     .unwrap();
     let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
     // The bookkeeping is tandem's role's: here, the owner's.
-    c.batch_execute("ALTER SCHEMA tandem OWNER TO tandem_rls_owner; GRANT ALL ON ALL TABLES IN SCHEMA tandem TO tandem_rls_owner; GRANT ALL ON ALL SEQUENCES IN SCHEMA tandem TO tandem_rls_owner")
+    c.batch_execute("ALTER SCHEMA tandem OWNER TO tandem_rls_owner; GRANT ALL ON ALL TABLES IN SCHEMA tandem TO tandem_rls_owner; GRANT ALL ON ALL SEQUENCES IN SCHEMA tandem TO tandem_rls_owner; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tandem TO tandem_rls_owner")
         .await
         .unwrap();
     let mut as_owner = db.config();

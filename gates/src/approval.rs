@@ -95,7 +95,7 @@ impl Missing {
             _ => {
                 let _ = write!(
                     m,
-                    "sign the new policy with `tandem policy sign FILE --key KEY` as {who}"
+                    "run `tandem policy set FILE --key KEY` with the keys of {who}"
                 );
             }
         }
@@ -765,11 +765,7 @@ mod tests {
         let m = policy_change(&w.policy, &fp, &db(), NOW, &few).unwrap_err();
         assert_eq!(m.counted, ["bob"]);
         assert!(reason(&m, "not in the current policy"), "{m}");
-        assert!(
-            m.message().contains("tandem policy sign"),
-            "{}",
-            m.message()
-        );
+        assert!(m.message().contains("tandem policy set"), "{}", m.message());
 
         let mut stale = policy_sig(&w.dave, &w.policy, &fp);
         stale.statement.previous = Some(newp.fingerprint());

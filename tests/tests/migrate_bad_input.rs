@@ -634,7 +634,8 @@ async fn rollback_before_cutover_abandons_the_migration_and_leaves_the_table_as_
         .query_one(
             "SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE '\\_tandem\\_%')
                   + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE '\\_tandem\\_%')
-                  + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'tandem'::regnamespace)",
+                  + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'tandem'::regnamespace
+                                                     AND proname NOT IN ('audit_append', 'refuse_rewrite'))",
             &[],
         )
         .await

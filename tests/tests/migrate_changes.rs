@@ -155,7 +155,8 @@ impl Fixture {
         self.rows(
             "SELECT relname::text FROM pg_class WHERE relname LIKE '\\_tandem\\_%'
              UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE '\\_tandem\\_%'
-             UNION ALL SELECT proname::text FROM pg_proc WHERE pronamespace = to_regnamespace('tandem')",
+             UNION ALL SELECT proname::text FROM pg_proc WHERE pronamespace = to_regnamespace('tandem')
+                                                        AND proname NOT IN ('audit_append', 'refuse_rewrite')",
         )
         .await
     }

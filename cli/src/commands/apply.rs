@@ -24,7 +24,7 @@ use crate::exit::{Failure, FAILURE, OK, STALE, UNAVAILABLE, USAGE};
 /// Map an engine error to its exit code.
 pub fn engine_failure(e: EngineError) -> Failure {
     let code = match &e {
-        EngineError::Stale(_) | EngineError::Gate { .. } => STALE,
+        EngineError::Stale(_) | EngineError::Gate { .. } | EngineError::Approval(_) => STALE,
         EngineError::UnknownMigration(_) => USAGE,
         EngineError::Connection { .. } | EngineError::Unreachable { .. } => UNAVAILABLE,
         _ => FAILURE,
@@ -152,6 +152,10 @@ pub(crate) async fn open(
     observe: Observer,
 ) -> Result<Executor, Failure> {
     let config = connect::resolve(global)?;
+    let opts = Options {
+        policy_pin: global.policy_fingerprint.clone(),
+        ..opts
+    };
     Executor::open(&config, id, opts, gate, observe)
         .await
         .map(|ex| ex.with_hold(Box::new(ProxyHold::new(&config))))

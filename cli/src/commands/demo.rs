@@ -5,13 +5,17 @@
 //! The acts, each a module of `demo/`:
 //! 1. [`intro`]: the change, what `tandem lint` and `tandem plan` say about it;
 //! 2. [`plain`]: what the plain `ALTER TABLE` does to the clients (on a copy of the database);
-//! 3. [`live`]: the same change made by tandem's executor under the same load, with the
+//! 3. [`approvals`]: a policy of three approvers, the plan signed by its author, `apply`
+//!    refused after one approval and allowed after the second;
+//! 4. [`live`]: the same change made by tandem's executor under the same load, with the
 //!    progress `tandem apply` shows, then what the clients saw and the bank's invariant;
-//! 4. [`window`]: the rollback window, then finalize.
+//! 5. [`window`]: the rollback window, then finalize; then the audit log, verified against
+//!    a signed checkpoint.
 //!
 //! It doubles as a smoke test: it exits non-zero when a client saw an error or the bank's
 //! invariant does not hold.
 
+mod approvals;
 mod intro;
 mod live;
 mod plain;
@@ -129,9 +133,12 @@ async fn demo(cluster: &fixtures::pg::Cluster) -> Result<u8, Failure> {
         .await;
     let before = before?;
 
-    let id = live::submit(&mut client, &plan).await?;
-    let run = live::show(&config, &client, id, &before, &mut problems).await?;
+    let (id, people) = approvals::show(&mut client, &plan).await?;
+    let run = live::show(&config, &client, id, &people.pin, &before, &mut problems).await?;
     window::show(&config, &client, id, run, &mut problems).await?;
+    banner("7. The audit log");
+    eprintln!("$ tandem audit checkpoint --key carol.key -o checkpoint.json && tandem audit verify --checkpoint checkpoint.json");
+    eprintln!("  {}", people.verify_audit(&client).await?);
 
     if problems.is_empty() {
         return Ok(OK);

@@ -1,11 +1,15 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod approve;
+pub mod audit;
 pub mod demo;
 mod desired;
 pub mod diff;
+pub mod keys;
 pub mod lint;
 pub mod plan;
+pub mod policy;
 pub mod proxy;
 pub mod status;
 pub mod submit;

@@ -117,6 +117,20 @@ pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
                 d.statement
             ));
         }
+        if let Some(a) = &s.approvals {
+            if a.ungated {
+                out.push_str("  approvals: none needed (no approval policy on this database)\n");
+            } else if let Some(missing) = &a.missing {
+                out.push_str(&format!("  approvals for {}: {missing}\n", a.action));
+            } else {
+                out.push_str(&format!(
+                    "  approvals for {}: granted by {} ({} required)\n",
+                    a.action,
+                    a.approved_by.join(", "),
+                    a.required
+                ));
+            }
+        }
         if let Some(w) = &s.waiting_for {
             out.push_str(&format!("  waiting for: {w}\n"));
         }

@@ -4,10 +4,13 @@
 //! refused (exit 3) when the plan has a step tandem will not run. Nothing is written then.
 
 use anyhow::anyhow;
+use gates::envelope::{Kind, Signed, Statement};
+use gates::policy::Action;
 use planner::plan::{Plan, Strategy};
 
 use crate::args::{Global, SubmitArgs};
 use crate::commands::apply::engine_failure;
+use crate::commands::keys;
 use crate::connect;
 use crate::exit::{Failure, FINDINGS, OK, STALE, USAGE};
 
@@ -44,6 +47,12 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
         ));
     }
 
+    // The passphrase is asked before anything is written.
+    let key = args
+        .key
+        .as_deref()
+        .map(|k| keys::load_key(k, args.passphrase_file.as_deref()))
+        .transpose()?;
     let config = connect::resolve(global)?;
     let mut client = connect::connect(&config).await?;
     let identity = engine::database_identity(&client)
@@ -79,9 +88,64 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
     engine::state::install(&mut client)
         .await
         .map_err(engine_failure)?;
-    let id = engine::state::submit(&client, &plan, window)
+    let database = engine::state::identity::ensure(&client)
         .await
         .map_err(engine_failure)?;
+    let policy =
+        engine::state::approvals::policy(&client, &database, global.policy_fingerprint.as_deref())
+            .await
+            .map_err(engine_failure)?;
+    if let Some(p) = &policy {
+        let needed = p.policy.require.required(Action::Submit);
+        match &key {
+            None if needed > 0 => {
+                return Err(Failure::new(
+                    STALE,
+                    anyhow!("this database's approval policy (version {}) needs a signed submission: give --key with your private key; nothing was submitted", p.version),
+                ))
+            }
+            Some(k) if p.policy.person_of(&k.public().id()).is_none() => {
+                return Err(Failure::new(
+                    STALE,
+                    anyhow!("key {} is not in this database's approval policy (version {}); sign with a key listed there, or have the policy changed (`tandem policy set`); nothing was submitted", k.public().id(), p.version),
+                ))
+            }
+            _ => {}
+        }
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| engine_failure(sql("begin the submission", e)))?;
+    let id = engine::state::submit(&tx, &plan, window)
+        .await
+        .map_err(engine_failure)?;
+    if let Some(key) = &key {
+        let now = engine::state::approvals::now(&tx)
+            .await
+            .map_err(engine_failure)?;
+        let statement = Statement {
+            kind: Kind::Submit,
+            database: database.clone(),
+            subject: plan.digest(),
+            actions: vec![],
+            migration: Some(id),
+            issued_at: now,
+            expires_at: None,
+            nonce: Statement::new_nonce(),
+            key_id: key.public().id(),
+            size: None,
+            revokes: None,
+            previous: None,
+        };
+        let signed = Signed::sign(statement, key);
+        engine::state::approvals::add(&tx, id, &signed)
+            .await
+            .map_err(engine_failure)?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| engine_failure(sql("commit the submission", e)))?;
     println!("{id}");
     if plan.dual_read_min > 0 {
         eprintln!(
@@ -95,6 +159,14 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
         short(&plan.digest())
     );
     Ok(OK)
+}
+
+/// A failed statement of the submission's own transaction.
+pub(crate) fn sql(what: &str, e: tokio_postgres::Error) -> engine::EngineError {
+    engine::EngineError::Refused {
+        reason: format!("could not {what} ({e})"),
+        remedy: "nothing was submitted; check the server, then submit again".into(),
+    }
 }
 
 fn short(s: &str) -> &str {

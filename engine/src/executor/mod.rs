@@ -17,6 +17,7 @@ mod verify;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gates::policy::Action;
 use gates::{Context, Gate};
 use serde_json::json;
 use tokio_postgres::{Client, Config, NoTls};
@@ -65,6 +66,9 @@ pub struct Options {
     pub dual_read_timeout: Duration,
     /// `rollback --online-steps`: also undo the plan's online steps that have an inverse.
     pub undo_online_steps: bool,
+    /// The approval policy fingerprint the operator pinned (`--policy-fingerprint`): it must
+    /// be in the database's policy chain, and a database without a policy is refused.
+    pub policy_pin: Option<String>,
 }
 
 impl Default for Options {
@@ -88,6 +92,7 @@ impl Default for Options {
             reconnect_attempts: 6,
             dual_read_timeout: Duration::from_secs(600),
             undo_online_steps: false,
+            policy_pin: None,
         }
     }
 }
@@ -183,6 +188,19 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::E
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
     Ok(client)
+}
+
+/// The approval action that covers starting `phase`.
+fn phase_action(phase: Phase) -> Option<Action> {
+    use gates::policy::Phase as P;
+    Some(Action::Phase(match phase {
+        Phase::Prepare => P::Prepare,
+        Phase::DualWrite => P::DualWrite,
+        Phase::Backfill => P::Backfill,
+        Phase::Verify => P::Verify,
+        Phase::Cutover => P::Cutover,
+        _ => return None,
+    }))
 }
 
 fn ms(d: Duration) -> String {
@@ -440,6 +458,9 @@ impl Executor {
     async fn extend_once(&mut self, by: Duration) -> Result<state::Extended, EngineError> {
         let id = self.id;
         let m = Migration::load(&self.client, id).await?;
+        if m.phase == Phase::RollbackWindow {
+            self.approve(&m, Action::Extend).await?;
+        }
         match m.phase {
             Phase::RollbackWindow => {}
             p if p < Phase::RollbackWindow => {
@@ -491,8 +512,19 @@ impl Executor {
         Ok(n as u32)
     }
 
-    /// Pass the gate before `phase` starts: wait while it asks to wait, stop when it refuses.
+    /// Pass the approval gate for `action` (recorded in the audit log; exit 4 when refused).
+    pub(crate) async fn approve(&self, m: &Migration, action: Action) -> Result<(), EngineError> {
+        crate::approval::check(&self.client, m, action, self.opts.policy_pin.as_deref())
+            .await
+            .map(|_| ())
+    }
+
+    /// Pass the gates before `phase` starts: the approvals first (a refusal stops), then the
+    /// others: wait while one asks to wait, stop when one refuses.
     async fn gate(&self, m: &Migration, phase: Phase) -> Result<(), EngineError> {
+        if let Some(action) = phase_action(phase) {
+            self.approve(m, action).await?;
+        }
         let mut first = true;
         loop {
             let active = self.active_sessions().await?;

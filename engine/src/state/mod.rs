@@ -4,6 +4,9 @@
 //! Every record of progress is written in the same transaction as the work it records, so
 //! the state after a crash is always one the executor can resume from.
 
+pub mod approvals;
+pub mod audit;
+pub mod identity;
 mod phase;
 
 use planner::plan::Plan;
@@ -19,6 +22,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_bookkeeping.sql")),
     (2, include_str!("../../../migrations/0002_executor.sql")),
     (3, include_str!("../../../migrations/0003_proxy.sql")),
+    (4, include_str!("../../../migrations/0004_gates.sql")),
 ];
 
 /// The advisory lock key (class) under which tandem serialises its bookkeeping upgrades; the
@@ -36,14 +40,23 @@ pub async fn install(client: &mut Client) -> Result<i32, EngineError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
         .await
         .map_err(EngineError::sql("wait for the bookkeeping lock"))?;
-    let installed: bool = tx
+    let row = tx
         .query_one(
-            "SELECT to_regclass('tandem.schema_version') IS NOT NULL",
+            "SELECT to_regclass('tandem.schema_version') IS NOT NULL,
+                    EXISTS (SELECT FROM pg_namespace WHERE nspname = 'tandem')",
             &[],
         )
         .await
-        .map_err(EngineError::sql("look for tandem's bookkeeping"))?
-        .get(0);
+        .map_err(EngineError::sql("look for tandem's bookkeeping"))?;
+    let (installed, schema_exists): (bool, bool) = (row.get(0), row.get(1));
+    if schema_exists && !installed {
+        // Adopting it would trust whatever its owner put there (tables, functions,
+        // triggers): refuse.
+        return Err(EngineError::refused(
+            "this database has a schema named tandem that tandem did not create (it has no tandem.schema_version)",
+            "tandem keeps its bookkeeping there and will not adopt a schema it did not make: rename that schema (ALTER SCHEMA tandem RENAME TO ...) or drop it, then run the command again",
+        ));
+    }
     let have: i32 = if installed {
         tx.query_one(
             "SELECT coalesce(max(version), 0) FROM tandem.schema_version",
@@ -71,6 +84,7 @@ pub async fn install(client: &mut Client) -> Result<i32, EngineError> {
             EngineError::sql(format!("{msg} (version {version})"))(e)
         })?;
     }
+    identity::ensure(&tx).await?;
     tx.commit()
         .await
         .map_err(EngineError::sql("commit the bookkeeping upgrade"))?;
@@ -121,6 +135,14 @@ impl Migration {
                 "submit the plan again with this tandem version",
             )
         })?;
+        let stored: String = row.get(2);
+        if plan.digest() != stored {
+            return Err(EngineError::Stale(format!(
+                "migration {id}'s plan in tandem.migrations was changed after it was submitted (SHA-256 {} at submission, {} now); nothing runs from an edited plan: submit the plan file again (`tandem submit`), and have it approved",
+                short(&stored),
+                short(&plan.digest())
+            )));
+        }
         let phase: String = row.get(3);
         Ok(Migration {
             id: row.get(0),
@@ -173,7 +195,7 @@ pub async fn submit(
     Ok(id)
 }
 
-/// Append an event (in the caller's transaction).
+/// Append an event to the audit log (in the caller's transaction; `tandem.events` shows it).
 pub async fn record(
     client: &impl GenericClient,
     id: i64,
@@ -181,15 +203,19 @@ pub async fn record(
     event: &str,
     detail: Value,
 ) -> Result<(), EngineError> {
-    let detail = (!detail.is_null()).then_some(detail);
-    client
-        .execute(
-            "INSERT INTO tandem.events (migration_id, phase, event, detail) VALUES ($1, $2, $3, $4)",
-            &[&id, &phase, &event, &detail],
-        )
-        .await
-        .map_err(EngineError::sql("record the event"))?;
-    Ok(())
+    audit::append(
+        client,
+        audit::Record {
+            migration: Some(id),
+            kind: "event",
+            phase: Some(phase),
+            event,
+            detail,
+            key: None,
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Set the migration's phase and record it (in the caller's transaction).
@@ -318,6 +344,10 @@ pub(crate) async fn extend_window(
         to: row.get(1),
         still_ended: row.get(2),
     })
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 /// A boxed future borrowing the executor (for the reconnect loop).

@@ -166,7 +166,14 @@ const BOOKKEEPING: &[&str] = &[
     "proxy_acks",
     "dual_reads",
     "drift",
+    "instance",
+    "policies",
+    "signatures",
+    "audit",
 ];
+
+/// tandem's own functions (the audit log's appender and the append-only guard), which stay.
+const BOOKKEEPING_FUNCTIONS: &[&str] = &["audit_append", "refuse_rewrite"];
 
 /// Everything tandem created for a migration that is still there: relations in schema
 /// `tandem` other than the bookkeeping (and their indexes and sequences), any function in
@@ -178,7 +185,7 @@ pub async fn leftovers(client: &Client) -> Vec<String> {
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE (n.nspname = 'tandem'
                      AND NOT (c.relkind IN ('r', 'p') AND c.relname = ANY($1))
-                     AND NOT (c.relkind = 'v' AND c.relname = 'mirror_targets')
+                     AND NOT (c.relkind = 'v' AND c.relname IN ('mirror_targets', 'events'))
                      AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class b ON b.oid = i.indrelid
                                       WHERE i.indexrelid = c.oid AND b.relname = ANY($1))
                      AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class b ON b.oid = d.refobjid
@@ -190,12 +197,12 @@ pub async fn leftovers(client: &Client) -> Vec<String> {
              UNION ALL
              SELECT format('function %s', p.oid::regprocedure)
                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-              WHERE n.nspname = 'tandem'
+              WHERE n.nspname = 'tandem' AND NOT p.proname = ANY($2)
              UNION ALL
              SELECT format('trigger %s on %s', t.tgname, t.tgrelid::regclass)
                FROM pg_trigger t WHERE t.tgname LIKE '\\_tandem\\_%'
              ORDER BY 1",
-            &[&BOOKKEEPING],
+            &[&BOOKKEEPING, &BOOKKEEPING_FUNCTIONS],
         )
         .await
         .expect("look for tandem's leftovers")

@@ -11,7 +11,6 @@ use anyhow::anyhow;
 use engine::executor::{Event, Executor, Observer, Options};
 use engine::state::Phase;
 use fixtures::load::{bank, Bank, BankCheck, Load, Progress, Report, Workload};
-use planner::plan::Plan;
 use tokio_postgres::{Client, Config};
 
 use super::plain::Plain;
@@ -37,27 +36,18 @@ pub struct Run {
     pub errors: u64,
 }
 
-/// `tandem submit`: install tandem's bookkeeping and register the plan; its id.
-pub async fn submit(client: &mut Client, plan: &Plan) -> Result<i64, Failure> {
-    engine::state::install(client)
-        .await
-        .map_err(engine_failure)?;
-    engine::state::submit(&*client, plan, None)
-        .await
-        .map_err(engine_failure)
-}
-
 pub async fn show(
     config: &Config,
     client: &Client,
     id: i64,
+    pin: &str,
     plain: &Plain,
     problems: &mut Vec<String>,
 ) -> Result<Run, Failure> {
-    banner("3. With tandem: the same change, with the same clients at work");
-    eprintln!("$ tandem submit plan.json    -> migration {id}");
+    banner("4. With tandem: the same change, with the same clients at work");
     eprintln!(
-        "$ tandem apply {id}            ({} clients work on bank_accounts all along)",
+        "$ tandem apply {id} --policy-fingerprint {}…   ({} clients work on bank_accounts all along)",
+        &pin[..16],
         LOAD.clients
     );
     let load = Load::start(config.clone(), Workload::Bank(Bank::new()), LOAD)
@@ -70,7 +60,10 @@ pub async fn show(
     let mut ex = Executor::open(
         config,
         id,
-        Options::default(),
+        Options {
+            policy_pin: Some(pin.to_string()),
+            ..Options::default()
+        },
         Box::new(gates::Open),
         screen.observer(),
     )
@@ -180,7 +173,7 @@ fn clients_saw(
     facts: &Facts,
     took: Duration,
 ) {
-    banner("4. What the clients saw");
+    banner("5. What the clients saw");
     eprintln!(
         "tandem changed bank_accounts ({} rows) in {} while {} clients kept working on it:",
         thousands(ACCOUNTS as u64),

@@ -18,7 +18,7 @@ pub async fn show(
     mut run: Run,
     problems: &mut Vec<String>,
 ) -> Result<(), Failure> {
-    banner("5. The rollback window, then finalize");
+    banner("6. The rollback window, then finalize");
     let old: String = client
         .query_one(
             "SELECT format('%I.%I', schema_name, old_name) FROM tandem.shadow_tables WHERE migration_id = $1",

@@ -479,6 +479,9 @@ fn window_check(ends: Option<String>, id: i64) -> Result<(), EngineError> {
 /// the triggers (returns true).
 pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
     let m = Migration::load(&ex.client, ex.id).await?;
+    if !m.phase.is_terminal() {
+        ex.approve(&m, gates::policy::Action::Rollback).await?;
+    }
     let undo = ex.opts.undo_online_steps;
     match m.phase {
         Phase::RolledBack => {
@@ -647,6 +650,9 @@ fn drop_functions(m: i64, oid: u32) -> Vec<String> {
 /// Phase 7, cleanup: drop the reverse triggers, the old table and tandem's functions.
 pub(crate) async fn finalize(ex: &mut Executor) -> Result<(), EngineError> {
     let m = Migration::load(&ex.client, ex.id).await?;
+    if m.phase == Phase::RollbackWindow {
+        ex.approve(&m, gates::policy::Action::Finalize).await?;
+    }
     match m.phase {
         Phase::RollbackWindow => {}
         Phase::Finalized => return Ok(()),
