@@ -119,6 +119,22 @@ pub struct KeyArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// Signed checkpoints of the audit log, written after each phase (and after rollback and
+/// finalize) to a directory outside the database.
+#[derive(clap::Args, Clone, Default)]
+pub struct CheckpointArgs {
+    /// Write a signed checkpoint of the audit log (its size and head hash) here after each
+    /// phase; `tandem audit verify --checkpoint` checks the log against them later.
+    #[arg(long, value_name = "DIR", requires = "checkpoint_key")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// The private key that signs the checkpoints.
+    #[arg(long, value_name = "PATH", requires = "checkpoint_dir")]
+    pub checkpoint_key: Option<PathBuf>,
+    /// The checkpoint key's passphrase file (mode 0600); without it, tandem asks.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint_passphrase_file: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 pub struct KeygenArgs {
     /// Where to write the private key (PATH) and the public key (PATH.pub). Never
@@ -286,6 +302,8 @@ pub struct ApplyArgs {
     /// a free one. The address is printed on stderr.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 #[derive(clap::Args)]
@@ -314,6 +332,8 @@ pub struct ConfirmArgs {
     /// Serve Prometheus metrics over HTTP on this address while the command runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 #[derive(clap::Args)]
@@ -333,6 +353,8 @@ pub struct FinalizeArgs {
     /// Serve Prometheus metrics over HTTP on this address while the command runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 #[derive(clap::Args)]

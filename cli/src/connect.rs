@@ -1,8 +1,9 @@
 //! Where to connect: `--database-url`, `DATABASE_URL`, or the libpq variables and ~/.pgpass.
 //!
-//! Passwords are never taken from the command line's own options or from `PGPASSWORD`
-//! (secrets do not belong in argv or the environment); a password inside a URL still works
-//! but earns a warning pointing at ~/.pgpass.
+//! Passwords come from the libpq password file only (`~/.pgpass` or `PGPASSFILE`, which must
+//! be readable by its owner alone). A password in `PGPASSWORD`, in `DATABASE_URL` or in
+//! `--database-url` is refused (exit 64) rather than ignored: environment variables and
+//! arguments show in `ps`, `/proc` and shell histories.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -32,12 +33,14 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         None => from_libpq_env(),
     };
     if text.is_some() && config.get_password().is_some() {
-        tracing::warn!("the connection string carries a password; put it in ~/.pgpass instead, so it stays out of process lists and the environment");
+        return Err(Failure::usage(format!(
+            "{origin} carries a password, which `ps`, /proc and shell histories can show; remove it and {PGPASS_ADVICE}"
+        )));
     }
     if std::env::var_os("PGPASSWORD").is_some() {
-        tracing::warn!(
-            "PGPASSWORD is ignored: tandem keeps secrets out of the environment; use ~/.pgpass"
-        );
+        return Err(Failure::usage(format!(
+            "PGPASSWORD is set: tandem takes no secret from the environment, which other processes of the same user can read; unset it and {PGPASS_ADVICE}"
+        )));
     }
     if config.get_hosts().is_empty() {
         let socket = PathBuf::from("/var/run/postgresql");
@@ -55,7 +58,7 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         config.dbname(&user);
     }
     if config.get_password().is_none() {
-        if let Some(password) = pgpass_lookup(&config) {
+        if let Some(password) = pgpass_lookup(&config)? {
             config.password(password);
         }
     }
@@ -127,11 +130,33 @@ fn os_user() -> String {
 }
 
 /// The first matching line of the password file (`host:port:db:user:password`, `*` wildcards).
-fn pgpass_lookup(config: &Config) -> Option<String> {
-    let path = std::env::var_os("PGPASSFILE")
+/// Where a password goes instead of an argument or a variable.
+const PGPASS_ADVICE: &str = "put the password in ~/.pgpass (or the file PGPASSFILE names), mode 0600, one line `host:port:database:user:password`";
+
+/// The password for `config` from the libpq password file, as libpq finds it. A file others
+/// can read is refused (libpq ignores it with a warning; tandem says so and stops).
+fn pgpass_lookup(config: &Config) -> Result<Option<String>, Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PGPASSFILE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
-    let text = std::fs::read_to_string(path).ok()?;
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))
+    else {
+        return Ok(None);
+    };
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Ok(None);
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Failure::usage(format!(
+            "the password file {} can be read by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        )));
+    }
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         _ => "localhost".into(),
@@ -148,7 +173,8 @@ fn pgpass_lookup(config: &Config) -> Option<String> {
         config.get_dbname().unwrap_or(""),
         config.get_user().unwrap_or(""),
     ];
-    text.lines()
+    Ok(text
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .find_map(|line| {
             let fields = split_pgpass(line);
@@ -160,7 +186,7 @@ fn pgpass_lookup(config: &Config) -> Option<String> {
                 .zip(wanted)
                 .all(|(f, w)| f == "*" || f == w);
             matches.then(|| fields[4].clone())
-        })
+        }))
 }
 
 fn split_pgpass(line: &str) -> Vec<String> {

@@ -45,6 +45,12 @@ pub async fn evaluate(
         .iter()
         .filter(|s| s.statement.kind == Kind::Submit)
         .find(|s| s.verify().is_ok());
+    // The submission is the author's, not an approval: only approvals and revocations count.
+    let votes: Vec<_> = statements
+        .iter()
+        .filter(|s| matches!(s.statement.kind, Kind::Approve | Kind::Revoke))
+        .cloned()
+        .collect();
     let plan_sha256 = m.plan.digest();
     let request = Request {
         policy: &policy.policy,
@@ -54,7 +60,7 @@ pub async fn evaluate(
         database: &database,
         now,
         submission,
-        approvals: &statements,
+        approvals: &votes,
     };
     Ok(match decide(&request) {
         Ok(granted) => Ok(Verdict::Granted {

@@ -579,7 +579,34 @@ async fn the_audit_log_refuses_rewrites_and_catches_a_superuser_against_a_checkp
         &t.alice,
     );
     run_as(&url, &t.bob, &["approve", &id.to_string()]).expect(0);
-    on(&url, "apply", id, &["--yes"]).expect(0);
+    // The executor writes a signed checkpoint after each phase, outside the database.
+    let cps = t.dir.join("checkpoints");
+    let applied = on(
+        &url,
+        "apply",
+        id,
+        &[
+            "--yes",
+            "--checkpoint-dir",
+            cps.to_str().unwrap(),
+            "--checkpoint-key",
+            t.carol.key.to_str().unwrap(),
+            "--checkpoint-passphrase-file",
+            t.carol.pass.to_str().unwrap(),
+        ],
+    )
+    .expect(0);
+    assert!(
+        applied.stderr.contains("audit checkpoint after prepare"),
+        "{}",
+        applied.stderr
+    );
+    let written: Vec<PathBuf> = std::fs::read_dir(&cps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let phase_cp = written[0].clone();
     let c = db.client();
 
     // The old events are the chain's: one record.
@@ -673,6 +700,22 @@ async fn the_audit_log_refuses_rewrites_and_catches_a_superuser_against_a_checkp
     )
     .expect(1);
     assert!(caught.stderr.contains("checkpoint"), "{}", caught.stderr);
+    // The executor's own checkpoint, from before the approval entry was rewritten, too.
+    let by_apply = run(
+        &url,
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            phase_cp.to_str().unwrap(),
+        ],
+    )
+    .expect(1);
+    assert!(
+        by_apply.stderr.contains("checkpoint"),
+        "{}",
+        by_apply.stderr
+    );
 
     // The chain cut short (the last entries deleted) is caught against the checkpoint too.
     let db2 = TestDb::new("gates_audit_cut").await;
@@ -771,4 +814,86 @@ async fn a_schema_named_tandem_that_tandem_did_not_make_is_not_adopted() {
     let out = run(&url, &["submit", plan.to_str().unwrap()]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("did not create"), "{}", out.stderr);
+}
+
+/// `tandem` with extra environment variables (the PG* ones from outside removed first).
+fn tandem_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = std::process::Command::new(tests::binary());
+    cmd.args(args).current_dir(tests::root());
+    for var in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("tandem runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_password_in_the_environment_or_a_url_is_refused_and_never_echoed() {
+    let db = TestDb::new("gates_secrets").await;
+    let url = db.url();
+    let secret = "s3cret-Hunter2";
+    let dir = scratch_dir("gates-secrets");
+
+    let env = tandem_env(
+        &["--database-url", &url, "status"],
+        &[("PGPASSWORD", secret)],
+    )
+    .expect(64);
+    assert!(
+        env.stderr.contains("PGPASSWORD") && env.stderr.contains(".pgpass"),
+        "{}",
+        env.stderr
+    );
+
+    // A URL with a password, given as an argument or in DATABASE_URL.
+    let with_password = format!("postgresql://postgres:{secret}@127.0.0.1:1/postgres");
+    let arg = tandem_env(&["--database-url", &with_password, "status"], &[]).expect(64);
+    let var = tandem_env(&["status"], &[("DATABASE_URL", &with_password)]).expect(64);
+    for run in [&env, &arg, &var] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        arg.stderr.contains("--database-url carries a password"),
+        "{}",
+        arg.stderr
+    );
+    assert!(
+        var.stderr.contains("DATABASE_URL carries a password"),
+        "{}",
+        var.stderr
+    );
+
+    // A password file others can read is refused, as libpq would not use it either.
+    let loose = dir.join("pgpass");
+    std::fs::write(&loose, format!("*:*:*:*:{secret}\n")).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = tandem_env(
+        &["--database-url", &url, "status"],
+        &[("PGPASSFILE", loose.to_str().unwrap())],
+    )
+    .expect(64);
+    assert!(file.stderr.contains("chmod 600"), "{}", file.stderr);
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o600)).unwrap();
+    tandem_env(
+        &["--database-url", &url, "status"],
+        &[("PGPASSFILE", loose.to_str().unwrap())],
+    )
+    .expect(0);
 }

@@ -2,6 +2,7 @@
 //! progress on stderr (bars on a terminal, plain log lines otherwise: `progress`) and, with
 //! `--metrics ADDR`, its figures served as Prometheus text while it runs (`metrics`).
 
+pub mod checkpoints;
 pub mod metrics;
 pub mod progress;
 
@@ -15,6 +16,7 @@ use engine::hooks::ProxyHold;
 use engine::state::Phase;
 use engine::EngineError;
 
+use self::checkpoints::Checkpoints;
 use self::metrics::RunMetrics;
 use self::progress::Progress;
 use crate::args::{ApplyArgs, CopyArg, FinalizeArgs, Global, RollbackArgs};
@@ -56,11 +58,27 @@ pub(crate) fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
 }
 
 /// The executor's events to the progress display and the metrics.
-pub fn observer(progress: &Arc<Progress>, metrics: &Arc<RunMetrics>) -> Observer {
+pub fn observer(
+    progress: &Arc<Progress>,
+    metrics: &Arc<RunMetrics>,
+    checkpoints: Option<Checkpoints>,
+) -> Observer {
     let (progress, metrics) = (progress.clone(), metrics.clone());
     Arc::new(move |e: &Event| {
         metrics.event(e);
         progress.event(e);
+        if let (
+            Some(c),
+            Event::AuditHead {
+                after,
+                database,
+                size,
+                head,
+            },
+        ) = (&checkpoints, e)
+        {
+            progress.event(&Event::Note(c.write(after, database, *size, head)));
+        }
     })
 }
 
@@ -100,6 +118,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         dual_read_timeout: Duration::from_secs(args.dual_read_timeout),
         ..Options::default()
     };
+    let checkpoints = Checkpoints::open(&args.checkpoints, args.id)?;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("apply", args.id);
     let phase = metrics::serving(args.metrics.as_deref(), &metrics, async {
@@ -108,7 +127,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
             args.id,
             opts,
             gate(args.max_load),
-            observer(&progress, &metrics),
+            observer(&progress, &metrics, checkpoints),
         )
         .await?;
         confirm(
@@ -175,6 +194,7 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure
         confirm: args,
         online_steps,
     } = args;
+    let checkpoints = Checkpoints::open(&args.checkpoints, args.id)?;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("rollback", args.id);
     let abandoned = metrics::serving(args.metrics.as_deref(), &metrics, async {
@@ -186,7 +206,7 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure
                 ..swap_options(args.lock_timeout)
             },
             window_gate(),
-            observer(&progress, &metrics),
+            observer(&progress, &metrics, checkpoints),
         )
         .await?;
         confirm(
@@ -224,6 +244,7 @@ pub async fn finalize(global: &Global, args: FinalizeArgs) -> Result<u8, Failure
             ))
         }
     };
+    let checkpoints = Checkpoints::open(&args.checkpoints, id)?;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("finalize", id);
     metrics::serving(args.metrics.as_deref(), &metrics, async {
@@ -232,7 +253,7 @@ pub async fn finalize(global: &Global, args: FinalizeArgs) -> Result<u8, Failure
             id,
             swap_options(args.lock_timeout),
             window_gate(),
-            observer(&progress, &metrics),
+            observer(&progress, &metrics, checkpoints),
         )
         .await?;
         confirm(

@@ -97,7 +97,7 @@ async fn finalize_one(
         id,
         swap_options(args.lock_timeout),
         window_gate(),
-        observer(progress, metrics),
+        observer(progress, metrics, None),
     )
     .await?;
     metrics.phase(Phase::Finalized);
@@ -129,7 +129,7 @@ pub async fn extend(global: &Global, args: ExtendArgs) -> Result<u8, Failure> {
         id,
         Options::default(),
         window_gate(),
-        observer(&progress, &metrics),
+        observer(&progress, &metrics, None),
     )
     .await?;
     confirm(

@@ -136,6 +136,14 @@ pub enum Event {
     /// The largest replay lag of the replicas, as read for `--max-replication-lag` (only
     /// then: without the option the executor does not look).
     ReplicationLag(Duration),
+    /// The audit log's size and head after `after` (a phase, `rollback`, `finalize`): what an
+    /// operator signs and keeps outside the database (`apply --checkpoint-dir`).
+    AuditHead {
+        after: String,
+        database: gates::envelope::DatabaseId,
+        size: i64,
+        head: String,
+    },
 }
 
 /// Why the executor waited ([`Event::Waited`]).
@@ -405,6 +413,7 @@ impl Executor {
                         )
                         .await?;
                         self.emit(Event::PhaseDone(next, started.elapsed()));
+                        self.emit_audit_head(next.as_str()).await;
                         return Ok(Phase::Finalized);
                     }
                 }
@@ -415,6 +424,27 @@ impl Executor {
                 _ => unreachable!("apply runs prepare..cutover"),
             }
             self.emit(Event::PhaseDone(next, started.elapsed()));
+            self.emit_audit_head(next.as_str()).await;
+        }
+    }
+
+    /// Tell the observer the audit log's head (best effort: a failed read only skips it).
+    pub(crate) async fn emit_audit_head(&self, after: &str) {
+        let read = async {
+            let database = crate::state::identity::ensure(&self.client).await?;
+            let (size, head) = crate::state::audit::head(&self.client).await?;
+            Ok::<_, EngineError>((database, size, head))
+        };
+        match read.await {
+            Ok((database, size, head)) => self.emit(Event::AuditHead {
+                after: after.to_string(),
+                database,
+                size,
+                head,
+            }),
+            Err(e) => self.emit(Event::Warning(format!(
+                "could not read the audit log's head after {after} ({e})"
+            ))),
         }
     }
 
@@ -423,14 +453,19 @@ impl Executor {
     /// Before cutover it abandons the migration instead (the table was never swapped): the
     /// shadow and the triggers are dropped. Returns true then.
     pub async fn rollback(&mut self) -> Result<bool, EngineError> {
-        self.resilient("rolling back", |ex| Box::pin(swap::rollback(ex)))
-            .await
+        let abandoned = self
+            .resilient("rolling back", |ex| Box::pin(swap::rollback(ex)))
+            .await?;
+        self.emit_audit_head("rollback").await;
+        Ok(abandoned)
     }
 
     /// `tandem finalize`: drop the reverse triggers and the old table.
     pub async fn finalize(&mut self) -> Result<(), EngineError> {
         self.resilient("finalizing", |ex| Box::pin(swap::finalize(ex)))
-            .await
+            .await?;
+        self.emit_audit_head("finalize").await;
+        Ok(())
     }
 
     /// `tandem finalize --expired`, for one migration: finalize it if it is in its rollback

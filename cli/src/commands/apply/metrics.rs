@@ -136,7 +136,8 @@ impl RunMetrics {
             }
             Event::ReplicationLag(lag) => s.replication_lag = Some(lag.as_secs_f64()),
             Event::Warning(_) => s.warnings += 1,
-            Event::Note(_) | Event::Verify { .. } | Event::Waiting(_) => {}
+            Event::Note(_) | Event::Verify { .. } | Event::Waiting(_) | Event::AuditHead { .. } => {
+            }
         }
     }
 

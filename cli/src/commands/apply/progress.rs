@@ -265,6 +265,8 @@ pub fn line(e: &Event) -> Option<String> {
         Event::Waiting(w) => format!("waiting: {w}"),
         // Figures for metrics; the waits they count are already said by `Waiting`.
         Event::Waited { .. } | Event::ReplicationLag(_) => return None,
+        // Signed into a checkpoint file when asked (`--checkpoint-dir`), which says so.
+        Event::AuditHead { .. } => return None,
     })
 }
 

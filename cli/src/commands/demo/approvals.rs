@@ -91,7 +91,7 @@ pub async fn show(client: &mut Client, plan: &Plan) -> Result<(i64, People), Fai
     match approval::check(&*client, &m, prepare, Some(&people.pin)).await {
         Err(engine::EngineError::Approval(why)) => {
             eprintln!("$ tandem apply {id}     -> refused, exit 4, nothing changed:");
-            eprintln!("  {why}");
+            eprintln!("  {}", why.replace('\n', "\n  "));
         }
         Ok(_) => {
             return Err(Failure::from(anyhow!(

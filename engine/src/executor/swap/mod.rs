@@ -59,6 +59,16 @@ async fn swap(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        if attempt > 1 {
+            // An approval revoked or expired while attempts failed stops the next one: each
+            // attempt is approved as the first was (the phase's gate checked the first).
+            let action = if way == Way::Forward {
+                gates::policy::Action::Phase(gates::policy::Phase::Cutover)
+            } else {
+                gates::policy::Action::Rollback
+            };
+            ex.approve(m, action).await?;
+        }
         let next = if deadlocks[1] < deadlocks[0] {
             locks::Order::ChildrenLast
         } else {
