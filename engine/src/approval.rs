@@ -84,6 +84,7 @@ pub async fn check(
     action: Action,
     pin: Option<&str>,
 ) -> Result<Verdict, EngineError> {
+    let started = std::time::Instant::now();
     let decided = match evaluate(client, m, action, pin).await {
         Err(EngineError::Approval(why)) => {
             record(client, m.id, action, "refused", json!({ "reason": why })).await?;
@@ -112,7 +113,10 @@ pub async fn check(
                 m.id,
                 action,
                 "approved",
-                json!({ "by": granted.by, "required": granted.required, "policy_version": policy_version }),
+                json!({
+                    "by": granted.by, "required": granted.required, "policy_version": policy_version,
+                    "took_us": started.elapsed().as_micros() as u64,
+                }),
             )
             .await?;
             Ok(Verdict::Granted {

@@ -5,6 +5,7 @@ pub mod catalog;
 mod error;
 pub mod executor;
 pub mod hooks;
+pub mod redact;
 pub mod shadow;
 pub mod state;
 pub mod status;

@@ -897,3 +897,69 @@ async fn a_password_in_the_environment_or_a_url_is_refused_and_never_echoed() {
     )
     .expect(0);
 }
+
+#[tokio::test]
+async fn a_blockers_literals_never_reach_tandems_errors_audit_or_status() {
+    let db = TestDb::new("gates_redact").await;
+    db.client().batch_execute(ITEMS).await.unwrap();
+    let url = db.url();
+    let dir = scratch_dir("gates-redact");
+    let plan = dir.join("plan.json");
+    plan_sql(&url, "ALTER TABLE items ALTER id TYPE bigint", &plan);
+    let id = tests::migrate::submit(&url, &plan, &[]);
+    on(&url, "apply", id, &["--yes", "--until", "verify"]).expect(0);
+
+    // Another session holds the table inside a transaction; its last statement carries a
+    // secret.
+    let (blocker, conn) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let secret = "sk_live_9f8e7d6c5b4a";
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE items IN ACCESS SHARE MODE; SELECT '{secret}' AS token, 31337 AS pin"
+        ))
+        .await
+        .unwrap();
+    let gave_up = on_once(
+        &url,
+        "apply",
+        id,
+        &["--yes", "--cutover-attempts", "2", "--lock-timeout", "20"],
+    );
+    assert_ne!(gave_up.code, 0, "{}", gave_up.stderr);
+    assert!(
+        gave_up.stderr.contains("SELECT $1 AS token"),
+        "the blocker is named: {}",
+        gave_up.stderr
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    let export = run(&url, &["audit", "export"]).expect(0);
+    let status = on(&url, "status", id, &["--json"]).expect(0);
+    let rows: String = db
+        .client()
+        .query_one(
+            "SELECT m::text FROM tandem.migrations m WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (what, text) in [
+        ("stderr", &gave_up.stderr),
+        ("stdout", &gave_up.stdout),
+        ("audit", &export.stdout),
+        ("status", &status.stdout),
+        ("tandem.migrations", &rows),
+    ] {
+        assert!(
+            !text.contains(secret) && !text.contains("31337"),
+            "{what}: {text}"
+        );
+    }
+    assert!(
+        export.stdout.contains("attempt failed"),
+        "{}",
+        export.stdout
+    );
+}

@@ -304,15 +304,15 @@ pub(crate) async fn changed_since(
 }
 
 /// The sessions holding locks on relation `oid`, longest transaction first (at most five),
-/// with the mode held and what they run.
+/// with the mode held and what they run (its literals replaced: `crate::redact`).
 pub(crate) async fn holders(client: &Client, oid: u32) -> Result<String, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT format('pid %s (%s, %s held, transaction open %s, %s: %s)', a.pid,
+            "SELECT format('pid %s (%s, %s held, transaction open %s, %s', a.pid,
                     coalesce(nullif(a.application_name, ''), 'no name'),
                     string_agg(DISTINCT l.mode, '+'),
-                    date_trunc('millisecond', now() - a.xact_start), a.state,
-                    left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
+                    date_trunc('millisecond', now() - a.xact_start), a.state),
+                    a.query
                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
               WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 AND l.relation = $1 AND l.granted AND a.pid <> pg_backend_pid()
@@ -323,7 +323,14 @@ pub(crate) async fn holders(client: &Client, oid: u32) -> Result<String, tokio_p
         .await?;
     Ok(rows
         .iter()
-        .map(|r| r.get::<_, String>(0))
+        .map(|r| {
+            let query: Option<String> = r.get(1);
+            format!(
+                "{}: {})",
+                r.get::<_, String>(0),
+                crate::redact::query(query.as_deref().unwrap_or(""), 80)
+            )
+        })
         .collect::<Vec<_>>()
         .join("; "))
 }
