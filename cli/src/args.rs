@@ -65,6 +65,9 @@ pub enum Command {
     /// checkpoint.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// tandem's own database password.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Run (or resume) a migration's phases up to cutover; it then stays in its rollback window.
     Apply(ApplyArgs),
     /// Where each migration stands: phase, progress, ETA, verification, cutover, window.
@@ -193,6 +196,25 @@ pub struct ApproveArgs {
     /// Revoke your approvals of this migration instead (signed with any of your keys).
     #[arg(long)]
     pub revoke: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Give tandem's role a new random password: its SCRAM verifier is computed here, so the
+    /// password never reaches the server or its logs; the server is checked to accept it,
+    /// then it is written back where it came from (the password file's line, or
+    /// `password_store_command`). Sessions already open stay open.
+    Rotate(RotateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RotateArgs {
+    /// Refuse while more than this many other sessions are running a statement.
+    #[arg(long, default_value_t = 16, value_name = "SESSIONS")]
+    pub max_load: u32,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Subcommand)]

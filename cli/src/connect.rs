@@ -57,10 +57,15 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         let user = config.get_user().unwrap_or("postgres").to_string();
         config.dbname(&user);
     }
-    if config.get_password().is_none() {
-        if let Some(password) = pgpass_lookup(&config)? {
-            config.password(password);
+    match source(&config)? {
+        Source::Command(argv) => {
+            let password = crate::secrets::from_command(&argv)?;
+            config.password(password.as_bytes());
         }
+        Source::PgPass { password, .. } => {
+            config.password(password.as_bytes());
+        }
+        Source::None => {}
     }
     config.application_name("tandem");
     Ok(config)
@@ -133,9 +138,41 @@ fn os_user() -> String {
 /// Where a password goes instead of an argument or a variable.
 const PGPASS_ADVICE: &str = "put the password in ~/.pgpass (or the file PGPASSFILE names), mode 0600, one line `host:port:database:user:password`";
 
-/// The password for `config` from the libpq password file, as libpq finds it. A file others
-/// can read is refused (libpq ignores it with a warning; tandem says so and stops).
-fn pgpass_lookup(config: &Config) -> Result<Option<String>, Failure> {
+/// Where tandem's password for `config` comes from.
+pub enum Source {
+    /// `password_command` in tandem's config (its argv).
+    Command(Vec<String>),
+    /// The libpq password file: its path, the matching line (0-based) and the password.
+    PgPass {
+        path: PathBuf,
+        line: usize,
+        password: zeroize::Zeroizing<String>,
+    },
+    /// None: the server does not ask (trust, peer) or the connection fails.
+    None,
+}
+
+/// The password source for `config`: `password_command` first, then the password file.
+pub fn source(config: &Config) -> Result<Source, Failure> {
+    if let Some(argv) = crate::secrets::settings()?.connection.password_command {
+        return Ok(Source::Command(argv));
+    }
+    Ok(match pgpass_lookup(config)? {
+        Some((path, line, password)) => Source::PgPass {
+            path,
+            line,
+            password,
+        },
+        None => Source::None,
+    })
+}
+
+/// The password for `config` from the libpq password file, as libpq finds it, with the file
+/// and the line. A file others can read is refused (libpq ignores it with a warning; tandem
+/// says so and stops).
+fn pgpass_lookup(
+    config: &Config,
+) -> Result<Option<(PathBuf, usize, zeroize::Zeroizing<String>)>, Failure> {
     use std::os::unix::fs::PermissionsExt;
     let Some(path) = std::env::var_os("PGPASSFILE")
         .map(PathBuf::from)
@@ -154,7 +191,7 @@ fn pgpass_lookup(config: &Config) -> Result<Option<String>, Failure> {
             path.display()
         )));
     }
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(text) = std::fs::read_to_string(&path).map(zeroize::Zeroizing::new) else {
         return Ok(None);
     };
     let host = match config.get_hosts().first() {
@@ -175,8 +212,9 @@ fn pgpass_lookup(config: &Config) -> Result<Option<String>, Failure> {
     ];
     Ok(text
         .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .find_map(|line| {
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty())
+        .find_map(|(number, line)| {
             let fields = split_pgpass(line);
             if fields.len() != 5 {
                 return None;
@@ -185,11 +223,17 @@ fn pgpass_lookup(config: &Config) -> Result<Option<String>, Failure> {
                 .iter()
                 .zip(wanted)
                 .all(|(f, w)| f == "*" || f == w);
-            matches.then(|| fields[4].clone())
+            matches.then(|| {
+                (
+                    path.clone(),
+                    number,
+                    zeroize::Zeroizing::new(fields[4].clone()),
+                )
+            })
         }))
 }
 
-fn split_pgpass(line: &str) -> Vec<String> {
+pub(crate) fn split_pgpass(line: &str) -> Vec<String> {
     let mut fields = vec![String::new()];
     let mut chars = line.chars();
     while let Some(c) = chars.next() {

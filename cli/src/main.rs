@@ -6,6 +6,7 @@ mod connect;
 mod exit;
 mod output;
 mod scratch;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,7 @@ async fn run(args: Args) -> Result<u8, Failure> {
         Command::Submit(a) => commands::submit::run(&global, a).await,
         Command::Approve(a) => commands::approve::run(&global, a).await,
         Command::Audit(c) => commands::audit::run(&global, c).await,
+        Command::Secrets(c) => commands::secrets::run(&global, c).await,
         Command::Apply(a) => commands::apply::apply(&global, a).await,
         Command::Rollback(a) => commands::apply::rollback(&global, a).await,
         Command::Finalize(a) => commands::apply::finalize(&global, a).await,

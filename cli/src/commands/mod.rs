@@ -11,6 +11,7 @@ pub mod lint;
 pub mod plan;
 pub mod policy;
 pub mod proxy;
+pub mod secrets;
 pub mod status;
 pub mod submit;
 pub mod window;
