@@ -138,6 +138,19 @@ pub struct CheckpointArgs {
     pub checkpoint_passphrase_file: Option<PathBuf>,
 }
 
+/// A login made for the command (`--per-migration-login`).
+#[derive(clap::Args, Clone, Default)]
+pub struct LoginArgs {
+    /// Run the command's work as a login made for it: a random password (its SCRAM verifier
+    /// computed by tandem), valid for --login-ttl, member of tandem's role only, dropped when
+    /// the command ends. Needs CREATEROLE.
+    #[arg(long)]
+    pub per_migration_login: bool,
+    /// How long that login is valid at most, e.g. 24h (default), 90m.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub login_ttl: String,
+}
+
 #[derive(clap::Args)]
 pub struct KeygenArgs {
     /// Where to write the private key (PATH) and the public key (PATH.pub). Never
@@ -326,6 +339,8 @@ pub struct ApplyArgs {
     pub metrics: Option<String>,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+    #[command(flatten)]
+    pub login: LoginArgs,
 }
 
 #[derive(clap::Args)]
@@ -356,6 +371,8 @@ pub struct ConfirmArgs {
     pub metrics: Option<String>,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+    #[command(flatten)]
+    pub login: LoginArgs,
 }
 
 #[derive(clap::Args)]
@@ -377,6 +394,8 @@ pub struct FinalizeArgs {
     pub metrics: Option<String>,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+    #[command(flatten)]
+    pub login: LoginArgs,
 }
 
 #[derive(clap::Args)]

@@ -392,3 +392,109 @@ async fn rotate_gives_tandems_role_a_new_password_the_server_never_sees_in_clear
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn per_migration_login_runs_the_phases_as_a_login_made_for_them_and_drops_it() {
+    let db = TestDb::new("secrets_login").await;
+    db.client().batch_execute(ITEMS).await.unwrap();
+    let (endpoint, password) = tcp_endpoint(&db);
+    let dir = scratch_dir("secrets-login");
+    let plan = dir.join("plan.json");
+    plan_sql(&db.url(), "ALTER TABLE items ALTER id TYPE bigint", &plan);
+    let id = tests::migrate::submit(&db.url(), &plan, &[]);
+    let pgpass = dir.join("pgpass");
+    write_private(
+        &pgpass,
+        &format!(
+            "{}:{}:*:{}:{password}\n",
+            endpoint.host, endpoint.port, endpoint.user
+        ),
+    );
+    let url = endpoint.url();
+    let env = [("PGPASSFILE", pgpass.to_str().unwrap())];
+    let ids = id.to_string();
+    let applied = tandem_env(
+        &[
+            "--database-url",
+            &url,
+            "apply",
+            &ids,
+            "--yes",
+            "--per-migration-login",
+            "--login-ttl",
+            "1h",
+        ],
+        &env,
+    )
+    .expect(0);
+    assert!(
+        applied.stderr.contains("running as login tandem_d"),
+        "{}",
+        applied.stderr
+    );
+    let c = db.client();
+    let logins: Vec<String> = c
+        .query(
+            "SELECT body::jsonb -> 'detail' ->> 'login' FROM tandem.audit
+              WHERE migration_id = $1 AND kind = 'credential' ORDER BY seq",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(logins.len(), 2, "created and dropped: {logins:?}");
+    assert_eq!(logins[0], logins[1]);
+    let login = &logins[0];
+    // Every phase ran under it (the audit log's actor is the login's session user).
+    let actors: Vec<String> = c
+        .query(
+            "SELECT DISTINCT body::jsonb -> 'actor' ->> 'role' FROM tandem.audit
+              WHERE migration_id = $1 AND kind = 'event' AND body::jsonb ->> 'event' = 'done'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(actors, vec![login.clone()]);
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[login])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the login is dropped when the command ends");
+    // The new table is owned as the old one was, not by the login.
+    let owner: String = c
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'items'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "postgres");
+    tandem_env(
+        &[
+            "--database-url",
+            &url,
+            "finalize",
+            &ids,
+            "--yes",
+            "--per-migration-login",
+        ],
+        &env,
+    )
+    .expect(0);
+    let mine: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, split_part($1, '_m', 1) || '_m')",
+            &[login],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mine, 0, "no login of this database is left");
+}

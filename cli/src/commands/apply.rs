@@ -3,6 +3,7 @@
 //! `--metrics ADDR`, its figures served as Prometheus text while it runs (`metrics`).
 
 pub mod checkpoints;
+pub mod login;
 pub mod metrics;
 pub mod progress;
 
@@ -15,11 +16,13 @@ use engine::executor::{Event, Executor, Observer, Options};
 use engine::hooks::ProxyHold;
 use engine::state::Phase;
 use engine::EngineError;
+use tokio_postgres::Config;
 
 use self::checkpoints::Checkpoints;
+use self::login::Login;
 use self::metrics::RunMetrics;
 use self::progress::Progress;
-use crate::args::{ApplyArgs, CopyArg, FinalizeArgs, Global, RollbackArgs};
+use crate::args::{ApplyArgs, CopyArg, FinalizeArgs, Global, LoginArgs, RollbackArgs};
 use crate::connect;
 use crate::exit::{Failure, FAILURE, OK, STALE, UNAVAILABLE, USAGE};
 
@@ -121,9 +124,11 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
     let checkpoints = Checkpoints::open(&args.checkpoints, args.id)?;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("apply", args.id);
+    let (config, login) = connection(global, &args.login, args.id).await?;
     let phase = metrics::serving(args.metrics.as_deref(), &metrics, async {
         let mut ex = open(
             global,
+            &config,
             args.id,
             opts,
             gate(args.max_load),
@@ -140,7 +145,11 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         ex.close().await;
         Ok(phase)
     })
-    .await?;
+    .await;
+    if let Some(login) = login {
+        login.drop().await;
+    }
+    let phase = phase?;
     if phase == Phase::Finalized {
         eprintln!(
             "migration {} is done: every step was online, so there is no table to swap and no rollback window",
@@ -165,20 +174,37 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
 /// traffic ([`ProxyHold`]); with none registered and alive, they run exactly as without it.
 pub(crate) async fn open(
     global: &Global,
+    config: &Config,
     id: i64,
     opts: Options,
     gate: Box<dyn gates::Gate>,
     observe: Observer,
 ) -> Result<Executor, Failure> {
-    let config = connect::resolve(global)?;
     let opts = Options {
         policy_pin: global.policy_fingerprint.clone(),
         ..opts
     };
-    Executor::open(&config, id, opts, gate, observe)
+    Executor::open(config, id, opts, gate, observe)
         .await
-        .map(|ex| ex.with_hold(Box::new(ProxyHold::new(&config))))
+        .map(|ex| ex.with_hold(Box::new(ProxyHold::new(config))))
         .map_err(engine_failure)
+}
+
+/// The connection settings of a command on migration `id`, and the login made for it when
+/// `--per-migration-login` asks (drop it when the command ends, whatever the outcome).
+pub(crate) async fn connection(
+    global: &Global,
+    login: &LoginArgs,
+    id: i64,
+) -> Result<(Config, Option<Login>), Failure> {
+    let config = connect::resolve(global)?;
+    if !login.per_migration_login {
+        return Ok((config, None));
+    }
+    let ttl = crate::commands::submit::parse_duration("--login-ttl", &login.login_ttl)
+        .map_err(Failure::usage)?;
+    let (made, config) = Login::create(&config, id, ttl.max(60)).await?;
+    Ok((config, Some(made)))
 }
 
 /// Options for rollback and finalize: the defaults, with the swap's lock timeout.
@@ -197,9 +223,11 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure
     let checkpoints = Checkpoints::open(&args.checkpoints, args.id)?;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("rollback", args.id);
+    let (config, login) = connection(global, &args.login, args.id).await?;
     let abandoned = metrics::serving(args.metrics.as_deref(), &metrics, async {
         let mut ex = open(
             global,
+            &config,
             args.id,
             Options {
                 undo_online_steps: online_steps,
@@ -220,7 +248,11 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, Failure
         ex.close().await;
         Ok(abandoned)
     })
-    .await?;
+    .await;
+    if let Some(login) = login {
+        login.drop().await;
+    }
+    let abandoned = abandoned?;
     if abandoned {
         eprintln!("migration {} abandoned before cutover: the table was never swapped; the shadow table and tandem's triggers are gone", args.id);
         return Ok(OK);
@@ -247,9 +279,11 @@ pub async fn finalize(global: &Global, args: FinalizeArgs) -> Result<u8, Failure
     let checkpoints = Checkpoints::open(&args.checkpoints, id)?;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("finalize", id);
-    metrics::serving(args.metrics.as_deref(), &metrics, async {
+    let (config, login) = connection(global, &args.login, id).await?;
+    let done = metrics::serving(args.metrics.as_deref(), &metrics, async {
         let mut ex = open(
             global,
+            &config,
             id,
             swap_options(args.lock_timeout),
             window_gate(),
@@ -270,7 +304,11 @@ pub async fn finalize(global: &Global, args: FinalizeArgs) -> Result<u8, Failure
         ex.close().await;
         Ok(())
     })
-    .await?;
+    .await;
+    if let Some(login) = login {
+        login.drop().await;
+    }
+    done?;
     eprintln!("migration {id} finalized: the old table and tandem's triggers are gone");
     Ok(OK)
 }

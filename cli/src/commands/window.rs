@@ -92,8 +92,10 @@ async fn finalize_one(
     progress: &Arc<Progress>,
     metrics: &Arc<RunMetrics>,
 ) -> Result<bool, Failure> {
+    let config = crate::connect::resolve(global)?;
     let mut ex = open(
         global,
+        &config,
         id,
         swap_options(args.lock_timeout),
         window_gate(),
@@ -124,8 +126,10 @@ pub async fn extend(global: &Global, args: ExtendArgs) -> Result<u8, Failure> {
     let id = args.id;
     let progress = Arc::new(Progress::new());
     let metrics = RunMetrics::new("extend", id);
+    let config = crate::connect::resolve(global)?;
     let mut ex = open(
         global,
+        &config,
         id,
         Options::default(),
         window_gate(),
