@@ -248,7 +248,30 @@ impl Executor {
             id,
         };
         ex.lock().await?;
+        if ex.opts.max_load.is_some() {
+            ex.warn_if_load_unseen().await;
+        }
         Ok(ex)
+    }
+
+    /// `--max-load` counts the sessions running a statement; a role without
+    /// pg_read_all_stats sees no other role's sessions' state, so the count would be short.
+    async fn warn_if_load_unseen(&self) {
+        let sees = self
+            .client
+            .query_one(
+                "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+                   FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(true);
+        if !sees {
+            self.emit(Event::Warning(
+                "--max-load counts only the sessions tandem's role can see: other roles' sessions show no state to it; grant it pg_read_all_stats to count them all".into(),
+            ));
+        }
     }
 
     /// Give the migration's lock back (it also goes with the connection).
@@ -576,6 +599,21 @@ impl Executor {
                 }
                 Err(refusal) if refusal.retry => {
                     let what = format!("gate before {phase}: {}", refusal.reason);
+                    if first {
+                        // Each run of waits is one audit entry.
+                        crate::state::audit::append(
+                            &self.client,
+                            crate::state::audit::Record {
+                                migration: Some(m.id),
+                                kind: "gate",
+                                phase: Some(phase.as_str()),
+                                event: "waiting",
+                                detail: json!({ "reason": refusal.reason }),
+                                key: None,
+                            },
+                        )
+                        .await?;
+                    }
                     state::set_waiting(&self.client, m.id, Some(&what)).await;
                     self.emit(Event::Waiting(what));
                     let slept = Duration::from_secs(1);
