@@ -794,8 +794,30 @@ async fn a_restored_copy_is_another_database_for_approvals() {
         .get(0);
     assert_eq!(copied, 1);
 
-    // On the original it runs.
-    on(&url, "apply", id, &["--yes"]).expect(0);
+    // A copy under the same name (restored after the original was dropped) has another
+    // oid: its instance id is made again too, and the approval names the old one.
+    let c = db.client();
+    let instance: String = c
+        .query_one("SELECT id FROM tandem.instance", &[])
+        .await
+        .unwrap()
+        .get(0);
+    c.batch_execute("UPDATE tandem.instance SET database_oid = 1")
+        .await
+        .unwrap();
+    let same_name = on_once(&url, "apply", id, &["--yes"]).expect(4);
+    assert!(same_name.stderr.contains("another copy of this database"), "{}", same_name.stderr);
+    let now: String = c
+        .query_one("SELECT id FROM tandem.instance", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(now, instance);
+    // The submission names the old instance too: the author submits again, one approves.
+    assert!(same_name.stderr.contains("submit the plan again"), "{}", same_name.stderr);
+    let again = submit_signed(&url, &t.dir, "again", "ALTER TABLE items ADD COLUMN note text", &t.alice);
+    run_as(&url, &t.carol, &["approve", &again.to_string()]).expect(0);
+    on(&url, "apply", again, &["--yes"]).expect(0);
 }
 
 #[tokio::test]
