@@ -218,6 +218,22 @@ pub enum SecretsCommand {
     /// then it is written back where it came from (the password file's line, or
     /// `password_store_command`). Sessions already open stay open.
     Rotate(RotateArgs),
+    /// Seal tandem's password with age to an X25519 identity (made when the file is
+    /// missing), for `password_file` and `identity_file` in tandem's config.
+    Seal(SealArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SealArgs {
+    /// The sealed password file to write (mode 0600; replaced if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The age identity that opens it (made, mode 0600, when missing).
+    #[arg(long, value_name = "FILE")]
+    pub identity: PathBuf,
+    /// Read the password from this file (mode 0600; its first line) instead of asking.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

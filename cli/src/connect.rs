@@ -62,6 +62,10 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
             let password = crate::secrets::from_command(&argv)?;
             config.password(password.as_bytes());
         }
+        Source::Sealed { file, identity } => {
+            let password = crate::secrets::from_sealed(&file, &identity)?;
+            config.password(password.as_bytes());
+        }
         Source::PgPass { password, .. } => {
             config.password(password.as_bytes());
         }
@@ -142,6 +146,8 @@ const PGPASS_ADVICE: &str = "put the password in ~/.pgpass (or the file PGPASSFI
 pub enum Source {
     /// `password_command` in tandem's config (its argv).
     Command(Vec<String>),
+    /// `password_file` sealed with age to `identity_file`.
+    Sealed { file: PathBuf, identity: PathBuf },
     /// The libpq password file: its path, the matching line (0-based) and the password.
     PgPass {
         path: PathBuf,
@@ -152,10 +158,15 @@ pub enum Source {
     None,
 }
 
-/// The password source for `config`: `password_command` first, then the password file.
+/// The password source for `config`: `password_command`, then a sealed `password_file`,
+/// then the libpq password file.
 pub fn source(config: &Config) -> Result<Source, Failure> {
-    if let Some(argv) = crate::secrets::settings()?.connection.password_command {
+    let settings = crate::secrets::settings()?.connection;
+    if let Some(argv) = settings.password_command {
         return Ok(Source::Command(argv));
+    }
+    if let Some((file, identity)) = settings.sealed()? {
+        return Ok(Source::Sealed { file, identity });
     }
     Ok(match pgpass_lookup(config)? {
         Some((path, line, password)) => Source::PgPass {

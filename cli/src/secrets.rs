@@ -2,7 +2,8 @@
 //!
 //! Sources, in order: a `password_command` in tandem's config file (run without a shell; the
 //! first line of its output is the password, used once and zeroized: the hook for Vault, a
-//! cloud secret manager or `pass`), else the libpq password file (`~/.pgpass` or
+//! cloud secret manager or `pass`), else a `password_file` sealed with age to an X25519
+//! identity (`tandem secrets seal`), else the libpq password file (`~/.pgpass` or
 //! `PGPASSFILE`, mode 0600). Never an argument or an environment variable
 //! ([`crate::connect`] refuses those).
 //!
@@ -13,6 +14,9 @@
 //! password_command = ["vault", "kv", "get", "-field=password", "secret/db/tandem"]
 //! # for `tandem secrets rotate`: receives the new password on its standard input
 //! password_store_command = ["vault", "kv", "put", "secret/db/tandem", "password=-"]
+//! # or: the password sealed with age (`tandem secrets seal`), opened with this identity
+//! password_file = "/etc/tandem/db-password.age"
+//! identity_file = "/etc/tandem/identity.txt"      # mode 0600
 //! ```
 
 use std::io::{Read, Write};
@@ -43,6 +47,23 @@ pub struct Connection {
     pub password_command: Option<Vec<String>>,
     /// Program and arguments storing a new password read from standard input (rotation).
     pub password_store_command: Option<Vec<String>>,
+    /// The password, sealed with age to `identity_file`'s key.
+    pub password_file: Option<PathBuf>,
+    /// An age X25519 identity (`AGE-SECRET-KEY-1…`), readable by its owner only.
+    pub identity_file: Option<PathBuf>,
+}
+
+impl Connection {
+    /// The sealed password file and its identity, when both are set (one alone is an error).
+    pub fn sealed(&self) -> Result<Option<(PathBuf, PathBuf)>, Failure> {
+        match (&self.password_file, &self.identity_file) {
+            (Some(f), Some(i)) => Ok(Some((f.clone(), i.clone()))),
+            (None, None) => Ok(None),
+            _ => Err(Failure::usage(
+                "tandem's config sets one of password_file and identity_file: give both (the sealed password and the age identity that opens it)",
+            )),
+        }
+    }
 }
 
 /// The config file's path: `$TANDEM_CONFIG`, else `~/.config/tandem/config.toml`.
@@ -225,4 +246,111 @@ fn escape(field: &str) -> String {
         return field.to_string();
     }
     field.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// The age identity in `path` (its first line that is not a comment); the file must be
+/// readable by its owner only.
+fn identity(path: &Path) -> Result<age::x25519::Identity, Failure> {
+    owner_only(path, "the age identity")?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the age identity {} ({e})",
+            path.display()
+        ))
+    })?);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    line.parse().map_err(|e| {
+        Failure::usage(format!(
+            "{} is not an age X25519 identity ({e}); make one with `tandem secrets seal --identity FILE`",
+            path.display()
+        ))
+    })
+}
+
+fn owner_only(path: &Path, what: &str) -> Result<(), Failure> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Failure::usage(format!("cannot read {what} {} ({e})", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Failure::usage(format!(
+            "{what} {} can be read by other users (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The password sealed in `file`, opened with the identity in `identity_file`.
+pub fn from_sealed(file: &Path, identity_file: &Path) -> Result<Zeroizing<String>, Failure> {
+    let key = identity(identity_file)?;
+    owner_only(file, "the sealed password file")?;
+    let sealed = std::fs::read(file).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the sealed password {} ({e})",
+            file.display()
+        ))
+    })?;
+    let plain = Zeroizing::new(age::decrypt(&key, &sealed).map_err(|e| {
+        Failure::usage(format!(
+            "cannot open the sealed password {} with the identity {} ({e}); seal it again with `tandem secrets seal`",
+            file.display(),
+            identity_file.display()
+        ))
+    })?);
+    let text = std::str::from_utf8(&plain).map_err(|_| {
+        Failure::usage(format!(
+            "{}: the sealed password is not UTF-8",
+            file.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(text.trim_end_matches('\n').to_string()))
+}
+
+/// Seal `password` to the identity in `identity_file` (made, mode 0600, when missing) into a
+/// new file beside `file` (mode 0600); returns that file, to be renamed over `file`.
+pub fn seal(file: &Path, identity_file: &Path, password: &str) -> Result<PathBuf, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !identity_file.exists() {
+        use age::secrecy::ExposeSecret;
+        let made = age::x25519::Identity::generate();
+        let text = Zeroizing::new(format!(
+            "# age identity made by tandem secrets seal; public key: {}\n{}\n",
+            made.to_public(),
+            made.to_string().expose_secret()
+        ));
+        write_new(identity_file, text.as_bytes())?;
+    }
+    let key = identity(identity_file)?;
+    let sealed = age::encrypt(&key.to_public(), password.as_bytes())
+        .map_err(|e| Failure::usage(format!("cannot seal the password ({e})")))?;
+    let pending = file.with_extension("tandem-new");
+    let _ = std::fs::remove_file(&pending);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pending)
+        .map_err(|e| Failure::usage(format!("cannot write {} ({e})", pending.display())))?;
+    f.write_all(&sealed)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::usage(format!("cannot write {} ({e})", pending.display())))?;
+    Ok(pending)
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::usage(format!("cannot create {} ({e})", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::usage(format!("cannot write {} ({e})", path.display())))
 }

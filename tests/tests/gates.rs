@@ -806,7 +806,11 @@ async fn a_restored_copy_is_another_database_for_approvals() {
         .await
         .unwrap();
     let same_name = on_once(&url, "apply", id, &["--yes"]).expect(4);
-    assert!(same_name.stderr.contains("another copy of this database"), "{}", same_name.stderr);
+    assert!(
+        same_name.stderr.contains("another copy of this database"),
+        "{}",
+        same_name.stderr
+    );
     let now: String = c
         .query_one("SELECT id FROM tandem.instance", &[])
         .await
@@ -814,8 +818,18 @@ async fn a_restored_copy_is_another_database_for_approvals() {
         .get(0);
     assert_ne!(now, instance);
     // The submission names the old instance too: the author submits again, one approves.
-    assert!(same_name.stderr.contains("submit the plan again"), "{}", same_name.stderr);
-    let again = submit_signed(&url, &t.dir, "again", "ALTER TABLE items ADD COLUMN note text", &t.alice);
+    assert!(
+        same_name.stderr.contains("submit the plan again"),
+        "{}",
+        same_name.stderr
+    );
+    let again = submit_signed(
+        &url,
+        &t.dir,
+        "again",
+        "ALTER TABLE items ADD COLUMN note text",
+        &t.alice,
+    );
     run_as(&url, &t.carol, &["approve", &again.to_string()]).expect(0);
     on(&url, "apply", again, &["--yes"]).expect(0);
 }

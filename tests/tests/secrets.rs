@@ -340,6 +340,73 @@ async fn rotate_gives_tandems_role_a_new_password_the_server_never_sees_in_clear
     )
     .expect(0);
 
+    // The same from a password sealed with age (`tandem secrets seal`).
+    let plain = dir.join("plain");
+    write_private(&plain, &format!("{third}\n"));
+    let sealed = dir.join("db-password.age");
+    let identity = dir.join("identity.txt");
+    let seal = tandem_env(
+        &[
+            "secrets",
+            "seal",
+            "--out",
+            sealed.to_str().unwrap(),
+            "--identity",
+            identity.to_str().unwrap(),
+            "--password-file",
+            plain.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .expect(0);
+    outputs.push(seal.stderr + &seal.stdout);
+    std::fs::remove_file(&plain).unwrap();
+    assert_eq!(
+        std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!std::fs::read(&sealed)
+        .unwrap()
+        .windows(third.len())
+        .any(|w| w == third.as_bytes()));
+    let sealed_config = dir.join("sealed.toml");
+    write_private(
+        &sealed_config,
+        &format!(
+            "[connection]\npassword_file = {:?}\nidentity_file = {:?}\n",
+            sealed.to_str().unwrap(),
+            identity.to_str().unwrap()
+        ),
+    );
+    let with_sealed = [("TANDEM_CONFIG", sealed_config.to_str().unwrap())];
+    tandem_env(
+        &["--database-url", &url, "status", &id.to_string()],
+        &with_sealed,
+    )
+    .expect(0);
+    let rotated = tandem_env(
+        &["--database-url", &url, "secrets", "rotate", "--yes"],
+        &with_sealed,
+    )
+    .expect(0);
+    outputs.push(rotated.stderr + &rotated.stdout);
+    assert!(
+        !logs_in(&db, &role, &third).await,
+        "rotated away from the sealed one"
+    );
+    tandem_env(
+        &["--database-url", &url, "status", &id.to_string()],
+        &with_sealed,
+    )
+    .expect(0);
+    std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open_identity = tandem_env(&["--database-url", &url, "status"], &with_sealed).expect(64);
+    assert!(
+        open_identity.stderr.contains("chmod 600"),
+        "{}",
+        open_identity.stderr
+    );
+
     // A config others can write, and a failing command, are refused without their output.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
     let loose = tandem_env(&["--database-url", &url, "status"], &with_config).expect(64);
@@ -359,7 +426,7 @@ async fn rotate_gives_tandems_role_a_new_password_the_server_never_sees_in_clear
     let export = run(&db.url(), &["audit", "export"]).expect(0);
     assert_eq!(
         export.stdout.matches("password rotated").count(),
-        2,
+        3,
         "{}",
         export.stdout
     );

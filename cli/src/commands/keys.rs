@@ -107,30 +107,29 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Failure> {
 
 /// The first line of a passphrase file, which only its owner may read.
 fn passphrase_from_file(path: &Path) -> Result<SecretString, Failure> {
-    let meta = fs::metadata(path).map_err(|e| {
-        Failure::usage(format!(
-            "cannot read the passphrase file {} ({e})",
-            path.display()
-        ))
-    })?;
+    secret_from_file(path, "the passphrase file")
+}
+
+/// The first line of `path` (`what`, for messages), which only its owner may read.
+pub fn secret_from_file(path: &Path, what: &str) -> Result<SecretString, Failure> {
+    let meta = fs::metadata(path)
+        .map_err(|e| Failure::usage(format!("cannot read {what} {} ({e})", path.display())))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(Failure::usage(format!(
-            "the passphrase file {} can be read by other users (mode {:o}); run `chmod 600 {}` and try again",
+            "{what} {} can be read by other users (mode {:o}); run `chmod 600 {}` and try again",
             path.display(),
             meta.permissions().mode() & 0o777,
             path.display()
         )));
     }
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-        Failure::usage(format!(
-            "cannot read the passphrase file {} ({e})",
-            path.display()
-        ))
-    })?);
+    let text = Zeroizing::new(
+        fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read {what} {} ({e})", path.display())))?,
+    );
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(Failure::usage(format!(
-            "the passphrase file {} is empty; write the passphrase on its first line",
+            "{what} {} is empty; write the secret on its first line",
             path.display()
         )));
     }
@@ -138,27 +137,28 @@ fn passphrase_from_file(path: &Path) -> Result<SecretString, Failure> {
 }
 
 fn passphrase_from_terminal(key: &Path, confirm: bool) -> Result<SecretString, Failure> {
+    secret_from_terminal(&format!("the passphrase of {}", key.display()), confirm)
+}
+
+/// Ask for `what` on the terminal (twice with `confirm`).
+pub fn secret_from_terminal(what: &str, confirm: bool) -> Result<SecretString, Failure> {
     let no_terminal = |e: std::io::Error| {
         Failure::usage(format!(
-            "cannot ask for the passphrase of {} ({e}): there is no terminal; give --passphrase-file FILE (mode 0600)",
-            key.display()
+            "cannot ask for {what} ({e}): there is no terminal; give it in a file (mode 0600) with the command's file option"
         ))
     };
-    let first = Zeroizing::new(
-        rpassword::prompt_password(format!("passphrase for {}: ", key.display()))
-            .map_err(no_terminal)?,
-    );
+    let first =
+        Zeroizing::new(rpassword::prompt_password(format!("{what}: ")).map_err(no_terminal)?);
     if first.is_empty() {
-        return Err(Failure::usage("an empty passphrase is refused"));
+        return Err(Failure::usage(format!(
+            "an empty value for {what} is refused"
+        )));
     }
     if confirm {
-        let again = Zeroizing::new(
-            rpassword::prompt_password("the same passphrase again: ").map_err(no_terminal)?,
-        );
+        let again =
+            Zeroizing::new(rpassword::prompt_password("the same again: ").map_err(no_terminal)?);
         if *again != *first {
-            return Err(Failure::usage(
-                "the two passphrases differ; nothing was written",
-            ));
+            return Err(Failure::usage("the two differ; nothing was written"));
         }
     }
     Ok(SecretString::from(first.to_string()))

@@ -12,8 +12,11 @@ use rand::RngCore;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::args::{Global, RotateArgs, SecretsCommand};
+use age::secrecy::ExposeSecret;
+
+use crate::args::{Global, RotateArgs, SealArgs, SecretsCommand};
 use crate::commands::apply::{confirm, engine_failure};
+use crate::commands::keys;
 use crate::connect::{self, Source};
 use crate::exit::{Failure, FAILURE, OK};
 use crate::secrets;
@@ -21,7 +24,36 @@ use crate::secrets;
 pub async fn run(global: &Global, command: SecretsCommand) -> Result<u8, Failure> {
     match command {
         SecretsCommand::Rotate(args) => rotate(global, args).await,
+        SecretsCommand::Seal(args) => seal(args),
     }
+}
+
+fn seal(args: SealArgs) -> Result<u8, Failure> {
+    let password = match &args.password_file {
+        Some(file) => keys::secret_from_file(file, "the password file")?,
+        None => keys::secret_from_terminal("tandem's database password", true)?,
+    };
+    let made = !args.identity.exists();
+    let pending = secrets::seal(&args.out, &args.identity, password.expose_secret())?;
+    std::fs::rename(&pending, &args.out).map_err(|e| {
+        Failure::new(
+            FAILURE,
+            anyhow!(
+                "cannot move {} to {} ({e})",
+                pending.display(),
+                args.out.display()
+            ),
+        )
+    })?;
+    eprintln!(
+        "sealed the password in {} for the age identity {}{}; in tandem's config:\n[connection]\npassword_file = {:?}\nidentity_file = {:?}",
+        args.out.display(),
+        args.identity.display(),
+        if made { " (made now, mode 0600)" } else { "" },
+        args.out.display().to_string(),
+        args.identity.display().to_string()
+    );
+    Ok(OK)
 }
 
 async fn rotate(global: &Global, args: RotateArgs) -> Result<u8, Failure> {
@@ -37,6 +69,7 @@ async fn rotate(global: &Global, args: RotateArgs) -> Result<u8, Failure> {
                 ))
             }
         },
+        Source::Sealed { file, .. } => format!("the sealed password file {}", file.display()),
         Source::None => {
             return Err(Failure::usage(
                 "tandem's password comes from nowhere tandem can write back (no password file line matches the connection, no password_command): there is nothing to rotate",
@@ -86,6 +119,7 @@ async fn rotate(global: &Global, args: RotateArgs) -> Result<u8, Failure> {
         Source::PgPass { path, line, .. } => {
             Some(secrets::pgpass_replaced(path, *line, &password)?)
         }
+        Source::Sealed { file, identity } => Some(secrets::seal(file, identity, &password)?),
         _ => None,
     };
     // The server quotes the role's name and the verifier (format %I, %L).
@@ -124,7 +158,7 @@ async fn rotate(global: &Global, args: RotateArgs) -> Result<u8, Failure> {
         ));
     }
     match (&source, pending) {
-        (Source::PgPass { path, .. }, Some(pending)) => {
+        (Source::PgPass { path, .. } | Source::Sealed { file: path, .. }, Some(pending)) => {
             std::fs::rename(&pending, path).map_err(|e| {
                 Failure::new(
                     FAILURE,
