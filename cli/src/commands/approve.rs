@@ -161,7 +161,7 @@ pub async fn run(global: &Global, args: ApproveArgs) -> Result<u8, Failure> {
                 granted.by.join(", ")
             ),
             Ok(Verdict::Ungated) => {}
-            Err(missing) => eprintln!("still needed: {}", missing.message()),
+            Err(missing) => eprintln!("still needed: {}", missing.message().replace('\n', "\n  ")),
         }
     }
     Ok(OK)

@@ -117,12 +117,7 @@ async fn show(global: &Global) -> Result<u8, Failure> {
             anyhow!("this database has no approval policy: migrations run without approvals; set one with `tandem policy set POLICY.toml`"),
         )),
         Some(p) => {
-            println!(
-                "# version {}, fingerprint {}\n{}",
-                p.version,
-                p.fingerprint,
-                p.policy.to_toml()
-            );
+            println!("# version {}\n{}", p.version, p.policy.to_toml());
             Ok(OK)
         }
     }

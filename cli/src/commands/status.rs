@@ -121,7 +121,11 @@ pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
             if a.ungated {
                 out.push_str("  approvals: none needed (no approval policy on this database)\n");
             } else if let Some(missing) = &a.missing {
-                out.push_str(&format!("  approvals for {}: {missing}\n", a.action));
+                out.push_str(&format!(
+                    "  approvals for {}: {}\n",
+                    a.action,
+                    missing.replace('\n', "\n    ")
+                ));
             } else {
                 out.push_str(&format!(
                     "  approvals for {}: granted by {} ({} required)\n",
