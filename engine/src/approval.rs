@@ -36,7 +36,7 @@ pub async fn evaluate(
     pin: Option<&str>,
 ) -> Result<Result<Verdict, Missing>, EngineError> {
     let database = identity::ensure(client).await?;
-    let Some(policy) = approvals::policy(client, &database, pin).await? else {
+    let Some(policy) = approvals::policy(client, pin).await? else {
         return Ok(Ok(Verdict::Ungated));
     };
     let (statements, unreadable) = approvals::statements(client, m.id).await?;

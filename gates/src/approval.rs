@@ -349,10 +349,15 @@ fn approval_problem(
 /// Whether a new policy (by fingerprint) may replace `current`: it needs Policy statements
 /// about exactly that fingerprint, naming `current` as the policy replaced, on this database,
 /// unexpired, by at least `current.require.policy` distinct people of the current policy.
+///
+/// `database` is `None` when checking a version stored earlier: its signatures were checked
+/// against the database when it was set, and a database renamed, upgraded (a new system
+/// identifier) or restored since keeps its policy; `previous` still binds each signature to
+/// its one change.
 pub fn policy_change(
     current: &Policy,
     new_fingerprint: &str,
-    database: &DatabaseId,
+    database: Option<&DatabaseId>,
     now: i64,
     signatures: &[Signed],
 ) -> Result<Granted, Missing> {
@@ -390,7 +395,7 @@ pub fn policy_change(
                 st.previous.as_deref().map_or("none", short),
                 short(&current_fp)
             ))
-        } else if let Some(diff) = st.database.difference(database) {
+        } else if let Some(diff) = database.and_then(|d| st.database.difference(d)) {
             Some(format!("signed for {diff}"))
         } else if let Some(t) = st.expires_at.filter(|&t| t <= now) {
             Some(format!("expired at {} (sign it again)", utc(t)))
@@ -762,7 +767,7 @@ mod tests {
             policy_sig(&w.bob2, &w.policy, &fp),
             policy_sig(&stranger, &w.policy, &fp),
         ];
-        let m = policy_change(&w.policy, &fp, &db(), NOW, &few).unwrap_err();
+        let m = policy_change(&w.policy, &fp, Some(&db()), NOW, &few).unwrap_err();
         assert_eq!(m.counted, ["bob"]);
         assert!(reason(&m, "not in the current policy"), "{m}");
         assert!(m.message().contains("tandem policy set"), "{}", m.message());
@@ -770,14 +775,15 @@ mod tests {
         let mut stale = policy_sig(&w.dave, &w.policy, &fp);
         stale.statement.previous = Some(newp.fingerprint());
         let stale = Signed::sign(stale.statement, &w.dave);
-        let m = policy_change(&w.policy, &fp, &db(), NOW, &[few[0].clone(), stale]).unwrap_err();
+        let m =
+            policy_change(&w.policy, &fp, Some(&db()), NOW, &[few[0].clone(), stale]).unwrap_err();
         assert!(reason(&m, "change from another policy"), "{m}");
 
         let enough = [few[0].clone(), policy_sig(&w.carol, &w.policy, &fp)];
-        let g = policy_change(&w.policy, &fp, &db(), NOW, &enough).unwrap();
+        let g = policy_change(&w.policy, &fp, Some(&db()), NOW, &enough).unwrap();
         assert_eq!(g.by, ["bob", "carol"]);
         // The same signatures do not carry another fingerprint, nor outlive their expiry.
-        assert!(policy_change(&w.policy, &"f".repeat(64), &db(), NOW, &enough).is_err());
-        assert!(policy_change(&w.policy, &fp, &db(), NOW + 60, &enough).is_err());
+        assert!(policy_change(&w.policy, &"f".repeat(64), Some(&db()), NOW, &enough).is_err());
+        assert!(policy_change(&w.policy, &fp, Some(&db()), NOW + 60, &enough).is_err());
     }
 }

@@ -515,6 +515,14 @@ async fn the_policy_changes_only_with_its_approvers_signatures() {
     assert!(v2.stderr.contains("version 2"), "{}", v2.stderr);
 
     run(&url, &["--policy-fingerprint", &pin, "policy", "show"]).expect(0);
+    // The database renamed, upgraded or restored since (a new instance id): its policy
+    // chain still holds (each change was checked against the database when it was set).
+    db.client()
+        .batch_execute("UPDATE tandem.instance SET database_oid = 1")
+        .await
+        .unwrap();
+    let kept = run(&url, &["policy", "show"]).expect(0);
+    assert!(kept.stdout.contains("version 2"), "{}", kept.stdout);
     // A pin that is not in the chain refuses everything.
     let other = run(
         &url,

@@ -45,7 +45,7 @@ pub async fn run(global: &Global, args: ApproveArgs) -> Result<u8, Failure> {
         .map_err(engine_failure)?;
     let database = identity::ensure(&client).await.map_err(engine_failure)?;
     let pin = global.policy_fingerprint.as_deref();
-    let Some(policy) = approvals::policy(&client, &database, pin)
+    let Some(policy) = approvals::policy(&client, pin)
         .await
         .map_err(engine_failure)?
     else {

@@ -87,8 +87,7 @@ async fn verify(global: &Global, args: AuditVerifyArgs) -> Result<u8, Failure> {
         None => {
             let client = open(global).await?;
             if trusted.is_empty() && !checkpoints.is_empty() {
-                let database = identity::ensure(&client).await.map_err(engine_failure)?;
-                if let Some(p) = approvals::policy(&client, &database, None)
+                if let Some(p) = approvals::policy(&client, None)
                     .await
                     .map_err(engine_failure)?
                 {

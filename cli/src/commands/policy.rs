@@ -44,7 +44,7 @@ async fn set(global: &Global, args: PolicySetArgs) -> Result<u8, Failure> {
     state::install(&mut client).await.map_err(engine_failure)?;
     let database = identity::ensure(&client).await.map_err(engine_failure)?;
     let now = approvals::now(&client).await.map_err(engine_failure)?;
-    let current = approvals::policy(&client, &database, global.policy_fingerprint.as_deref())
+    let current = approvals::policy(&client, global.policy_fingerprint.as_deref())
         .await
         .map_err(engine_failure)?;
     let fingerprint = new.fingerprint();
@@ -107,8 +107,7 @@ async fn show(global: &Global) -> Result<u8, Failure> {
         eprintln!("no approval policy: tandem was never used on this database");
         return Ok(OK);
     }
-    let database = identity::ensure(&client).await.map_err(engine_failure)?;
-    match approvals::policy(&client, &database, global.policy_fingerprint.as_deref())
+    match approvals::policy(&client, global.policy_fingerprint.as_deref())
         .await
         .map_err(engine_failure)?
     {

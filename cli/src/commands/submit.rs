@@ -91,10 +91,9 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
     let database = engine::state::identity::ensure(&client)
         .await
         .map_err(engine_failure)?;
-    let policy =
-        engine::state::approvals::policy(&client, &database, global.policy_fingerprint.as_deref())
-            .await
-            .map_err(engine_failure)?;
+    let policy = engine::state::approvals::policy(&client, global.policy_fingerprint.as_deref())
+        .await
+        .map_err(engine_failure)?;
     if let Some(p) = &policy {
         let needed = p.policy.require.required(Action::Submit);
         match &key {

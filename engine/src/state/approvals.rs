@@ -3,7 +3,7 @@
 //! checked here, by `gates`, each time they are read, so a row written by hand counts for
 //! nothing and an edited one breaks what it was part of.
 
-use gates::envelope::{DatabaseId, Kind, Signed};
+use gates::envelope::{Kind, Signed};
 use gates::policy::Policy;
 use serde_json::json;
 use tokio_postgres::{Client, GenericClient};
@@ -38,7 +38,6 @@ pub async fn now(client: &impl GenericClient) -> Result<i64, EngineError> {
 /// chain must contain that fingerprint. A break refuses everything (exit 4), saying where.
 pub async fn policy(
     client: &impl GenericClient,
-    database: &DatabaseId,
     pin: Option<&str>,
 ) -> Result<Option<CurrentPolicy>, EngineError> {
     let rows = client
@@ -77,20 +76,16 @@ pub async fn policy(
         if let Some(previous) = &current {
             let signatures: Vec<Signed> = serde_json::from_str(&sigs)
                 .map_err(|e| broken(format!("has unreadable signatures ({e})")))?;
-            gates::approval::policy_change(
-                &previous.policy,
-                &fingerprint,
-                database,
-                now,
-                &signatures,
-            )
-            .map_err(|missing| {
-                broken(format!(
-                    "is not signed by enough approvers of version {}: {}",
-                    previous.version,
-                    missing.message()
-                ))
-            })?;
+            // Checked against the database when it was set; a database renamed, upgraded or
+            // restored since keeps its policy.
+            gates::approval::policy_change(&previous.policy, &fingerprint, None, now, &signatures)
+                .map_err(|missing| {
+                    broken(format!(
+                        "is not signed by enough approvers of version {}: {}",
+                        previous.version,
+                        missing.message()
+                    ))
+                })?;
         }
         history.push(fingerprint.clone());
         current = Some(CurrentPolicy {
@@ -144,7 +139,7 @@ pub async fn set_policy(
         .await
         .map_err(EngineError::sql("lock the policy"))?;
     let database = identity::ensure(&tx).await?;
-    let current = policy(&tx, &database, pin).await?;
+    let current = policy(&tx, pin).await?;
     let fingerprint = new.fingerprint();
     if let Some(c) = &current {
         if c.fingerprint == fingerprint {
@@ -157,7 +152,7 @@ pub async fn set_policy(
             ));
         }
         let now = now(&tx).await?;
-        gates::approval::policy_change(&c.policy, &fingerprint, &database, now, signatures)
+        gates::approval::policy_change(&c.policy, &fingerprint, Some(&database), now, signatures)
             .map_err(|missing| {
                 EngineError::Approval(format!(
                     "changing the approval policy needs the current policy's (version {}) approvers: {}",
