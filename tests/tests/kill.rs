@@ -1269,3 +1269,57 @@ async fn server_restart_during_backfill_is_retried() {
     })
     .await;
 }
+
+/// A known defect, reproduced (see `.config/nextest.toml`): with the log method, between the
+/// forward trigger's install and the last drain, a shadow row whose key is still in the log
+/// can hold a UNIQUE value the table has since moved to another row; the forward trigger's
+/// upsert of that other row then fails the application's write (23505). Here the stale row
+/// is made by hand at the failpoint (as a copy chunk that read it before the change, with the
+/// change logged and not yet drained, leaves it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect, not fixed yet: a stale shadow row's UNIQUE value fails a client write before the last drain"]
+async fn a_unique_value_moved_between_rows_before_the_last_drain_fails_no_write() {
+    let db = TestDb::new("kill_unique_stale").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE u (id integer PRIMARY KEY, email text UNIQUE NOT NULL, n integer);
+         INSERT INTO u SELECT g, 'u' || g || '@x', g FROM generate_series(1, 1000) g;
+         ANALYZE u;",
+    )
+    .await
+    .unwrap();
+    let url = db.url();
+    let plan = tests::migrate::scratch_dir("kill-unique-stale").join("plan.json");
+    tests::migrate::plan_sql(&url, "ALTER TABLE u ALTER n TYPE bigint", &plan);
+    let id = tests::migrate::submit(&url, &plan, &[]);
+    let mut proc = Tandem::spawn(&url, &["apply", &id.to_string(), "--yes"], Some("switched"));
+    proc.line("the forward trigger installed", COMMAND_LIMIT, |l| {
+        l.contains("failpoint switched reached")
+    })
+    .await;
+    let row = c
+        .query_one(
+            "SELECT format('%I.%I', schema_name, shadow_name), table_oid FROM tandem.shadow_tables WHERE migration_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (shadow, oid): (String, u32) = (row.get(0), row.get(1));
+    let log = engine::shadow::log_table(id, oid).to_string();
+    // Row 2 gives its e-mail up (the forward trigger follows); its shadow row goes back to
+    // the old value with its key in the log, as a copy that read it earlier leaves it.
+    c.batch_execute("UPDATE u SET email = 'moved@x' WHERE id = 2")
+        .await
+        .unwrap();
+    c.batch_execute(&format!(
+        "UPDATE {shadow} SET email = 'u2@x' WHERE id = 2; INSERT INTO {log} (k1) VALUES (2)"
+    ))
+    .await
+    .unwrap();
+    // Row 1 takes it: the table accepts it, so must the trigger.
+    let write = c
+        .batch_execute("UPDATE u SET email = 'u2@x' WHERE id = 1")
+        .await;
+    proc.kill9().await;
+    assert!(write.is_ok(), "the application's write failed: {write:?}");
+}

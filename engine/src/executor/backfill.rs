@@ -583,6 +583,7 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             None,
         )
         .await?;
+        super::failpoint("switched").await;
     }
     // The log triggers are off, and every writer that could still add to the log has ended
     // (the DDL waited for them): drain to empty, then drop the log table (the disabled

@@ -820,7 +820,8 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
 /// A point where a test can stop the executor to kill it (`TANDEM_FAILPOINT=name`): the
 /// executor prints `failpoint NAME reached` on stderr and waits forever, inside whatever
 /// transaction is open there. Names: prepare, dual_write, backfill (inside the second batch),
-/// verify, cutover (inside the swap, after the renames), after_cutover, rollback, finalized.
+/// switched (the log method's forward trigger just installed, before the last drain), verify,
+/// cutover (inside the swap, after the renames), after_cutover, rollback, finalized.
 /// Unset in production, where this is one environment lookup per call.
 pub(crate) async fn failpoint(name: &str) {
     static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
