@@ -1270,56 +1270,120 @@ async fn server_restart_during_backfill_is_retried() {
     .await;
 }
 
-/// A known defect, reproduced (see `.config/nextest.toml`): with the log method, between the
-/// forward trigger's install and the last drain, a shadow row whose key is still in the log
-/// can hold a UNIQUE value the table has since moved to another row; the forward trigger's
-/// upsert of that other row then fails the application's write (23505). Here the stale row
-/// is made by hand at the failpoint (as a copy chunk that read it before the change, with the
-/// change logged and not yet drained, leaves it).
+/// A UNIQUE value (not the key) moves between rows while the log method's drains and switch
+/// run, under the two ways it used to fail:
+///
+/// - a drain batch copied again a row that took a value over while the row that gave it up
+///   still held it in the shadow, its log entry in a later batch: the duplicate was recorded
+///   as a divergence and verification failed. Now the drain evicts the stale row first (its
+///   key is still in the log).
+/// - the forward trigger was installed before the last drain, so a shadow row could hold a
+///   value its row had given up while the trigger wrote the row that took it: the
+///   application's write failed with 23505. Now the last drain runs in the switch's
+///   transaction, and the shadow equals the table when the trigger takes over.
+///
+/// The writes are made at failpoint `indexed` (the shadow's unique index built, the log
+/// triggers still on): the row taking the value over is logged once before a thousand other
+/// entries (the first drain batch holds a thousand), the moves after them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect, not fixed yet: a stale shadow row's UNIQUE value fails a client write before the last drain"]
-async fn a_unique_value_moved_between_rows_before_the_last_drain_fails_no_write() {
-    let db = TestDb::new("kill_unique_stale").await;
-    let c = db.client();
-    c.batch_execute(
-        "CREATE TABLE u (id integer PRIMARY KEY, email text UNIQUE NOT NULL, n integer);
-         INSERT INTO u SELECT g, 'u' || g || '@x', g FROM generate_series(1, 1000) g;
-         ANALYZE u;",
-    )
-    .await
-    .unwrap();
-    let url = db.url();
-    let plan = tests::migrate::scratch_dir("kill-unique-stale").join("plan.json");
-    tests::migrate::plan_sql(&url, "ALTER TABLE u ALTER n TYPE bigint", &plan);
-    let id = tests::migrate::submit(&url, &plan, &[]);
-    let mut proc = Tandem::spawn(&url, &["apply", &id.to_string(), "--yes"], Some("switched"));
-    proc.line("the forward trigger installed", COMMAND_LIMIT, |l| {
-        l.contains("failpoint switched reached")
-    })
-    .await;
-    let row = c
-        .query_one(
-            "SELECT format('%I.%I', schema_name, shadow_name), table_oid FROM tandem.shadow_tables WHERE migration_id = $1",
-            &[&id],
+async fn a_unique_value_moved_between_rows_fails_no_write_and_no_verification() {
+    within(TEST_LIMIT, async {
+        let db = TestDb::new("kill_unique_move").await;
+        let c = db.client();
+        c.batch_execute(
+            "CREATE TABLE u (id integer PRIMARY KEY, email text UNIQUE NOT NULL, n integer);
+             INSERT INTO u SELECT g, 'u' || g || '@x', g FROM generate_series(1, 3000) g;
+             ANALYZE u;",
         )
         .await
         .unwrap();
-    let (shadow, oid): (String, u32) = (row.get(0), row.get(1));
-    let log = engine::shadow::log_table(id, oid).to_string();
-    // Row 2 gives its e-mail up (the forward trigger follows); its shadow row goes back to
-    // the old value with its key in the log, as a copy that read it earlier leaves it.
-    c.batch_execute("UPDATE u SET email = 'moved@x' WHERE id = 2")
+        let url = db.url();
+        let plan = tests::migrate::scratch_dir("kill-unique-move").join("plan.json");
+        tests::migrate::plan_sql(&url, "ALTER TABLE u ALTER n TYPE bigint", &plan);
+        let id = tests::migrate::submit(&url, &plan, &[]);
+        let apply = ["apply", &id.to_string(), "--yes"];
+
+        let mut proc = Tandem::spawn(&url, &apply, Some("indexed"));
+        proc.line("the shadow's indexes built", COMMAND_LIMIT, |l| {
+            l.contains("failpoint indexed reached")
+        })
+        .await;
+        c.batch_execute(
+            "UPDATE u SET n = n + 1 WHERE id = 1;
+             UPDATE u SET n = n + 1 WHERE id BETWEEN 3 AND 1200;
+             UPDATE u SET email = 'moved@x' WHERE id = 2;
+             UPDATE u SET email = 'u2@x' WHERE id = 1;",
+        )
         .await
         .unwrap();
-    c.batch_execute(&format!(
-        "UPDATE {shadow} SET email = 'u2@x' WHERE id = 2; INSERT INTO {log} (k1) VALUES (2)"
-    ))
-    .await
-    .unwrap();
-    // Row 1 takes it: the table accepts it, so must the trigger.
-    let write = c
-        .batch_execute("UPDATE u SET email = 'u2@x' WHERE id = 1")
+        proc.kill9().await;
+
+        let mut proc = Tandem::spawn(&url, &apply, Some("switched"));
+        proc.line("the forward trigger installed", COMMAND_LIMIT, |l| {
+            l.contains("failpoint switched reached")
+        })
         .await;
-    proc.kill9().await;
-    assert!(write.is_ok(), "the application's write failed: {write:?}");
+        let row = c
+            .query_one(
+                "SELECT format('%I.%I', schema_name, shadow_name), table_oid FROM tandem.shadow_tables WHERE migration_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let (shadow, oid): (String, u32) = (row.get(0), row.get(1));
+        let log = engine::shadow::log_table(id, oid).to_string();
+        let divergent: i64 = c
+            .query_one("SELECT count(*) FROM tandem.divergence WHERE migration_id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(divergent, 0, "a moved unique value was recorded as a divergence");
+        let gone: bool = c
+            .query_one("SELECT to_regclass($1) IS NULL", &[&log])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(gone, "the log outlived the switch");
+        let differ: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM ((SELECT id, email, n::bigint FROM u EXCEPT ALL SELECT id, email, n FROM {shadow})
+                      UNION ALL (SELECT id, email, n FROM {shadow} EXCEPT ALL SELECT id, email, n::bigint FROM u)) d"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(differ, 0, "the shadow differs from the table when the trigger takes over");
+        // The forward trigger now: the value moves back, the application's writes succeed.
+        c.batch_execute(
+            "UPDATE u SET email = 'one@x' WHERE id = 1; UPDATE u SET email = 'u2@x' WHERE id = 2;",
+        )
+        .await
+        .expect("the application's write through the forward trigger");
+        proc.kill9().await;
+
+        let run = Tandem::spawn(&url, &apply, None)
+            .finish(COMMAND_LIMIT)
+            .await
+            .expect(0);
+        assert!(run.stderr.contains("is live"), "{}", run.stderr);
+        let rows: Vec<(i32, String, i64)> = c
+            .query("SELECT id, email, n FROM u WHERE id <= 3 ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "one@x".to_string(), 2),
+                (2, "u2@x".to_string(), 2),
+                (3, "u3@x".to_string(), 4)
+            ]
+        );
+    })
+    .await;
 }

@@ -3,6 +3,7 @@
 //! reads a whole database into the schema model instead). Each query is a file in
 //! `sql/table/`; columns have one reader, [`columns`].
 
+use planner::ident::{Ident, QualName};
 use tokio_postgres::GenericClient;
 
 use crate::catalog::query;
@@ -35,6 +36,11 @@ query!(
 query!(COLUMNS, "table/columns.sql", "the table's columns");
 query!(INDEXES, "table/indexes.sql", "the table's indexes");
 query!(KEY, "table/key.sql", "the table's key");
+query!(
+    UNIQUE_COLUMNS,
+    "table/unique_columns.sql",
+    "the shadow's unique indexes"
+);
 query!(SIZE, "table/size.sql", "the table's size");
 query!(GRANTS, "table/grants.sql", "the privileges granted on it");
 query!(
@@ -98,6 +104,28 @@ impl TableColumn {
     pub(crate) fn is_generated(&self) -> bool {
         self.generated.is_some()
     }
+}
+
+/// The column sets of the unique indexes (on plain columns) of `table`.
+pub(crate) async fn unique_columns(
+    c: &impl GenericClient,
+    table: &QualName,
+) -> Result<Vec<Vec<Ident>>, EngineError> {
+    let rows = c
+        .query(UNIQUE_COLUMNS.sql, &[&table.to_string()])
+        .await
+        .map_err(EngineError::sql(format!("read {}", UNIQUE_COLUMNS.what)))?;
+    // Catalog names are never empty: none is skipped.
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            r.get::<_, Vec<String>>(0)
+                .into_iter()
+                .map(Ident::new)
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+        })
+        .collect())
 }
 
 /// The columns of table `oid`, in order.

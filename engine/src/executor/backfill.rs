@@ -532,8 +532,7 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 }
 
 /// The log method after the copy: the key index (the drain finds rows by it), a drain, the
-/// other indexes, a drain, the forward trigger in place of the log triggers, the last drain,
-/// the log dropped. Each step is skipped when a resumed run finds it done.
+/// other indexes, then [`switch`]. Each step is skipped when a resumed run finds it done.
 async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
     let log = shadow::log_table(spec.migration, spec.table_oid);
     let switched: bool = ex
@@ -571,23 +570,11 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 }
             }
         }
-        drain(ex, spec, Drain::BeforeSwitch).await?;
-        let mut statements = super::prepare::forward_trigger(spec);
-        statements.extend(log::disable_triggers(spec));
-        ex.ddl_retry(
-            &format!(
-                "hand the shadow of {} to the forward trigger",
-                spec.table.display_plain()
-            ),
-            &statements,
-            None,
-        )
-        .await?;
+        super::failpoint("indexed").await;
+        switch(ex, spec).await?;
         super::failpoint("switched").await;
     }
-    // The log triggers are off, and every writer that could still add to the log has ended
-    // (the DDL waited for them): drain to empty, then drop the log table (the disabled
-    // triggers and their function go at cutover).
+    // A run of an earlier version switched first and drained after: finish that drain.
     let exists: bool = ex
         .client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&log.to_string()])
@@ -606,6 +593,31 @@ async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     Ok(())
 }
 
+/// Hand the shadow to the forward trigger: drain the log until it is nearly empty, then, in
+/// one transaction, create the forward trigger (its lock waits out the writers in flight and
+/// holds new ones back until the commit), stop the log triggers, drain what is left and drop
+/// the log. Writers wait only for that last, short drain. A row the new definition rejects
+/// among the last entries fails the transaction: the batched drain (which records it as a
+/// divergence) runs again, then the switch.
+async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
+    let mut statements = super::prepare::forward_trigger(spec);
+    statements.extend(log::disable_triggers(spec));
+    statements.extend(log::drain_and_drop(spec));
+    let what = format!(
+        "hand the shadow of {} to the forward trigger",
+        spec.table.display_plain()
+    );
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        drain(ex, spec, Drain::BeforeSwitch).await?;
+        match ex.ddl_retry(&what, &statements, None).await {
+            Err(EngineError::Sql { error, .. }) if tries < 3 && is_data_error(&error) => {}
+            other => return other,
+        }
+    }
+}
+
 /// When a drain runs, which decides its batches' size.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Drain {
@@ -617,6 +629,20 @@ enum Drain {
     AfterSwitch,
 }
 
+/// How a drain batch copies its keys again.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Care {
+    /// All keys in two statements.
+    Fast,
+    /// The last batch met a duplicate: first evict the stale shadow rows holding the taken
+    /// rows' unique values ([`log::evict`]), then all keys at once.
+    Evict,
+    /// Still failing: key by key in savepoints (evicting first), a row the new definition
+    /// rejects recorded in `tandem.divergence` (as the forward trigger does), which fails
+    /// verification with its key.
+    KeyByKey,
+}
+
 /// Drain the log until a batch finds fewer entries than it asked for (caught up).
 async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<(), EngineError> {
     let (target, max_rows) = match when {
@@ -625,7 +651,9 @@ async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<(), E
     };
     let mut batch: i64 = 1000.clamp(ex.opts.min_batch, max_rows);
     let mut copied_total = 0u64;
-    let mut careful = false;
+    let mut care = Care::Fast;
+    // The shadow's unique column sets, read when a batch first meets a duplicate.
+    let mut evictions: Option<Vec<String>> = None;
     let started = Instant::now();
     let mut last_throttle_check = Instant::now();
     loop {
@@ -633,10 +661,15 @@ async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<(), E
             ex.throttle(false).await?;
             last_throttle_check = Instant::now();
         }
+        if care != Care::Fast && evictions.is_none() {
+            let sets = crate::catalog::table::unique_columns(&ex.client, &spec.shadow).await?;
+            evictions = Some(sets.iter().filter_map(|u| log::evict(spec, u)).collect());
+        }
         let t0 = Instant::now();
-        match drain_batch(ex, spec, batch, careful).await {
+        let evict = evictions.as_deref().unwrap_or_default();
+        match drain_batch(ex, spec, batch, care, evict).await {
             Ok((taken, copied)) => {
-                careful = false;
+                care = Care::Fast;
                 copied_total += copied;
                 if (taken as i64) < batch {
                     if copied_total > 0 {
@@ -657,8 +690,10 @@ async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<(), E
                 batch = (batch / 2).max(ex.opts.min_batch);
                 tokio::time::sleep(super::backoff(2, Duration::from_millis(100))).await;
             }
-            // A row the new definition rejects: key by key, recording the rejected ones.
-            Err(e) if !careful && is_data_error(&e) => careful = true,
+            // A duplicate: a stale row to evict first. Any other row the new definition
+            // rejects: key by key, recording the rejected ones.
+            Err(e) if care == Care::Fast && is_unique_violation(&e) => care = Care::Evict,
+            Err(e) if care != Care::KeyByKey && is_data_error(&e) => care = Care::KeyByKey,
             Err(e) => {
                 return Err(EngineError::sql(format!(
                     "copy the logged changes of {} again",
@@ -675,15 +710,15 @@ fn is_data_error(e: &tokio_postgres::Error) -> bool {
 }
 
 /// One drain batch, in its own transaction under the copy lock: take up to `batch` entries,
-/// delete the shadow's rows of their keys, copy the table's rows of them. `careful`: key by
-/// key in savepoints, a row the new definition rejects recorded in `tandem.divergence` (as
-/// the forward trigger does), which fails verification with its key. Returns the entries
-/// taken.
+/// delete the shadow's rows of their keys, copy the table's rows of them, as `care` says
+/// (`evict`: the eviction statements of [`Care::Evict`]). Returns the entries taken and the
+/// keys copied.
 async fn drain_batch(
     ex: &mut Executor,
     spec: &TableSpec,
     batch: i64,
-    careful: bool,
+    care: Care,
+    evict: &[String],
 ) -> Result<(u64, u64), tokio_postgres::Error> {
     let lock_timeout = ex.opts.batch_lock_timeout.as_millis().max(1);
     let tx = ex.client.transaction().await?;
@@ -695,7 +730,7 @@ async fn drain_batch(
         .await?;
     let taken = tx.query(&log::take(spec), &[&batch]).await?;
     let keys: BTreeSet<Vec<String>> = taken.iter().map(|r| r.get(0)).collect();
-    let groups: Vec<Vec<&Vec<String>>> = if careful {
+    let groups: Vec<Vec<&Vec<String>>> = if care == Care::KeyByKey {
         keys.iter().map(|k| vec![k]).collect()
     } else {
         vec![keys.iter().collect()]
@@ -711,18 +746,21 @@ async fn drain_batch(
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        if !careful {
+        let copy = async {
+            if care != Care::Fast {
+                for e in evict {
+                    tx.execute(e, &params).await?;
+                }
+            }
             tx.execute(&unlink, &params).await?;
-            tx.execute(&relink, &params).await?;
+            tx.execute(&relink, &params).await
+        };
+        if care != Care::KeyByKey {
+            copy.await?;
             continue;
         }
         tx.batch_execute("SAVEPOINT tandem_drain").await?;
-        let copied = async {
-            tx.execute(&unlink, &params).await?;
-            tx.execute(&relink, &params).await
-        }
-        .await;
-        match copied {
+        match copy.await {
             Ok(_) => tx.batch_execute("RELEASE SAVEPOINT tandem_drain").await?,
             Err(e) if is_data_error(&e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_drain")

@@ -211,3 +211,91 @@ pub fn relink(spec: &TableSpec) -> String {
 /// `$2`: the forward trigger's name).
 pub const SWITCHED: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND tgname = $2)";
+
+/// `(SELECT k1, ... FROM log)`: every key the log holds.
+fn logged_keys(spec: &TableSpec) -> String {
+    format!("(SELECT {} FROM {})", key_columns(spec), log_of(spec))
+}
+
+/// The last drain, in the transaction that hands the shadow to the forward trigger (whose
+/// `CREATE TRIGGER` has waited out every writer and holds the next ones): delete the shadow's
+/// rows of every logged key, copy the table's rows of them, drop the log. No write lands
+/// between the last drain and the forward trigger, so the trigger never meets a shadow row
+/// the log still has to correct (one holding a unique value its row has since given up).
+pub fn drain_and_drop(spec: &TableSpec) -> Vec<String> {
+    let keys = logged_keys(spec);
+    let target: Vec<String> = spec
+        .forward
+        .iter()
+        .map(|m| m.column.name.to_string())
+        .collect();
+    let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
+    vec![
+        format!(
+            "DELETE FROM {} AS t WHERE ({}) IN {keys}",
+            spec.shadow,
+            cols(&spec.new_key, "t"),
+        ),
+        format!(
+            "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {keys} ON CONFLICT ({}) DO NOTHING",
+            spec.shadow,
+            target.join(", "),
+            exprs.join(", "),
+            spec.table,
+            cols(&spec.key, "o"),
+            bare(&spec.new_key)
+        ),
+        format!("DROP TABLE {}", log_of(spec)),
+    ]
+}
+
+/// Before copying the taken keys (`$1..$n`) again: delete the shadow rows that hold one of
+/// their rows' values of the unique columns `unique` (shadow columns) under another key,
+/// where the table's row of that key no longer holds it. Such a row is stale (its row gave the
+/// value up after it was copied), so its key is still in the log, untaken, and a later batch
+/// copies it again; without this, the copy of the row that took the value over would fail
+/// on it. A shadow row whose table row still holds the value is a true duplicate and stays,
+/// to be reported. `None` when a unique column is not one the copy writes.
+pub fn evict(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<String> {
+    let expr = |name: &planner::ident::Ident| {
+        spec.forward
+            .iter()
+            .find(|m| &m.column.name == name)
+            .map(|m| m.expr.clone())
+    };
+    let values: Vec<String> = unique
+        .iter()
+        .enumerate()
+        .map(|(i, u)| expr(u).map(|e| format!("{e} AS u{}", i + 1)))
+        .collect::<Option<_>>()?;
+    let new_key: Vec<String> = spec
+        .new_key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| expr(&k.name).map(|e| format!("{e} AS k{}", i + 1)))
+        .collect::<Option<_>>()?;
+    let shadow_values: Vec<String> = unique.iter().map(|u| format!("t.{u}")).collect();
+    let us: Vec<String> = (1..=unique.len()).map(|i| format!("n.u{i}")).collect();
+    let cs: Vec<String> = (1..=unique.len()).map(|i| format!("c.u{i}")).collect();
+    let ks: Vec<String> = (1..=spec.new_key.len())
+        .map(|i| format!("n.k{i}"))
+        .collect();
+    Some(format!(
+        "DELETE FROM {shadow} AS t
+  USING (SELECT {values}, {new_key} FROM {table} AS o WHERE ({okey}) IN {keys}) AS n
+  WHERE ({tvals}) = ({us}) AND ({tkey}) <> ({ks})
+    AND NOT EXISTS (SELECT 1 FROM (SELECT {values} FROM {table} AS o WHERE ({okey}) = ({tkey})) AS c
+                     WHERE ({cs}) = ({tvals}))",
+        shadow = spec.shadow,
+        values = values.join(", "),
+        new_key = new_key.join(", "),
+        table = spec.table,
+        okey = cols(&spec.key, "o"),
+        keys = keys_param(spec),
+        tvals = shadow_values.join(", "),
+        us = us.join(", "),
+        tkey = cols(&spec.new_key, "t"),
+        ks = ks.join(", "),
+        cs = cs.join(", "),
+    ))
+}
