@@ -611,8 +611,29 @@ async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> 
     loop {
         tries += 1;
         drain(ex, spec, Drain::BeforeSwitch).await?;
+        let left: i64 = ex
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    shadow::log_table(spec.migration, spec.table_oid)
+                ),
+                &[],
+            )
+            .await
+            .map_err(EngineError::sql("count the log's last entries"))?
+            .get(0);
+        let t0 = Instant::now();
         match ex.ddl_retry(&what, &statements, None).await {
             Err(EngineError::Sql { error, .. }) if tries < 3 && is_data_error(&error) => {}
+            Ok(()) => {
+                ex.emit(Event::Note(format!(
+                    "{}: the forward trigger took over, with the log's last {left} entries, in {} ms",
+                    spec.table.display_plain(),
+                    t0.elapsed().as_millis()
+                )));
+                return Ok(());
+            }
             other => return other,
         }
     }
