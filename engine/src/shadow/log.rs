@@ -255,8 +255,13 @@ pub fn drain_and_drop(spec: &TableSpec) -> Vec<String> {
 /// value up after it was copied), so its key is still in the log, untaken, and a later batch
 /// copies it again; without this, the copy of the row that took the value over would fail
 /// on it. A shadow row whose table row still holds the value is a true duplicate and stays,
-/// to be reported. `None` when a unique column is not one the copy writes.
+/// to be reported. `None` for the key's own index, or when a unique column is not one the
+/// copy writes.
 pub fn evict(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<String> {
+    // The key's own index: the unlink already clears its rows.
+    if unique.len() == spec.new_key.len() && spec.new_key.iter().all(|k| unique.contains(&k.name)) {
+        return None;
+    }
     let expr = |name: &planner::ident::Ident| {
         spec.forward
             .iter()
