@@ -178,17 +178,26 @@ fn keys_param(spec: &TableSpec) -> String {
 
 /// Delete the shadow's rows of the taken keys (`$1..$n`).
 pub fn unlink(spec: &TableSpec) -> String {
-    format!(
-        "DELETE FROM {} AS t WHERE ({}) IN {}",
-        spec.shadow,
-        cols(&spec.new_key, "t"),
-        keys_param(spec)
-    )
+    unlink_keys(spec, &keys_param(spec))
 }
 
 /// Copy the table's current rows of the taken keys (`$1..$n`). A row a forward trigger
 /// wrote meanwhile is at least as new: the copy skips it.
 pub fn relink(spec: &TableSpec) -> String {
+    relink_keys(spec, &keys_param(spec))
+}
+
+/// Delete the shadow's rows of the keys `keys` (a subquery of the original's key types).
+fn unlink_keys(spec: &TableSpec, keys: &str) -> String {
+    format!(
+        "DELETE FROM {} AS t WHERE ({}) IN {keys}",
+        spec.shadow,
+        cols(&spec.new_key, "t"),
+    )
+}
+
+/// Copy the table's rows of the keys `keys` into the shadow, skipping a key it holds.
+fn relink_keys(spec: &TableSpec, keys: &str) -> String {
     let target: Vec<String> = spec
         .forward
         .iter()
@@ -196,13 +205,12 @@ pub fn relink(spec: &TableSpec) -> String {
         .collect();
     let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
     format!(
-        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {} ON CONFLICT ({}) DO NOTHING",
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {keys} ON CONFLICT ({}) DO NOTHING",
         spec.shadow,
         target.join(", "),
         exprs.join(", "),
         spec.table,
         cols(&spec.key, "o"),
-        keys_param(spec),
         bare(&spec.new_key)
     )
 }
@@ -224,27 +232,9 @@ fn logged_keys(spec: &TableSpec) -> String {
 /// the log still has to correct (one holding a unique value its row has since given up).
 pub fn drain_and_drop(spec: &TableSpec) -> Vec<String> {
     let keys = logged_keys(spec);
-    let target: Vec<String> = spec
-        .forward
-        .iter()
-        .map(|m| m.column.name.to_string())
-        .collect();
-    let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
     vec![
-        format!(
-            "DELETE FROM {} AS t WHERE ({}) IN {keys}",
-            spec.shadow,
-            cols(&spec.new_key, "t"),
-        ),
-        format!(
-            "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {keys} ON CONFLICT ({}) DO NOTHING",
-            spec.shadow,
-            target.join(", "),
-            exprs.join(", "),
-            spec.table,
-            cols(&spec.key, "o"),
-            bare(&spec.new_key)
-        ),
+        unlink_keys(spec, &keys),
+        relink_keys(spec, &keys),
         format!("DROP TABLE {}", log_of(spec)),
     ]
 }
