@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use crate::dev::DevArgs;
+
 #[derive(Parser)]
 #[command(
     name = "tandem",
@@ -51,6 +53,14 @@ pub enum Command {
     Plan(PlanArgs),
     /// Compare the live database with a desired schema (exit 2 with --exit-code if they differ).
     Diff(DiffArgs),
+    /// For CI: lint a migrations folder, replay it on a dev database, fail on drift (exit 2)
+    /// against --schema and against the target's applied migrations, and plan the pending
+    /// ones against the target (exit 3 on error findings or refused steps).
+    Check(CheckArgs),
+    /// The dev database's Docker images, built locally from Debian's packages (no registry
+    /// needed): `tandem dev-image build [--pg 15|17]`.
+    #[command(subcommand)]
+    DevImage(DevImageCommand),
     /// Make an Ed25519 key pair for signing: PATH (encrypted with a passphrase, mode 0600)
     /// and PATH.pub (one line, for the policy file).
     Keygen(KeygenArgs),
@@ -471,6 +481,8 @@ pub struct PlanArgs {
     /// between the table and its shadow, with no mismatch (default 0: do not wait).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub dual_read_min: u64,
+    #[command(flatten)]
+    pub dev: DevArgs,
 }
 
 #[derive(clap::Args)]
@@ -481,6 +493,8 @@ pub struct DiffArgs {
     /// Exit 2 when the database differs from the desired schema.
     #[arg(long)]
     pub exit_code: bool,
+    #[command(flatten)]
+    pub dev: DevArgs,
 }
 
 #[derive(clap::Args)]
@@ -488,4 +502,39 @@ pub struct DemoArgs {
     /// Keep the throwaway server running until Ctrl-C, to look around with psql.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `--migrations`, `--schema` and the rest of `check`'s arguments.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The migrations folder: sqlx (`NNNN_name.sql`, `.up.sql`), golang-migrate
+    /// (`N_name.up.sql`) or Flyway (`V1__name.sql`, `R__name.sql`).
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// The schema the migrations must produce (a file of CREATE statements): a difference
+    /// is drift (exit 2).
+    #[arg(long, value_name = "SCHEMA.sql")]
+    pub schema: Option<PathBuf>,
+    /// PostgreSQL major version for the lint without a target (default: the target's, else 15).
+    #[arg(long, value_name = "MAJOR")]
+    pub pg_version: Option<u32>,
+    #[command(flatten)]
+    pub dev: DevArgs,
+}
+
+#[derive(Subcommand)]
+pub enum DevImageCommand {
+    /// Build (or, with --force, rebuild) `tandem-dev-postgres:MAJOR` with debootstrap and
+    /// `docker import`; later `--dev docker` runs reuse it.
+    Build(DevImageBuildArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DevImageBuildArgs {
+    /// PostgreSQL major version: 15 (Debian bookworm) or 17 (Debian trixie).
+    #[arg(long = "pg", default_value = "15", value_name = "15|17")]
+    pub pg: String,
+    /// Build even when the image exists.
+    #[arg(long)]
+    pub force: bool,
 }

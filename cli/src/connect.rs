@@ -75,6 +75,36 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
     Ok(config)
 }
 
+/// Resolve a connection string for a server other than the target (`--dev-url`): no
+/// password in it, the rest defaulted as libpq would, the password from the libpq password
+/// file only (tandem's `password_command` and sealed file are for the target).
+pub fn resolve_other(text: &str, origin: &str) -> Result<Config, Failure> {
+    let mut config = Config::from_str(text).map_err(|e| {
+        Failure::new(
+            USAGE,
+            anyhow!("{origin} is not a valid connection string ({e}); use postgresql://user@host:port/dbname or host=... dbname=..."),
+        )
+    })?;
+    if config.get_password().is_some() {
+        return Err(Failure::usage(format!(
+            "{origin} carries a password, which `ps`, /proc and shell histories can show; remove it and {PGPASS_ADVICE}"
+        )));
+    }
+    if config.get_hosts().is_empty() {
+        config.host("localhost");
+    }
+    if config.get_user().is_none() {
+        config.user(os_user());
+    }
+    if config.get_dbname().is_none() {
+        config.dbname("postgres");
+    }
+    if let Some((_, _, password)) = pgpass_lookup(&config)? {
+        config.password(password.as_bytes());
+    }
+    Ok(config)
+}
+
 /// Connect, or fail with exit 69 naming the server and the reason.
 pub async fn connect(config: &Config) -> Result<Client, Failure> {
     let (client, connection) = config.connect(NoTls).await.map_err(|e| {

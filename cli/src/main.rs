@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod connect;
+mod dev;
 mod exit;
 mod output;
 mod scratch;
@@ -51,6 +52,8 @@ async fn run(args: Args) -> Result<u8, Failure> {
         Command::Lint(a) => commands::lint::run(&global, a),
         Command::Plan(a) => commands::plan::run(&global, a).await,
         Command::Diff(a) => commands::diff::run(&global, a).await,
+        Command::Check(a) => commands::check::run(&global, a).await,
+        Command::DevImage(c) => commands::dev_image::run(c).await,
         Command::Keygen(a) => commands::keys::keygen(a),
         Command::Policy(c) => commands::policy::run(&global, c).await,
         Command::Submit(a) => commands::submit::run(&global, a).await,

@@ -1,70 +1,48 @@
 //! Scratch databases: where a desired-schema file is loaded to be introspected, and where a
-//! plan is replayed to check it. Created on the live server (same version, same extensions),
-//! or on a throwaway local cluster when the user may not create databases there; always
-//! dropped afterwards, also on error and on Ctrl-C.
+//! plan is replayed to check it. Created on the dev server (`dev.rs`), never on the target;
+//! always dropped afterwards, also on error and on Ctrl-C.
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use planner::Ident;
-use tokio_postgres::error::{ErrorPosition, SqlState};
-use tokio_postgres::{Client, Config};
+use tokio_postgres::error::ErrorPosition;
+use tokio_postgres::Client;
 
 use crate::connect;
+use crate::dev::DevServer;
 
 pub struct Scratch {
     name: Ident,
     /// The connection the scratch database was created from; used to drop it.
     admin: Client,
     pub client: Client,
-    /// Set when the scratch lives on a throwaway local cluster; dropping it stops the server.
-    _local: Option<fixtures::pg::Cluster>,
 }
 
 impl Scratch {
-    /// Create an empty scratch database next to the live one.
-    pub async fn create(live: &Config, purpose: &str) -> anyhow::Result<Scratch> {
+    /// Create an empty scratch database on the dev server.
+    pub async fn create(dev: &DevServer, purpose: &str) -> anyhow::Result<Scratch> {
         let name = Ident::new(format!(
             "tandem_scratch_{}_{}_{:08x}",
             purpose,
             std::process::id(),
             rand::random::<u32>()
         ))?;
-        let admin = connect::connect(live).await.map_err(|f| f.error)?;
+        let admin = connect::connect(dev.admin()).await.map_err(|f| f.error)?;
         let create = format!("CREATE DATABASE {name} TEMPLATE template0");
-        match admin.batch_execute(&create).await {
-            Ok(()) => {
-                let mut config = live.clone();
-                config.dbname(name.as_str());
-                let client = connect::connect(&config).await.map_err(|f| f.error)?;
-                client.batch_execute(SCRATCH_SESSION).await?;
-                Ok(Scratch {
-                    name,
-                    admin,
-                    client,
-                    _local: None,
-                })
-            }
-            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                tracing::info!("no CREATEDB on the server; using a throwaway local PostgreSQL for the scratch database");
-                let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
-                    .await?
-                    .context("cannot start a throwaway local PostgreSQL for the scratch database; grant CREATEDB to the role, or install postgresql-15")?;
-                let admin = connect::connect(&cluster.config("postgres"))
-                    .await
-                    .map_err(|f| f.error)?;
-                admin.batch_execute(&create).await?;
-                let client = connect::connect(&cluster.config(name.as_str()))
-                    .await
-                    .map_err(|f| f.error)?;
-                client.batch_execute(SCRATCH_SESSION).await?;
-                Ok(Scratch {
-                    name,
-                    admin,
-                    client,
-                    _local: Some(cluster),
-                })
-            }
-            Err(e) => Err(anyhow!(e).context("cannot create a scratch database")),
-        }
+        admin.batch_execute(&create).await.map_err(|e| {
+            anyhow!(e).context(format!(
+                "cannot create a scratch database on the dev server ({}); its role needs CREATEDB",
+                dev.label
+            ))
+        })?;
+        let client = connect::connect(&dev.config(name.as_str()))
+            .await
+            .map_err(|f| f.error)?;
+        client.batch_execute(SCRATCH_SESSION).await?;
+        Ok(Scratch {
+            name,
+            admin,
+            client,
+        })
     }
 
     /// Run a whole SQL file statement by statement, as psql does (so its own BEGIN/COMMIT
@@ -86,7 +64,6 @@ impl Scratch {
             name,
             admin,
             client,
-            _local,
         } = self;
         drop(client);
         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");

@@ -864,3 +864,44 @@ async fn a_failed_migration_can_give_way_to_a_corrected_change() {
     assert_eq!(last.code, 0, "{runs:#?}");
     assert_eq!(f.column("items", "label").await.0, "character varying(15)");
 }
+
+/// Issue 12: a `serial` key widened to bigint keeps an `AS integer` sequence in PostgreSQL;
+/// the plan widens the sequence too, so ids can pass 2,147,483,647 afterwards.
+#[tokio::test]
+async fn a_serial_key_widened_to_bigint_gets_its_sequence_widened_too() {
+    let f = fixture(
+        "mc_serial_bigint",
+        "CREATE TABLE orders (id serial PRIMARY KEY, note text);
+         INSERT INTO orders (note) SELECT 'n' || g FROM generate_series(1, 2000) g;
+         ANALYZE orders;",
+    )
+    .await;
+    let plan = f.plan(
+        "ALTER TABLE orders ALTER COLUMN id TYPE bigint",
+        &["shadow", "online"],
+    );
+    let steps = tests::migrate::read_plan(&plan)["steps"].clone();
+    assert_eq!(
+        steps[1]["sql"][0], "ALTER SEQUENCE \"public\".\"orders_id_seq\" AS bigint",
+        "{steps}"
+    );
+    f.submit_and_apply(&plan);
+    assert_eq!(f.column("orders", "id").await.0, "bigint");
+    assert_eq!(
+        f.one("SELECT data_type || ' ' || maximum_value FROM information_schema.sequences WHERE sequence_name = 'orders_id_seq'")
+            .await,
+        "bigint 9223372036854775807"
+    );
+    // The next id past the old maximum is drawn and stored.
+    f.client()
+        .batch_execute(
+            "SELECT setval('orders_id_seq', 2147483647);
+             INSERT INTO orders (note) VALUES ('past the integer maximum');",
+        )
+        .await
+        .expect("an id past 2^31 - 1");
+    assert_eq!(
+        f.one("SELECT max(id)::text FROM orders").await,
+        "2147483648"
+    );
+}

@@ -24,8 +24,8 @@ mod window;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use fixtures::load::{bank, Bank, LoadOptions};
 use tokio_postgres::{Client, Config};
+use workload::{bank, Bank, LoadOptions};
 
 use crate::args::{DemoArgs, Global};
 use crate::connect;
@@ -56,7 +56,7 @@ pub async fn run(_global: &Global, args: DemoArgs) -> Result<u8, Failure> {
     eprintln!(
         "tandem demo: starting a throwaway PostgreSQL 15 (initdb into a temporary directory)..."
     );
-    let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
+    let cluster = tokio::task::spawn_blocking(devdb::Cluster::start_throwaway)
         .await
         .map_err(|e| Failure::from(anyhow!(e)))?
         .map_err(|e| anyhow!(e).context("cannot start a throwaway PostgreSQL; install the server with `apt-get install -y postgresql-15`"))
@@ -86,7 +86,7 @@ pub async fn run(_global: &Global, args: DemoArgs) -> Result<u8, Failure> {
     result
 }
 
-async fn demo(cluster: &fixtures::pg::Cluster) -> Result<u8, Failure> {
+async fn demo(cluster: &devdb::Cluster) -> Result<u8, Failure> {
     let admin = connect::connect(&cluster.config("postgres")).await?;
     sql(&admin, &format!("CREATE DATABASE {DB}")).await?;
     let config = db_config(cluster, DB);
@@ -151,7 +151,7 @@ async fn demo(cluster: &fixtures::pg::Cluster) -> Result<u8, Failure> {
     Err(Failure::new(FAILURE, anyhow!(text)))
 }
 
-fn db_config(cluster: &fixtures::pg::Cluster, db: &str) -> Config {
+fn db_config(cluster: &devdb::Cluster, db: &str) -> Config {
     let mut config = cluster.config(db);
     config.application_name("tandem demo");
     config

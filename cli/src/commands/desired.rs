@@ -6,8 +6,8 @@ use anyhow::anyhow;
 use planner::lint::{lint, LintOptions};
 use planner::model::Schema;
 use planner::Severity;
-use tokio_postgres::Config;
 
+use crate::dev::DevServer;
 use crate::exit::{Failure, FINDINGS, USAGE};
 use crate::output;
 use crate::scratch::Scratch;
@@ -17,9 +17,9 @@ pub struct Desired {
     pub schema: Schema,
 }
 
-/// Read `path` and introspect what it creates. The scratch database is dropped on every
-/// path out of here, Ctrl-C included.
-pub async fn load(live: &Config, path: &Path) -> Result<Desired, Failure> {
+/// Read `path` and introspect what it creates, in a scratch database on the dev server. The
+/// scratch database is dropped on every path out of here, Ctrl-C included.
+pub async fn load(dev: &DevServer, path: &Path) -> Result<Desired, Failure> {
     let sql = read(path)?;
     let name = path.display().to_string();
     // Syntax errors are reported with line and column before any database work.
@@ -44,7 +44,7 @@ pub async fn load(live: &Config, path: &Path) -> Result<Desired, Failure> {
         ));
     }
     let t = std::time::Instant::now();
-    let scratch = Scratch::create(live, "desired")
+    let scratch = Scratch::create(dev, "desired")
         .await
         .map_err(Failure::from)?;
     tracing::info!(

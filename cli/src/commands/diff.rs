@@ -5,6 +5,7 @@ use planner::diff::{differences, DifferenceKind};
 use crate::args::{DiffArgs, Format, Global};
 use crate::commands::desired;
 use crate::connect;
+use crate::dev::DevServer;
 use crate::exit::{Failure, DIFFERENCES, OK};
 
 pub async fn run(global: &Global, args: DiffArgs) -> Result<u8, Failure> {
@@ -13,7 +14,13 @@ pub async fn run(global: &Global, args: DiffArgs) -> Result<u8, Failure> {
     let live = engine::catalog::introspect(&client)
         .await
         .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
-    let desired = desired::load(&config, &args.to).await?;
+    let major = engine::catalog::database_identity(&client)
+        .await
+        .map_err(|e| Failure::from(anyhow::Error::new(e)))?
+        .server_version_num
+        / 10000;
+    let dev = DevServer::start(&args.dev, Some((&config, major))).await?;
+    let desired = desired::load(&dev, &args.to).await?;
     let found = differences(&live, &desired.schema);
     match global.format {
         Format::Json | Format::Github => {

@@ -3,8 +3,10 @@
 pub mod apply;
 pub mod approve;
 pub mod audit;
+pub mod check;
 pub mod demo;
 mod desired;
+pub mod dev_image;
 pub mod diff;
 pub mod keys;
 pub mod lint;

@@ -12,6 +12,7 @@ use tokio_postgres::Config;
 use crate::args::{Format, Global, PlanArgs};
 use crate::commands::desired;
 use crate::connect;
+use crate::dev::DevServer;
 use crate::exit::{Failure, FAILURE, FINDINGS, OK, USAGE};
 use crate::output;
 use crate::scratch::Scratch;
@@ -37,7 +38,12 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     };
 
     let (plan, input) = if let Some(path) = &args.to {
-        let desired = desired::load(&config, path).await?;
+        let dev = DevServer::start(
+            &args.dev,
+            Some((&config, target.database.server_version_num / 10000)),
+        )
+        .await?;
+        let desired = desired::load(&dev, path).await?;
         let t = std::time::Instant::now();
         let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
         let changes =
@@ -49,7 +55,7 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
         tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
         if !args.no_verify {
             let t = std::time::Instant::now();
-            verify(&config, &live, &desired.schema, &plan).await?;
+            verify(&dev, &live, &desired.schema, &plan).await?;
             tracing::info!(elapsed_ms = ms(t), "checked the plan on a scratch copy");
         }
         (plan, None)
@@ -106,12 +112,12 @@ fn catalog(e: engine::catalog::CatalogError) -> Failure {
 /// Replay the plan on a scratch copy of the live schema and check it yields the desired one.
 /// A plan that fails this is tandem's bug, and is reported as such instead of handed out.
 async fn verify(
-    config: &Config,
+    dev: &DevServer,
     live: &Schema,
     desired: &Schema,
     plan: &Plan,
 ) -> Result<(), Failure> {
-    let scratch = Scratch::create(config, "verify")
+    let scratch = Scratch::create(dev, "verify")
         .await
         .map_err(Failure::from)?;
     let work = async {

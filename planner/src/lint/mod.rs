@@ -21,7 +21,7 @@ use crate::ident::QualName;
 use crate::model::{Schema, Table};
 
 pub use rules::rules;
-pub use state::FileState;
+pub use state::{FileState, WidenedSerial};
 
 /// What the linter needs to know about the target.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +51,8 @@ pub struct LintReport {
     pub findings: Vec<Finding>,
     /// `-- tandem: ignore ...` entries that suppressed nothing.
     pub unused_ignores: Vec<Location>,
+    /// Serial columns the file widens to bigint without widening their sequence (T065).
+    pub unwidened_serials: Vec<WidenedSerial>,
 }
 
 /// One statement of the file and what it does to the database.
@@ -409,6 +411,7 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
         statements,
         findings,
         unused_ignores,
+        unwidened_serials: state.unwidened_serials().cloned().collect(),
     }
 }
 

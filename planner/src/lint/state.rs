@@ -71,6 +71,23 @@ pub struct FileState {
     pub(crate) open_begin: Option<usize>,
     pub(crate) statement_timeout_reported: bool,
     pub(crate) last_statement: usize,
+    /// Columns widened to bigint whose default draws from a smaller sequence of the live
+    /// schema (a `serial`): PostgreSQL leaves the sequence as it was (T065).
+    pub(crate) widened_serials: Vec<WidenedSerial>,
+    /// Sequences altered `AS bigint` in this file.
+    pub(crate) widened_sequences: HashSet<QualName>,
+}
+
+/// A `serial` column widened to bigint: its sequence still stops at the old type's maximum.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WidenedSerial {
+    /// The ALTER TABLE statement's index.
+    pub statement: usize,
+    pub table: QualName,
+    pub column: String,
+    pub sequence: QualName,
+    /// The sequence's type now, e.g. `integer`.
+    pub sequence_type: String,
 }
 
 impl FileState {
@@ -99,6 +116,8 @@ impl FileState {
             open_begin: None,
             statement_timeout_reported: false,
             last_statement: 0,
+            widened_serials: Vec::new(),
+            widened_sequences: HashSet::new(),
         };
         if assume_tx {
             s.tx = Some(s.new_tx(false));
@@ -117,6 +136,13 @@ impl FileState {
             has_ddl: false,
             do_block: false,
         }
+    }
+
+    /// Serial columns widened to bigint whose sequence the file does not widen too.
+    pub fn unwidened_serials(&self) -> impl Iterator<Item = &WidenedSerial> {
+        self.widened_serials
+            .iter()
+            .filter(|w| !self.widened_sequences.contains(&w.sequence))
     }
 
     /// Created earlier in this file: new and empty, so locking it hurts no one.
@@ -350,6 +376,20 @@ impl FileState {
             NodeEnum::CreateEnumStmt(e) => {
                 self.dropped_types.remove(&qual_list(&e.type_name));
             }
+            NodeEnum::AlterSeqStmt(a) => {
+                let to_bigint = a.options.iter().any(|o| match &o.node {
+                    Some(NodeEnum::DefElem(d)) if d.defname == "as" => {
+                        match d.arg.as_ref().and_then(|n| n.node.as_ref()) {
+                            Some(NodeEnum::TypeName(tn)) => Ty::from_ast(tn).base == "bigint",
+                            _ => false,
+                        }
+                    }
+                    _ => false,
+                });
+                if let (true, Some(rv)) = (to_bigint, &a.sequence) {
+                    self.widened_sequences.insert(qual(rv));
+                }
+            }
             _ => {}
         }
         if let Some((t, a)) = alter_table(s.node) {
@@ -376,8 +416,21 @@ impl FileState {
                     }
                     AlterTableType::AtAlterColumnType => {
                         if let Some(ty) = cmd_column_def(cmd).and_then(|c| c.type_name.as_ref()) {
-                            self.columns
-                                .insert((t.clone(), cmd.name.clone()), Ty::from_ast(ty));
+                            let ty = Ty::from_ast(ty);
+                            if ty.base == "bigint" && !ty.array {
+                                if let Some((sequence, sequence_type)) =
+                                    serial_sequence(s, &t, &cmd.name)
+                                {
+                                    self.widened_serials.push(WidenedSerial {
+                                        statement: s.index,
+                                        table: t.clone(),
+                                        column: cmd.name.clone(),
+                                        sequence,
+                                        sequence_type,
+                                    });
+                                }
+                            }
+                            self.columns.insert((t.clone(), cmd.name.clone()), ty);
                         }
                     }
                     AlterTableType::AtAddConstraint => {
@@ -517,4 +570,34 @@ fn is_zero(args: &[pg_query::protobuf::Node]) -> bool {
         },
         _ => node_str(a).is_some_and(|s| s == "0"),
     })
+}
+
+/// The live sequence a column's default draws from (`nextval('seq'::regclass)`, as `serial`
+/// makes it), with its type, when that type is smaller than bigint.
+fn serial_sequence(s: &Stmt<'_>, table: &QualName, column: &str) -> Option<(QualName, String)> {
+    let live = s.opts.live?;
+    let col = live.tables.get(table)?.column(column)?;
+    let default = col.default.as_deref()?;
+    let inner = default
+        .strip_prefix("nextval('")?
+        .split_once("'::regclass)")?
+        .0
+        .replace("''", "'");
+    let (schema, name) = match inner.split_once('.') {
+        Some((schema, name)) => (unquote(schema), unquote(name)),
+        None => (table.schema.as_str().to_string(), unquote(&inner)),
+    };
+    let seq = live
+        .sequences
+        .values()
+        .find(|q| q.name.schema.as_str() == schema && q.name.name.as_str() == name)?;
+    matches!(seq.data_type.as_str(), "integer" | "smallint")
+        .then(|| (seq.name.clone(), seq.data_type.clone()))
+}
+
+fn unquote(s: &str) -> String {
+    match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => s.to_string(),
+    }
 }

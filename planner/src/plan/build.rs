@@ -108,8 +108,45 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
         created.extend(stmt.created.iter().cloned());
         steps.push(step);
     }
-    let steps = merge_shadow_steps(steps);
+    let mut steps = merge_shadow_steps(steps);
+    // A serial column widened to bigint keeps an integer sequence unless the file widens
+    // it too (T065): the plan does, once the column holds bigint.
+    for w in &report.unwidened_serials {
+        let step = widen_sequence_step(target, w);
+        let number = steps.len() + 1;
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.id == "T065" && f.message.contains(&w.sequence.display_plain()))
+        {
+            f.severity = Severity::Info;
+            f.help = format!("handled: step {number} widens the sequence");
+        }
+        steps.push(step);
+    }
     finish(target, source, steps, findings)
+}
+
+/// `ALTER SEQUENCE ... AS bigint` for a serial column widened to bigint. A catalog change:
+/// it holds the sequence's lock (which `nextval` waits on) for an instant, and rewrites nothing.
+fn widen_sequence_step(target: &Target<'_>, w: &crate::lint::WidenedSerial) -> Step {
+    let sql = vec![format!("ALTER SEQUENCE {} AS bigint", w.sequence)];
+    let locks = locks_of(&sql, target);
+    Step {
+        description: format!(
+            "widen sequence {} to bigint ({}.{} is bigint now; PostgreSQL left its serial sequence {})",
+            w.sequence.display_plain(),
+            w.table.display_plain(),
+            w.column,
+            w.sequence_type
+        ),
+        strategy: Strategy::Online,
+        table: Some(w.table.clone()),
+        estimate: estimate_online(target, &sql, &locks),
+        transactional: true,
+        sql,
+        locks,
+        refusal: None,
+    }
 }
 
 /// Plan the changes the diff found between the live and the desired schema (`--to`).

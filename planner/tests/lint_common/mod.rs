@@ -119,7 +119,32 @@ pub fn live_schema() -> Schema {
         5_000_000,
         900 * 1024 * 1024,
     );
-    for t in [accounts, settings, logs] {
+    // A serial key: its default draws from an integer sequence it owns.
+    let mut orders = table(
+        "orders",
+        vec![column("id", "integer", true)],
+        vec![],
+        1_000,
+        64 * 1024,
+    );
+    orders.columns[0].default = Some("nextval('orders_id_seq'::regclass)".into());
+    let seq = QualName::new("public", "orders_id_seq").expect("name");
+    s.sequences.insert(
+        seq.clone(),
+        planner::model::Sequence {
+            name: seq,
+            data_type: "integer".into(),
+            start: 1,
+            increment: 1,
+            min_value: 1,
+            max_value: i32::MAX as i64,
+            cache: 1,
+            cycle: false,
+            owned_by: Some((orders.name.clone(), "id".into())),
+            comment: None,
+        },
+    );
+    for t in [accounts, settings, logs, orders] {
         s.tables.insert(t.name.clone(), t);
     }
     s

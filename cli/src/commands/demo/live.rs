@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use engine::executor::{Event, Executor, Observer, Options};
 use engine::state::Phase;
-use fixtures::load::{bank, Bank, BankCheck, Load, Progress, Report, Workload};
 use tokio_postgres::{Client, Config};
+use workload::{bank, Bank, BankCheck, Load, Progress, Report, Workload};
 
 use super::plain::Plain;
 use super::{banner, latency, secs, thousands, ACCOUNTS, LOAD};

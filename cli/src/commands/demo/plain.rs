@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use fixtures::load::{Bank, Load, Workload};
 use tokio_postgres::Config;
+use workload::{Bank, Load, Workload};
 
 use super::{banner, intro, latency, secs, thousands, LOAD};
 use crate::connect;

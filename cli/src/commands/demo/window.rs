@@ -2,8 +2,8 @@
 //! swapped back without losing a write), then `tandem finalize`, and the invariant again.
 
 use anyhow::anyhow;
-use fixtures::load::{bank, Bank};
 use tokio_postgres::{Client, Config};
+use workload::{bank, Bank};
 
 use super::live::Run;
 use super::{banner, secs, thousands};

@@ -66,6 +66,7 @@ mod t061_ban_duplicate_column_assignments;
 mod t062_unknown_table;
 mod t063_uninspectable_sql;
 mod t064_unknown_column;
+mod t065_serial_sequence_not_widened;
 
 use super::{Rule, RuleMeta};
 
@@ -135,6 +136,7 @@ static RULES: &[&dyn Rule] = &[
     &t062_unknown_table::R,
     &t063_uninspectable_sql::R,
     &t064_unknown_column::R,
+    &t065_serial_sequence_not_widened::R,
 ];
 
 /// Every rule, ordered by id.
