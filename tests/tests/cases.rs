@@ -6,6 +6,9 @@
 //!   `plan` and `diff` run (they only read).
 //! - a case with `change.sql` gets the findings of `tandem lint` and the plan of
 //!   `tandem plan -f` snapshotted.
+//! - `roundtrip_pg17` runs every round trip again against PostgreSQL 17 (the host has 15
+//!   only): the target is one Docker container, the dev database another (`--dev-url`), both
+//!   from the image `tandem dev-image build --pg 17` makes (built here when missing).
 
 use std::path::Path;
 
@@ -36,7 +39,177 @@ fn main() {
             }));
         }
     }
+    trials.push(Trial::test("roundtrip_pg17", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(roundtrip_pg17())
+    }));
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Every round-trip case on PostgreSQL 17: a target container and a dev container, four
+/// cases at a time, each in its own database; the plan's SQL is run and `diff` must then
+/// find nothing. Snapshots are the 15 run's: here the plan must only be sound.
+async fn roundtrip_pg17() -> Result<(), Failed> {
+    use devdb::docker::{self, PgMajor};
+    let progress = |line: &str| eprintln!("dev image: {line}");
+    docker::ensure(PgMajor::V17, &progress)
+        .await
+        .map_err(|e| format!("cannot build the PostgreSQL 17 image: {e}"))?;
+    let (target, dev) = tokio::join!(docker::start(PgMajor::V17), docker::start(PgMajor::V17));
+    let target = target.map_err(|e| format!("target container: {e}"))?;
+    let dev = dev.map_err(|e| format!("dev container: {e}"))?;
+    // tandem takes passwords from a password file only.
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pgpass = dir.path().join("pgpass");
+    let line = |c: &tokio_postgres::Config| {
+        format!(
+            "127.0.0.1:{}:*:postgres:{}\n",
+            c.get_ports()[0],
+            String::from_utf8_lossy(c.get_password().expect("a password"))
+        )
+    };
+    std::fs::write(&pgpass, line(target.config()) + &line(dev.config()))
+        .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    let url = |db: &str, c: &tokio_postgres::Config| {
+        format!("postgresql://postgres@127.0.0.1:{}/{db}", c.get_ports()[0])
+    };
+    let dev_url = url("postgres", dev.config());
+    let (admin, conn) = target
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let version: String = admin
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    assert!(version.starts_with("17"), "{version}");
+
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.file("after.sql").is_some())
+        .collect();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
+    let mut tasks = tokio::task::JoinSet::new();
+    for case in cases {
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"rt_{}\"", case.name))
+            .await
+            .map_err(|e| format!("{}: {e}", case.name))?;
+        let mut config = target.config().clone();
+        config.dbname(format!("rt_{}", case.name));
+        let target_url = url(&format!("rt_{}", case.name), target.config());
+        let (dev_url, pgpass, gate) = (dev_url.clone(), pgpass.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire().await.expect("semaphore");
+            let name = case.name.clone();
+            roundtrip_on(&case, config, &target_url, &dev_url, &pgpass)
+                .await
+                .map_err(|e| format!("{name}: {e}"))
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            failures.push(e);
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} case(s) failed on PostgreSQL 17:\n{}",
+            failures.len(),
+            failures.join("\n\n")
+        )
+        .into())
+    }
+}
+
+async fn roundtrip_on(
+    case: &Case,
+    config: tokio_postgres::Config,
+    url: &str,
+    dev_url: &str,
+    pgpass: &Path,
+) -> Result<(), String> {
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    if let Some(sql) = case.read("before.sql") {
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| format!("before.sql does not load: {e:?}"))?;
+    }
+    client
+        .batch_execute("ANALYZE")
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = case.file("after.sql").expect("after.sql");
+    let after = after.to_str().expect("utf-8 path").to_string();
+    let run = |args: Vec<String>| {
+        let pgpass = pgpass.to_path_buf();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(tests::binary())
+                    .args(&args)
+                    .env("PGPASSFILE", pgpass)
+                    .env_remove("DATABASE_URL")
+                    .env_remove("PGPASSWORD")
+                    .output()
+                    .expect("tandem runs")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        v.extend(["--database-url", url, "--dev-url", dev_url].map(String::from));
+        v
+    };
+    let out = run(args(&["plan", "--to", &after, "--format", "json"])).await;
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 && code != 3 {
+        return Err(format!(
+            "plan --to failed with {code}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let plan: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("plan is not JSON: {e}"))?;
+    for step in plan["steps"].as_array().expect("steps") {
+        if step["strategy"] == "refused" {
+            return Err(format!("step refused: {}", step["refusal"]));
+        }
+        for sql in step["sql"].as_array().expect("sql") {
+            let sql = sql.as_str().expect("sql text");
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| format!("plan step failed: {sql}\n{e:?}"))?;
+        }
+    }
+    let out = run(args(&["diff", "--to", &after, "--exit-code"])).await;
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "after the plan, diff --to after.sql still reports (exit {:?}):\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 fn block_on<F: std::future::Future<Output = Result<(), Failed>>>(f: F) -> Result<(), Failed> {

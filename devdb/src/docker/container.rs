@@ -147,6 +147,12 @@ pub async fn start(major: PgMajor) -> Result<DevContainer, DockerError> {
         })?;
     let id = container.id().to_owned();
 
+    // The log first: a server that exits at once takes its port mapping with it, and "it
+    // exited" is the useful thing to say then.
+    let deadline = started + READY_TIMEOUT;
+    if let Err(reason) = wait_for_ready_message(&container, deadline).await {
+        return Err(failed(&container, &tag, reason, None).await);
+    }
     let port = match container.get_host_port_ipv4(PG_PORT.tcp()).await {
         Ok(port) => port,
         Err(e) => {
@@ -163,10 +169,6 @@ pub async fn start(major: PgMajor) -> Result<DevContainer, DockerError> {
         .password(password)
         .connect_timeout(Duration::from_secs(10));
 
-    let deadline = started + READY_TIMEOUT;
-    if let Err(reason) = wait_for_ready_message(&container, deadline).await {
-        return Err(failed(&container, &tag, reason, None).await);
-    }
     if let Err(e) = connect_with_retries(&config, deadline).await {
         let reason = format!(
             "it logged that it is ready, but no connection succeeded within {} s",
