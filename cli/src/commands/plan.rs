@@ -43,21 +43,76 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
             Some((&config, target.database.server_version_num / 10000)),
         )
         .await?;
-        let desired = desired::load(&dev, path).await?;
+        // The check's copy of the live schema is rebuilt while the desired schema loads:
+        // neither needs the other, and each is mostly the server creating files.
+        let copy = if args.no_verify {
+            None
+        } else {
+            Some(
+                Scratch::create(&dev, "verify")
+                    .await
+                    .map_err(Failure::from)?,
+            )
+        };
         let t = std::time::Instant::now();
-        let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
-        let changes =
-            diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
-        tracing::info!(elapsed_ms = ms(t), changes = changes.len(), "diffed");
+        let loaded = async {
+            let rebuilt = async {
+                match &copy {
+                    Some(scratch) => rebuild(scratch, &live).await,
+                    None => Ok(()),
+                }
+            };
+            tokio::join!(desired::load(&dev, path), rebuilt)
+        };
+        let (desired, rebuilt) = tokio::select! {
+            r = loaded => r,
+            _ = tokio::signal::ctrl_c() => (Err(Failure::new(130, anyhow!("interrupted; the scratch databases were dropped"))), Ok(())),
+        };
+        let (desired, copy) = match (desired, rebuilt) {
+            (Ok(desired), Ok(())) => (desired, copy),
+            (Err(e), _) | (_, Err(e)) => {
+                if let Some(scratch) = copy {
+                    scratch.drop().await;
+                }
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            elapsed_ms = ms(t),
+            "loaded the desired schema beside the rebuilt live copy"
+        );
         let t = std::time::Instant::now();
-        let source = PlanSource::new("to", &path.display().to_string(), &desired.sql);
-        let plan = plan::from_changes(&target, source, &changes);
-        tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
-        if !args.no_verify {
+        let planned = (|| {
+            let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
+            let changes =
+                diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
+            tracing::info!(elapsed_ms = ms(t), changes = changes.len(), "diffed");
             let t = std::time::Instant::now();
-            verify(&dev, &live, &desired.schema, &plan).await?;
-            tracing::info!(elapsed_ms = ms(t), "checked the plan on a scratch copy");
-        }
+            let source = PlanSource::new("to", &path.display().to_string(), &desired.sql);
+            let plan = plan::from_changes(&target, source, &changes);
+            tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
+            Ok::<_, Failure>(plan)
+        })();
+        let plan = match (planned, copy) {
+            (Ok(plan), Some(scratch)) => {
+                let t = std::time::Instant::now();
+                let checked = tokio::select! {
+                    r = replay(&scratch, &desired.schema, &plan) => r,
+                    _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
+                };
+                scratch.drop().await;
+                checked?;
+                tracing::info!(elapsed_ms = ms(t), "checked the plan on a scratch copy");
+                plan
+            }
+            (Ok(plan), None) => plan,
+            (Err(e), copy) => {
+                if let Some(scratch) = copy {
+                    scratch.drop().await;
+                }
+                return Err(e);
+            }
+        };
         (plan, None)
     } else {
         let (name, sql) = match (&args.file, &args.sql) {
@@ -109,73 +164,63 @@ fn catalog(e: engine::catalog::CatalogError) -> Failure {
     Failure::new(FAILURE, anyhow::Error::new(e))
 }
 
-/// Replay the plan on a scratch copy of the live schema and check it yields the desired one.
-/// A plan that fails this is tandem's bug, and is reported as such instead of handed out.
-async fn verify(
-    dev: &DevServer,
-    live: &Schema,
-    desired: &Schema,
-    plan: &Plan,
-) -> Result<(), Failure> {
-    let scratch = Scratch::create(dev, "verify")
+/// Recreate the live schema in `scratch` from a diff against nothing, and check the copy is
+/// the live schema: the ground the plan's check replays on.
+async fn rebuild(scratch: &Scratch, live: &Schema) -> Result<(), Failure> {
+    let empty = engine::catalog::introspect(&scratch.client)
         .await
-        .map_err(Failure::from)?;
-    let work = async {
-        let empty = engine::catalog::introspect(&scratch.client)
-            .await
-            .map_err(catalog)?;
-        let rebuild = diff(&empty, live, &RenameHints::default())
-            .map_err(|e| bug(anyhow!("cannot recreate the live schema: {e}")))?;
-        for change in &rebuild {
-            for sql in &change.sql {
-                scratch.client.batch_execute(sql).await.map_err(|e| {
-                    bug(anyhow!(
-                        "recreating the live schema failed at `{sql}`: {}",
-                        db_message(&e)
-                    ))
-                })?;
-            }
+        .map_err(catalog)?;
+    let rebuild = diff(&empty, live, &RenameHints::default())
+        .map_err(|e| bug(anyhow!("cannot recreate the live schema: {e}")))?;
+    for change in &rebuild {
+        for sql in &change.sql {
+            scratch.client.batch_execute(sql).await.map_err(|e| {
+                bug(anyhow!(
+                    "recreating the live schema failed at `{sql}`: {}",
+                    db_message(&e)
+                ))
+            })?;
         }
-        let copy = engine::catalog::introspect(&scratch.client)
-            .await
-            .map_err(catalog)?;
-        let off = differences(live, &copy);
-        if !off.is_empty() {
-            let list: Vec<String> = off.iter().map(|d| d.object.clone()).collect();
-            return Err(bug(anyhow!(
-                "the scratch copy of the live schema differs from it in {}",
-                list.join(", ")
-            )));
+    }
+    let copy = engine::catalog::introspect(&scratch.client)
+        .await
+        .map_err(catalog)?;
+    let off = differences(live, &copy);
+    if !off.is_empty() {
+        let list: Vec<String> = off.iter().map(|d| d.object.clone()).collect();
+        return Err(bug(anyhow!(
+            "the scratch copy of the live schema differs from it in {}",
+            list.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Replay the plan on the copy of the live schema and check it yields the desired one. A plan
+/// that fails this is tandem's bug, and is reported as such instead of handed out.
+async fn replay(scratch: &Scratch, desired: &Schema, plan: &Plan) -> Result<(), Failure> {
+    for step in &plan.steps {
+        for sql in &step.sql {
+            scratch.client.batch_execute(sql).await.map_err(|e| {
+                bug(anyhow!(
+                    "the plan failed on a copy of the live schema at `{sql}`: {}",
+                    db_message(&e)
+                ))
+            })?;
         }
-        for step in &plan.steps {
-            for sql in &step.sql {
-                scratch.client.batch_execute(sql).await.map_err(|e| {
-                    bug(anyhow!(
-                        "the plan failed on a copy of the live schema at `{sql}`: {}",
-                        db_message(&e)
-                    ))
-                })?;
-            }
-        }
-        let after = engine::catalog::introspect(&scratch.client)
-            .await
-            .map_err(catalog)?;
-        let left = differences(&after, desired);
-        if !left.is_empty() {
-            let list: Vec<String> = left.iter().map(|d| d.object.clone()).collect();
-            return Err(bug(anyhow!(
-                "after the plan, the copy still differs from the desired schema in {}",
-                list.join(", ")
-            )));
-        }
-        Ok(())
-    };
-    let result = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
-    };
-    scratch.drop().await;
-    result
+    }
+    let after = engine::catalog::introspect(&scratch.client)
+        .await
+        .map_err(catalog)?;
+    let left = differences(&after, desired);
+    if !left.is_empty() {
+        let list: Vec<String> = left.iter().map(|d| d.object.clone()).collect();
+        return Err(bug(anyhow!(
+            "after the plan, the copy still differs from the desired schema in {}",
+            list.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn bug(e: anyhow::Error) -> Failure {
