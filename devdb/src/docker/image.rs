@@ -200,8 +200,9 @@ pub async fn ensure(major: PgMajor, progress: &dyn Fn(&str)) -> Result<(), Docke
 ///
 /// With `force`, rebuild even when a current image is present (to pick up Debian's updates);
 /// otherwise a build that finds the image present once it holds the build lock (because
-/// another process built it meanwhile) returns at once. `progress` receives one line per step
-/// and debootstrap's own output.
+/// another process built it meanwhile) returns at once. `progress` receives a line per step
+/// (starting with "building" or "built") and, between them, every line debootstrap prints
+/// (several hundred, starting with "I: "), for a display that shows the latest.
 ///
 /// The root filesystem is assembled in a temporary directory under /var/tmp, removed afterwards
 /// whether the build succeeds or not. An image this replaces is removed unless a container
