@@ -12,7 +12,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio_postgres::NoTls;
 
 use super::error::{tail, DockerError};
-use super::image::{ensure, tag, PgMajor, REPOSITORY};
+use super::image::{ensure_with, tag, PgMajor, REPOSITORY};
 
 /// Where the entrypoint (`entrypoint.sh`) reads the superuser password, once, before deleting
 /// it.
@@ -118,7 +118,7 @@ impl Drop for DevContainer {
 /// before it starts, so it appears in no environment variable, command line or `docker
 /// inspect` output.
 pub async fn start(major: PgMajor) -> Result<DevContainer, DockerError> {
-    ensure(major, &|line| tracing::info!("{line}")).await?;
+    ensure_with(major, &|line: &str| tracing::info!("{line}")).await?;
 
     let tag = tag(major);
     let password: String = rand::thread_rng()
@@ -274,6 +274,14 @@ async fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checked by the compiler: callers may `tokio::spawn` a start (say, while they load the
+    /// target's schema). A `&dyn Fn` progress callback held across an await would break it.
+    #[test]
+    fn start_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        assert_send(&start(PgMajor::V15));
+    }
 
     #[test]
     fn the_port_is_published_on_loopback_only() {

@@ -190,10 +190,19 @@ pub async fn image_present(major: PgMajor) -> Result<bool, DockerError> {
 
 /// Build the image when it is missing (see [`image_present`]); otherwise do nothing.
 pub async fn ensure(major: PgMajor, progress: &dyn Fn(&str)) -> Result<(), DockerError> {
+    ensure_with(major, progress).await
+}
+
+/// [`ensure`] for any progress callback: with a `Sync` one the future is `Send`, which
+/// `container::start` needs (a `&dyn Fn` held across an await makes a future `!Send`).
+pub(crate) async fn ensure_with<P>(major: PgMajor, progress: &P) -> Result<(), DockerError>
+where
+    P: Fn(&str) + ?Sized,
+{
     if image_present(major).await? {
         return Ok(());
     }
-    build(major, false, progress).await
+    build_with(major, false, progress).await
 }
 
 /// Build `tandem-dev-postgres:<major>` from Debian's packages and import it into Docker.
@@ -212,6 +221,14 @@ pub async fn build(
     force: bool,
     progress: &dyn Fn(&str),
 ) -> Result<(), DockerError> {
+    build_with(major, force, progress).await
+}
+
+/// [`build`] for any progress callback (see [`ensure_with`]).
+async fn build_with<P>(major: PgMajor, force: bool, progress: &P) -> Result<(), DockerError>
+where
+    P: Fn(&str) + ?Sized,
+{
     let tag = tag(major);
     // Ask the daemon first: it is the likeliest thing to be missing, and finding out after
     // a minute of debootstrap would waste that minute.
@@ -307,7 +324,10 @@ pub async fn build(
 
 /// Hold the build lock of `major`'s tag, waiting (and saying so) while another process holds
 /// it.
-async fn build_lock(major: PgMajor, progress: &dyn Fn(&str)) -> Result<Flock<File>, DockerError> {
+async fn build_lock<P>(major: PgMajor, progress: &P) -> Result<Flock<File>, DockerError>
+where
+    P: Fn(&str) + ?Sized,
+{
     let path = std::env::temp_dir().join(format!("{REPOSITORY}-{major}.build.lock"));
     // Any user may build or wait, so the file is created world-writable; opening an existing
     // one read-only is enough for flock and works for a file another user created.
@@ -478,10 +498,10 @@ impl StepFailure {
 ///
 /// The outer `Result` is for failing to run it at all; the inner one for it exiting
 /// unsuccessfully, with the end of its output. The child is killed if this future is dropped.
-async fn run_step(
-    mut cmd: Command,
-    progress: &dyn Fn(&str),
-) -> Result<Result<(), StepFailure>, DockerError> {
+async fn run_step<P>(mut cmd: Command, progress: &P) -> Result<Result<(), StepFailure>, DockerError>
+where
+    P: Fn(&str) + ?Sized,
+{
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let pipe_err = |e: std::io::Error| DockerError::io("set up a pipe for", program.clone())(e);
     // Close-on-exec, so that no other child started meanwhile holds the write end open.
