@@ -273,7 +273,14 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
     settings()
         .bind(|| insta::assert_json_snapshot!(format!("roundtrip-{}", case.name), redact(&plan)));
 
-    for step in plan["steps"].as_array().expect("steps") {
+    let before_objects = objects(
+        &engine::catalog::introspect(db.client())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let mut seen = Vec::new();
+    let steps = plan["steps"].as_array().expect("steps");
+    for step in steps {
         if step["strategy"] == "refused" {
             return Err(format!("step refused in a round-trip case: {}", step["refusal"]).into());
         }
@@ -283,6 +290,57 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
                 .batch_execute(sql)
                 .await
                 .map_err(|e| format!("plan step failed: {sql}\n{e:?}"))?;
+        }
+        seen.push(objects(
+            &engine::catalog::introspect(db.client())
+                .await
+                .map_err(|e| e.to_string())?,
+        ));
+    }
+    // No window: what clients use before and after the plan is there, and as protected,
+    // between any two steps, except what a step says it exposes, until the step it names.
+    if let Some(after_objects) = seen.last() {
+        let mut allowed: Vec<(String, usize, usize)> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            for e in step["exposes"].as_array().into_iter().flatten() {
+                let e = e.as_str().expect("text");
+                let (object, until) = e
+                    .split_once(" is missing until step ")
+                    .ok_or_else(|| format!("unreadable exposure {e:?}"))?;
+                allowed.push((
+                    object.to_string(),
+                    i,
+                    until.parse::<usize>().map_err(|_| e.to_string())? - 1,
+                ));
+            }
+        }
+        for (key, protected) in &before_objects {
+            let Some(protected_after) = after_objects.get(key) else {
+                continue;
+            };
+            for (i, now) in seen.iter().enumerate() {
+                // An index replaced beside serves under its temporary name between the
+                // old one's drop and the rename: queries do not go by names.
+                let beside = key.starts_with("index ")
+                    && now.get(&format!("{key}_tandem_new")).is_some_and(|p| *p);
+                let ok = beside
+                    || match now.get(key) {
+                        None => false,
+                        Some(p) => *p || !(*protected && *protected_after),
+                    };
+                let exposed = allowed
+                    .iter()
+                    .any(|(o, from, until)| key == o && (*from..*until).contains(&i));
+                if !ok && !exposed {
+                    return Err(format!(
+                        "a window: after step {} ({}), {key} is {} though it exists before and after the plan, and no step says so",
+                        i + 1,
+                        steps[i]["description"],
+                        if now.contains_key(key) { "not valid" } else { "missing" }
+                    )
+                    .into());
+                }
+            }
         }
     }
     let fp_after = fingerprint(db.client()).await;
@@ -366,7 +424,7 @@ fn redact(plan: &Value) -> Value {
         .expect("steps")
         .iter()
         .map(|s| {
-            json!({
+            let mut step = json!({
                 "description": s["description"],
                 "strategy": s["strategy"],
                 "table": s["table"],
@@ -374,7 +432,11 @@ fn redact(plan: &Value) -> Value {
                 "locks": s["locks"],
                 "sql": s["sql"],
                 "refusal": s["refusal"],
-            })
+            });
+            if let Some(exposes) = s.get("exposes") {
+                step["exposes"] = exposes.clone();
+            }
+            step
         })
         .collect();
     let findings: Vec<Value> = plan["findings"]
@@ -394,4 +456,44 @@ fn redact(plan: &Value) -> Value {
         })
         .collect();
     json!({ "format": plan["format"], "source_kind": plan["source"]["kind"], "steps": steps, "findings": findings })
+}
+
+/// What clients use, by the names plans give them, each with whether it protects (a
+/// validated constraint, a valid index) or simply exists.
+fn objects(schema: &planner::model::Schema) -> std::collections::BTreeMap<String, bool> {
+    let plain = |q: &planner::QualName| format!("{}.{}", q.schema.as_str(), q.name.as_str());
+    let mut out = std::collections::BTreeMap::new();
+    for (name, t) in &schema.tables {
+        out.insert(format!("table {}", plain(name)), true);
+        for c in &t.columns {
+            out.insert(format!("column {}.{}", plain(name), c.name), true);
+        }
+        for c in t.constraints.values() {
+            out.insert(
+                format!("constraint {}.{}", plain(name), c.name),
+                c.validated,
+            );
+        }
+        for i in t.indexes.values() {
+            out.insert(
+                format!("index {}.{}", name.schema.as_str(), i.name),
+                i.valid,
+            );
+        }
+    }
+    for (name, v) in &schema.views {
+        let kind = if v.materialized {
+            "materialized view"
+        } else {
+            "view"
+        };
+        out.insert(format!("{kind} {}", plain(name)), true);
+        for i in v.indexes.values() {
+            out.insert(
+                format!("index {}.{}", name.schema.as_str(), i.name),
+                i.valid,
+            );
+        }
+    }
+    out
 }

@@ -905,3 +905,43 @@ async fn a_serial_key_widened_to_bigint_gets_its_sequence_widened_too() {
         "2147483648"
     );
 }
+
+/// Issue 12: a `--to` plan that changes an FK, a CHECK, a partial index and a materialized
+/// view next to a shadow step, applied by the engine: every step runs, the result is the
+/// desired schema, and the rows are all there.
+#[tokio::test]
+async fn a_to_plan_that_builds_beside_a_shadow_step_applies_and_reaches_the_desired_schema() {
+    let case = tests::root().join("fixtures/cases/diff_no_window_beside_a_shadow_step");
+    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
+    let f = fixture("mc_beside_shadow", &format!("{before}\nANALYZE;")).await;
+    let after = case.join("after.sql");
+    let after = after.to_str().expect("utf-8");
+    let plan = f.dir.join("plan.json");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "--to",
+        after,
+        "-o",
+        plan.to_str().expect("utf-8"),
+    ])
+    .expect(0);
+    assert_eq!(strategies(&plan)[0], "shadow");
+    f.submit_and_apply(&plan);
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "diff",
+        "--to",
+        after,
+        "--exit-code",
+    ])
+    .expect(0);
+    assert_eq!(f.one("SELECT count(*)::text FROM orders").await, "2000");
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM pg_constraint WHERE conname LIKE '%tandem_new'")
+            .await,
+        "0"
+    );
+}

@@ -111,7 +111,8 @@ fn migrate(db: &TestDb, test: &str) -> i64 {
     let url = db.url();
     let plan = scratch_dir(test).join("plan.json");
     plan_sql(&url, CHANGE, &plan);
-    assert_eq!(strategies(&plan), vec!["shadow"]);
+    // `id` is a serial: the plan widens its sequence after the column (issue 12).
+    assert_eq!(strategies(&plan), vec!["shadow", "online"]);
     let id = submit(&url, &plan, &[]);
     apply(&url, id, &[]).expect(0);
     assert_eq!(status_json(&url, id)["phase"], "rollback_window");
@@ -287,12 +288,15 @@ async fn cutover_carries_every_dependent_and_finalize_keeps_them() {
     let old_name = format!("_tandem_m{id}_t{before_oid}_old");
     assert_eq!(oid(c, &old_name).await, Some(before_oid));
 
-    // The whole schema is what PostgreSQL's own ALTER (with the view dropped around it) gives.
+    // The whole schema is what PostgreSQL's own ALTER (with the view dropped around it) gives,
+    // with the serial's sequence widened as the plan's second step does.
     let expected_db = TestDb::new("md_cutover_expected").await;
     role(expected_db.client()).await;
     expected_db
         .client()
-        .batch_execute(&format!("{SCHEMA}{LATE}{CHANGE};{BALANCES_VIEW}"))
+        .batch_execute(&format!(
+            "{SCHEMA}{LATE}{CHANGE};{BALANCES_VIEW}ALTER SEQUENCE accounts_id_seq AS bigint;"
+        ))
         .await
         .unwrap();
     let diffs = schema_differences(
@@ -498,7 +502,7 @@ async fn rollback_brings_the_original_back_with_its_dependents() {
     let window_rows = text_rows(c, ROWS).await;
     assert_eq!(audit_count(c).await, 2);
 
-    let run = on(&url, "rollback", id, &["--yes"]).expect(0);
+    let run = on(&url, "rollback", id, &["--yes", "--online-steps"]).expect(0);
     assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
     assert_eq!(extras(c).await, expected_extras(), "after the rollback");
     assert_eq!(status_json(&url, id)["phase"], "rolled_back");
@@ -607,7 +611,11 @@ async fn rollback_leaves_the_schema_exactly_as_it_was() {
     let c = db.client();
     let before = introspect(c).await;
     let id = migrate(&db, "md_rollback_exact");
-    on(&db.url(), "rollback", id, &["--yes"]).expect(0);
+    // The widened sequence is the plan's online step: a plain rollback names it and leaves
+    // it, `--online-steps` puts it back to integer too.
+    let run = on(&db.url(), "rollback", id, &["--yes"]).expect(0);
+    assert!(run.stderr.contains("accounts_id_seq"), "{}", run.stderr);
+    on(&db.url(), "rollback", id, &["--yes", "--online-steps"]).expect(0);
     assert_eq!(
         foreign_key(c, "invoices_account_id_fkey").await,
         ("billing.invoices".into(), "accounts".into(), true)

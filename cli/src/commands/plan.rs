@@ -301,6 +301,9 @@ fn review(
         if let Some(why) = &step.refusal {
             let _ = writeln!(out, "    refused: {why}");
         }
+        for what in &step.exposes {
+            let _ = writeln!(out, "    clients see: {what}");
+        }
         let _ = writeln!(
             out,
             "    {}",

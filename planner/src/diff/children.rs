@@ -4,6 +4,12 @@
 //! FOREIGN KEY as `NOT VALID` then `VALIDATE`, primary keys and unique constraints over an
 //! index built concurrently (`ADD CONSTRAINT .. USING INDEX`). On tables created by the same
 //! plan, plain statements. Objects a partition inherits from its parent are left to the parent.
+//!
+//! A changed CHECK or FOREIGN KEY, and a changed non-unique index, are built **beside** the
+//! old one under a temporary name and take its place at the end (drop + rename), so at no point
+//! between two steps is the table unprotected or its queries without the index. Dropping first
+//! and re-creating last, as a naive diff does, opens a window as long as everything between
+//! (hours when a shadow migration runs in between).
 
 use std::collections::BTreeSet;
 
@@ -118,6 +124,10 @@ fn diff_constraints(
                 kept.insert(c.name.clone());
                 continue;
             }
+            if !forced && replaceable_constraint(cx, live, c, desired) {
+                // Built beside and swapped in below: the old one stays until then.
+                continue;
+            }
             let object = format!("constraint {}.{}", plain(name), c.name);
             let rank = if matches!(c.kind, ConstraintKind::ForeignKey(_)) {
                 Rank::DropForeignKey
@@ -150,7 +160,15 @@ fn diff_constraints(
                     validate(cx, name, &c.name);
                 }
             }
-            None => add_constraint(cx, desired, c, live.is_none()),
+            None => match live.and_then(|l| {
+                l.constraints
+                    .get(&c.name)
+                    .filter(|old| replaceable_constraint(cx, l, old, desired))
+                    .filter(|_| !forced_fks.contains(&(name.clone(), c.name.clone())))
+            }) {
+                Some(_) => replace_constraint_beside(cx, desired, c),
+                None => add_constraint(cx, desired, c, live.is_none()),
+            },
         }
         let target = format!("CONSTRAINT {} ON {name}", ident(&c.name));
         comment(
@@ -162,6 +180,91 @@ fn diff_constraints(
             c.comment.as_deref(),
         );
     }
+}
+
+/// A live CHECK or FOREIGN KEY whose definition changes, on a table that stays, using no
+/// column the diff drops: it can be built beside and swapped in.
+fn replaceable_constraint(cx: &Cx, live: &Table, old: &Constraint, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    live.partition_of.is_none()
+        && desired.partition_of.is_none()
+        && desired.constraints.get(&old.name).is_some_and(|new| {
+            std::mem::discriminant(&new.kind) == std::mem::discriminant(&old.kind)
+                && matches!(
+                    new.kind,
+                    ConstraintKind::Check | ConstraintKind::ForeignKey(_)
+                )
+                && strip_not_valid(&new.definition) != strip_not_valid(&old.definition)
+        })
+        && !gone.iter().any(|g| mentions(&old.definition, g))
+}
+
+/// The temporary name of an object built beside `name`: `name` + `_tandem_new`, shortened to
+/// fit PostgreSQL's 63 bytes (on a character boundary).
+pub(crate) fn beside_name(name: &str) -> String {
+    const SUFFIX: &str = "_tandem_new";
+    let mut head = name;
+    while head.len() + SUFFIX.len() > 63 {
+        let mut end = head.len() - 1;
+        while !head.is_char_boundary(end) {
+            end -= 1;
+        }
+        head = &head[..end];
+    }
+    format!("{head}{SUFFIX}")
+}
+
+/// A changed CHECK or FOREIGN KEY: added NOT VALID under a temporary name, validated (when
+/// the desired one is), then swapped for the old one in one short transaction.
+fn replace_constraint_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
+    let name = &t.name;
+    let object = format!("constraint {}.{}", plain(name), c.name);
+    let temp = beside_name(&c.name);
+    let tname = ident(&temp);
+    let rank = match c.kind {
+        ConstraintKind::ForeignKey(_) => Rank::AddForeignKey,
+        _ => Rank::AddConstraint,
+    };
+    let add = cx.out.push(
+        rank,
+        Draft::new(
+            ChangeKind::Create,
+            format!("constraint {}.{temp}", plain(name)),
+            format!("build the new {object} beside the old one, as {temp}, without checking existing rows"),
+        )
+        .table(name)
+        .sql(format!(
+            "ALTER TABLE {name} ADD CONSTRAINT {tname} {} NOT VALID",
+            strip_not_valid(&c.definition)
+        )),
+    );
+    if let ConstraintKind::ForeignKey(fk) = &c.kind {
+        cx.out.need(add, format!("table {}", plain(&fk.references)));
+        cx.out.need(add, format!("keys {}", plain(&fk.references)));
+    }
+    for col in key_columns(c) {
+        cx.out.need(add, format!("column {}.{col}", plain(name)));
+    }
+    if c.validated {
+        validate(cx, name, &temp);
+    }
+    cx.out.push(
+        Rank::SwapConstraint,
+        Draft::new(
+            ChangeKind::Alter,
+            object.clone(),
+            format!("swap the new {object} in for the old one"),
+        )
+        .table(name)
+        .sql(format!(
+            "ALTER TABLE {name} DROP CONSTRAINT {}",
+            ident(&c.name)
+        ))
+        .sql(format!(
+            "ALTER TABLE {name} RENAME CONSTRAINT {tname} TO {}",
+            ident(&c.name)
+        )),
+    );
 }
 
 fn validate(cx: &mut Cx, table: &QualName, constraint: &str) {
@@ -343,6 +446,10 @@ fn diff_indexes(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
                 kept.insert(i.name.clone());
                 continue;
             }
+            if replaceable_index(cx, live, i, desired) {
+                // Built beside and swapped in below: queries keep the old one until then.
+                continue;
+            }
             let index = sibling(name, &i.name);
             let object = format!("index {}", plain(&index));
             let draft =
@@ -367,7 +474,12 @@ fn diff_indexes(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
         let old = live
             .and_then(|l| l.indexes.get(&i.name))
             .filter(|_| kept.contains(&i.name));
-        if old.is_none() {
+        let beside = live
+            .and_then(|l| l.indexes.get(&i.name).map(|old| (l, old)))
+            .is_some_and(|(l, old)| replaceable_index(cx, l, old, desired));
+        if beside {
+            replace_index_beside(cx, name, i);
+        } else if old.is_none() {
             let draft = Draft::new(
                 ChangeKind::Create,
                 object.clone(),
@@ -399,6 +511,71 @@ fn diff_indexes(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
             i.comment.as_deref(),
         );
     }
+}
+
+/// A valid, non-unique index of a plain table that stays, whose definition changes and
+/// uses no column the diff drops: it can be built beside and swapped in. (Unique indexes may
+/// back foreign keys, and partitioned tables take no CONCURRENTLY: those keep drop + create.)
+fn replaceable_index(cx: &Cx, live: &Table, old: &Index, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    old.valid
+        && !old.unique
+        && live.partition_key.is_none()
+        && desired.partition_key.is_none()
+        && live.partition_of.is_none()
+        && desired
+            .indexes
+            .get(&old.name)
+            .is_some_and(|new| !new.unique && new.definition != old.definition)
+        && !gone.iter().any(|g| mentions(&old.definition, g))
+}
+
+/// A changed index: built concurrently under a temporary name, then the old one dropped
+/// concurrently and the new one renamed (the two serve queries in turn, never neither).
+fn replace_index_beside(cx: &mut Cx, table: &QualName, i: &Index) {
+    let temp = beside_name(&i.name);
+    let temp_q = sibling(table, &temp);
+    let old_q = sibling(table, &i.name);
+    let object = format!("index {}", plain(&old_q));
+    let Some(rest) = i.definition.split_once(" ON ").map(|(_, rest)| rest) else {
+        return;
+    };
+    let build = cx.out.push(
+        Rank::CreateIndex,
+        Draft::new(
+            ChangeKind::Create,
+            format!("index {}", plain(&temp_q)),
+            format!("build the new {object} concurrently beside the old one, as {temp}"),
+        )
+        .table(table)
+        .sql(format!(
+            "CREATE INDEX CONCURRENTLY {} ON {rest}",
+            ident(&temp)
+        ))
+        .non_transactional(),
+    );
+    cx.out.need(build, format!("table {}", plain(table)));
+    cx.out.push(
+        Rank::DropReplacedIndex,
+        Draft::new(
+            ChangeKind::Drop,
+            object.clone(),
+            format!("drop the old {object} (the new one serves)"),
+        )
+        .table(table)
+        .sql(format!("DROP INDEX CONCURRENTLY {old_q}"))
+        .non_transactional(),
+    );
+    cx.out.push(
+        Rank::RenameReplacedIndex,
+        Draft::new(
+            ChangeKind::Rename,
+            object.clone(),
+            format!("rename {temp} to {}", i.name),
+        )
+        .table(table)
+        .sql(format!("ALTER INDEX {temp_q} RENAME TO {}", ident(&i.name))),
+    );
 }
 
 fn enable_sql(table: &QualName, t: &Trigger) -> String {

@@ -55,9 +55,17 @@ pub(crate) enum Rank {
     AddConstraint,
     AddForeignKey,
     Validate,
+    /// A constraint built beside its old definition takes its place (drop + rename, one
+    /// transaction); a changed index built beside replaces the old one.
+    SwapConstraint,
+    DropReplacedIndex,
+    RenameReplacedIndex,
     OwnSequence,
     View,
     ViewIndex,
+    /// A view built beside the one it replaces takes its name (drop + renames, one
+    /// transaction).
+    SwapView,
     Trigger,
     Policy,
     TableLate,

@@ -1,11 +1,19 @@
 //! Views and materialized views: create, drop, `CREATE OR REPLACE` when the columns only
 //! append, and the drop-before / re-create-after of views that read a table or column the
 //! diff drops or retypes (PostgreSQL refuses those changes while a view uses them).
+//!
+//! A view that must be replaced for its own sake (a materialized view whose query changes,
+//! a view whose columns change) and that no other view reads, and that reads no function or
+//! type the diff changes (those go first, and the old view must not outlive them), is built **beside** under a
+//! temporary name, with its indexes, and swapped in by rename in one short transaction: its
+//! readers never find it missing. The drop + re-create that remains (views over a retyped
+//! column, views other views read) is stated by the plan as what clients see.
 
 use std::collections::BTreeSet;
 
+use super::children::beside_name;
 use super::order::{Draft, Rank};
-use super::sql::{concurrently, plain, sibling, view_body};
+use super::sql::{concurrently, ident, plain, sibling, view_body};
 use super::types::comment;
 use super::{ChangeKind, Cx};
 use crate::ident::QualName;
@@ -45,10 +53,28 @@ pub(crate) fn diff_views(cx: &mut Cx) {
     for name in replaced.clone() {
         replaced.extend(cx.from.dependent_views(&name).into_iter().cloned());
     }
+    let beside: BTreeSet<QualName> = replaced
+        .iter()
+        .filter(|name| {
+            !forced.contains(*name)
+                && cx.from.dependent_views(name).is_empty()
+                && !cx.to.views.values().any(|w| w.depends_on.contains(*name))
+                && cx
+                    .to
+                    .views
+                    .get(*name)
+                    .zip(cx.from.views.get(*name))
+                    .is_some_and(|(v, l)| {
+                        v.materialized == l.materialized
+                            && !reads_changed_routine_or_type(cx, &l.definition)
+                    })
+        })
+        .cloned()
+        .collect();
 
     let mut drop_ids = std::collections::BTreeMap::new();
     for (name, live) in &cx.from.views {
-        if cx.to.views.contains_key(name) && !replaced.contains(name) {
+        if cx.to.views.contains_key(name) && !replaced.contains(name) || beside.contains(name) {
             continue;
         }
         let object = format!("{} {}", kind_word(live), plain(name));
@@ -71,6 +97,10 @@ pub(crate) fn diff_views(cx: &mut Cx) {
     for (name, v) in &cx.to.views {
         let live = cx.from.views.get(name);
         let object = format!("{} {}", kind_word(v), plain(name));
+        if beside.contains(name) {
+            replace_beside(cx, v);
+            continue;
+        }
         let fresh = live.is_none() || replaced.contains(name);
         let id = if fresh {
             cx.out.push(
@@ -119,6 +149,122 @@ pub(crate) fn diff_views(cx: &mut Cx) {
             v.comment.as_deref(),
         );
     }
+}
+
+/// A view replaced beside: `CREATE [MATERIALIZED] VIEW <name>_tandem_new`, its indexes under
+/// temporary names, then one transaction drops the old view and renames the new one and its
+/// indexes into place.
+fn replace_beside(cx: &mut Cx, v: &View) {
+    let name = &v.name;
+    let object = format!("{} {}", kind_word(v), plain(name));
+    let temp = sibling(name, &beside_name(name.name.as_str()));
+    let built = cx.out.push(
+        Rank::View,
+        Draft::new(
+            ChangeKind::Create,
+            format!("{} {}", kind_word(v), plain(&temp)),
+            format!(
+                "build the new {object} beside the old one, as {}",
+                temp.name.as_str()
+            ),
+        )
+        .sql(format!(
+            "CREATE {} {temp} AS\n{}",
+            kind_sql(v),
+            view_body(&v.definition)
+        )),
+    );
+    for dep in &v.depends_on {
+        cx.out.need(built, format!("view {}", plain(dep)));
+        cx.out.need(built, format!("table {}", plain(dep)));
+    }
+    let mut renames = Vec::new();
+    for i in v.indexes.values() {
+        let (Some((head, _)), Some(using)) = (
+            i.definition.split_once(" INDEX "),
+            i.definition.find(" USING ").map(|at| &i.definition[at..]),
+        ) else {
+            continue;
+        };
+        let itemp = beside_name(&i.name);
+        let id = cx.out.push(
+            Rank::ViewIndex,
+            Draft::new(
+                ChangeKind::Create,
+                format!("index {}.{itemp}", name.schema.as_str()),
+                format!("build index {} of the new {object}", i.name),
+            )
+            .sql(format!("{head} INDEX {} ON {temp}{using}", ident(&itemp))),
+        );
+        cx.out.before(built, id);
+        renames.push(format!(
+            "ALTER INDEX {} RENAME TO {}",
+            sibling(name, &itemp),
+            ident(&i.name)
+        ));
+    }
+    let mut swap = Draft::new(
+        ChangeKind::Alter,
+        object.clone(),
+        format!("swap the new {object} in for the old one"),
+    )
+    .sql(format!("DROP {} {name}", kind_sql(v)))
+    .sql(format!(
+        "ALTER {} {temp} RENAME TO {}",
+        kind_sql(v),
+        name.name
+    ));
+    for r in renames {
+        swap = swap.sql(r);
+    }
+    let id = cx.out.push(Rank::SwapView, swap);
+    cx.out.provide(id, format!("view {}", plain(name)));
+    let target = format!("{} {name}", kind_sql(v));
+    comment(cx, &object, &target, None, None, v.comment.as_deref());
+    for i in v.indexes.values() {
+        let index = sibling(name, &i.name);
+        comment(
+            cx,
+            &format!("index {}", plain(&index)),
+            &format!("INDEX {index}"),
+            None,
+            None,
+            i.comment.as_deref(),
+        );
+    }
+}
+
+/// Whether a view body names a function or a type that the diff changes or drops (a
+/// conservative test on the text: the name followed by `(`, or the type's name).
+fn reads_changed_routine_or_type(cx: &Cx, body: &str) -> bool {
+    let routines = cx
+        .from
+        .functions
+        .iter()
+        .filter(|(k, f)| cx.to.functions.get(*k) != Some(*f))
+        .any(|(_, f)| body.contains(&format!("{}(", f.name)));
+    let types = cx
+        .from
+        .enums
+        .iter()
+        .filter(|(k, t)| cx.to.enums.get(*k) != Some(*t))
+        .map(|(k, _)| k)
+        .chain(
+            cx.from
+                .domains
+                .iter()
+                .filter(|(k, t)| cx.to.domains.get(*k) != Some(*t))
+                .map(|(k, _)| k),
+        )
+        .chain(
+            cx.from
+                .composites
+                .iter()
+                .filter(|(k, t)| cx.to.composites.get(*k) != Some(*t))
+                .map(|(k, _)| k),
+        )
+        .any(|k| body.contains(k.name.as_str()));
+    routines || types
 }
 
 /// Whether the view cannot be changed by `CREATE OR REPLACE VIEW`: materialized, or its

@@ -72,6 +72,7 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
                 sql: rw.sql,
                 locks,
                 refusal: None,
+                exposes: Vec::new(),
             }
         } else {
             let sql = vec![stmt.sql.clone()];
@@ -84,6 +85,7 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
                 sql,
                 locks: stmt.locks.clone(),
                 refusal: None,
+                exposes: Vec::new(),
             }
         };
         // A step that refers to a table or column nobody has is refused, not run.
@@ -111,7 +113,11 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
     let mut steps = merge_shadow_steps(steps);
     // A serial column widened to bigint keeps an integer sequence unless the file widens
     // it too (T065): the plan does, once the column holds bigint.
-    for w in &report.unwidened_serials {
+    for w in report
+        .unwidened_serials
+        .iter()
+        .filter(|w| w.sequence_type == "integer")
+    {
         let step = widen_sequence_step(target, w);
         let number = steps.len() + 1;
         for f in findings
@@ -146,6 +152,7 @@ fn widen_sequence_step(target: &Target<'_>, w: &crate::lint::WidenedSerial) -> S
         sql,
         locks,
         refusal: None,
+        exposes: Vec::new(),
     }
 }
 
@@ -211,6 +218,7 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
                     sql,
                     locks,
                     refusal: None,
+                    exposes: Vec::new(),
                 }
             }
         };
@@ -227,13 +235,74 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
                 f.help = "handled: the plan drops the views that read the table before this step and re-creates them after it".into();
             }
         }
+        // A step on a relation an earlier step of this plan created (a materialized view
+        // and its index, a view built beside): each step is linted alone against the live
+        // schema, which does not have it yet. It exists by then, and nobody uses it yet.
+        let on_new = !report.statements.is_empty()
+            && report
+                .statements
+                .iter()
+                .all(|s| !s.tables.is_empty() && s.tables.iter().all(|t| created.contains(t)));
+        if on_new {
+            let own: Vec<Finding> = findings.drain(start..).collect();
+            for mut f in own {
+                if f.name == "unknown-table" {
+                    continue;
+                }
+                if f.name == "require-concurrent-index-creation" {
+                    f.severity = Severity::Info;
+                    f.help = format!("handled: step {number} builds it on a relation an earlier step of this plan created, which nobody uses yet");
+                }
+                findings.push(f);
+            }
+        }
         for s in &report.statements {
             created.extend(s.created.iter().cloned());
         }
         steps.push(step);
     }
-    let steps = merge_shadow_steps(steps);
+    let mut steps = merge_shadow_steps(steps);
+    state_exposures(&mut steps);
     finish(target, source, steps, findings)
+}
+
+/// A `--to` plan drops an object and re-creates it later only where PostgreSQL leaves no
+/// other way (a view over a retyped column, a key a changed foreign key needs): the drop step
+/// says what goes missing and until which step, so the review shows the window.
+fn state_exposures(steps: &mut [Step]) {
+    let dropped = |s: &Step| -> Option<String> {
+        let d = s.description.strip_prefix("drop ")?;
+        (d.starts_with("view ")
+            || d.starts_with("materialized view ")
+            || d.starts_with("constraint ")
+            || d.starts_with("index "))
+        .then(|| d.to_string())
+    };
+    let recreated = |s: &Step, object: &str| {
+        let index = object
+            .strip_prefix("index ")
+            .and_then(|q| q.split_once('.'))
+            .map(|(_, name)| format!("create index {name} on "));
+        index.is_some_and(|p| s.description.starts_with(&p))
+            || s.description == format!("create {object}")
+            || s.description == format!("add {object}")
+            || s.description.starts_with(&format!("add {object} "))
+            || s.description == format!("validate {object}")
+    };
+    for i in 0..steps.len() {
+        let Some(object) = dropped(&steps[i]) else {
+            continue;
+        };
+        // The last step that restores it (a constraint comes back NOT VALID, then VALIDATE).
+        let until = (i + 1..steps.len())
+            .filter(|&j| recreated(&steps[j], &object))
+            .max();
+        if let Some(j) = until {
+            steps[i]
+                .exposes
+                .push(format!("{object} is missing until step {}", j + 1));
+        }
+    }
 }
 
 fn finish(
@@ -339,6 +408,7 @@ fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> St
             total_ms: ms(bytes, SHADOW_COPY_BYTES_PER_SEC) + ms(bytes, INDEX_BUILD_BYTES_PER_SEC),
         },
         refusal,
+        exposes: Vec::new(),
     }
 }
 
@@ -355,6 +425,7 @@ fn refused(stmt: &AnalyzedStatement, why: &str) -> Step {
             total_ms: 0,
         },
         refusal: Some(why.to_string()),
+        exposes: Vec::new(),
     }
 }
 

@@ -3,7 +3,9 @@
 //! dropped (`DROP INDEX CONCURRENTLY`), a constraint it added is dropped, a `SET NOT NULL`
 //! becomes `DROP NOT NULL`; validating a constraint needs no undoing. A column it added is
 //! not dropped (the rows written since would lose that column), nor is anything tandem cannot
-//! name (an index created without a name).
+//! name (an index created without a name). A serial's sequence widened `AS bigint` goes back
+//! `AS integer` (the type `serial` makes, the only one the plan widens; it fails, and says so,
+//! if the sequence has already passed the integer maximum).
 
 use pg_query::protobuf::{self, AlterTableType, ObjectType};
 use pg_query::NodeEnum;
@@ -113,6 +115,25 @@ pub fn inverse(sql: &str) -> Inverse {
                 Inverse::Statements(out)
             }
         }
+        NodeEnum::AlterSeqStmt(stmt) => {
+            let to_bigint = stmt.options.len() == 1
+                && stmt.options.iter().all(|o| match o.node.as_ref() {
+                    Some(NodeEnum::DefElem(d)) if d.defname == "as" => {
+                        matches!(d.arg.as_ref().and_then(|a| a.node.as_ref()),
+                            Some(NodeEnum::TypeName(t)) if t.names.last().and_then(|n| match n.node.as_ref() {
+                                Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+                                _ => None,
+                            }).is_some_and(|n| n == "int8" || n == "bigint"))
+                    }
+                    _ => false,
+                });
+            match (to_bigint, stmt.sequence.as_ref().and_then(spelled)) {
+                (true, Some(seq)) => {
+                    Inverse::Statements(vec![format!("ALTER SEQUENCE {seq} AS integer")])
+                }
+                _ => impossible("tandem knows no inverse for it"),
+            }
+        }
         _ => impossible("tandem knows no inverse for it"),
     }
 }
@@ -137,6 +158,20 @@ pub fn inverse_of_step(sql: &[String]) -> Inverse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_widened_serial_sequence_goes_back_to_integer() {
+        assert_eq!(
+            stmts(inverse(
+                r#"ALTER SEQUENCE "public"."orders_id_seq" AS bigint"#
+            )),
+            vec![r#"ALTER SEQUENCE "public"."orders_id_seq" AS integer"#.to_string()]
+        );
+        assert!(matches!(
+            inverse("ALTER SEQUENCE s RESTART"),
+            Inverse::Impossible(_)
+        ));
+    }
 
     fn stmts(i: Inverse) -> Vec<String> {
         match i {

@@ -90,6 +90,11 @@ pub struct Step {
     pub locks: Vec<Lock>,
     pub estimate: Estimate,
     pub refusal: Option<String>,
+    /// What clients can observe missing or unprotected from the moment this step runs until
+    /// a later step restores it ("view public.v is missing until step 5"). Empty for a
+    /// step that leaves every object clients use in place. Left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
