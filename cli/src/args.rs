@@ -454,6 +454,17 @@ pub struct LintArgs {
     /// Target PostgreSQL major version.
     #[arg(long, default_value_t = 15, value_name = "MAJOR")]
     pub pg_version: u32,
+    /// Which findings fail the run (exit 3): errors (the default), warnings too, or none
+    /// (report only).
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+    Never,
 }
 
 #[derive(clap::Args)]

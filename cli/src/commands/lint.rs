@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use planner::lint::{lint, LintOptions};
 use planner::{Finding, Severity};
 
-use crate::args::{Format, Global, LintArgs};
+use crate::args::{FailOn, Format, Global, LintArgs};
 use crate::exit::{Failure, FINDINGS, OK, USAGE};
 use crate::output;
 
@@ -91,9 +91,10 @@ pub fn run(global: &Global, args: LintArgs) -> Result<u8, Failure> {
             }
         }
     }
-    Ok(if all.iter().any(|f| f.severity == Severity::Error) {
-        FINDINGS
-    } else {
-        OK
-    })
+    let fails = |f: &Finding| match args.fail_on {
+        FailOn::Error => f.severity == Severity::Error,
+        FailOn::Warning => f.severity != Severity::Info,
+        FailOn::Never => false,
+    };
+    Ok(if all.iter().any(fails) { FINDINGS } else { OK })
 }

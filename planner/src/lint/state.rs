@@ -76,6 +76,10 @@ pub struct FileState {
     pub(crate) widened_serials: Vec<WidenedSerial>,
     /// Sequences altered `AS bigint` in this file.
     pub(crate) widened_sequences: HashSet<QualName>,
+    /// Tables renamed in this file: (statement, old name, new name, transaction).
+    pub(crate) table_renames: Vec<(usize, QualName, String, usize)>,
+    /// Views created in this file, with the transaction that created them.
+    pub(crate) view_txs: HashMap<QualName, usize>,
 }
 
 /// A `serial` column widened to bigint: its sequence still stops at the old type's maximum.
@@ -118,6 +122,8 @@ impl FileState {
             last_statement: 0,
             widened_serials: Vec::new(),
             widened_sequences: HashSet::new(),
+            table_renames: Vec::new(),
+            view_txs: HashMap::new(),
         };
         if assume_tx {
             s.tx = Some(s.new_tx(false));
@@ -136,6 +142,12 @@ impl FileState {
             has_ddl: false,
             do_block: false,
         }
+    }
+
+    /// Whether a view with this name was created in transaction `tx` (a compatibility view
+    /// that keeps a renamed table's old name working).
+    pub(crate) fn view_created_in(&self, name: &QualName, tx: usize) -> bool {
+        self.view_txs.get(name) == Some(&tx)
     }
 
     /// Serial columns widened to bigint whose sequence the file does not widen too.
@@ -354,6 +366,10 @@ impl FileState {
                 if r.rename_type() == pg_query::protobuf::ObjectType::ObjectTable =>
             {
                 if let Some(rv) = &r.relation {
+                    if !self.created.contains(&qual(rv)) {
+                        self.table_renames
+                            .push((s.index, qual(rv), r.newname.clone(), tx_id));
+                    }
                     if self.created.remove(&qual(rv)) {
                         self.created
                             .insert(super::analyze::make_qual(Some(&rv.schemaname), &r.newname));
@@ -371,6 +387,7 @@ impl FileState {
                         }
                     }
                     self.views.insert(qual(rv), reads);
+                    self.view_txs.insert(qual(rv), tx_id);
                 }
             }
             NodeEnum::CreateEnumStmt(e) => {

@@ -8,7 +8,7 @@ pub(crate) struct R;
 pub(crate) static META: RuleMeta = RuleMeta {
     id: "T038",
     name: "renaming-column",
-    severity: Severity::Warning,
+    severity: Severity::Error,
     class: Class::Breaking,
     summary: r#"RENAME COLUMN breaks code that uses the old name"#,
     docs: r#"Running application code keeps using the old name and fails as soon as the rename commits. Use expand/contract: add the new column, dual-write, backfill, switch readers, drop the old one; or put a view with the old name in front."#,

@@ -8,12 +8,15 @@ pub(crate) struct R;
 pub(crate) static META: RuleMeta = RuleMeta {
     id: "T041",
     name: "renaming-table",
-    severity: Severity::Warning,
+    severity: Severity::Error,
     class: Class::Breaking,
     summary: r#"RENAME TABLE breaks code that uses the old name"#,
-    docs: r#"Running code keeps using the old name and fails as soon as the rename commits. Create the new table and dual-write, or rename and create a view with the old name in the same transaction."#,
+    docs: r#"Running code keeps using the old name and fails as soon as the rename commits. Create the new table and dual-write, or rename and create a view with the old name in the same transaction (then this rule is silent: a simple view over one table is updatable, so readers and writers keep working). An error by default, as squawk and strong_migrations treat it; `-- tandem: ignore T041` with a reason suppresses it where the breakage is intended."#,
     bad: r#"ALTER TABLE accounts RENAME TO customers;"#,
-    good: r#"CREATE TABLE customers (id bigint PRIMARY KEY);"#,
+    good: r#"BEGIN;
+ALTER TABLE accounts RENAME TO customers;
+CREATE VIEW accounts AS SELECT * FROM customers;
+COMMIT;"#,
     remedy: Remedy::None,
     hazards: &[33],
 };
@@ -25,20 +28,24 @@ impl Rule for R {
 
     #[allow(unused_variables)]
     fn check(&self, s: &Stmt<'_>, st: &FileState, out: &mut Vec<RuleHit>) {
-        let NodeEnum::RenameStmt(r) = s.node else {
-            return;
-        };
-        if r.rename_type() != ObjectType::ObjectTable {
-            return;
+        // Checked at the end of the file (see finish): a compatibility view may follow.
+    }
+
+    fn finish(&self, st: &FileState, _opts: &LintOptions<'_>, out: &mut Vec<(usize, RuleHit)>) {
+        for (statement, old, new, tx) in &st.table_renames {
+            // Created earlier in the file: nobody uses it yet. A view under the old name in
+            // the same transaction: readers never see the name missing.
+            if st.is_new(old) || st.view_created_in(old, *tx) {
+                continue;
+            }
+            out.push((
+                *statement,
+                RuleHit::new(
+                    format!("renaming {} to {new} breaks every running query that uses the old name", old.display_plain()),
+                    "keep the old name working: create a view with the old name in the same transaction, or migrate to a new table with dual writes",
+                )
+                .table(old),
+            ));
         }
-        let Some(rv) = &r.relation else { return };
-        let t = qual(rv);
-        if st.is_new(&t) {
-            return;
-        }
-        out.push(RuleHit::new(
-            format!("renaming {} to {} breaks every running query that uses the old name", t.display_plain(), r.newname),
-            "keep the old name working: create a view with the old name in the same transaction, or migrate to a new table with dual writes",
-        ).table(&t));
     }
 }
