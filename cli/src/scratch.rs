@@ -45,13 +45,55 @@ impl Scratch {
         })
     }
 
-    /// Run a whole SQL file statement by statement, as psql does (so its own BEGIN/COMMIT
-    /// and CONCURRENTLY work, and PostgreSQL does not pile up a whole schema's catalog
-    /// invalidations in one transaction); errors carry the file's line and column.
+    /// Run a whole SQL file as psql would (its own BEGIN/COMMIT and CONCURRENTLY work);
+    /// errors carry the file's line and column.
+    ///
+    /// Statements go to the server in groups of up to [`BATCH`] per round trip (one
+    /// implicit transaction each: small enough that catalog invalidations do not pile up),
+    /// except those that must run alone: transaction control, `CONCURRENTLY`, `VACUUM`,
+    /// `ALTER TYPE .. ADD VALUE` (whose value the same transaction may not use) and
+    /// anything tandem cannot classify. A group that fails is rolled back by the server and
+    /// replayed one statement at a time, so the error names the statement.
     pub async fn load(&self, sql: &str, file: &str) -> anyhow::Result<()> {
-        for span in planner::lint::statement_spans(sql) {
-            let statement = &sql[span.clone()];
-            if let Err(e) = self.client.batch_execute(statement).await {
+        let spans = planner::lint::statement_spans(sql);
+        let mut group: Vec<std::ops::Range<usize>> = Vec::new();
+        for span in spans {
+            if batchable(&sql[span.clone()]) && group.len() < BATCH {
+                group.push(span);
+                continue;
+            }
+            self.run_group(sql, file, &group).await?;
+            group.clear();
+            if batchable(&sql[span.clone()]) {
+                group.push(span);
+            } else {
+                self.run_group(sql, file, std::slice::from_ref(&span))
+                    .await?;
+            }
+        }
+        self.run_group(sql, file, &group).await
+    }
+
+    async fn run_group(
+        &self,
+        sql: &str,
+        file: &str,
+        group: &[std::ops::Range<usize>],
+    ) -> anyhow::Result<()> {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            return Ok(());
+        };
+        if group.len() > 1
+            && self
+                .client
+                .batch_execute(&sql[first.start..last.end])
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        for span in group {
+            if let Err(e) = self.client.batch_execute(&sql[span.clone()]).await {
                 return Err(anyhow!(describe_sql_error(&e, sql, span.start, file)));
             }
         }
@@ -74,6 +116,51 @@ impl Scratch {
             );
         }
     }
+}
+
+/// Statements per round trip when loading a file.
+const BATCH: usize = 200;
+
+/// Whether a statement may share an implicit transaction with its neighbours.
+fn batchable(statement: &str) -> bool {
+    let code: String = statement
+        .lines()
+        .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let upper = code.trim_start().to_ascii_uppercase();
+    let alone = [
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "ABORT",
+        "SAVEPOINT",
+        "RELEASE",
+        "PREPARE",
+        "VACUUM",
+        "CLUSTER",
+        "REINDEX",
+        "CHECKPOINT",
+        "LOCK",
+        "DO",
+        "CALL",
+        "CREATE DATABASE",
+        "DROP DATABASE",
+        "ALTER SYSTEM",
+        "CREATE TABLESPACE",
+        "COPY",
+    ];
+    !alone.iter().any(|k| {
+        upper.starts_with(k)
+            && upper[k.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_')
+    }) && !upper.contains("CONCURRENTLY")
+        && !(upper.starts_with("ALTER TYPE") && upper.contains("ADD VALUE"))
+        && !upper.starts_with("/*")
 }
 
 /// Scratch databases hold nothing worth a disk flush per commit.
@@ -120,6 +207,29 @@ fn line_col(sql: &str, pos: usize) -> (usize, usize) {
         }
     }
     (line, col)
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::batchable;
+
+    #[test]
+    fn what_must_run_alone() {
+        assert!(batchable("CREATE TABLE t (id int)"));
+        assert!(batchable("CREATE INDEX i ON t (id)"));
+        assert!(batchable("ENDPOINTS_NOT_A_KEYWORD"));
+        assert!(batchable("-- a comment\nCREATE TABLE t (id int)"));
+        for alone in [
+            "BEGIN",
+            "commit",
+            "CREATE INDEX CONCURRENTLY i ON t (id)",
+            "ALTER TYPE mood ADD VALUE 'meh'",
+            "VACUUM t",
+            "DO $$ BEGIN END $$",
+        ] {
+            assert!(!batchable(alone), "{alone}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -172,16 +172,16 @@ async fn rebuild(scratch: &Scratch, live: &Schema) -> Result<(), Failure> {
         .map_err(catalog)?;
     let rebuild = diff(&empty, live, &RenameHints::default())
         .map_err(|e| bug(anyhow!("cannot recreate the live schema: {e}")))?;
-    for change in &rebuild {
-        for sql in &change.sql {
-            scratch.client.batch_execute(sql).await.map_err(|e| {
-                bug(anyhow!(
-                    "recreating the live schema failed at `{sql}`: {}",
-                    db_message(&e)
-                ))
-            })?;
-        }
-    }
+    // One script, loaded in groups of statements like any file (scratch.rs).
+    let script: String = rebuild
+        .iter()
+        .flat_map(|c| c.sql.iter())
+        .map(|sql| format!("{sql};\n"))
+        .collect();
+    scratch
+        .load(&script, "the live schema's copy")
+        .await
+        .map_err(|e| bug(anyhow!("recreating the live schema failed: {e:#}")))?;
     let copy = engine::catalog::introspect(&scratch.client)
         .await
         .map_err(catalog)?;
