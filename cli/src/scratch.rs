@@ -152,15 +152,15 @@ fn batchable(statement: &str) -> bool {
         "CREATE TABLESPACE",
         "COPY",
     ];
-    !alone.iter().any(|k| {
+    let keyword = alone.iter().any(|k| {
         upper.starts_with(k)
             && upper[k.len()..]
                 .chars()
                 .next()
                 .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_')
-    }) && !upper.contains("CONCURRENTLY")
-        && !(upper.starts_with("ALTER TYPE") && upper.contains("ADD VALUE"))
-        && !upper.starts_with("/*")
+    });
+    let add_value = upper.starts_with("ALTER TYPE") && upper.contains("ADD VALUE");
+    !(keyword || add_value || upper.contains("CONCURRENTLY") || upper.starts_with("/*"))
 }
 
 /// Scratch databases hold nothing worth a disk flush per commit.
