@@ -110,7 +110,8 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
         created.extend(stmt.created.iter().cloned());
         steps.push(step);
     }
-    let mut steps = merge_shadow_steps(steps);
+    let (mut steps, numbers) = merge_shadow_steps_numbered(steps);
+    renumber(&mut findings, &numbers);
     // A serial column widened to bigint keeps an integer sequence unless the file widens
     // it too (T065): the plan does, once the column holds bigint.
     for w in report
@@ -261,7 +262,8 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
         }
         steps.push(step);
     }
-    let mut steps = merge_shadow_steps(steps);
+    let (mut steps, numbers) = merge_shadow_steps_numbered(steps);
+    renumber(&mut findings, &numbers);
     state_exposures(&mut steps);
     finish(target, source, steps, findings)
 }
@@ -429,9 +431,11 @@ fn refused(stmt: &AnalyzedStatement, why: &str) -> Step {
     }
 }
 
-/// Consecutive shadow steps on the same table become one shadow migration.
-fn merge_shadow_steps(steps: Vec<Step>) -> Vec<Step> {
+/// Consecutive shadow steps on one table become one step (one copy, one cutover). Also
+/// returns, for each step number before the merge (1-based), its number after it.
+fn merge_shadow_steps_numbered(steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    let mut numbers = Vec::with_capacity(steps.len());
     for step in steps {
         if let Some(last) = out.last_mut() {
             if last.strategy == Strategy::Shadow
@@ -440,12 +444,51 @@ fn merge_shadow_steps(steps: Vec<Step>) -> Vec<Step> {
             {
                 last.sql.extend(step.sql);
                 last.description = format!("{}; {}", last.description, step.description);
+                numbers.push(out.len());
                 continue;
             }
         }
         out.push(step);
+        numbers.push(out.len());
     }
-    out
+    (out, numbers)
+}
+
+/// Findings name steps by their number before the merge ("handled: step 4 ...", and "step 4"
+/// as the file of a `--to` plan's findings): renumber them to the plan's steps.
+fn renumber(findings: &mut [Finding], numbers: &[usize]) {
+    let map = |n: usize| numbers.get(n.wrapping_sub(1)).copied().unwrap_or(n);
+    let fix = |text: &str| -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find("step ") {
+            out.push_str(&rest[..at + 5]);
+            rest = &rest[at + 5..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            match digits.parse::<usize>() {
+                Ok(n) => {
+                    out.push_str(&map(n).to_string());
+                    rest = &rest[digits.len()..];
+                }
+                Err(_) => {}
+            }
+        }
+        out.push_str(rest);
+        out
+    };
+    for f in findings {
+        if f.help.starts_with("handled: step ") {
+            f.help = fix(&f.help);
+        }
+        if let Some(file) = f
+            .location
+            .file
+            .as_deref()
+            .filter(|x| x.starts_with("step "))
+        {
+            f.location.file = Some(fix(file));
+        }
+    }
 }
 
 /// Findings about how a file is run rather than what it changes: the executor takes care of
