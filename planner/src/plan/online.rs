@@ -33,10 +33,22 @@ pub(crate) fn rewrite(
     let node = tree.stmts[0].stmt.as_mut()?.node.as_mut()?;
     match node {
         NodeEnum::IndexStmt(stmt) if !stmt.concurrent => {
-            let table = range_var_name(stmt.relation.as_ref()?)?;
-            if !existing(&table) {
+            let rv = stmt.relation.as_ref()?;
+            let table = range_var_name(rv)?;
+            if !existing(&table) || !rv.inh {
+                // New table: nothing to block. ON ONLY: the caller builds the partitions'.
                 return None;
             }
+            if live
+                .tables
+                .get(&table)
+                .is_some_and(|t| t.partition_key.is_some())
+            {
+                return partitioned_index(&mut tree, &table, live);
+            }
+            let NodeEnum::IndexStmt(stmt) = tree.stmts[0].stmt.as_mut()?.node.as_mut()? else {
+                return None;
+            };
             stmt.concurrent = true;
             Some(Rewrite {
                 sql: vec![deparse(&tree)?],
@@ -230,6 +242,65 @@ fn constraint_name(table: &QualName, columns: &[String], suffix: &str) -> String
     base.push('_');
     base.push_str(suffix);
     base
+}
+
+/// `CREATE INDEX` on a partitioned table, which takes no CONCURRENTLY: `ON ONLY` the parent
+/// (an invalid index, at once), `CREATE INDEX CONCURRENTLY` on each partition, and `ATTACH
+/// PARTITION` of each to the parent's (valid with the last). Only for a named index on a
+/// table whose partitions are all leaves; `None` (the plain form) otherwise.
+fn partitioned_index(
+    tree: &mut protobuf::ParseResult,
+    table: &QualName,
+    live: &Schema,
+) -> Option<Rewrite> {
+    let parts: Vec<&QualName> = live
+        .tables
+        .values()
+        .filter(|t| t.partition_of.as_ref().map(|(p, _)| p) == Some(table))
+        .map(|t| (t.partition_key.is_none()).then_some(&t.name))
+        .collect::<Option<Vec<_>>>()?;
+    if parts.is_empty() {
+        return None;
+    }
+    let NodeEnum::IndexStmt(stmt) = tree.stmts[0].stmt.as_mut()?.node.as_mut()? else {
+        return None;
+    };
+    if stmt.idxname.is_empty() {
+        return None;
+    }
+    let parent_index = QualName::new(table.schema.as_str(), &stmt.idxname).ok()?;
+    stmt.relation.as_mut()?.inh = false;
+    let mut sql = vec![deparse(tree)?];
+    for part in parts {
+        let name = partition_index_name(part.name.as_str(), parent_index.name.as_str());
+        let NodeEnum::IndexStmt(stmt) = tree.stmts[0].stmt.as_mut()?.node.as_mut()? else {
+            return None;
+        };
+        stmt.concurrent = true;
+        stmt.idxname = name.clone();
+        let rv = stmt.relation.as_mut()?;
+        rv.inh = true;
+        rv.schemaname = part.schema.as_str().to_string();
+        rv.relname = part.name.as_str().to_string();
+        sql.push(deparse(tree)?);
+        let index = QualName::new(part.schema.as_str(), &name).ok()?;
+        sql.push(format!(
+            "ALTER INDEX {parent_index} ATTACH PARTITION {index}"
+        ));
+    }
+    Some(Rewrite {
+        sql,
+        how: "built ON ONLY the partitioned table, CONCURRENTLY on each partition, then attached: no partition is blocked for a build",
+    })
+}
+
+/// `<partition>_<index>`, shortened to PostgreSQL's 63 bytes on a character boundary.
+fn partition_index_name(partition: &str, index: &str) -> String {
+    let mut name = format!("{partition}_{index}");
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
 }
 
 fn range_var_name(rv: &protobuf::RangeVar) -> Option<QualName> {
