@@ -945,3 +945,27 @@ async fn a_to_plan_that_builds_beside_a_shadow_step_applies_and_reaches_the_desi
         "0"
     );
 }
+
+/// A generated column widened is planned without USING (PostgreSQL refuses it there) and
+/// the engine carries the recomputed values.
+#[tokio::test]
+async fn a_generated_column_widened_through_the_shadow() {
+    let f = fixture(
+        "mc_generated_widen",
+        "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL, doubled integer GENERATED ALWAYS AS (price * 2) STORED);
+         INSERT INTO items (id, price) SELECT g, g FROM generate_series(1, 2000) g;
+         ANALYZE items;",
+    )
+    .await;
+    let plan = f.plan(
+        "ALTER TABLE items ALTER COLUMN doubled TYPE bigint",
+        &["shadow"],
+    );
+    f.submit_and_apply(&plan);
+    assert_eq!(f.column("items", "doubled").await.0, "bigint");
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM items WHERE doubled = price * 2")
+            .await,
+        "2000"
+    );
+}

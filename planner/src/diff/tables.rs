@@ -305,7 +305,8 @@ fn alter_column(cx: &mut Cx, table: &QualName, old: &Column, c: &Column) {
             None if old.collation.is_some() => " COLLATE \"pg_catalog\".\"default\"".to_string(),
             None => String::new(),
         };
-        let using = if old.data_type != c.data_type {
+        // PostgreSQL refuses USING for a generated column: it recomputes the expression.
+        let using = if old.data_type != c.data_type && c.generated.is_none() {
             format!(" USING {col}::{}", c.data_type)
         } else {
             String::new()
