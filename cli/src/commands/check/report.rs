@@ -162,7 +162,7 @@ fn github(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "::error file={},title=tandem refuses a step::{}",
-                escape(&m.file),
+                output::escape_property(&m.file),
                 escape(&format!(
                     "{}: {}",
                     s.description,
