@@ -969,3 +969,29 @@ async fn a_generated_column_widened_through_the_shadow() {
         "2000"
     );
 }
+
+/// Issue 12: a column that a generated column reads cannot be retyped while the generated
+/// column exists ("cannot alter type of a column used by a generated column"); one statement
+/// that drops the generated column, retypes and adds it back does it, through the shadow.
+#[tokio::test]
+async fn a_column_read_by_a_generated_column_is_retyped_with_it_in_one_statement() {
+    let f = fixture(
+        "mc_generated_base",
+        "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL, doubled integer GENERATED ALWAYS AS (price * 2) STORED);
+         INSERT INTO items (id, price) SELECT g, g FROM generate_series(1, 2000) g;
+         ANALYZE items;",
+    )
+    .await;
+    let plan = f.plan(
+        "ALTER TABLE items DROP COLUMN doubled, ALTER COLUMN price TYPE bigint, ADD COLUMN doubled bigint GENERATED ALWAYS AS (price * 2) STORED",
+        &["shadow"],
+    );
+    f.submit_and_apply(&plan);
+    assert_eq!(f.column("items", "price").await.0, "bigint");
+    assert_eq!(f.column("items", "doubled").await.0, "bigint");
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM items WHERE doubled = price * 2")
+            .await,
+        "2000"
+    );
+}

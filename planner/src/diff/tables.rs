@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::children::{self, inline_in_create};
 use super::order::{Draft, Rank};
-use super::sql::{ident, plain};
+use super::sql::{ident, mentions, plain};
 use super::types::comment;
 use super::{ChangeKind, Cx, DiffError};
 use crate::ident::{Literal, QualName};
@@ -227,14 +227,124 @@ fn column_comment(
     comment(cx, &object, &target, Some(table), live, desired);
 }
 
+/// Columns retyped while a stored generated column reads them, which PostgreSQL refuses
+/// ("cannot alter type of a column used by a generated column"), even with the generated
+/// column retyped in the same statement. One ALTER TABLE drops the generated columns,
+/// retypes, and adds them back, recomputed: one rewrite (a shadow step on a live table), no
+/// moment without the columns. Returns the names it handled. Only plain type changes
+/// (nothing else about the column changes); anything more keeps the separate steps.
+fn retype_under_generated(cx: &mut Cx, live: &Table, desired: &Table) -> BTreeSet<String> {
+    let name = &desired.name;
+    let retyped: Vec<(&Column, &Column)> = desired
+        .columns
+        .iter()
+        .filter_map(|c| live.column(&c.name).map(|old| (old, c)))
+        .filter(|(old, c)| {
+            old.generated.is_none()
+                && c.generated.is_none()
+                && old.data_type != c.data_type
+                && old.collation == c.collation
+                && old.default == c.default
+                && old.not_null == c.not_null
+                && old.identity == c.identity
+        })
+        .collect();
+    let readers: Vec<(&Column, &Column)> = live
+        .columns
+        .iter()
+        .filter_map(|g| {
+            let expr = g.generated.as_deref()?;
+            let new = desired.column(&g.name).filter(|d| d.generated.is_some())?;
+            retyped
+                .iter()
+                .any(|(old, _)| mentions(expr, &old.name))
+                .then_some((g, new))
+        })
+        .collect();
+    let mut handled = BTreeSet::new();
+    if readers.is_empty() {
+        return handled;
+    }
+    let read: Vec<&(&Column, &Column)> = retyped
+        .iter()
+        .filter(|(old, _)| {
+            readers.iter().any(|(g, _)| {
+                g.generated
+                    .as_deref()
+                    .is_some_and(|e| mentions(e, &old.name))
+            })
+        })
+        .collect();
+    let mut clauses: Vec<String> = readers
+        .iter()
+        .map(|(g, _)| format!("DROP COLUMN {}", ident(&g.name)))
+        .collect();
+    for (_, c) in &read {
+        let col = ident(&c.name);
+        clauses.push(format!(
+            "ALTER COLUMN {col} TYPE {} USING {col}::{}",
+            c.data_type, c.data_type
+        ));
+        handled.insert(c.name.clone());
+    }
+    for (_, g) in &readers {
+        clauses.push(format!("ADD COLUMN {}", column_def(g)));
+        handled.insert(g.name.clone());
+    }
+    cx.disturbed.insert(name.clone());
+    let columns: Vec<&str> = read.iter().map(|(_, c)| c.name.as_str()).collect();
+    let generated: Vec<&str> = readers.iter().map(|(g, _)| g.name.as_str()).collect();
+    let object = format!("table {}", plain(name));
+    let id = cx.out.push(
+        Rank::AlterColumn,
+        Draft::new(
+            ChangeKind::Alter,
+            object,
+            format!(
+                "retype {} of {} with the generated column(s) {} that read them (dropped and added back, recomputed, in the same statement)",
+                columns.join(", "),
+                plain(name),
+                generated.join(", ")
+            ),
+        )
+        .table(name)
+        .sql(format!("ALTER TABLE {name} {}", clauses.join(", "))),
+    );
+    for n in &handled {
+        cx.out.provide(id, format!("column {}.{n}", plain(name)));
+    }
+    for (_, g) in &readers {
+        column_comment(cx, name, &g.name, None, g.comment.as_deref());
+    }
+    handled
+}
+
 fn diff_columns(cx: &mut Cx, live: &Table, desired: &Table) {
     let name = &desired.name;
+    let handled = retype_under_generated(cx, live, desired);
+    for c in &desired.columns {
+        if let (true, Some(old)) = (handled.contains(&c.name), live.column(&c.name)) {
+            if old.generated.is_none() {
+                column_comment(
+                    cx,
+                    name,
+                    &c.name,
+                    old.comment.as_deref(),
+                    c.comment.as_deref(),
+                );
+            }
+        }
+    }
     for c in &live.columns {
         if desired.column(&c.name).is_none() {
             drop_column(cx, name, &c.name);
         }
     }
-    for c in &desired.columns {
+    for c in desired
+        .columns
+        .iter()
+        .filter(|c| !handled.contains(&c.name))
+    {
         let Some(old) = live.column(&c.name) else {
             add_column(cx, name, c);
             column_comment(cx, name, &c.name, None, c.comment.as_deref());
