@@ -193,6 +193,12 @@ async fn roundtrip_on(
         if step["strategy"] == "refused" {
             return Err(format!("step refused: {}", step["refusal"]));
         }
+        if let Some(table) = shadow_table(step) {
+            engine::shadow::replay::shadow_step(&client, &table, &statements(step))
+                .await
+                .map_err(|e| format!("shadow step failed: {e:?}"))?;
+            continue;
+        }
         for sql in step["sql"].as_array().expect("sql") {
             let sql = sql.as_str().expect("sql text");
             client
@@ -283,6 +289,17 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
     for step in steps {
         if step["strategy"] == "refused" {
             return Err(format!("step refused in a round-trip case: {}", step["refusal"]).into());
+        }
+        if let Some(table) = shadow_table(step) {
+            engine::shadow::replay::shadow_step(db.client(), &table, &statements(step))
+                .await
+                .map_err(|e| format!("shadow step failed: {e:?}"))?;
+            seen.push(objects(
+                &engine::catalog::introspect(db.client())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ));
+            continue;
         }
         for sql in step["sql"].as_array().expect("sql") {
             let sql = sql.as_str().expect("sql text");
@@ -496,4 +513,21 @@ fn objects(schema: &planner::model::Schema) -> std::collections::BTreeMap<String
         }
     }
     out
+}
+
+/// The table of a shadow step, which the round trip replays as the engine's result would be.
+fn shadow_table(step: &Value) -> Option<planner::QualName> {
+    if step["strategy"] != "shadow" {
+        return None;
+    }
+    serde_json::from_value(step["table"].clone()).ok()
+}
+
+fn statements(step: &Value) -> Vec<String> {
+    step["sql"]
+        .as_array()
+        .expect("sql")
+        .iter()
+        .map(|s| s.as_str().expect("sql text").to_string())
+        .collect()
 }

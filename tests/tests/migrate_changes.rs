@@ -995,3 +995,30 @@ async fn a_column_read_by_a_generated_column_is_retyped_with_it_in_one_statement
         "2000"
     );
 }
+
+/// Issue 12: PostgreSQL refuses to retype a column a row-level security policy reads
+/// ("cannot alter type of a column used in a policy definition"); the shadow migration
+/// carries the policy to the new table instead, so it never stops protecting the rows.
+#[tokio::test]
+async fn a_column_a_policy_reads_is_retyped_through_the_shadow_with_the_policy_in_force() {
+    let f = fixture(
+        "mc_policy_column",
+        "CREATE TABLE notes (id bigint PRIMARY KEY, level integer NOT NULL, body text);
+         INSERT INTO notes SELECT g, g % 5, 'b' || g FROM generate_series(1, 2000) g;
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY notes_low ON notes USING (level < 3);
+         ANALYZE notes;",
+    )
+    .await;
+    let plan = f.plan(
+        "ALTER TABLE notes ALTER COLUMN level TYPE bigint",
+        &["shadow"],
+    );
+    f.submit_and_apply(&plan);
+    assert_eq!(f.column("notes", "level").await.0, "bigint");
+    assert_eq!(
+        f.one("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'notes_low' AND polrelid = 'notes'::regclass")
+            .await,
+        "(level < 3)"
+    );
+}

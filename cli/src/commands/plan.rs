@@ -200,6 +200,19 @@ async fn rebuild(scratch: &Scratch, live: &Schema) -> Result<(), Failure> {
 /// that fails this is tandem's bug, and is reported as such instead of handed out.
 async fn replay(scratch: &Scratch, desired: &Schema, plan: &Plan) -> Result<(), Failure> {
     for step in &plan.steps {
+        if let (Strategy::Shadow, Some(table)) = (step.strategy, &step.table) {
+            // As the shadow migration's result: the table's policies carried across.
+            engine::shadow::replay::shadow_step(&scratch.client, table, &step.sql)
+                .await
+                .map_err(|e| {
+                    bug(anyhow!(
+                        "the plan's shadow step on {} failed on a copy of the live schema: {}",
+                        table.display_plain(),
+                        db_message(&e)
+                    ))
+                })?;
+            continue;
+        }
         for sql in &step.sql {
             scratch.client.batch_execute(sql).await.map_err(|e| {
                 bug(anyhow!(

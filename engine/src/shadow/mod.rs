@@ -9,6 +9,7 @@ pub mod dependents;
 pub mod guard;
 pub mod log;
 pub mod partitions;
+pub mod replay;
 pub mod sql;
 
 use planner::ident::{Ident, QualName};
