@@ -228,6 +228,33 @@ fn ignore_comments_suppress_and_unused_ignores_are_reported() {
     assert!(file.unused_ignores.is_empty());
 }
 
+/// Issue 12: a change that breaks running applications is an error; an ignore silences it
+/// only with a reason (after a second `--`). Other findings need none.
+#[test]
+fn breaking_errors_are_ignored_only_with_a_reason() {
+    let bare = run("ALTER TABLE t RENAME COLUMN a TO b; -- tandem: ignore T038\n");
+    let f = bare
+        .findings
+        .iter()
+        .find(|f| f.id == "T038")
+        .expect("kept without a reason");
+    assert!(
+        f.help.contains("-- tandem: ignore T038 -- why"),
+        "{}",
+        f.help
+    );
+    assert!(
+        bare.unused_ignores.is_empty(),
+        "the ignore matched: not unused"
+    );
+    let reasoned = run(
+        "ALTER TABLE t RENAME COLUMN a TO b; -- tandem: ignore T038 -- no reader left since v42\n",
+    );
+    assert!(!has(&reasoned, "T038"));
+    let other = run("-- tandem: ignore T001\nCREATE INDEX i ON t (a);");
+    assert!(!has(&other, "T001"), "a blocking finding needs no reason");
+}
+
 #[test]
 fn one_bad_statement_does_not_hide_the_others() {
     let r = run("CREATE INDEX i ON t (a);\nALTER TABLE t ADDD COLUMN x int;\n  DROP TABLE legacy;");

@@ -391,7 +391,21 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
     let mut directives = directives;
     let starts: Vec<(usize, usize)> = pieces.iter().map(|p| (p.start, p.end)).collect();
     directives.attach(&starts, &index);
-    raw.retain(|(f, i)| !directives.suppresses(*i, &f.id, &f.name));
+    // A change that breaks running applications is an error; silencing it takes a reason.
+    raw.retain_mut(|(f, i)| match directives.suppresses(*i, &f.id, &f.name) {
+        suppress::Suppressed::No => true,
+        suppress::Suppressed::Yes => false,
+        suppress::Suppressed::WithoutReason
+            if f.class == Class::Breaking && f.severity == Severity::Error =>
+        {
+            f.help = format!(
+                "{}; to accept the breakage, give the reason: `-- tandem: ignore {} -- why`",
+                f.help, f.id
+            );
+            true
+        }
+        suppress::Suppressed::WithoutReason => false,
+    });
     raw.sort_by(|(a, _), (b, _)| {
         (a.location.line, a.location.column, &a.id).cmp(&(
             b.location.line,

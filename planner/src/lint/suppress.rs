@@ -1,6 +1,8 @@
 //! In-file suppression: `-- tandem: ignore T012` (ids or names, comma separated) before a
 //! statement or at the end of its line, `-- tandem: ignore-file T012` for the whole file,
-//! and the list of ignores that suppressed nothing.
+//! and the list of ignores that suppressed nothing. A reason follows a second `--`:
+//! `-- tandem: ignore T038 -- no reader uses the old name since v42`. Errors about changes
+//! that break running applications (class breaking) are suppressed only with a reason.
 
 use super::split::LineIndex;
 use crate::finding::Location;
@@ -17,6 +19,17 @@ struct Directive {
     file_wide: bool,
     statement: Option<usize>,
     items: Vec<Item>,
+    /// The text after a second `--`, if any.
+    reason: Option<String>,
+}
+
+/// What the directives say of one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suppressed {
+    No,
+    Yes,
+    /// An ignore names it but gives no reason.
+    WithoutReason,
 }
 
 pub(crate) struct Directives {
@@ -39,6 +52,13 @@ impl Directives {
             }
             let line_end = sql[at..].find('\n').map(|p| at + p).unwrap_or(sql.len());
             let rest = sql[at + MARKER.len()..line_end].trim();
+            let (rest, reason) = match rest.split_once("--") {
+                Some((list, why)) => (
+                    list.trim(),
+                    Some(why.trim().to_string()).filter(|w| !w.is_empty()),
+                ),
+                None => (rest, None),
+            };
             let (file_wide, list_text) = if let Some(r) = rest.strip_prefix("ignore-file") {
                 (true, r)
             } else if let Some(r) = rest.strip_prefix("ignore") {
@@ -65,6 +85,7 @@ impl Directives {
                 file_wide,
                 statement: None,
                 items,
+                reason,
             });
         }
         Directives { list }
@@ -87,9 +108,10 @@ impl Directives {
         }
     }
 
-    /// True (and the ignore counts as used) when a directive covers this finding.
-    pub(crate) fn suppresses(&mut self, statement: usize, id: &str, name: &str) -> bool {
-        let mut hit = false;
+    /// Whether a directive covers this finding (the ignore then counts as used), and with a
+    /// reason or not.
+    pub(crate) fn suppresses(&mut self, statement: usize, id: &str, name: &str) -> Suppressed {
+        let mut out = Suppressed::No;
         for d in &mut self.list {
             if !d.file_wide && d.statement != Some(statement) {
                 continue;
@@ -97,11 +119,15 @@ impl Directives {
             for item in &mut d.items {
                 if item.key.eq_ignore_ascii_case(id) || item.key.eq_ignore_ascii_case(name) {
                     item.used = true;
-                    hit = true;
+                    if d.reason.is_some() {
+                        out = Suppressed::Yes;
+                    } else if out == Suppressed::No {
+                        out = Suppressed::WithoutReason;
+                    }
                 }
             }
         }
-        hit
+        out
     }
 
     pub(crate) fn unused(&self, file: Option<&str>) -> Vec<Location> {
