@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::order::{Changes, Draft, Rank};
-use super::sql::{plain, replace_ident, replace_qualified};
+use super::sql::{index_shape, plain, replace_ident, replace_qualified, strip_not_valid};
 use super::{ChangeKind, DiffError};
 use crate::ident::{Ident, QualName};
 use crate::model::{ConstraintKind, Schema, Table};
@@ -244,6 +244,7 @@ pub(crate) fn apply(
             .sql(format!("ALTER TABLE {} RENAME TO {}", h.from, new.name)),
         );
         out.provide(id, format!("table {}", plain(&new)));
+        rename_named_after(&mut live, to, &h.from, &new, id, out);
     }
     for h in &hints.columns {
         let table = resolve_table(&live, hints, &h.table).ok_or_else(|| {
@@ -304,6 +305,108 @@ pub(crate) fn apply(
         );
     }
     Ok(live)
+}
+
+/// After a hinted table rename, the constraints and indexes PostgreSQL named after the old
+/// table (`old_t_pkey`, `old_t_label_idx`) follow it when the desired schema has the same
+/// definition under the new table's name (`new_t_pkey`): renamed, not dropped and rebuilt.
+fn rename_named_after(
+    live: &mut Schema,
+    to: &Schema,
+    old: &QualName,
+    new: &QualName,
+    after: Option<usize>,
+    out: &mut Changes,
+) {
+    let (Some(t), Some(desired)) = (live.tables.get(new), to.tables.get(new)) else {
+        return;
+    };
+    let prefix = format!("{}_", old.name.as_str());
+    let renamed = |name: &str| {
+        name.strip_prefix(&prefix)
+            .map(|suffix| format!("{}_{suffix}", new.name.as_str()))
+            .filter(|n| n.len() <= 63)
+    };
+    let mut constraints = Vec::new();
+    for c in t.constraints.values() {
+        let Some(to_name) = renamed(&c.name) else {
+            continue;
+        };
+        let same = desired
+            .constraints
+            .get(&to_name)
+            .is_some_and(|d| strip_not_valid(&d.definition) == strip_not_valid(&c.definition));
+        if same && !desired.constraints.contains_key(&c.name) {
+            constraints.push((c.name.clone(), to_name));
+        }
+    }
+    let mut indexes = Vec::new();
+    for i in t.indexes.values() {
+        let Some(to_name) = renamed(&i.name) else {
+            continue;
+        };
+        let backs_constraint = constraints.iter().any(|(from, _)| from == &i.name);
+        let same = desired
+            .indexes
+            .get(&to_name)
+            .is_some_and(|d| index_shape(&d.definition) == index_shape(&i.definition));
+        if !backs_constraint && same && !desired.indexes.contains_key(&i.name) {
+            indexes.push((i.name.clone(), to_name));
+        }
+    }
+    let table = live.tables.get_mut(new).expect("renamed above");
+    let rename_index = |table: &mut Table, from: &str, to_name: &str| {
+        if let Some(mut i) = table.indexes.remove(from) {
+            i.definition = i.definition.replacen(from, to_name, 1);
+            i.name = to_name.to_string();
+            table.indexes.insert(to_name.to_string(), i);
+        }
+    };
+    for (from, to_name) in &constraints {
+        if let Some(mut c) = table.constraints.remove(from) {
+            c.name = to_name.clone();
+            table.constraints.insert(to_name.clone(), c);
+        }
+        // PostgreSQL renames a key's index with its constraint.
+        rename_index(table, from, to_name);
+        let id = out.push(
+            Rank::RenameTable,
+            Draft::new(
+                ChangeKind::Rename,
+                format!("constraint {}.{from}", plain(new)),
+                format!("rename constraint {from} of {} to {to_name}", plain(new)),
+            )
+            .table(new)
+            .sql(format!(
+                "ALTER TABLE {new} RENAME CONSTRAINT {} TO {}",
+                ident(from),
+                ident(to_name)
+            )),
+        );
+        out.before(after, id);
+    }
+    for (from, to_name) in &indexes {
+        rename_index(table, from, to_name);
+        let index = QualName {
+            schema: new.schema.clone(),
+            name: ident(from),
+        };
+        let id = out.push(
+            Rank::RenameTable,
+            Draft::new(
+                ChangeKind::Rename,
+                format!("index {}", plain(&index)),
+                format!("rename index {} to {to_name}", plain(&index)),
+            )
+            .table(new)
+            .sql(format!("ALTER INDEX {index} RENAME TO {}", ident(to_name))),
+        );
+        out.before(after, id);
+    }
+}
+
+fn ident(name: &str) -> Ident {
+    Ident::new(name).unwrap_or_else(|e| panic!("schema model holds an invalid name: {e}"))
 }
 
 /// The live (already renamed) table a column hint means: its new name or its old one.
