@@ -174,10 +174,13 @@ async fn default_kind(target_major: Option<u32>) -> Kind {
         .ok()
         .and_then(|i| i.major_version().ok())
         .and_then(|v| v.trim().parse::<u32>().ok());
+    if local.is_some() && (target_major.is_none() || local == target_major) {
+        return Kind::Local;
+    }
+    // Asked once: `docker version` starts a process and may wait on the daemon.
+    let docker = docker_answers().await;
     match (local, target_major) {
-        (Some(_), None) => Kind::Local,
-        (Some(l), Some(t)) if l == t => Kind::Local,
-        (local, Some(t)) if SUPPORTED_DOCKER.contains(&t) && docker_answers().await => {
+        (local, Some(t)) if SUPPORTED_DOCKER.contains(&t) && docker => {
             if let Some(l) = local {
                 tracing::info!(
                     "the local server binaries are PostgreSQL {l}, the target is {t}: using a docker dev database"
@@ -185,13 +188,14 @@ async fn default_kind(target_major: Option<u32>) -> Kind {
             }
             Kind::Docker(Some(t))
         }
-        (None, _) if docker_answers().await => Kind::Docker(target_major),
+        (None, _) if docker => Kind::Docker(target_major),
         (Some(l), Some(t)) => {
             eprintln!(
                 "warning: the dev database is the local PostgreSQL {l} but the target is {t}; catalogs can differ between versions: use --dev docker:{t} or --dev-url with a PostgreSQL {t} server"
             );
             Kind::Local
         }
+        (Some(_), None) => Kind::Local,
         (None, _) => Kind::Local,
     }
 }

@@ -60,7 +60,7 @@ pub fn finding_github(f: &Finding) -> String {
     )
 }
 
-fn escape_data(s: &str) -> String {
+pub(crate) fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")

@@ -190,22 +190,7 @@ async fn roundtrip_on(
     let plan: Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("plan is not JSON: {e}"))?;
     for step in plan["steps"].as_array().expect("steps") {
-        if step["strategy"] == "refused" {
-            return Err(format!("step refused: {}", step["refusal"]));
-        }
-        if let Some(table) = shadow_table(step) {
-            engine::shadow::replay::shadow_step(&client, &table, &statements(step))
-                .await
-                .map_err(|e| format!("shadow step failed: {e:?}"))?;
-            continue;
-        }
-        for sql in step["sql"].as_array().expect("sql") {
-            let sql = sql.as_str().expect("sql text");
-            client
-                .batch_execute(sql)
-                .await
-                .map_err(|e| format!("plan step failed: {sql}\n{e:?}"))?;
-        }
+        run_step(&client, step).await?;
     }
     let out = run(args(&["diff", "--to", &after, "--exit-code"])).await;
     if out.status.code() != Some(0) {
@@ -287,27 +272,7 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
     let mut seen = Vec::new();
     let steps = plan["steps"].as_array().expect("steps");
     for step in steps {
-        if step["strategy"] == "refused" {
-            return Err(format!("step refused in a round-trip case: {}", step["refusal"]).into());
-        }
-        if let Some(table) = shadow_table(step) {
-            engine::shadow::replay::shadow_step(db.client(), &table, &statements(step))
-                .await
-                .map_err(|e| format!("shadow step failed: {e:?}"))?;
-            seen.push(objects(
-                &engine::catalog::introspect(db.client())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ));
-            continue;
-        }
-        for sql in step["sql"].as_array().expect("sql") {
-            let sql = sql.as_str().expect("sql text");
-            db.client()
-                .batch_execute(sql)
-                .await
-                .map_err(|e| format!("plan step failed: {sql}\n{e:?}"))?;
-        }
+        run_step(db.client(), step).await?;
         seen.push(objects(
             &engine::catalog::introspect(db.client())
                 .await
@@ -513,6 +478,29 @@ fn objects(schema: &planner::model::Schema) -> std::collections::BTreeMap<String
         }
     }
     out
+}
+
+/// Run one plan step's SQL directly: a shadow step as the engine's result would be
+/// (`engine::shadow::replay`), any other statement by statement. A refused step fails.
+async fn run_step(client: &tokio_postgres::Client, step: &Value) -> Result<(), String> {
+    if step["strategy"] == "refused" {
+        return Err(format!(
+            "step refused in a round-trip case: {}",
+            step["refusal"]
+        ));
+    }
+    if let Some(table) = shadow_table(step) {
+        return engine::shadow::replay::shadow_step(client, &table, &statements(step))
+            .await
+            .map_err(|e| format!("shadow step failed: {e:?}"));
+    }
+    for sql in statements(step) {
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| format!("plan step failed: {sql}\n{e:?}"))?;
+    }
+    Ok(())
 }
 
 /// The table of a shadow step, which the round trip replays as the engine's result would be.

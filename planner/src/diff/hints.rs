@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::order::{Changes, Draft, Rank};
-use super::sql::{index_shape, plain, replace_ident, replace_qualified, strip_not_valid};
+use super::sql::{ident, index_shape, plain, replace_ident, replace_qualified, strip_not_valid};
 use super::{ChangeKind, DiffError};
 use crate::ident::{Ident, QualName};
 use crate::model::{ConstraintKind, Schema, Table};
@@ -403,10 +403,6 @@ fn rename_named_after(
         );
         out.before(after, id);
     }
-}
-
-fn ident(name: &str) -> Ident {
-    Ident::new(name).unwrap_or_else(|e| panic!("schema model holds an invalid name: {e}"))
 }
 
 /// The live (already renamed) table a column hint means: its new name or its old one.

@@ -313,6 +313,15 @@ fn retype_under_generated(cx: &mut Cx, live: &Table, desired: &Table) -> BTreeSe
     for n in &handled {
         cx.out.provide(id, format!("column {}.{n}", plain(name)));
     }
+    for (old, c) in &read {
+        column_comment(
+            cx,
+            name,
+            &c.name,
+            old.comment.as_deref(),
+            c.comment.as_deref(),
+        );
+    }
     for (_, g) in &readers {
         column_comment(cx, name, &g.name, None, g.comment.as_deref());
     }
@@ -322,19 +331,6 @@ fn retype_under_generated(cx: &mut Cx, live: &Table, desired: &Table) -> BTreeSe
 fn diff_columns(cx: &mut Cx, live: &Table, desired: &Table) {
     let name = &desired.name;
     let handled = retype_under_generated(cx, live, desired);
-    for c in &desired.columns {
-        if let (true, Some(old)) = (handled.contains(&c.name), live.column(&c.name)) {
-            if old.generated.is_none() {
-                column_comment(
-                    cx,
-                    name,
-                    &c.name,
-                    old.comment.as_deref(),
-                    c.comment.as_deref(),
-                );
-            }
-        }
-    }
     for c in &live.columns {
         if desired.column(&c.name).is_none() {
             drop_column(cx, name, &c.name);

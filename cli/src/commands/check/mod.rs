@@ -283,19 +283,19 @@ async fn replay_into(
     let mut compared_target = false;
     for (i, (m, sql)) in migrations.iter().zip(texts).enumerate() {
         let pending = target.is_some() && !report.migrations[i].applied;
-        if let Some(t) = target.filter(|_| pending && !compared_target) {
-            // Everything before the first pending migration is what the target has applied.
-            compared_target = true;
-            let replayed = introspect().await?;
-            report.target_drift = Some(differences(
-                &without_history(&t.live),
-                &without_history(&replayed),
-            ));
-        }
         if let Some(t) = target.filter(|_| pending) {
+            let mut before = introspect().await?;
+            if !compared_target {
+                // Everything before the first pending migration is what the target has
+                // applied.
+                compared_target = true;
+                report.target_drift = Some(differences(
+                    &without_history(&t.live),
+                    &without_history(&before),
+                ));
+            }
             // Planned against the schema as the earlier migrations leave it, with the
             // target's real sizes for the tables it has.
-            let mut before = introspect().await?;
             for (name, table) in before.tables.iter_mut() {
                 table.stats = t.live.tables.get(name).and_then(|l| l.stats);
             }

@@ -163,7 +163,7 @@ fn github(report: &Report) -> String {
                 out,
                 "::error file={},title=tandem refuses a step::{}",
                 output::escape_property(&m.file),
-                escape(&format!(
+                output::escape_data(&format!(
                     "{}: {}",
                     s.description,
                     s.refusal.as_deref().unwrap_or("refused")
@@ -172,14 +172,18 @@ fn github(report: &Report) -> String {
         }
     }
     if let Some(e) = &report.replay_error {
-        let _ = writeln!(out, "::error title=migrations do not replay::{}", escape(e));
+        let _ = writeln!(
+            out,
+            "::error title=migrations do not replay::{}",
+            output::escape_data(e)
+        );
     }
     for (title, left, right, diffs) in drifts(report) {
         for d in diffs {
             let _ = writeln!(
                 out,
                 "::error title=schema drift::{}",
-                escape(&format!(
+                output::escape_data(&format!(
                     "{title}: {} is {}",
                     d.object,
                     kind(d, left, right)
@@ -188,12 +192,6 @@ fn github(report: &Report) -> String {
         }
     }
     out
-}
-
-fn escape(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 fn markdown(report: &Report) -> String {
