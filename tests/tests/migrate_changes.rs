@@ -1022,3 +1022,79 @@ async fn a_column_a_policy_reads_is_retyped_through_the_shadow_with_the_policy_i
         "(level < 3)"
     );
 }
+
+/// Issue 12: a column two views read (one built on the other) is retyped through the shadow.
+/// The plan no longer drops the views around the copy: the swap re-points both at the new
+/// table in its own transaction, and back again on rollback. Clients read both views the
+/// whole time and never get an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_rollback() {
+    let case = tests::root().join("fixtures/cases/diff_view_dependent_type_change");
+    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
+    let f = fixture("mc_views_carried", &format!("{before}\nANALYZE;")).await;
+    let after = case.join("after.sql");
+    let plan = f.dir.join("plan.json");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "--to",
+        after.to_str().expect("utf-8"),
+        "-o",
+        plan.to_str().expect("utf-8"),
+    ])
+    .expect(0);
+    assert_eq!(strategies(&plan), ["shadow"], "the views are not dropped");
+    let total = f.one("SELECT total::text FROM big_order_total").await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for sql in [
+        "SELECT count(*) FROM big_orders",
+        "SELECT total::text FROM big_order_total",
+    ] {
+        let client = f.db.connect().await;
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            let (mut reads, mut errors) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.simple_query(sql).await {
+                    Ok(_) => reads += 1,
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (reads, errors)
+        }));
+    }
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    let id = tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+        id
+    })
+    .await
+    .expect("apply");
+    let view_type = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'big_orders'::regclass AND attname = 'amount_cents'";
+    assert_eq!(f.one(view_type).await, "bigint");
+    assert_eq!(
+        f.one("SELECT total::text FROM big_order_total").await,
+        total
+    );
+    let url = f.url.clone();
+    tokio::task::spawn_blocking(move || {
+        on(&url, "rollback", id, &["--yes"]).expect(0);
+    })
+    .await
+    .expect("rollback");
+    assert_eq!(f.one(view_type).await, "integer");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        let (reads, errors) = r.await.expect("reader");
+        assert!(errors.is_empty(), "a client saw: {errors:?}");
+        assert!(reads > 10, "the reader ran ({reads} reads)");
+    }
+    assert_eq!(
+        f.one("SELECT total::text FROM big_order_total").await,
+        total
+    );
+}

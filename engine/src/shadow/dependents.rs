@@ -54,6 +54,9 @@ pub struct View {
     pub owner: String,
     pub comment: Option<String>,
     pub grants: Vec<Grant>,
+    /// 1 for a view that reads the table itself, n + 1 for one built on a view of depth n.
+    /// [`Dependents::views`] is ordered by depth: each view after the views it reads.
+    pub depth: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -141,10 +144,6 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             d.refusals.push(format!("materialized view {} reads the table; drop it first and re-create it after the migration", name.display_plain()));
             continue;
         }
-        if row.get::<_, bool>(8) {
-            d.refusals.push(format!("view {} has views built on it, which tandem does not re-create yet; drop them first", name.display_plain()));
-            continue;
-        }
         let grants = grants(client, voids, false).await?;
         d.views.push(View {
             name,
@@ -153,6 +152,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             owner: row.get(6),
             comment: row.get(7),
             grants,
+            depth: row.get(8),
         });
     }
 
@@ -472,24 +472,36 @@ pub fn carry(
     Ok(out)
 }
 
-/// Re-create a view so it reads the table now under the user's name. The caller tries
-/// `replace` first (keeps the view's oid, grants and dependents) and falls back to `recreate`
-/// when a column's type changed.
-pub fn view_statements(v: &View) -> Result<(String, Vec<String>), EngineError> {
-    let opts = with_options(&v.options);
-    let replace = format!(
-        "CREATE OR REPLACE VIEW {}{opts} AS {}",
-        v.name, v.definition
-    );
-    let mut recreate = vec![
-        format!("DROP VIEW {}", v.name),
-        format!("CREATE VIEW {}{opts} AS {}", v.name, v.definition),
-        format!("ALTER VIEW {} OWNER TO {}", v.name, role(&v.owner)?),
-        format!("REVOKE ALL ON {} FROM PUBLIC", v.name),
-    ];
-    recreate.extend(grant_statements(&v.name, &v.grants)?);
-    if let Some(c) = &v.comment {
-        recreate.push(format!("COMMENT ON VIEW {} IS {}", v.name, Literal(c)));
+/// Re-point the views that read the table (directly or through other views, `views` in
+/// [`Dependents::views`]' order) at the table now under the user's name. The caller tries
+/// `replace` first, in one savepoint: `CREATE OR REPLACE` of each, which keeps their oids,
+/// grants and dependents. When a column a view returns changed type, PostgreSQL refuses
+/// that, and the caller rolls back to the savepoint and runs `recreate`: every view dropped,
+/// deepest first, then created again in order with its owner, grants and comment.
+pub fn view_statements(views: &[View]) -> Result<(Vec<String>, Vec<String>), EngineError> {
+    let mut replace = Vec::with_capacity(views.len());
+    let mut recreate: Vec<String> = views
+        .iter()
+        .rev()
+        .map(|v| format!("DROP VIEW {}", v.name))
+        .collect();
+    for v in views {
+        let opts = with_options(&v.options);
+        replace.push(format!(
+            "CREATE OR REPLACE VIEW {}{opts} AS {}",
+            v.name, v.definition
+        ));
+        recreate.push(format!("CREATE VIEW {}{opts} AS {}", v.name, v.definition));
+        recreate.push(format!(
+            "ALTER VIEW {} OWNER TO {}",
+            v.name,
+            role(&v.owner)?
+        ));
+        recreate.push(format!("REVOKE ALL ON {} FROM PUBLIC", v.name));
+        recreate.extend(grant_statements(&v.name, &v.grants)?);
+        if let Some(c) = &v.comment {
+            recreate.push(format!("COMMENT ON VIEW {} IS {}", v.name, Literal(c)));
+        }
     }
     Ok((replace, recreate))
 }

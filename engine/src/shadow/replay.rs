@@ -5,11 +5,20 @@
 //! security policies over at cutover, so a retype of a column a policy reads works there. Run
 //! directly, PostgreSQL refuses it ("cannot alter type of a column used in a policy
 //! definition"): here the table's policies are dropped and re-created around the statements,
-//! in one transaction. Never used on a target database.
+//! in one transaction. The same holds for the views that read the table (directly or through
+//! other views), which the swap re-points at the new table, and for the table's triggers,
+//! which it re-creates there: here they are dropped (views deepest first) and created again
+//! from their own definitions once the statements have run.
+//! Materialized views are left in place: the shadow migration refuses them, and so does
+//! the replay. Never used on a target database.
 
 use tokio_postgres::Client;
 
+use planner::ident::Literal;
 use planner::QualName;
+
+use crate::catalog::table;
+use crate::shadow::dependents::with_options;
 
 /// The policies of `table` as `(DROP POLICY .., CREATE POLICY ..)` statements.
 const POLICIES: &str = "
@@ -24,8 +33,8 @@ SELECT format('DROP POLICY %I ON %I.%I', policyname, schemaname, tablename),
  WHERE schemaname = $1 AND tablename = $2
  ORDER BY policyname";
 
-/// Run a shadow step's `statements` on `table` directly, with its policies lifted around
-/// them, in one transaction.
+/// Run a shadow step's `statements` on `table` directly, with its policies, its triggers and
+/// the views that read it lifted around them, in one transaction.
 pub async fn shadow_step(
     client: &Client,
     table: &QualName,
@@ -34,14 +43,63 @@ pub async fn shadow_step(
     let policies = client
         .query(POLICIES, &[&table.schema.as_str(), &table.name.as_str()])
         .await?;
+    let oid: u32 = client
+        .query_one("SELECT $1::text::regclass::oid", &[&table.to_string()])
+        .await?
+        .get(0);
+    let views: Vec<tokio_postgres::Row> = client
+        .query(table::VIEWS.sql, &[&oid])
+        .await?
+        .into_iter()
+        .filter(|r| r.get::<_, &str>(3) == "v")
+        .collect();
+    let triggers = client.query(table::TRIGGERS.sql, &[&oid]).await?;
+    let view_name = |r: &tokio_postgres::Row| -> Option<QualName> {
+        QualName::new(r.get::<_, &str>(1), r.get::<_, &str>(2)).ok()
+    };
     let mut script = String::from("BEGIN;\n");
     for row in &policies {
         script.push_str(row.get::<_, &str>(0));
         script.push_str(";\n");
     }
+    for row in &triggers {
+        let name = planner::ident::Ident::new(row.get::<_, &str>(0)).ok();
+        if let Some(name) = name {
+            script.push_str(&format!("DROP TRIGGER {name} ON {table};\n"));
+        }
+    }
+    for name in views.iter().rev().filter_map(view_name) {
+        script.push_str(&format!("DROP VIEW {name};\n"));
+    }
     for sql in statements {
         script.push_str(sql);
         script.push_str(";\n");
+    }
+    for row in &views {
+        let Some(name) = view_name(row) else { continue };
+        let options: Vec<String> = row.get(5);
+        let definition: &str = row.get(4);
+        script.push_str(&format!(
+            "CREATE VIEW {name}{} AS {};\n",
+            with_options(&options),
+            definition.trim_end().trim_end_matches(';')
+        ));
+        if let Some(c) = row.get::<_, Option<&str>>(7) {
+            script.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", Literal(c)));
+        }
+    }
+    for row in &triggers {
+        script.push_str(row.get::<_, &str>(1));
+        script.push_str(";\n");
+        let how = match row.get::<_, &str>(2) {
+            "D" => "DISABLE",
+            "R" => "ENABLE REPLICA",
+            "A" => "ENABLE ALWAYS",
+            _ => continue,
+        };
+        if let Ok(name) = planner::ident::Ident::new(row.get::<_, &str>(0)) {
+            script.push_str(&format!("ALTER TABLE {table} {how} TRIGGER {name};\n"));
+        }
     }
     for row in &policies {
         script.push_str(row.get::<_, &str>(1));

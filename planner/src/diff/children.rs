@@ -588,6 +588,29 @@ fn enable_sql(table: &QualName, t: &Trigger) -> String {
     format!("ALTER TABLE {table} {how} TRIGGER {}", ident(&t.name))
 }
 
+/// Whether the trigger's WHEN clause or UPDATE OF list names a column whose type changes:
+/// PostgreSQL refuses the ALTER while the trigger exists ("cannot alter type of a column used
+/// in a trigger definition"), so the trigger is dropped and created again around it (the
+/// plan then keeps it in place: a shadow migration carries it, a brief ALTER takes the two
+/// into its transaction). Read from the definition's text; a false match only costs a
+/// re-creation.
+fn reads_retyped_column(t: &Trigger, live: &Table, desired: &Table) -> bool {
+    let def = t.definition.as_str();
+    let head_end = def.find(" ON ").unwrap_or(0);
+    let when = def
+        .find(" WHEN (")
+        .zip(def.rfind(" EXECUTE "))
+        .map_or("", |(a, b)| if a < b { &def[a..b] } else { "" });
+    live.columns.iter().any(|c| {
+        desired
+            .columns
+            .iter()
+            .find(|d| d.name == c.name)
+            .is_some_and(|d| d.data_type != c.data_type || d.collation != c.collation)
+            && (mentions(when, &c.name) || mentions(&def[..head_end], &c.name))
+    })
+}
+
 fn diff_triggers(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
     let name = &desired.name;
     let mut kept = BTreeSet::new();
@@ -602,6 +625,7 @@ fn diff_triggers(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
                 .triggers
                 .get(&t.name)
                 .is_some_and(|d| d.definition == t.definition)
+                && !reads_retyped_column(t, live, desired)
             {
                 kept.insert(t.name.clone());
                 continue;

@@ -19,6 +19,8 @@ mod tables;
 mod types;
 mod views;
 
+pub(crate) use sql::{plain, view_body};
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ use crate::ident::QualName;
 use crate::lint::{lint, AnalyzedStatement, LintOptions};
 use crate::model::Schema;
 use crate::plan::{
-    online, DatabaseIdentity, Estimate, Plan, PlanSource, Step, Strategy, PLAN_FORMAT,
+    carry, online, DatabaseIdentity, Estimate, Plan, PlanSource, Step, Strategy, PLAN_FORMAT,
 };
 
 /// What every plan is built against.
@@ -262,8 +262,37 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
         }
         steps.push(step);
     }
-    let (mut steps, numbers) = merge_shadow_steps_numbered(steps);
+    let (steps, merged) = merge_shadow_steps_numbered(steps);
+    let (mut steps, carried) = carry::carry(target.live, steps);
+    let numbers: Vec<usize> = merged
+        .iter()
+        .map(|&n| carried.get(n.wrapping_sub(1)).copied().unwrap_or(0))
+        .collect();
+    // Findings on the view drops and re-creations the pass took out went with them.
+    findings.retain(|f| {
+        step_of(f).is_none_or(|n| numbers.get(n.wrapping_sub(1)).is_none_or(|&m| m != 0))
+    });
     renumber(&mut findings, &numbers);
+    for f in &mut findings {
+        let Some(step) = step_of(f).and_then(|n| steps.get(n.wrapping_sub(1))) else {
+            continue;
+        };
+        let atomic = step.strategy == Strategy::Online
+            && step.transactional
+            && (step.description.starts_with("re-create ")
+                || step.description.ends_with("in the same transaction"));
+        if f.name == "changing-view-columns" && f.message.starts_with("DROP VIEW") && atomic {
+            f.severity = Severity::Info;
+            f.help = "handled: the view is dropped and created again in one transaction: its readers wait for the lock, and never find it missing".into();
+        }
+        if f.name == "type-change-of-column-used-by-view" {
+            if step.strategy == Strategy::Shadow {
+                f.help = "handled: the shadow migration's swap re-points the views at the new table in its own transaction: they never go missing".into();
+            } else if atomic {
+                f.help = "handled: the views are dropped and created again in this step's transaction: their readers wait for the lock, and never find them missing".into();
+            }
+        }
+    }
     state_exposures(&mut steps);
     finish(target, source, steps, findings)
 }
@@ -452,6 +481,16 @@ fn merge_shadow_steps_numbered(steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
         numbers.push(out.len());
     }
     (out, numbers)
+}
+
+/// The step a `--to` plan's finding is about ("step 4" as its file).
+fn step_of(f: &Finding) -> Option<usize> {
+    f.location
+        .file
+        .as_deref()?
+        .strip_prefix("step ")?
+        .parse()
+        .ok()
 }
 
 /// Findings name steps by their number before the merge ("handled: step 4 ...", and "step 4"

@@ -139,6 +139,7 @@ pub enum PlanError {
 }
 
 mod build;
+mod carry;
 pub mod inverse;
 mod online;
 pub mod shadow;

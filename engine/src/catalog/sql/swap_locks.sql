@@ -3,8 +3,9 @@
 --
 -- The order is the one application statements lock them in, so a statement that already
 -- holds one of them never waits for the swap on another:
---   1. views (and tandem's mirror views) that read either table: reading a view locks the
---      view, then its tables; the swap re-creates them (ACCESS EXCLUSIVE);
+--   1. views (and tandem's mirror views) that read either table, and views built on them,
+--      outermost first: reading a view locks the view, then the views and tables it reads;
+--      the swap re-creates them (ACCESS EXCLUSIVE);
 --   2. tables whose foreign keys reference the table: a child's INSERT locks the child, then
 --      the parent for its check; the swap drops and re-adds their keys (ACCESS EXCLUSIVE).
 --      With $3 (`children_last`), they come after the pair instead (before 5): a transaction
@@ -18,13 +19,23 @@
 --   5. tables the table references: its own INSERT locks it, then them; the swap adds the
 --      keys to the new table (SHARE ROW EXCLUSIVE).
 -- A relation named twice keeps its first place and its strongest mode; the pair is only in 4.
-WITH pair(oid) AS (VALUES ($1::oid), ($2::oid)),
-views AS (
-    SELECT DISTINCT r.ev_class AS oid
+WITH RECURSIVE pair(oid) AS (VALUES ($1::oid), ($2::oid)),
+-- Views on views too, each at its greatest depth (1 reads the pair): a reader of an outer
+-- view locks it before the views it reads, so the outermost come first.
+reader(oid, depth) AS (
+    SELECT r.ev_class, 1
       FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
      WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
        AND d.refobjid IN (SELECT oid FROM pair) AND r.ev_class NOT IN (SELECT oid FROM pair)
+    UNION
+    SELECT r.ev_class, reader.depth + 1
+      FROM reader
+      JOIN pg_depend d ON d.refobjid = reader.oid AND d.classid = 'pg_rewrite'::regclass
+                      AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE r.ev_class <> reader.oid AND reader.depth < 64
 ),
+views AS (SELECT oid, max(depth) AS depth FROM reader GROUP BY oid),
 view_tables AS (
     SELECT DISTINCT d.refobjid AS oid
       FROM views v
@@ -33,6 +44,7 @@ view_tables AS (
                       AND d.refclassid = 'pg_class'::regclass
       JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
      WHERE d.refobjid <> v.oid AND d.refobjid NOT IN (SELECT oid FROM pair)
+       AND d.refobjid NOT IN (SELECT oid FROM views)
 ),
 children AS (
     SELECT DISTINCT conrelid AS oid FROM pg_constraint
@@ -43,7 +55,7 @@ parents AS (
      WHERE contype = 'f' AND conrelid IN (SELECT oid FROM pair) AND confrelid NOT IN (SELECT oid FROM pair)
 ),
 wanted(rank, oid, strength) AS (
-    SELECT 1, oid, 8 FROM views
+    SELECT 1 - depth / 100.0, oid, 8 FROM views
     UNION ALL SELECT CASE WHEN $3::bool THEN 7.5 ELSE 2 END, oid, 8 FROM children
     -- (a view's reader locks its tables in the view's order; with children_last, a child
     -- the view reads waits for its place after the table)

@@ -459,19 +459,12 @@ pub(super) async fn carry(
         "carry the replica identity",
     )
     .await?;
-    for (i, v) in deps.views.iter().enumerate() {
-        let (replace, recreate) = dependents::view_statements(v)?;
-        exec(tx, &format!("SAVEPOINT tandem_view_{i}"), "savepoint").await?;
-        if tx.batch_execute(&replace).await.is_err() {
-            exec(
-                tx,
-                &format!("ROLLBACK TO SAVEPOINT tandem_view_{i}"),
-                "savepoint",
-            )
-            .await?;
-            for s in recreate {
-                exec(tx, &s, "re-create a view").await?;
-            }
+    if !deps.views.is_empty() {
+        let (replace, recreate) = dependents::view_statements(&deps.views)?;
+        exec(tx, "SAVEPOINT tandem_views", "savepoint").await?;
+        if tx.batch_execute(&replace.join(";\n")).await.is_err() {
+            exec(tx, "ROLLBACK TO SAVEPOINT tandem_views", "savepoint").await?;
+            exec_all(tx, &recreate, "re-create the views that read the table").await?;
         }
     }
     // What to validate after commit: [table, name]; a partitioned referencing table's leaves

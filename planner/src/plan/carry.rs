@@ -1,0 +1,342 @@
+//! Views and triggers in the way of a step that retypes or drops a column they read.
+//! PostgreSQL refuses the ALTER while a view reads the column, or while a trigger names it in
+//! its WHEN clause or UPDATE OF list, so the diff drops them before the step and creates them
+//! again after it. Between the two, every query on the views fails and the trigger does not
+//! fire. This pass closes that window wherever the step allows it:
+//!
+//! - a **shadow** step carries them to the new table in its own swap transaction (the engine
+//!   re-points a table's views, views on views included, and re-creates its triggers, as it
+//!   carries grants and foreign keys): the drops go, and so do the re-creations that would
+//!   give back the definitions they have now. Those whose definition changes as well are
+//!   replaced after the step, all in one transaction;
+//! - a brief **online** step that runs in a transaction (a binary-coercible retype, a DROP
+//!   COLUMN) takes the drops and the re-creations into that transaction: clients wait for
+//!   its lock for a moment and never find a view missing or a trigger not firing.
+//!
+//! Anything else (a materialized view in the way, a step that cannot run in a transaction,
+//! other changes between the drops and the re-creations) keeps the drops, which
+//! `state_exposures` then reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diff::{plain, view_body};
+use crate::finding::Lock;
+use crate::ident::QualName;
+use crate::model::Schema;
+use crate::plan::{Estimate, Step, Strategy};
+
+/// For each step number before the pass, its number after it (0: the step is gone).
+pub(super) type Numbers = Vec<usize>;
+
+/// An object the diff drops and creates again: a plain view, or a table's trigger.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Object<'a> {
+    View(&'a QualName),
+    Trigger(&'a QualName, &'a str),
+}
+
+/// Where the diff drops an object and where it creates it again.
+#[derive(Clone, Copy)]
+struct Span {
+    drop: usize,
+    create: usize,
+}
+
+/// Close the windows the diff's drops open (module doc). Returns the steps and, for each
+/// step number before, its number after.
+pub(super) fn carry(live: &Schema, steps: Vec<Step>) -> (Vec<Step>, Numbers) {
+    let mut objects: BTreeMap<String, Object> = BTreeMap::new();
+    for (name, v) in &live.views {
+        if !v.materialized {
+            objects.insert(format!("view {}", plain(name)), Object::View(name));
+        }
+    }
+    for (name, t) in &live.tables {
+        for trigger in t.triggers.keys() {
+            objects.insert(
+                format!("trigger {}.{trigger}", plain(name)),
+                Object::Trigger(name, trigger),
+            );
+        }
+    }
+    let mut spans: BTreeMap<Object, Span> = BTreeMap::new();
+    for (i, s) in steps.iter().enumerate() {
+        let Some(key) = s.description.strip_prefix("drop ") else {
+            continue;
+        };
+        let Some(object) = objects.get(key).filter(|_| s.strategy == Strategy::Online) else {
+            continue;
+        };
+        let create = format!("create {key}");
+        if let Some(j) = (i + 1..steps.len()).find(|&j| steps[j].description == create) {
+            spans.insert(object.clone(), Span { drop: i, create: j });
+        }
+    }
+    if spans.is_empty() {
+        return identity(steps);
+    }
+    if let Some(folded) = fold_into_online_step(&steps, &spans) {
+        return folded;
+    }
+    carry_across_shadow_steps(live, steps, spans)
+}
+
+fn identity(steps: Vec<Step>) -> (Vec<Step>, Numbers) {
+    let n = (1..=steps.len()).collect();
+    (steps, n)
+}
+
+/// The tables an object reads: a trigger its table; a view the tables under the views it reads.
+fn base_tables(live: &Schema, object: &Object) -> BTreeSet<QualName> {
+    let view = match object {
+        Object::Trigger(table, _) => return BTreeSet::from([(*table).clone()]),
+        Object::View(v) => (*v).clone(),
+    };
+    let mut out = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut frontier = vec![view];
+    while let Some(v) = frontier.pop() {
+        if !seen.insert(v.clone()) {
+            continue;
+        }
+        match live.views.get(&v) {
+            Some(view) => frontier.extend(view.depends_on.iter().cloned()),
+            None => {
+                out.insert(v);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the step creates the object exactly as it is live (what the swap carries over).
+fn recreates_live(live: &Schema, object: &Object, step: &Step) -> bool {
+    let expected = match object {
+        Object::View(name) => format!(
+            "CREATE VIEW {name} AS\n{}",
+            view_body(&live.views[*name].definition)
+        ),
+        Object::Trigger(table, trigger) => live.tables[*table].triggers[*trigger]
+            .definition
+            .trim_end()
+            .to_string(),
+    };
+    step.sql.len() == 1 && step.sql[0] == expected
+}
+
+fn view_reads<'a>(live: &'a Schema, object: &Object) -> &'a [QualName] {
+    match object {
+        Object::View(v) => &live.views[*v].depends_on,
+        Object::Trigger(..) => &[],
+    }
+}
+
+fn carry_across_shadow_steps(
+    live: &Schema,
+    steps: Vec<Step>,
+    spans: BTreeMap<Object, Span>,
+) -> (Vec<Step>, Numbers) {
+    let own: BTreeSet<usize> = spans.values().flat_map(|s| [s.drop, s.create]).collect();
+    // Carried: something between the drop and the re-creation changes a table the object
+    // reads, and every such step is a shadow migration (which carries it).
+    let mut carried: BTreeSet<Object> = spans
+        .iter()
+        .filter(|(object, span)| {
+            let bases = base_tables(live, object);
+            let disturbing: Vec<&Step> = (span.drop + 1..span.create)
+                .filter(|k| !own.contains(k))
+                .map(|k| &steps[k])
+                .filter(|s| s.table.as_ref().is_some_and(|t| bases.contains(t)))
+                .collect();
+            !disturbing.is_empty() && disturbing.iter().all(|s| s.strategy == Strategy::Shadow)
+        })
+        .map(|(o, _)| o.clone())
+        .collect();
+    // A view read by a carried view stays too, or PostgreSQL could not drop it; so a carried
+    // view must read no view the plan drops for good, nor a materialized view it drops.
+    let dropped = |name: &QualName| {
+        let key = format!("drop materialized view {}", plain(name));
+        steps.iter().any(|s| s.description == key)
+    };
+    loop {
+        let keep: BTreeSet<Object> = carried
+            .iter()
+            .filter(|o| {
+                view_reads(live, o).iter().all(|d| {
+                    let as_view = Object::View(d);
+                    !dropped(d) && (!spans.contains_key(&as_view) || carried.contains(&as_view))
+                })
+            })
+            .cloned()
+            .collect();
+        if keep.len() == carried.len() {
+            break;
+        }
+        carried = keep;
+    }
+    if carried.is_empty() {
+        return identity(steps);
+    }
+
+    // What the swap leaves in place needs no re-creation; the others are replaced after the
+    // step, with every carried view that reads them, in one transaction.
+    let mut changed: BTreeSet<Object> = carried
+        .iter()
+        .filter(|o| !recreates_live(live, o, &steps[spans[*o].create]))
+        .cloned()
+        .collect();
+    loop {
+        let more: Vec<Object> = carried
+            .iter()
+            .filter(|o| !changed.contains(*o))
+            .filter(|o| {
+                view_reads(live, o)
+                    .iter()
+                    .any(|d| changed.contains(&Object::View(d)))
+            })
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        changed.extend(more);
+    }
+
+    let drops: BTreeSet<usize> = carried.iter().map(|o| spans[o].drop).collect();
+    let creates: BTreeSet<usize> = carried.iter().map(|o| spans[o].create).collect();
+    let replaced: BTreeSet<usize> = changed.iter().map(|o| spans[o].create).collect();
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    let mut numbers = vec![0; steps.len()];
+    let mut replacement: Option<usize> = None;
+    for (k, step) in steps.iter().enumerate() {
+        if drops.contains(&k) || (creates.contains(&k) && !replaced.contains(&k)) {
+            continue;
+        }
+        if replaced.contains(&k) {
+            let at = *replacement.get_or_insert_with(|| {
+                let drop_steps: BTreeSet<usize> = changed.iter().map(|o| spans[o].drop).collect();
+                out.push(replace(&steps, &drop_steps, &replaced));
+                out.len()
+            });
+            numbers[k] = at;
+            continue;
+        }
+        out.push(step.clone());
+        numbers[k] = out.len();
+    }
+    (out, numbers)
+}
+
+/// One transaction that drops the objects (in the diff's order: views deepest first) and
+/// creates them from their desired definitions.
+fn replace(steps: &[Step], drops: &BTreeSet<usize>, creates: &BTreeSet<usize>) -> Step {
+    let mut sql: Vec<String> = Vec::new();
+    let mut locks: Vec<Lock> = Vec::new();
+    let mut what: Vec<&str> = Vec::new();
+    for &k in drops.iter().chain(creates) {
+        sql.extend(steps[k].sql.iter().cloned());
+        locks.extend(steps[k].locks.iter().cloned());
+    }
+    for &k in creates {
+        what.push(steps[k].description.trim_start_matches("create "));
+    }
+    Step {
+        description: format!(
+            "re-create {} in one transaction (clients wait for the lock, never find {} missing)",
+            what.join(", "),
+            if what.len() == 1 { "it" } else { "them" }
+        ),
+        strategy: Strategy::Online,
+        table: None,
+        sql,
+        transactional: true,
+        locks: unique(locks),
+        estimate: Estimate {
+            lock_ms: 5,
+            total_ms: 5 * what.len() as u64,
+        },
+        refusal: None,
+        exposes: Vec::new(),
+    }
+}
+
+/// The drops, one brief online step that runs in a transaction, and the re-creations, with
+/// nothing else among them but comments: one transaction. `None` when the plan has no such run.
+fn fold_into_online_step(
+    steps: &[Step],
+    spans: &BTreeMap<Object, Span>,
+) -> Option<(Vec<Step>, Numbers)> {
+    let first = spans.values().map(|s| s.drop).min()?;
+    let last = spans.values().map(|s| s.create).max()?;
+    let own: BTreeSet<usize> = spans.values().flat_map(|s| [s.drop, s.create]).collect();
+    let comment = |s: &Step| {
+        [
+            "set comment on view ",
+            "remove comment on view ",
+            "set comment on trigger ",
+            "remove comment on trigger ",
+        ]
+        .iter()
+        .any(|p| s.description.starts_with(p))
+    };
+    let others: Vec<&Step> = (first..=last)
+        .filter(|k| !own.contains(k))
+        .map(|k| &steps[k])
+        .filter(|s| !comment(s))
+        .collect();
+    let [change] = others.as_slice() else {
+        return None;
+    };
+    let run = &steps[first..=last];
+    let brief = change.strategy == Strategy::Online
+        && change.table.is_some()
+        && change.estimate.lock_ms <= 1_000
+        && run.iter().all(|s| s.transactional);
+    if !brief {
+        return None;
+    }
+    let mut what: Vec<&str> = spans
+        .values()
+        .map(|s| steps[s.create].description.trim_start_matches("create "))
+        .collect();
+    what.sort_unstable();
+    let step = Step {
+        description: format!(
+            "{}, with {} dropped and created again in the same transaction",
+            change.description,
+            what.join(", ")
+        ),
+        strategy: Strategy::Online,
+        table: change.table.clone(),
+        sql: run.iter().flat_map(|s| s.sql.iter().cloned()).collect(),
+        transactional: true,
+        locks: unique(run.iter().flat_map(|s| s.locks.iter().cloned()).collect()),
+        estimate: Estimate {
+            lock_ms: run.iter().map(|s| s.estimate.lock_ms).sum(),
+            total_ms: run.iter().map(|s| s.estimate.total_ms).sum(),
+        },
+        refusal: None,
+        exposes: Vec::new(),
+    };
+    let mut out: Vec<Step> = steps[..first].to_vec();
+    out.push(step);
+    out.extend(steps[last + 1..].iter().cloned());
+    let numbers = (0..steps.len())
+        .map(|k| match k {
+            k if k < first => k + 1,
+            k if k <= last => first + 1,
+            k => k - (last - first) + 1,
+        })
+        .collect();
+    Some((out, numbers))
+}
+
+fn unique(locks: Vec<Lock>) -> Vec<Lock> {
+    let mut out: Vec<Lock> = Vec::with_capacity(locks.len());
+    for l in locks {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
