@@ -84,13 +84,51 @@ fn index_kept(cx: &Cx, live: &Table, i: &Index, desired: &Table) -> bool {
 /// Whether any key a foreign key could reference (primary key, unique constraint, unique
 /// index) of this kept table is dropped or rebuilt.
 pub(crate) fn keys_rebuilt(cx: &Cx, live: &Table, desired: &Table) -> bool {
-    live.constraints
-        .values()
-        .any(|c| is_key(&c.kind) && !constraint_kept(cx, live, c, desired))
-        || live
-            .indexes
-            .values()
-            .any(|i| i.unique && !index_kept(cx, live, i, desired))
+    live.constraints.values().any(|c| {
+        is_key(&c.kind)
+            && !constraint_kept(cx, live, c, desired)
+            && !replaceable_key(cx, live, c, desired)
+    }) || live.indexes.values().any(|i| {
+        i.unique && !index_kept(cx, live, i, desired) && !replaceable_index(cx, live, i, desired)
+    })
+}
+
+/// Whether a foreign key of the live schema references exactly these columns of `table`
+/// (PostgreSQL then ties it to the key's index, which cannot be dropped under it).
+fn referenced_as_key(cx: &Cx, table: &QualName, columns: &[String]) -> bool {
+    let wanted: BTreeSet<&String> = columns.iter().collect();
+    cx.from.tables.values().any(|t| {
+        t.constraints.values().any(|c| match &c.kind {
+            ConstraintKind::ForeignKey(fk) => {
+                &fk.references == table
+                    && fk.referenced_columns.iter().collect::<BTreeSet<_>>() == wanted
+            }
+            _ => false,
+        })
+    })
+}
+
+/// A live PRIMARY KEY or UNIQUE constraint whose definition changes (same name, same kind),
+/// on a plain table that stays, using no column the diff drops, that no foreign key
+/// depends on: its new index is built beside, concurrently, and one short transaction swaps
+/// the constraints, so the table is never without the guarantee.
+fn replaceable_key(cx: &Cx, live: &Table, old: &Constraint, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    let old_columns = match &old.kind {
+        ConstraintKind::PrimaryKey { columns } | ConstraintKind::Unique { columns } => columns,
+        _ => return false,
+    };
+    live.partition_of.is_none()
+        && live.partition_key.is_none()
+        && desired.partition_of.is_none()
+        && desired.partition_key.is_none()
+        && desired.constraints.get(&old.name).is_some_and(|new| {
+            std::mem::discriminant(&new.kind) == std::mem::discriminant(&old.kind)
+                && strip_not_valid(&new.definition) != strip_not_valid(&old.definition)
+                && key_index(&desired.name, new, &beside_name(&new.name)).is_some()
+        })
+        && !gone.iter().any(|g| mentions(&old.definition, g))
+        && !referenced_as_key(cx, &live.name, old_columns)
 }
 
 pub(crate) fn diff_children(
@@ -124,7 +162,10 @@ fn diff_constraints(
                 kept.insert(c.name.clone());
                 continue;
             }
-            if !forced && replaceable_constraint(cx, live, c, desired) {
+            if !forced
+                && (replaceable_constraint(cx, live, c, desired)
+                    || replaceable_key(cx, live, c, desired))
+            {
                 // Built beside and swapped in below: the old one stays until then.
                 continue;
             }
@@ -163,11 +204,17 @@ fn diff_constraints(
             None => match live.and_then(|l| {
                 l.constraints
                     .get(&c.name)
-                    .filter(|old| replaceable_constraint(cx, l, old, desired))
                     .filter(|_| !forced_fks.contains(&(name.clone(), c.name.clone())))
+                    .map(|old| {
+                        (
+                            replaceable_constraint(cx, l, old, desired),
+                            replaceable_key(cx, l, old, desired),
+                        )
+                    })
             }) {
-                Some(_) => replace_constraint_beside(cx, desired, c),
-                None => add_constraint(cx, desired, c, live.is_none()),
+                Some((true, _)) => replace_constraint_beside(cx, desired, c),
+                Some((_, true)) => replace_key_beside(cx, desired, c),
+                _ => add_constraint(cx, desired, c, live.is_none()),
             },
         }
         let target = format!("CONSTRAINT {} ON {name}", ident(&c.name));
@@ -267,6 +314,54 @@ fn replace_constraint_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
     );
 }
 
+/// A changed PRIMARY KEY or UNIQUE constraint: its new index built concurrently under a
+/// temporary name, then one short transaction drops the old constraint and adds the new one
+/// over that index (`USING INDEX`, which takes the constraint's name). The old guarantee
+/// holds until the new one does.
+fn replace_key_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
+    let name = &t.name;
+    let object = format!("constraint {}.{}", plain(name), c.name);
+    let temp = beside_name(&c.name);
+    let Some((index_sql, using)) = key_index(name, c, &temp) else {
+        return;
+    };
+    let build = cx.out.push(
+        Rank::CreateIndex,
+        Draft::new(
+            ChangeKind::Create,
+            format!("index {}", plain(&sibling(name, &temp))),
+            format!(
+                "build the index of the new {object} concurrently beside the old one, as {temp}"
+            ),
+        )
+        .table(name)
+        .sql(index_sql)
+        .non_transactional(),
+    );
+    for col in key_columns(c) {
+        cx.out.need(build, format!("column {}.{col}", plain(name)));
+    }
+    let swap = cx.out.push(
+        Rank::SwapConstraint,
+        Draft::new(
+            ChangeKind::Alter,
+            object.clone(),
+            format!("swap the new {object} in for the old one"),
+        )
+        .table(name)
+        .sql(format!(
+            "ALTER TABLE {name} DROP CONSTRAINT {}",
+            ident(&c.name)
+        ))
+        .sql(format!(
+            "ALTER TABLE {name} ADD CONSTRAINT {} {using}",
+            ident(&c.name)
+        )),
+    );
+    cx.out.before(build, swap);
+    cx.out.provide(swap, format!("keys {}", plain(name)));
+}
+
 fn validate(cx: &mut Cx, table: &QualName, constraint: &str) {
     let object = format!("constraint {}.{constraint}", plain(table));
     cx.out.push(
@@ -317,7 +412,7 @@ fn add_constraint(cx: &mut Cx, t: &Table, c: &Constraint, fresh: bool) {
                 id
             }
             ConstraintKind::PrimaryKey { .. } | ConstraintKind::Unique { .. } => {
-                match key_index(name, c) {
+                match key_index(name, c, &c.name) {
                     Some((index_sql, using)) => {
                         let index = sibling(name, &c.name);
                         let iid = cx.out.push(
@@ -373,7 +468,7 @@ fn key_columns(c: &Constraint) -> Vec<&String> {
 /// For `PRIMARY KEY (..)` / `UNIQUE [NULLS NOT DISTINCT] (..) [INCLUDE (..)] [WITH (..)]
 /// [USING INDEX TABLESPACE ..] [DEFERRABLE ..]`: the `CREATE UNIQUE INDEX CONCURRENTLY`
 /// statement, and the `PRIMARY KEY USING INDEX ..` definition that adopts the index.
-fn key_index(table: &QualName, c: &Constraint) -> Option<(String, String)> {
+fn key_index(table: &QualName, c: &Constraint, index: &str) -> Option<(String, String)> {
     let def = strip_not_valid(&c.definition);
     let (keyword, rest) = if let Some(r) = def.strip_prefix("PRIMARY KEY ") {
         ("PRIMARY KEY", r)
@@ -397,7 +492,7 @@ fn key_index(table: &QualName, c: &Constraint) -> Option<(String, String)> {
         tail = &r[end..];
     }
     let tail = tail.replace(" USING INDEX TABLESPACE ", " TABLESPACE ");
-    let index = sibling(table, &c.name);
+    let index = sibling(table, index);
     let index_sql = format!(
         "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} USING btree {columns}{include}{nulls}{tail}",
         index.name
@@ -513,20 +608,24 @@ fn diff_indexes(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
     }
 }
 
-/// A valid, non-unique index of a plain table that stays, whose definition changes and
-/// uses no column the diff drops: it can be built beside and swapped in. (Unique indexes may
-/// back foreign keys, and partitioned tables take no CONCURRENTLY: those keep drop + create.)
+/// A valid index of a plain table that stays, whose definition changes (unique staying unique)
+/// and uses no column the diff drops: it can be built beside and swapped in. A unique index
+/// a foreign key depends on cannot be dropped under it, and partitioned tables take no
+/// CONCURRENTLY: those keep drop + create.
 fn replaceable_index(cx: &Cx, live: &Table, old: &Index, desired: &Table) -> bool {
     let gone = gone_columns(cx, &live.name);
+    // A foreign key may depend on a unique index over plain columns, without predicate.
+    let backs_a_key =
+        old.unique && old.predicate.is_none() && referenced_as_key(cx, &live.name, &old.keys);
     old.valid
-        && !old.unique
+        && !backs_a_key
         && live.partition_key.is_none()
         && desired.partition_key.is_none()
         && live.partition_of.is_none()
         && desired
             .indexes
             .get(&old.name)
-            .is_some_and(|new| !new.unique && new.definition != old.definition)
+            .is_some_and(|new| new.unique == old.unique && new.definition != old.definition)
         && !gone.iter().any(|g| mentions(&old.definition, g))
 }
 
@@ -549,12 +648,16 @@ fn replace_index_beside(cx: &mut Cx, table: &QualName, i: &Index) {
         )
         .table(table)
         .sql(format!(
-            "CREATE INDEX CONCURRENTLY {} ON {rest}",
+            "CREATE {}INDEX CONCURRENTLY {} ON {rest}",
+            if i.unique { "UNIQUE " } else { "" },
             ident(&temp)
         ))
         .non_transactional(),
     );
     cx.out.need(build, format!("table {}", plain(table)));
+    if i.unique {
+        cx.out.provide(build, format!("keys {}", plain(table)));
+    }
     cx.out.push(
         Rank::DropReplacedIndex,
         Draft::new(

@@ -285,6 +285,10 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
             f.severity = Severity::Info;
             f.help = "handled: the view is dropped and created again in one transaction: its readers wait for the lock, and never find it missing".into();
         }
+        if f.name == "dropping-constraint" && step.description.starts_with("swap the new ") {
+            f.severity = Severity::Info;
+            f.help = "handled: the new constraint, built beside (and validated, or backed by its index), takes the old one's place in the same transaction".into();
+        }
         if f.name == "type-change-of-column-used-by-view" {
             if step.strategy == Strategy::Shadow {
                 f.help = "handled: the shadow migration's swap re-points the views at the new table in its own transaction: they never go missing".into();
