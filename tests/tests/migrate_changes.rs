@@ -1023,6 +1023,82 @@ async fn a_column_a_policy_reads_is_retyped_through_the_shadow_with_the_policy_i
     );
 }
 
+/// Clients that read `queries` in a loop until `stop`; each returns (reads, errors).
+async fn readers(
+    f: &Fixture,
+    queries: &[&'static str],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(u64, Vec<String>)>> {
+    let mut out = Vec::new();
+    for &sql in queries {
+        let client = f.db.connect().await;
+        let stop = stop.clone();
+        out.push(tokio::spawn(async move {
+            let (mut reads, mut errors) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.simple_query(sql).await {
+                    Ok(_) => reads += 1,
+                    Err(e) => errors.push(
+                        e.as_db_error()
+                            .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+                    ),
+                }
+            }
+            (reads, errors)
+        }));
+    }
+    out
+}
+
+async fn no_reader_failed(readers: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>) {
+    for r in readers {
+        let (reads, errors) = r.await.expect("reader");
+        assert!(errors.is_empty(), "a client saw: {errors:?}");
+        assert!(reads > 10, "the reader ran ({reads} reads)");
+    }
+}
+
+/// Issue 12: a varchar column a view reads is widened. PostgreSQL refuses the ALTER while
+/// the view exists; the plan's one online step drops the view, widens the column and
+/// creates the view again in one transaction, so a client reading the view the whole time
+/// never finds it missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_a_widened_column_is_never_missing() {
+    let case = tests::root().join("fixtures/cases/diff_view_over_widened_column");
+    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
+    let f = fixture("mc_view_widened", &format!("{before}\nANALYZE;")).await;
+    let after = case.join("after.sql");
+    let plan = f.dir.join("plan.json");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "--to",
+        after.to_str().expect("utf-8"),
+        "-o",
+        plan.to_str().expect("utf-8"),
+    ])
+    .expect(0);
+    assert_eq!(strategies(&plan), ["online"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers = readers(&f, &["SELECT count(*) FROM member_handles"; 2], &stop).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+    })
+    .await
+    .expect("apply");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    no_reader_failed(readers).await;
+    assert_eq!(
+        f.one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'member_handles'::regclass AND attname = 'handle'").await,
+        "character varying(64)"
+    );
+}
+
 /// Issue 12: a column two views read (one built on the other) is retyped through the shadow.
 /// The plan no longer drops the views around the copy: the swap re-points both at the new
 /// table in its own transaction, and back again on rollback. Clients read both views the
@@ -1048,24 +1124,15 @@ async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_ro
     let total = f.one("SELECT total::text FROM big_order_total").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut readers = Vec::new();
-    for sql in [
-        "SELECT count(*) FROM big_orders",
-        "SELECT total::text FROM big_order_total",
-    ] {
-        let client = f.db.connect().await;
-        let stop = stop.clone();
-        readers.push(tokio::spawn(async move {
-            let (mut reads, mut errors) = (0u64, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match client.simple_query(sql).await {
-                    Ok(_) => reads += 1,
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            (reads, errors)
-        }));
-    }
+    let readers = readers(
+        &f,
+        &[
+            "SELECT count(*) FROM big_orders",
+            "SELECT total::text FROM big_order_total",
+        ],
+        &stop,
+    )
+    .await;
     let (url, plan_path) = (f.url.clone(), plan.clone());
     let id = tokio::task::spawn_blocking(move || {
         let id = submit(&url, &plan_path, &[]);
@@ -1088,11 +1155,7 @@ async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_ro
     .expect("rollback");
     assert_eq!(f.one(view_type).await, "integer");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for r in readers {
-        let (reads, errors) = r.await.expect("reader");
-        assert!(errors.is_empty(), "a client saw: {errors:?}");
-        assert!(reads > 10, "the reader ran ({reads} reads)");
-    }
+    no_reader_failed(readers).await;
     assert_eq!(
         f.one("SELECT total::text FROM big_order_total").await,
         total

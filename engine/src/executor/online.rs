@@ -41,8 +41,14 @@ pub(crate) async fn run(
             i + 1,
             step.description
         )));
-        for sql in &step.sql {
-            run_statement(ex, sql, step.transactional).await?;
+        if step.transactional && step.sql.len() > 1 {
+            // One transaction (a multi-statement query runs as one): a swap of a constraint,
+            // or a view dropped and created again around an ALTER, is never seen half-done.
+            run_statement(ex, &step.sql.join(";\n"), true).await?;
+        } else {
+            for sql in &step.sql {
+                run_statement(ex, sql, step.transactional).await?;
+            }
         }
         ex.client
             .execute(
