@@ -493,7 +493,41 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub dual_read_min: u64,
     #[command(flatten)]
+    pub in_place: InPlaceArgs,
+    #[command(flatten)]
     pub dev: DevArgs,
+}
+
+#[derive(clap::Args)]
+pub struct InPlaceArgs {
+    /// Rewrite tables smaller than this (with their indexes) in place, under lock_timeout,
+    /// instead of through a shadow migration: e.g. 4MB (the default), 512kB, 0 (never).
+    #[arg(long, value_name = "SIZE", default_value = "4MB", value_parser = parse_size)]
+    pub in_place_below: u64,
+}
+
+/// `4MB`, `512kB`, `1GB`, `0`, or a number of bytes (units are powers of 1024, as
+/// PostgreSQL's).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write e.g. 4MB, 512kB or 0"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: the unit must be B, kB, MB or GB (e.g. 4MB)"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(clap::Args)]
@@ -529,6 +563,8 @@ pub struct CheckArgs {
     /// PostgreSQL major version for the lint without a target (default: the target's, else 15).
     #[arg(long, value_name = "MAJOR")]
     pub pg_version: Option<u32>,
+    #[command(flatten)]
+    pub in_place: InPlaceArgs,
     #[command(flatten)]
     pub dev: DevArgs,
 }

@@ -153,6 +153,8 @@ pub mod migrate {
             "--database-url",
             url,
             "plan",
+            "--in-place-below",
+            "0",
             "--sql",
             sql,
             "-o",

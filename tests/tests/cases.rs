@@ -179,7 +179,16 @@ async fn roundtrip_on(
         v.extend(["--database-url", url, "--dev-url", dev_url].map(String::from));
         v
     };
-    let out = run(args(&["plan", "--to", &after, "--format", "json"])).await;
+    let out = run(args(&[
+        "plan",
+        "--in-place-below",
+        "0",
+        "--to",
+        &after,
+        "--format",
+        "json",
+    ]))
+    .await;
     let code = out.status.code().unwrap_or(-1);
     if code != 0 && code != 3 {
         return Err(format!(
@@ -244,6 +253,8 @@ async fn roundtrip(case: &Case) -> Result<(), Failed> {
 
     let run = tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "--to",
         after,
         "--database-url",
@@ -370,6 +381,8 @@ async fn plan_change(case: &Case) -> Result<(), Failed> {
     let change = case.file("change.sql").expect("change.sql");
     let run = tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "-f",
         rel(&change).as_str(),
         "--database-url",

@@ -99,6 +99,8 @@ fn lint_github_format_annotates() {
 async fn unreachable_database_exits_69_naming_the_host() {
     let run = tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "--sql",
         "select 1",
         "--database-url",
@@ -115,6 +117,8 @@ async fn unknown_table_or_column_is_refused_and_changes_nothing() {
     let fp = fingerprint(db.client()).await;
     let run = tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "--sql",
         "ALTER TABLE acounts ADD COLUMN note text",
         "--database-url",
@@ -124,6 +128,8 @@ async fn unknown_table_or_column_is_refused_and_changes_nothing() {
     assert!(run.stderr.contains("acounts"), "{}", run.stderr);
     let run = tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "--sql",
         "ALTER TABLE accounts ALTER COLUMN emial SET NOT NULL",
         "--database-url",
@@ -146,6 +152,8 @@ async fn rewrite_of_a_table_without_key_is_refused_with_the_fix() {
     let fp = fingerprint(db.client()).await;
     let run = tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "--sql",
         "ALTER TABLE events ALTER COLUMN payload TYPE integer USING length(payload)",
         "--database-url",
@@ -173,6 +181,8 @@ async fn plan_file_is_canonical_and_stable() {
     let b = dir.join("b.json");
     tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "-f",
         &change,
         "-o",
@@ -183,6 +193,8 @@ async fn plan_file_is_canonical_and_stable() {
     .expect(0);
     tandem(&[
         "plan",
+        "--in-place-below",
+        "0",
         "-f",
         &change,
         "-o",

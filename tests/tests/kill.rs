@@ -316,9 +316,20 @@ impl Scenario {
         };
         s.start_load().await;
         let plan = s.dir.join("plan.json").display().to_string();
-        s.run(&["plan", "--sql", CHANGE, "-o", &plan], None)
-            .await
-            .expect(0);
+        s.run(
+            &[
+                "plan",
+                "--in-place-below",
+                "0",
+                "--sql",
+                CHANGE,
+                "-o",
+                &plan,
+            ],
+            None,
+        )
+        .await
+        .expect(0);
         let submitted = s.run(&["submit", &plan], None).await.expect(0);
         s.id = submitted
             .stdout

@@ -643,6 +643,8 @@ async fn several_statements_on_one_table_in_one_plan() {
         "--database-url",
         &f.url,
         "plan",
+        "--in-place-below",
+        "0",
         "-f",
         change.to_str().unwrap(),
         "-o",
@@ -702,6 +704,8 @@ async fn changes_on_two_tables_in_one_plan_then_rollback() {
         "--database-url",
         &f.url,
         "plan",
+        "--in-place-below",
+        "0",
         "-f",
         change.to_str().unwrap(),
         "-o",
@@ -921,6 +925,8 @@ async fn a_to_plan_that_builds_beside_a_shadow_step_applies_and_reaches_the_desi
         "--database-url",
         &f.url,
         "plan",
+        "--in-place-below",
+        "0",
         "--to",
         after,
         "-o",
@@ -1073,6 +1079,8 @@ async fn a_view_over_a_widened_column_is_never_missing() {
         "--database-url",
         &f.url,
         "plan",
+        "--in-place-below",
+        "0",
         "--to",
         after.to_str().expect("utf-8"),
         "-o",
@@ -1114,6 +1122,8 @@ async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_ro
         "--database-url",
         &f.url,
         "plan",
+        "--in-place-below",
+        "0",
         "--to",
         after.to_str().expect("utf-8"),
         "-o",
@@ -1160,4 +1170,70 @@ async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_ro
         f.one("SELECT total::text FROM big_order_total").await,
         total
     );
+}
+
+/// Issue 12: a rewrite of a small table runs in place (the statement itself, under
+/// lock_timeout) rather than as a shadow migration, and says why; a table that has grown
+/// past the limit since the plan is refused at apply, unchanged, with what to do.
+#[tokio::test]
+async fn a_small_table_is_rewritten_in_place_and_refused_once_it_has_grown() {
+    let f = fixture(
+        "mc_in_place",
+        "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL, label text);
+         INSERT INTO items SELECT g, g, 'l' || g FROM generate_series(1, 2000) g;
+         ANALYZE items;",
+    )
+    .await;
+    let change = "ALTER TABLE items ALTER COLUMN price TYPE bigint";
+    let in_place = |limit: &str, name: &str| {
+        let path = f.dir.join(name);
+        tandem(&[
+            "--database-url",
+            &f.url,
+            "plan",
+            "--in-place-below",
+            limit,
+            "--sql",
+            change,
+            "-o",
+            path.to_str().expect("utf-8"),
+        ])
+        .expect(0);
+        path
+    };
+    // Planned under a 1 MB limit (the table has about 100 kB), then grown past it.
+    let plan = in_place("1MB", "small.json");
+    assert_eq!(strategies(&plan), ["online"]);
+    let step = &tests::migrate::read_plan(&plan)["steps"][0];
+    let description = step["description"].as_str().expect("text");
+    assert!(description.contains("in place: items is"), "{description}");
+    assert_eq!(step["in_place_max_bytes"], 1 << 20);
+    f.client()
+        .batch_execute(
+            "INSERT INTO items SELECT g, g, repeat('x', 200) FROM generate_series(2001, 12000) g",
+        )
+        .await
+        .expect("grow the table");
+    let id = submit(&f.url, &plan, &[]);
+    let run = apply(&f.url, id, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("in place because it was under 1048576 bytes")
+            && run.stderr.contains("make a new plan"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.column("items", "price").await.0, "integer");
+
+    // A new plan under the same limit is a shadow migration now; under the default (4 MB)
+    // it is in place again, and applies.
+    assert_eq!(strategies(&in_place("1MB", "grown.json")), ["shadow"]);
+    let plan = in_place("4MB", "default.json");
+    assert_eq!(strategies(&plan), ["online"]);
+    // The refused migration changed nothing; it is rolled back (nothing to undo) first.
+    on(&f.url, "rollback", id, &["--yes"]).expect(0);
+    f.submit_and_apply(&plan);
+    assert_eq!(f.column("items", "price").await.0, "bigint");
+    assert_eq!(f.one("SELECT count(*)::text FROM items").await, "12000");
 }

@@ -146,7 +146,17 @@ async fn plan_and_submit(url: &str, dir: &Path, name: &str, change: &str, min: u
     blocking(move || {
         let out = plan.to_str().expect("utf-8 path");
         let min_arg = min.to_string();
-        let mut args = vec!["--database-url", &url, "plan", "--sql", &change, "-o", out];
+        let mut args = vec![
+            "--database-url",
+            &url,
+            "plan",
+            "--in-place-below",
+            "0",
+            "--sql",
+            &change,
+            "-o",
+            out,
+        ];
         if min > 0 {
             args.extend(["--dual-read-min", &min_arg]);
         }

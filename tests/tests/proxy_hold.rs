@@ -52,6 +52,7 @@ async fn submit(db: &TestDb, sql: &str, dual_read_min: u64) -> i64 {
         live: &live,
         database,
         pg_version: 15,
+        in_place_below: 0,
     };
     let mut plan: Plan = plan::from_sql(&target, PlanSource::new("sql", "-", sql), sql);
     assert!(
@@ -680,7 +681,17 @@ async fn the_plan_carries_the_dual_read_threshold_to_submit_and_status() {
     let gated = dir.join("gated.json");
     for (out, extra) in [(&plain, None), (&gated, Some("7"))] {
         let out = out.to_str().unwrap();
-        let mut args = vec!["--database-url", &url, "plan", "--sql", CHANGE, "-o", out];
+        let mut args = vec![
+            "--database-url",
+            &url,
+            "plan",
+            "--in-place-below",
+            "0",
+            "--sql",
+            CHANGE,
+            "-o",
+            out,
+        ];
         if let Some(n) = extra {
             args.extend(["--dual-read-min", n]);
         }

@@ -35,6 +35,7 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
         live: &live,
         database,
         pg_version,
+        in_place_below: args.in_place.in_place_below,
     };
 
     let (plan, input) = if let Some(path) = &args.to {

@@ -36,6 +36,28 @@ pub(crate) async fn run(
         if !range.contains(&i) || seen <= done {
             continue;
         }
+        if let (Some(max), Some(table)) = (step.in_place_max_bytes, &step.table) {
+            // Planned in place for a small table: not if it has grown since.
+            let bytes: i64 = ex
+                .client
+                .query_one(
+                    "SELECT coalesce(pg_total_relation_size(to_regclass($1)), 0)",
+                    &[&table.to_string()],
+                )
+                .await
+                .map_err(EngineError::sql("read the table's size"))?
+                .get(0);
+            if bytes.max(0) as u64 > max {
+                return Err(EngineError::refused(
+                    format!(
+                        "step {} rewrites {} in place because it was under {max} bytes when planned; it is {bytes} bytes now, and a rewrite in place would hold its lock too long",
+                        i + 1,
+                        table.display_plain()
+                    ),
+                    "make a new plan (`tandem plan`), which runs the rewrite as a shadow migration, and submit it",
+                ));
+            }
+        }
         ex.emit(Event::Note(format!(
             "online step {}: {}",
             i + 1,

@@ -33,6 +33,7 @@ pub async fn plan(client: &Client, sql: &str) -> Plan {
         live: &live,
         database,
         pg_version: 15,
+        in_place_below: 0,
     };
     plan::from_sql(&target, PlanSource::new("sql", "-", sql), sql)
 }

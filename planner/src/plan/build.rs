@@ -17,7 +17,21 @@ pub struct Target<'a> {
     pub live: &'a Schema,
     pub database: DatabaseIdentity,
     pub pg_version: u32,
+    /// A table smaller than this (bytes, with its indexes) is rewritten in place, by the
+    /// statement itself under lock_timeout, rather than through a shadow migration: its
+    /// rewrite holds the lock for less than the shadow's own cutover and costs a fraction of
+    /// its work. 0 makes every rewrite a shadow migration. [`IN_PLACE_BELOW`] by default.
+    pub in_place_below: u64,
 }
+
+/// The default [`Target::in_place_below`]: 4 MiB, rewritten in about 80 ms at
+/// [`REWRITE_BYTES_PER_SEC`].
+pub const IN_PLACE_BELOW: u64 = 4 << 20;
+
+/// Rewrite throughput of an ALTER TABLE that rewrites the table and its indexes, measured on
+/// a 2-core machine with PostgreSQL 15 (68-100 MB/s for 2.6-52 MB tables; BENCHMARKS.md);
+/// conservative.
+const REWRITE_BYTES_PER_SEC: u64 = 50 << 20;
 
 /// Throughput figures behind the estimates (bytes per second), measured on a 2-core machine
 /// with PostgreSQL 15 (see BENCHMARKS.md); they are deliberately conservative.
@@ -73,6 +87,7 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
                 locks,
                 refusal: None,
                 exposes: Vec::new(),
+                in_place_max_bytes: None,
             }
         } else {
             let sql = vec![stmt.sql.clone()];
@@ -86,6 +101,7 @@ pub fn from_sql(target: &Target<'_>, source: PlanSource, sql: &str) -> Plan {
                 locks: stmt.locks.clone(),
                 refusal: None,
                 exposes: Vec::new(),
+                in_place_max_bytes: None,
             }
         };
         // A step that refers to a table or column nobody has is refused, not run.
@@ -154,6 +170,7 @@ fn widen_sequence_step(target: &Target<'_>, w: &crate::lint::WidenedSerial) -> S
         locks,
         refusal: None,
         exposes: Vec::new(),
+        in_place_max_bytes: None,
     }
 }
 
@@ -184,7 +201,7 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
         let step = match rewrites {
             Some(table) => {
                 let mut step = shadow_step_for(target, table, change.sql.clone());
-                step.description = change.description.clone();
+                step.description = described(change.description.clone(), &step);
                 step
             }
             None => {
@@ -220,6 +237,7 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
                     locks,
                     refusal: None,
                     exposes: Vec::new(),
+                    in_place_max_bytes: None,
                 }
             }
         };
@@ -372,7 +390,7 @@ fn shadow_step(target: &Target<'_>, table: QualName, sql: &str) -> Step {
         .table
         .as_ref()
         .map_or(0, |t| partitions_of(target, t).len());
-    step.description = describe(sql);
+    step.description = described(describe(sql), &step);
     if partitions > 0 && step.strategy == Strategy::Shadow {
         step.description.push_str(&format!(
             " (partitioned: a shadow tree of {partitions} partition{}, copied through the root and swapped at once)",
@@ -416,6 +434,10 @@ fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> St
         )),
         Some(_) => None,
     };
+    let partitioned = live.is_some_and(|t| t.partition_key.is_some());
+    if refusal.is_none() && !partitioned && bytes < target.in_place_below {
+        return in_place_step(target, table, sql, bytes);
+    }
     // The shadow migration never takes the statement's own strong lock on the original: it
     // takes brief locks to install triggers and an ACCESS EXCLUSIVE lock for the cutover only.
     let object = table.display_plain();
@@ -444,6 +466,55 @@ fn shadow_step_for(target: &Target<'_>, table: QualName, sql: Vec<String>) -> St
         },
         refusal,
         exposes: Vec::new(),
+        in_place_max_bytes: None,
+    }
+}
+
+/// A step's description: what it does, and for an in-place rewrite, why in place.
+fn described(what: String, step: &Step) -> String {
+    if step.in_place_max_bytes.is_some() {
+        format!("{what} ({})", step.description)
+    } else {
+        what
+    }
+}
+
+/// A rewrite of a small table, run in place (see [`Target::in_place_below`]), with the size
+/// it may reach before apply refuses it.
+fn in_place_step(target: &Target<'_>, table: QualName, sql: Vec<String>, bytes: u64) -> Step {
+    let lock_ms = ms(bytes, REWRITE_BYTES_PER_SEC).max(CATALOG_LOCK_MS);
+    Step {
+        description: format!(
+            "in place: {} is {} (under {}), rewritten under ACCESS EXCLUSIVE in about {lock_ms} ms, less than a shadow migration's cutover",
+            table.display_plain(),
+            human_bytes(bytes),
+            human_bytes(target.in_place_below)
+        ),
+        strategy: Strategy::Online,
+        locks: vec![Lock {
+            mode: LockMode::AccessExclusive,
+            object: table.display_plain(),
+        }],
+        table: Some(table),
+        sql,
+        transactional: true,
+        estimate: Estimate {
+            lock_ms,
+            total_ms: lock_ms,
+        },
+        refusal: None,
+        exposes: Vec::new(),
+        in_place_max_bytes: Some(target.in_place_below),
+    }
+}
+
+/// `4 MiB`, `72 kB`, `512 B`.
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{} kB", n >> 10),
+        n => format!("{n} B"),
     }
 }
 
@@ -461,6 +532,7 @@ fn refused(stmt: &AnalyzedStatement, why: &str) -> Step {
         },
         refusal: Some(why.to_string()),
         exposes: Vec::new(),
+        in_place_max_bytes: None,
     }
 }
 
@@ -555,6 +627,7 @@ fn mark_handled(
                 "runs under tandem's lock_timeout and statement_timeout, retried with backoff, and is recorded when done so a re-run resumes after it",
             ),
             (Remedy::Shadow, Strategy::Shadow) => Some("runs it as a shadow-table migration: no long lock on the table"),
+            (Remedy::Shadow, Strategy::Online) if step.in_place_max_bytes.is_some() => Some("rewrites the table in place: it is small, so the lock is brief, and apply refuses the step if the table has grown past the limit since"),
             (Remedy::Online, Strategy::Online) if rewritten => Some("runs it in its online form"),
             _ => None,
         };

@@ -257,6 +257,7 @@ fn replace(steps: &[Step], drops: &BTreeSet<usize>, creates: &BTreeSet<usize>) -
         },
         refusal: None,
         exposes: Vec::new(),
+        in_place_max_bytes: None,
     }
 }
 
@@ -317,6 +318,7 @@ fn fold_into_online_step(
         },
         refusal: None,
         exposes: Vec::new(),
+        in_place_max_bytes: None,
     };
     let mut out: Vec<Step> = steps[..first].to_vec();
     out.push(step);

@@ -95,6 +95,12 @@ pub struct Step {
     /// step that leaves every object clients use in place. Left out of the JSON when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposes: Vec<String>,
+    /// A rewrite run in place because the table was small when planned
+    /// ([`Target::in_place_below`]): the size in bytes (table and indexes) it may have when
+    /// the step runs. Larger, the executor refuses the step and asks for a new plan, which
+    /// makes it a shadow migration. Left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,4 +150,4 @@ pub mod inverse;
 mod online;
 pub mod shadow;
 
-pub use build::{from_changes, from_sql, Target};
+pub use build::{from_changes, from_sql, Target, IN_PLACE_BELOW};

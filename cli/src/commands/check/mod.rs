@@ -251,7 +251,14 @@ async fn replay(
             None => Ok(None),
         }
     };
-    let replayed = replay_into(&scratch, migrations, texts, target, pg_version, report);
+    let replayed = replay_into(
+        &scratch,
+        migrations,
+        texts,
+        target,
+        (pg_version, args.in_place.in_place_below),
+        report,
+    );
     let (desired, replayed) = tokio::join!(desired, replayed);
     scratch.drop().await;
     let replayed = replayed?;
@@ -272,7 +279,7 @@ async fn replay_into(
     migrations: &[Migration],
     texts: &[String],
     target: Option<&TargetInfo>,
-    pg_version: u32,
+    (pg_version, in_place_below): (u32, u64),
     report: &mut Report,
 ) -> Result<Option<Schema>, Failure> {
     let introspect = || async {
@@ -304,6 +311,7 @@ async fn replay_into(
                     live: &before,
                     database: t.database.clone(),
                     pg_version,
+                    in_place_below,
                 },
                 PlanSource::new("file", &m.path.display().to_string(), sql),
                 sql,

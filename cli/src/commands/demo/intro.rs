@@ -48,6 +48,7 @@ pub async fn show(client: &Client) -> Result<Plan, Failure> {
         live: &live,
         database,
         pg_version,
+        in_place_below: planner::plan::IN_PLACE_BELOW,
     };
     let plan = plan::from_sql(&target, PlanSource::new("file", FILE, CHANGE), CHANGE);
     for (i, step) in plan.steps.iter().enumerate() {
