@@ -43,6 +43,9 @@ pub fn run(global: &Global, args: LintArgs) -> Result<u8, Failure> {
         }
         all.extend(report.findings);
         unused.extend(report.unused_ignores);
+        // The per-statement analysis is for the planner; the process exits soon after, and
+        // freeing it piece by piece was about 5 % of a large file's lint time.
+        std::mem::forget(report.statements);
     }
     match global.format {
         Format::Text => {
@@ -96,5 +99,8 @@ pub fn run(global: &Global, args: LintArgs) -> Result<u8, Failure> {
         FailOn::Warning => f.severity != Severity::Info,
         FailOn::Never => false,
     };
-    Ok(if all.iter().any(fails) { FINDINGS } else { OK })
+    let code = if all.iter().any(fails) { FINDINGS } else { OK };
+    // As above: the exit frees the findings at once.
+    std::mem::forget(all);
+    Ok(code)
 }

@@ -12,7 +12,7 @@ use super::state::FileState;
 use super::types::{no_rewrite, node_str, volatility, Ty, Volatility};
 use super::LintOptions;
 use crate::finding::LockMode;
-use crate::ident::{QualName, MAX_IDENT_BYTES};
+use crate::ident::{Ident, QualName, MAX_IDENT_BYTES};
 
 /// The facts of one statement (see `AnalyzedStatement`).
 #[derive(Debug, Default, Clone)]
@@ -64,21 +64,30 @@ impl Facts {
 
 /// A name as PostgreSQL stores it: truncated to 63 bytes, unqualified → `public`.
 pub(crate) fn make_qual(schema: Option<&str>, name: &str) -> QualName {
-    let fix = |s: &str| {
+    fn fix(s: &str) -> std::borrow::Cow<'_, str> {
         let mut end = s.len().min(MAX_IDENT_BYTES);
         while !s.is_char_boundary(end) {
             end -= 1;
         }
         let s = &s[..end];
-        let s: String = s.chars().filter(|c| !c.is_control()).collect();
         if s.is_empty() {
-            "?".to_string()
+            "?".into()
+        } else if !s.chars().any(char::is_control) {
+            s.into()
         } else {
-            s
+            let s: String = s.chars().filter(|c| !c.is_control()).collect();
+            if s.is_empty() {
+                "?".into()
+            } else {
+                s.into()
+            }
         }
-    };
+    }
     let schema = schema.filter(|s| !s.is_empty()).unwrap_or("public");
-    QualName::new(&fix(schema), &fix(name)).expect("names are made valid above")
+    QualName {
+        schema: Ident::new_valid(&fix(schema)),
+        name: Ident::new_valid(&fix(name)),
+    }
 }
 
 pub(crate) fn qual(rv: &RangeVar) -> QualName {

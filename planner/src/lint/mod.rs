@@ -2,7 +2,7 @@
 //! rewrites, scans or breaks, as [`Finding`]s (data, never errors).
 //!
 //! The flow is: [`split`] cuts the file into statements and parses each with `pg_query`
-//! (PostgreSQL's own grammar); [`analyze`] derives the facts of one statement (tables, locks,
+//! (PostgreSQL's own grammar; a large file in parts, in parallel); [`analyze`] derives the facts of one statement (tables, locks,
 //! rewrites, scans); every rule in [`rules`] looks at the statement and the [`FileState`]
 //! built from the statements before it; [`state`] then folds the statement into that state.
 //! Suppression comments (`-- tandem: ignore T012`) are handled in [`suppress`].
@@ -255,6 +255,7 @@ pub fn lint(sql: &str, opts: &LintOptions) -> LintReport {
 pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintReport {
     let index = split::LineIndex::new(sql);
     let pieces = split::split(sql);
+    let starts: Vec<(usize, usize)> = pieces.iter().map(|p| (p.start, p.end)).collect();
     let directives = suppress::Directives::parse(sql, &index);
     let mut state = FileState::new(settings.assume_in_transaction, pieces.len());
     let all_rules = rules();
@@ -264,7 +265,8 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
     let mut raw: Vec<(Finding, usize)> = Vec::new();
     let mut scratch = Vec::new();
 
-    for (i, piece) in pieces.iter().enumerate() {
+    // By value: each parse tree is freed once its statement is done, and its memory reused.
+    for (i, piece) in pieces.into_iter().enumerate() {
         let (line, column) = index.line_col(piece.start);
         let location = Location {
             file: opts.file.clone(),
@@ -289,7 +291,7 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
         };
         let Some(node) = piece.parsed.as_ref() else {
             let err = piece.error.as_deref().unwrap_or("syntax error");
-            let (l, c) = index.line_col(split::error_offset(sql, piece, err));
+            let (l, c) = index.line_col(split::error_offset(sql, &piece, err));
             let meta = rules::parse_error_meta();
             raw.push((
                 make_finding(
@@ -389,7 +391,6 @@ pub fn lint_with(sql: &str, opts: &LintOptions, settings: LintSettings) -> LintR
 
     // Suppression, then ordering.
     let mut directives = directives;
-    let starts: Vec<(usize, usize)> = pieces.iter().map(|p| (p.start, p.end)).collect();
     directives.attach(&starts, &index);
     // A change that breaks running applications is an error; silencing it takes a reason.
     raw.retain_mut(|(f, i)| match directives.suppresses(*i, &f.id, &f.name) {

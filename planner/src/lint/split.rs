@@ -9,33 +9,48 @@ pub(crate) struct Piece {
     pub(crate) start: usize,
     /// Byte offset just past the last token (the `;` excluded).
     pub(crate) end: usize,
+    /// The `location` fields inside are byte offsets into the part of the file that was parsed
+    /// (see [`split_in`]), not into the file: use `start`, never them.
     pub(crate) parsed: Option<NodeEnum>,
     pub(crate) error: Option<String>,
 }
 
-/// Splits and parses `sql`. The whole file is parsed once; only when that fails is it cut
-/// with a lexical splitter and each piece parsed on its own.
+/// Files smaller than this are parsed on one thread: a thread costs more than it saves.
+const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+/// More threads than this gain little: the rules that follow run on one.
+const MAX_THREADS: usize = 4;
+
+/// Splits and parses `sql`. The whole file is parsed at once (a large file in a few chunks cut
+/// at statement boundaries, one thread each); only when that fails is it cut with a lexical
+/// splitter and each piece parsed on its own.
 pub(crate) fn split(sql: &str) -> Vec<Piece> {
-    if let Ok(parsed) = pg_query::parse(sql, 0) {
-        let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
-        for raw in parsed.protobuf.stmts {
-            let loc = raw.stmt_location.max(0) as usize;
-            let end = if raw.stmt_len <= 0 {
-                sql.len()
-            } else {
-                loc + raw.stmt_len as usize
-            };
-            let (start, end) = trim_span(sql, loc, end.min(sql.len()));
-            let node = raw.stmt.and_then(|n| n.node);
-            if start < end {
-                out.push(Piece {
-                    start,
-                    end,
-                    parsed: node,
-                    error: None,
-                });
+    let chunks = if sql.len() >= PARALLEL_MIN_BYTES {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    } else {
+        1
+    };
+    split_in(sql, chunks)
+}
+
+/// [`split`] with the file parsed in up to `chunks` parts, in parallel.
+///
+/// The parts are cut after a `;` that the lexical splitter sees at the top level. Statements
+/// never span such a cut, except inside a `BEGIN ATOMIC ... END` body or where the lexical
+/// splitter misreads the file; then a part ends inside a statement or a literal and fails to
+/// parse, and the file is parsed again in one piece. So the result is always the one-piece
+/// result: parts that all parse give the statements of the whole file, at the same offsets.
+fn split_in(sql: &str, chunks: usize) -> Vec<Piece> {
+    if chunks > 1 {
+        let cuts = cut_points(sql, chunks);
+        if cuts.len() > 2 {
+            if let Some(pieces) = parse_parts(sql, &cuts) {
+                return pieces;
             }
         }
+    }
+    if let Ok(parsed) = pg_query::parse(sql, 0) {
+        let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
+        push_pieces(sql, 0..sql.len(), parsed.protobuf.stmts, &mut out);
         return out;
     }
     let mut out = Vec::new();
@@ -77,6 +92,86 @@ pub(crate) fn split(sql: &str) -> Vec<Piece> {
         }
     }
     out
+}
+
+/// The statements the parser found in `sql[part]`, as pieces with offsets into `sql`.
+fn push_pieces(
+    sql: &str,
+    part: std::ops::Range<usize>,
+    stmts: Vec<pg_query::protobuf::RawStmt>,
+    out: &mut Vec<Piece>,
+) {
+    for raw in stmts {
+        let loc = part.start + raw.stmt_location.max(0) as usize;
+        let end = if raw.stmt_len <= 0 {
+            part.end
+        } else {
+            loc + raw.stmt_len as usize
+        };
+        let (start, end) = trim_span(sql, loc, end.min(part.end));
+        let node = raw.stmt.and_then(|n| n.node);
+        if start < end {
+            out.push(Piece {
+                start,
+                end,
+                parsed: node,
+                error: None,
+            });
+        }
+    }
+}
+
+/// `0`, then up to `chunks - 1` offsets just past a top-level `;`, about evenly spaced, then
+/// `sql.len()`.
+fn cut_points(sql: &str, chunks: usize) -> Vec<usize> {
+    let mut cuts = vec![0];
+    for (_, end) in lexical_split(sql) {
+        if cuts.len() == chunks {
+            break;
+        }
+        let target = cuts.len() * sql.len() / chunks;
+        if end + 1 >= target && sql.as_bytes().get(end) == Some(&b';') {
+            cuts.push(end + 1);
+        }
+    }
+    if cuts.last() != Some(&sql.len()) {
+        cuts.push(sql.len());
+    }
+    cuts
+}
+
+/// Parses `sql[cuts[i]..cuts[i + 1]]` for every `i`, each part on its own thread (the first
+/// on this one); `None` if any part fails to parse.
+fn parse_parts(sql: &str, cuts: &[usize]) -> Option<Vec<Piece>> {
+    let parse = |part: std::ops::Range<usize>| {
+        pg_query::parse(&sql[part.clone()], 0)
+            .ok()
+            .map(|p| (part, p.protobuf.stmts))
+    };
+    let parts = std::thread::scope(|scope| {
+        let others: Vec<_> = cuts[1..]
+            .windows(2)
+            .map(|w| {
+                let part = w[0]..w[1];
+                scope.spawn(move || parse(part))
+            })
+            .collect();
+        let mut parts = vec![parse(cuts[0]..cuts[1])];
+        for handle in others {
+            parts.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        parts
+    });
+    let parts: Vec<_> = parts.into_iter().collect::<Option<_>>()?;
+    let mut out = Vec::with_capacity(parts.iter().map(|(_, stmts)| stmts.len()).sum());
+    for (part, stmts) in parts {
+        push_pieces(sql, part, stmts, &mut out);
+    }
+    Some(out)
 }
 
 /// Where in the file the parser's error points: the token named by "at or near", else the
@@ -263,5 +358,87 @@ impl<'a> LineIndex<'a> {
 
     pub(crate) fn line(&self, offset: usize) -> u32 {
         self.line_col(offset).0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Start, end, tree and error of every piece, to compare two ways of splitting. The trees'
+    /// `location` fields are left out: they are relative to the part parsed.
+    fn pieces(sql: &str, chunks: usize) -> Vec<(usize, usize, Option<String>, Option<String>)> {
+        let without_locations = |tree: String| {
+            let mut out = String::with_capacity(tree.len());
+            let mut rest = tree.as_str();
+            while let Some(at) = rest.find("location: ") {
+                out.push_str(&rest[..at + "location: ".len()]);
+                rest = rest[at + "location: ".len()..]
+                    .trim_start_matches(|c: char| c.is_ascii_digit());
+            }
+            out.push_str(rest);
+            out
+        };
+        split_in(sql, chunks)
+            .into_iter()
+            .map(|p| {
+                let tree = p.parsed.map(|n| without_locations(format!("{n:?}")));
+                (p.start, p.end, tree, p.error)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parsing_in_parts_gives_the_statements_of_the_whole_file() {
+        let tricky = [
+            "CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN a text DEFAULT 'x;y';",
+            "-- a comment; with semicolons\nSELECT 1; /* block ; /* nested ; */ still ; */ SELECT 2;",
+            "SELECT E'it\\'s;', $$dollar;$$, $tag$ a;b $tag$, \"quo;ted\";",
+            "DO $$ BEGIN ALTER TABLE t ADD COLUMN b int; END $$;\nSELECT 3",
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;",
+            "ALTER TABLE \"Ünï\" ADD COLUMN \"ç\" text NOT NULL;\r\nSELECT 'é';;;  ;",
+            "SELECT 1; ALTER TABLE t ADD COLUMN ; SELECT 2;",
+            "SELECT 1; SELECT 'unterminated;",
+            "",
+        ];
+        // The first seven parse; the whole file with the last three does not.
+        let (mut good, mut bad) = (String::new(), String::new());
+        for round in 0..20 {
+            for (n, t) in tricky.iter().enumerate() {
+                let file = if n < 7 { &mut good } else { &mut bad };
+                file.push_str(t);
+                file.push_str(if round % 2 == 0 { "\n" } else { "\n\n-- gap\n" });
+            }
+            bad.push_str(&good);
+        }
+        for sql in tricky.iter().copied().chain([good.as_str(), bad.as_str()]) {
+            let whole = pieces(sql, 1);
+            for chunks in 2..=7 {
+                assert_eq!(pieces(sql, chunks), whole, "{chunks} parts of {sql:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_that_parses_is_cut_into_the_parts_asked_for() {
+        let sql = "SELECT 1;\n".repeat(100);
+        let cuts = cut_points(&sql, 4);
+        assert_eq!(cuts.len(), 5);
+        assert_eq!(cuts.first(), Some(&0));
+        assert_eq!(cuts.last(), Some(&sql.len()));
+        assert!(cuts[1..4].iter().all(|&c| sql.as_bytes()[c - 1] == b';'));
+        assert!(parse_parts(&sql, &cuts).is_some());
+        assert_eq!(pieces(&sql, 4).len(), 100);
+    }
+
+    #[test]
+    fn a_part_cut_inside_a_begin_atomic_body_sends_the_file_back_to_one_parse() {
+        let sql =
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;";
+        let cuts = cut_points(sql, 2);
+        assert_eq!(&sql[..cuts[1]], &sql[..sql.find("1;").unwrap() + 2]);
+        assert!(parse_parts(sql, &cuts).is_none());
+        assert_eq!(pieces(sql, 2).len(), 1);
     }
 }
