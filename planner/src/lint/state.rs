@@ -216,10 +216,15 @@ impl FileState {
         &'s self,
         t: &'s QualName,
     ) -> impl Iterator<Item = &'s QualName> + 's {
-        self.views
+        // In name order: the map's own order changes from run to run, and findings must not.
+        let mut views: Vec<&QualName> = self
+            .views
             .iter()
             .filter(move |(_, reads)| reads.contains(t))
             .map(|(v, _)| v)
+            .collect();
+        views.sort();
+        views.into_iter()
     }
 
     pub(crate) fn index_table(&self, index: &QualName) -> Option<&QualName> {
