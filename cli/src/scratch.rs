@@ -55,7 +55,19 @@ impl Scratch {
     /// anything tandem cannot classify. A group that fails is rolled back by the server and
     /// replayed one statement at a time, so the error names the statement.
     pub async fn load(&self, sql: &str, file: &str) -> anyhow::Result<()> {
-        let spans = planner::lint::statement_spans(sql);
+        let spans = planner::lint::parsed_statement_spans(sql)
+            .unwrap_or_else(|| planner::lint::statement_spans(sql));
+        self.load_spans(sql, spans, file).await
+    }
+
+    /// [`Scratch::load`] of the statements of `sql` at `spans` (as
+    /// [`planner::lint::statement_spans`] finds them).
+    pub async fn load_spans(
+        &self,
+        sql: &str,
+        spans: Vec<std::ops::Range<usize>>,
+        file: &str,
+    ) -> anyhow::Result<()> {
         let mut group: Vec<std::ops::Range<usize>> = Vec::new();
         for span in spans {
             if batchable(&sql[span.clone()]) && group.len() < BATCH {

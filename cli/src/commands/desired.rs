@@ -20,29 +20,45 @@ pub struct Desired {
 /// Read `path` and introspect what it creates, in a scratch database on the dev server. The
 /// scratch database is dropped on every path out of here, Ctrl-C included.
 pub async fn load(dev: &DevServer, path: &Path) -> Result<Desired, Failure> {
+    let (desired, scratch) = load_kept(dev, path).await?;
+    drop_scratch(scratch).await;
+    Ok(desired)
+}
+
+/// [`load`], but the scratch database is handed back on success, for the caller to drop
+/// while it does other work ([`Scratch::drop`]); on error it is dropped here.
+pub async fn load_kept(dev: &DevServer, path: &Path) -> Result<(Desired, Scratch), Failure> {
     let sql = read(path)?;
     let name = path.display().to_string();
-    // Syntax errors are reported with line and column before any database work.
-    let parse_errors: Vec<_> = lint(
-        &sql,
-        &LintOptions {
-            pg_version: 15,
-            live: None,
-            file: Some(name.clone()),
-        },
-    )
-    .findings
-    .into_iter()
-    .filter(|f| f.id == "T000" && f.severity == Severity::Error)
-    .collect();
-    if let Some(first) = parse_errors.first() {
-        let lines: Vec<&str> = sql.lines().collect();
-        eprint!("{}", output::finding_text(first, Some(&lines)));
-        return Err(Failure::new(
-            FINDINGS,
-            anyhow!("{name} is not valid SQL; fix the statement above"),
-        ));
-    }
+    // Syntax errors are reported with line and column before any database work. A file the
+    // parser reads whole needs no more than its statements' places; only one it does not is
+    // linted, for the place and message of the first statement at fault.
+    let spans = match planner::lint::parsed_statement_spans(&sql) {
+        Some(spans) => spans,
+        None => {
+            let parse_errors: Vec<_> = lint(
+                &sql,
+                &LintOptions {
+                    pg_version: 15,
+                    live: None,
+                    file: Some(name.clone()),
+                },
+            )
+            .findings
+            .into_iter()
+            .filter(|f| f.id == "T000" && f.severity == Severity::Error)
+            .collect();
+            if let Some(first) = parse_errors.first() {
+                let lines: Vec<&str> = sql.lines().collect();
+                eprint!("{}", output::finding_text(first, Some(&lines)));
+                return Err(Failure::new(
+                    FINDINGS,
+                    anyhow!("{name} is not valid SQL; fix the statement above"),
+                ));
+            }
+            planner::lint::statement_spans(&sql)
+        }
+    };
     let t = std::time::Instant::now();
     let scratch = Scratch::create(dev, "desired")
         .await
@@ -53,7 +69,7 @@ pub async fn load(dev: &DevServer, path: &Path) -> Result<Desired, Failure> {
     );
     let work = async {
         let t = std::time::Instant::now();
-        scratch.load(&sql, &name).await.map_err(|e| {
+        scratch.load_spans(&sql, spans, &name).await.map_err(|e| {
             Failure::new(
                 USAGE,
                 e.context(format!(
@@ -79,16 +95,22 @@ pub async fn load(dev: &DevServer, path: &Path) -> Result<Desired, Failure> {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
     };
+    match result {
+        Ok(schema) => Ok((Desired { schema, sql }, scratch)),
+        Err(e) => {
+            drop_scratch(scratch).await;
+            Err(e)
+        }
+    }
+}
+
+async fn drop_scratch(scratch: Scratch) {
     let t = std::time::Instant::now();
     scratch.drop().await;
     tracing::info!(
         elapsed_ms = t.elapsed().as_millis() as u64,
-        "dropped the scratch database"
+        "dropped the desired schema's scratch database"
     );
-    Ok(Desired {
-        schema: result?,
-        sql,
-    })
 }
 
 pub fn read(path: &Path) -> Result<String, Failure> {

@@ -11,16 +11,23 @@ use crate::exit::{Failure, DIFFERENCES, OK};
 pub async fn run(global: &Global, args: DiffArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
     let client = connect::connect(&config).await?;
-    let live = engine::catalog::introspect(&client)
-        .await
-        .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
     let major = engine::catalog::database_identity(&client)
         .await
         .map_err(|e| Failure::from(anyhow::Error::new(e)))?
         .server_version_num
         / 10000;
-    let dev = DevServer::start(&args.dev, Some((&config, major))).await?;
-    let desired = desired::load(&dev, &args.to).await?;
+    // The target is read while the dev database starts and the desired schema loads.
+    let live = async {
+        engine::catalog::introspect(&client)
+            .await
+            .map_err(|e| Failure::from(anyhow::Error::new(e)))
+    };
+    let desired = async {
+        let dev = DevServer::start(&args.dev, Some((&config, major))).await?;
+        desired::load(&dev, &args.to).await
+    };
+    let (live, desired) = tokio::join!(live, desired);
+    let (live, desired) = (live?, desired?);
     let found = differences(&live, &desired.schema);
     match global.format {
         Format::Json | Format::Github => {

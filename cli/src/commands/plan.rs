@@ -1,13 +1,14 @@
 //! `tandem plan (--to SCHEMA.sql | -f CHANGE.sql | --sql "...") [-o plan.json]`.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::anyhow;
-use planner::diff::{diff, differences, parse_rename_hints, RenameHints};
-use planner::model::Schema;
-use planner::plan::{self, Plan, PlanSource, Strategy, Target};
+use planner::diff::{diff, differences, parse_rename_hints, Change, RenameHints};
+use planner::model::{Schema, Scope};
+use planner::plan::{self, DatabaseIdentity, Plan, PlanSource, Strategy, Target};
 use planner::Severity;
-use tokio_postgres::Config;
+use tokio_postgres::{Client, Config};
 
 use crate::args::{Format, Global, PlanArgs};
 use crate::commands::desired;
@@ -26,96 +27,12 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     let pg_version = args
         .pg_version
         .unwrap_or(database.server_version_num / 10000);
-    let t = std::time::Instant::now();
-    let live = engine::catalog::introspect(&client)
-        .await
-        .map_err(catalog)?;
-    tracing::info!(elapsed_ms = ms(t), "introspected the live schema");
-    let target = Target {
-        live: &live,
-        database,
-        pg_version,
-        in_place_below: args.in_place.in_place_below,
-    };
 
     let (plan, input) = if let Some(path) = &args.to {
-        let dev = DevServer::start(
-            &args.dev,
-            Some((&config, target.database.server_version_num / 10000)),
-        )
-        .await?;
-        // The check's copy of the live schema is rebuilt while the desired schema loads:
-        // neither needs the other, and each is mostly the server creating files.
-        let copy = if args.no_verify {
-            None
-        } else {
-            Some(
-                Scratch::create(&dev, "verify")
-                    .await
-                    .map_err(Failure::from)?,
-            )
-        };
-        let t = std::time::Instant::now();
-        let loaded = async {
-            let rebuilt = async {
-                match &copy {
-                    Some(scratch) => rebuild(scratch, &live).await,
-                    None => Ok(()),
-                }
-            };
-            tokio::join!(desired::load(&dev, path), rebuilt)
-        };
-        let (desired, rebuilt) = tokio::select! {
-            r = loaded => r,
-            _ = tokio::signal::ctrl_c() => (Err(Failure::new(130, anyhow!("interrupted; the scratch databases were dropped"))), Ok(())),
-        };
-        let (desired, copy) = match (desired, rebuilt) {
-            (Ok(desired), Ok(())) => (desired, copy),
-            (Err(e), _) | (_, Err(e)) => {
-                if let Some(scratch) = copy {
-                    scratch.drop().await;
-                }
-                return Err(e);
-            }
-        };
-        tracing::info!(
-            elapsed_ms = ms(t),
-            "loaded the desired schema beside the rebuilt live copy"
-        );
-        let t = std::time::Instant::now();
-        let planned = (|| {
-            let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
-            let changes =
-                diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
-            tracing::info!(elapsed_ms = ms(t), changes = changes.len(), "diffed");
-            let t = std::time::Instant::now();
-            let source = PlanSource::new("to", &path.display().to_string(), &desired.sql);
-            let plan = plan::from_changes(&target, source, &changes);
-            tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
-            Ok::<_, Failure>(plan)
-        })();
-        let plan = match (planned, copy) {
-            (Ok(plan), Some(scratch)) => {
-                let t = std::time::Instant::now();
-                let checked = tokio::select! {
-                    r = replay(&scratch, &desired.schema, &plan) => r,
-                    _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch database was dropped"))),
-                };
-                scratch.drop().await;
-                checked?;
-                tracing::info!(elapsed_ms = ms(t), "checked the plan on a scratch copy");
-                plan
-            }
-            (Ok(plan), None) => plan,
-            (Err(e), copy) => {
-                if let Some(scratch) = copy {
-                    scratch.drop().await;
-                }
-                return Err(e);
-            }
-        };
+        let plan = plan_to(&args, path, &config, &client, database, pg_version).await?;
         (plan, None)
     } else {
+        let live = introspect_live(&client).await?;
         let (name, sql) = match (&args.file, &args.sql) {
             (Some(path), _) => (path.display().to_string(), desired::read(path)?),
             (None, Some(sql)) => ("-".to_string(), sql.clone()),
@@ -123,6 +40,12 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
         };
         let kind = if args.file.is_some() { "file" } else { "sql" };
         let source = PlanSource::new(kind, &name, &sql);
+        let target = Target {
+            live: &live,
+            database,
+            pg_version,
+            in_place_below: args.in_place.in_place_below,
+        };
         (plan::from_sql(&target, source, &sql), Some(sql))
     };
 
@@ -157,6 +80,109 @@ pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     Ok(if refused || errors { FINDINGS } else { OK })
 }
 
+async fn introspect_live(client: &Client) -> Result<Schema, Failure> {
+    let t = std::time::Instant::now();
+    let live = engine::catalog::introspect(client).await.map_err(catalog)?;
+    tracing::info!(elapsed_ms = ms(t), "introspected the live schema");
+    Ok(live)
+}
+
+/// `plan --to`: the desired schema loaded and introspected on the dev database, diffed with
+/// the live one, planned and (unless `--no-verify`) checked on a scratch copy. Every scratch
+/// database is dropped on every path out of here.
+async fn plan_to(
+    args: &PlanArgs,
+    path: &Path,
+    config: &Config,
+    client: &Client,
+    database: DatabaseIdentity,
+    pg_version: u32,
+) -> Result<Plan, Failure> {
+    let major = database.server_version_num / 10000;
+    // The target is read while the dev database starts and the desired schema loads (and
+    // the check's scratch database is created): none of these needs another.
+    let prepare = async {
+        let dev = DevServer::start(&args.dev, Some((config, major))).await?;
+        let t = std::time::Instant::now();
+        let copy = async {
+            if args.no_verify {
+                return Ok(None);
+            }
+            Scratch::create(&dev, "verify")
+                .await
+                .map(Some)
+                .map_err(Failure::from)
+        };
+        let (desired, copy) = tokio::join!(desired::load_kept(&dev, path), copy);
+        tracing::info!(elapsed_ms = ms(t), "loaded the desired schema");
+        Ok::<_, Failure>((dev, desired, copy))
+    };
+    let (live, prepared) = tokio::join!(introspect_live(client), prepare);
+    let (_dev, desired, copy) = prepared?;
+    let (live, (desired, loaded), copy) = match (live, desired, copy) {
+        (Ok(live), Ok(desired), Ok(copy)) => (live, desired, copy),
+        (live, desired, copy) => {
+            let mut errors = Vec::new();
+            if let Err(e) = live {
+                errors.push(e);
+            }
+            match desired {
+                Ok((_, scratch)) => scratch.drop().await,
+                Err(e) => errors.push(e),
+            }
+            match copy {
+                Ok(Some(scratch)) => scratch.drop().await,
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+            return Err(errors.into_iter().next().expect("one of them failed"));
+        }
+    };
+    let work = async {
+        let target = Target {
+            live: &live,
+            database,
+            pg_version,
+            in_place_below: args.in_place.in_place_below,
+        };
+        let t = std::time::Instant::now();
+        let planned = (|| {
+            let hints = parse_rename_hints(&desired.sql).map_err(|e| Failure::new(USAGE, e))?;
+            let changes =
+                diff(&live, &desired.schema, &hints).map_err(|e| Failure::new(FINDINGS, e))?;
+            tracing::info!(elapsed_ms = ms(t), changes = changes.len(), "diffed");
+            let t = std::time::Instant::now();
+            let source = PlanSource::new("to", &path.display().to_string(), &desired.sql);
+            let plan = plan::from_changes(&target, source, &changes);
+            tracing::info!(elapsed_ms = ms(t), steps = plan.steps.len(), "planned");
+            Ok::<_, Failure>((changes, plan))
+        })();
+        match (planned, copy) {
+            (Ok((changes, plan)), Some(scratch)) => {
+                let t = std::time::Instant::now();
+                let checked = tokio::select! {
+                    r = check(&scratch, &live, &desired.schema, &changes, &plan) => r,
+                    _ = tokio::signal::ctrl_c() => Err(Failure::new(130, anyhow!("interrupted; the scratch databases were dropped"))),
+                };
+                scratch.drop().await;
+                checked?;
+                tracing::info!(elapsed_ms = ms(t), "checked the plan on a scratch copy");
+                Ok(plan)
+            }
+            (Ok((_, plan)), None) => Ok(plan),
+            (Err(e), copy) => {
+                if let Some(scratch) = copy {
+                    scratch.drop().await;
+                }
+                Err(e)
+            }
+        }
+    };
+    // The desired schema's scratch database is dropped while the plan is made and checked.
+    let (plan, ()) = tokio::join!(work, loaded.drop());
+    plan
+}
+
 fn ms(since: std::time::Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
@@ -165,8 +191,60 @@ fn catalog(e: engine::catalog::CatalogError) -> Failure {
     Failure::new(FAILURE, anyhow::Error::new(e))
 }
 
-/// Recreate the live schema in `scratch` from a diff against nothing, and check the copy is
-/// the live schema: the ground the plan's check replays on.
+/// Check the plan: rebuild the live schema on `scratch`, replay the plan there and compare
+/// the result with the desired schema. Only the plan's [`Scope`] is rebuilt and compared on
+/// the copy; outside it the plan changes nothing, so there the live schema must already be
+/// the desired one. Changes beyond tables and views have no scope: the whole schema then.
+async fn check(
+    scratch: &Scratch,
+    live: &Schema,
+    desired: &Schema,
+    changes: &[Change],
+    plan: &Plan,
+) -> Result<(), Failure> {
+    let statements: Vec<&str> = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.sql.iter())
+        .chain(changes.iter().flat_map(|c| c.sql.iter()))
+        .map(String::as_str)
+        .collect();
+    let scope = Scope::of(live, desired, changes, &statements);
+    let split;
+    let (live, desired) = match &scope {
+        Some(scope) => {
+            let (live_in, live_out) = live.split(scope);
+            let (desired_in, desired_out) = desired.split(scope);
+            let off = differences(&live_out, &desired_out);
+            if !off.is_empty() {
+                let list: Vec<String> = off.iter().map(|d| d.object.clone()).collect();
+                return Err(bug(anyhow!(
+                    "the plan leaves {} as they are in the live schema, but the desired schema differs there",
+                    list.join(", ")
+                )));
+            }
+            split = (live_in, desired_in);
+            (&split.0, &split.1)
+        }
+        None => (live, desired),
+    };
+    tracing::info!(
+        tables = live.tables.len(),
+        views = live.views.len(),
+        whole = scope.is_none(),
+        "the check's scope"
+    );
+    let t = std::time::Instant::now();
+    rebuild(scratch, live).await?;
+    tracing::info!(elapsed_ms = ms(t), "rebuilt the live schema's copy");
+    let t = std::time::Instant::now();
+    replay(scratch, desired, plan).await?;
+    tracing::info!(elapsed_ms = ms(t), "replayed the plan on the copy");
+    Ok(())
+}
+
+/// Recreate `live` (the live schema, or its part in the check's scope) in `scratch` from a
+/// diff against nothing, and check the copy is it: the ground the plan's check replays on.
 async fn rebuild(scratch: &Scratch, live: &Schema) -> Result<(), Failure> {
     let empty = engine::catalog::introspect(&scratch.client)
         .await

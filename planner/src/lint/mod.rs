@@ -246,6 +246,12 @@ pub fn statement_spans(sql: &str) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// [`statement_spans`] when PostgreSQL's parser reads the whole file, found without building
+/// parse trees (cheaper); `None` when some statement does not parse ([`lint`] says where).
+pub fn parsed_statement_spans(sql: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    split::parsed_spans(sql)
+}
+
 /// Lints one file of migration SQL.
 pub fn lint(sql: &str, opts: &LintOptions) -> LintReport {
     lint_with(sql, opts, LintSettings::default())

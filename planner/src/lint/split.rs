@@ -213,6 +213,23 @@ fn find_token(text: &str, tok: &str) -> Option<usize> {
 }
 
 /// Skips blanks and comments at the start, blanks and `;` at the end.
+/// The spans of the statements of `sql` when PostgreSQL's parser reads all of it, found
+/// without building parse trees; `None` when some statement does not parse.
+pub(crate) fn parsed_spans(sql: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    let base = sql.as_ptr() as usize;
+    let statements = pg_query::split_with_parser(sql).ok()?;
+    let mut out = Vec::with_capacity(statements.len());
+    for statement in statements {
+        // Each statement is a slice of `sql`: its place is its offset.
+        let loc = statement.as_ptr() as usize - base;
+        let (start, end) = trim_span(sql, loc, loc + statement.len());
+        if start < end {
+            out.push(start..end);
+        }
+    }
+    Some(out)
+}
+
 fn trim_span(sql: &str, mut start: usize, mut end: usize) -> (usize, usize) {
     let b = sql.as_bytes();
     loop {
@@ -440,5 +457,20 @@ mod tests {
         assert_eq!(&sql[..cuts[1]], &sql[..sql.find("1;").unwrap() + 2]);
         assert!(parse_parts(sql, &cuts).is_none());
         assert_eq!(pieces(sql, 2).len(), 1);
+    }
+
+    #[test]
+    fn parsed_spans_are_the_split_statements() {
+        let sql =
+            "-- head\nCREATE TABLE t (id int);\n/* c */ CREATE INDEX i ON t (id);\n\nSELECT 'é;' ;";
+        let split: Vec<_> = super::split(sql)
+            .into_iter()
+            .map(|p| p.start..p.end)
+            .collect();
+        assert_eq!(super::parsed_spans(sql), Some(split));
+        assert_eq!(
+            super::parsed_spans("CREATE TABLE t (id int);\nCREAT TABLE u ();"),
+            None
+        );
     }
 }

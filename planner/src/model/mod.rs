@@ -5,6 +5,7 @@
 //! are already in PostgreSQL's canonical spelling and can be compared as strings.
 //! Maps are `BTreeMap`s so that serialisation, and therefore the fingerprint, is canonical.
 
+mod scope;
 mod table;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use scope::Scope;
 pub use table::{
     Column, Constraint, ConstraintKind, ForeignKey, Identity, Index, Persistence, Policy,
     ReplicaIdentity, Table, TableStats, Trigger,
