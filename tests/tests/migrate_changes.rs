@@ -1237,3 +1237,35 @@ async fn a_small_table_is_rewritten_in_place_and_refused_once_it_has_grown() {
     assert_eq!(f.column("items", "price").await.0, "bigint");
     assert_eq!(f.one("SELECT count(*)::text FROM items").await, "12000");
 }
+
+/// Issue 12: a hinted table rename takes the serial column's sequence along (renamed with
+/// the table, not dropped and made again): the next id follows the last one, as before.
+#[tokio::test]
+async fn a_hinted_table_rename_keeps_the_serial_sequence_counting() {
+    let case = tests::root().join("fixtures/cases/diff_rename_table_hint_sequence");
+    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
+    let f = fixture("mc_rename_sequence", &before).await;
+    let plan = f.dir.join("plan.json");
+    let after = case.join("after.sql");
+    // A rename is a breaking change (T041): planned, but the plan exits 3 for it.
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "--to",
+        after.to_str().expect("utf-8"),
+        "-o",
+        plan.to_str().expect("utf-8"),
+    ])
+    .expect(3);
+    f.submit_and_apply(&plan);
+    assert_eq!(
+        f.one("INSERT INTO issues (title) VALUES ('next') RETURNING id::text")
+            .await,
+        "51"
+    );
+    assert_eq!(
+        f.one("SELECT pg_get_serial_sequence('issues', 'id')").await,
+        "public.issues_id_seq"
+    );
+}

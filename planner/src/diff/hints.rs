@@ -385,6 +385,72 @@ fn rename_named_after(
         );
         out.before(after, id);
     }
+    // Sequences the table's columns own (serial), named after the old table: renamed, and
+    // the defaults that read them follow (PostgreSQL keeps the default by oid).
+    let mut sequences: Vec<(QualName, QualName)> = Vec::new();
+    for (name, seq) in &live.sequences {
+        let owned_here = seq.owned_by.as_ref().is_some_and(|(t, _)| t == new);
+        let Some(to_name) = renamed(name.name.as_str()).filter(|_| owned_here) else {
+            continue;
+        };
+        let Ok(target) = QualName::new(name.schema.as_str(), &to_name) else {
+            continue;
+        };
+        let wanted = to
+            .sequences
+            .get(&target)
+            .is_some_and(|d| d.owned_by == seq.owned_by);
+        if wanted && !to.sequences.contains_key(name) && !live.sequences.contains_key(&target) {
+            sequences.push((name.clone(), target));
+        }
+    }
+    for (from, target) in &sequences {
+        if let Some(mut seq) = live.sequences.remove(from) {
+            seq.name = target.clone();
+            live.sequences.insert(target.clone(), seq);
+        }
+        let spell = |q: &QualName| {
+            if q.schema.as_str() == "public" {
+                q.name.as_str().to_string()
+            } else {
+                plain(q)
+            }
+        };
+        let (old_ref, new_ref) = (
+            format!("nextval('{}'::regclass)", spell(from)),
+            format!("nextval('{}'::regclass)", spell(target)),
+        );
+        let (old_full, new_full) = (
+            format!("nextval('{}'::regclass)", plain(from)),
+            format!("nextval('{}'::regclass)", plain(target)),
+        );
+        if let Some(table) = live.tables.get_mut(new) {
+            for c in table.columns.iter_mut() {
+                if let Some(d) = &mut c.default {
+                    *d = d.replace(&old_ref, &new_ref).replace(&old_full, &new_full);
+                }
+            }
+        }
+        let id = out.push(
+            Rank::RenameTable,
+            Draft::new(
+                ChangeKind::Rename,
+                format!("sequence {}", plain(from)),
+                format!(
+                    "rename sequence {} to {}",
+                    plain(from),
+                    target.name.as_str()
+                ),
+            )
+            .table(new)
+            .sql(format!(
+                "ALTER SEQUENCE {from} RENAME TO {}",
+                ident(target.name.as_str())
+            )),
+        );
+        out.before(after, id);
+    }
+    let table = live.tables.get_mut(new).expect("renamed above");
     for (from, to_name) in &indexes {
         rename_index(table, from, to_name);
         let index = QualName {

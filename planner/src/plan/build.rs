@@ -179,6 +179,7 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
     let mut steps = Vec::new();
     let mut findings = Vec::new();
     let mut created: BTreeSet<QualName> = BTreeSet::new();
+    let mut renamed: Vec<QualName> = Vec::new();
     for change in changes {
         let number = steps.len() + 1;
         let sql = change.sql.join(";\n") + ";";
@@ -275,8 +276,34 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
                 findings.push(f);
             }
         }
+        // A table an earlier step renamed exists by then under its new name, which the live
+        // schema this step is linted against does not know.
+        let unknown_renamed = |f: &Finding| {
+            f.name == "unknown-table"
+                && renamed.iter().any(|n| {
+                    f.message
+                        .starts_with(&format!("table {} does not exist", n.display_plain()))
+                })
+        };
+        let mut k = start;
+        while k < findings.len() {
+            if unknown_renamed(&findings[k]) {
+                findings.remove(k);
+            } else {
+                k += 1;
+            }
+        }
         for s in &report.statements {
             created.extend(s.created.iter().cloned());
+        }
+        if let Some(to) = change
+            .description
+            .strip_prefix("rename table ")
+            .and_then(|d| d.split_once(" to "))
+            .and_then(|(_, to)| to.split_once('.'))
+            .and_then(|(schema, name)| QualName::new(schema, name).ok())
+        {
+            renamed.push(to);
         }
         steps.push(step);
     }
