@@ -150,6 +150,11 @@ impl DevServer {
             dev = %server.label,
             "dev database ready"
         );
+        // Scratch databases of killed processes (a container's go with it, and
+        // `devdb::docker` removes leftover containers itself): one query when there are none.
+        if !matches!(server._hold, Hold::Container(_)) {
+            crate::scratch::sweep(&server.admin).await;
+        }
         Ok(server)
     }
 

@@ -1,6 +1,8 @@
 //! Scratch databases: where a desired-schema file is loaded to be introspected, and where a
 //! plan is replayed to check it. Created on the dev server (`dev.rs`), never on the target;
-//! always dropped afterwards, also on error and on Ctrl-C.
+//! always dropped afterwards, also on error and on Ctrl-C. A process killed before it could
+//! drop them leaves them behind, with its name in their comment: the next tandem process to
+//! use that dev server drops those of processes that are gone ([`sweep`]).
 
 use anyhow::anyhow;
 use planner::Ident;
@@ -34,10 +36,19 @@ impl Scratch {
                 dev.label
             ))
         })?;
+        let owner = format!("{OWNER_PREFIX}{}", devdb::owner::this_process());
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {name} IS {}",
+                planner::ident::Literal(&owner)
+            ))
+            .await?;
         let client = connect::connect(&dev.config(name.as_str()))
             .await
             .map_err(|f| f.error)?;
         client.batch_execute(SCRATCH_SESSION).await?;
+        // Tests kill the process here, to leave a scratch database (and a container) behind.
+        engine::executor::failpoint("scratch").await;
         Ok(Scratch {
             name,
             admin,
@@ -128,6 +139,49 @@ impl Scratch {
             );
         }
     }
+}
+
+/// The comment of a scratch database starts with this, then names the process that made it.
+const OWNER_PREFIX: &str = "tandem scratch database of ";
+
+/// Drop the scratch databases on the dev server whose process is gone ([`devdb::owner::is_gone`]).
+/// Best effort, logged; returns their names.
+pub async fn sweep(dev_admin: &tokio_postgres::Config) -> Vec<String> {
+    let Ok(admin) = connect::connect(dev_admin).await else {
+        return Vec::new();
+    };
+    let rows = admin
+        .query(
+            "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+              WHERE datname LIKE 'tandem\\_scratch\\_%' AND shobj_description(oid, 'pg_database') LIKE $1",
+            &[&format!("{OWNER_PREFIX}%")],
+        )
+        .await
+        .unwrap_or_default();
+    let mut dropped = Vec::new();
+    for row in rows {
+        let (name, comment): (String, String) = (row.get(0), row.get(1));
+        let owner = comment.trim_start_matches(OWNER_PREFIX);
+        let Ok(ident) = Ident::new(name.clone()) else {
+            continue;
+        };
+        if !devdb::owner::is_gone(owner) {
+            continue;
+        }
+        match admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    "dropped scratch database {name}, left by a process that is gone ({owner})"
+                );
+                dropped.push(name);
+            }
+            Err(e) => tracing::warn!("cannot drop the leftover scratch database {name}: {e}"),
+        }
+    }
+    dropped
 }
 
 /// Statements per round trip when loading a file.

@@ -25,6 +25,7 @@ pub mod conninfo;
 pub mod docker;
 mod error;
 pub mod ident;
+pub mod owner;
 pub mod reaper;
 pub mod shared;
 

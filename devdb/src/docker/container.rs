@@ -29,6 +29,9 @@ const LOG_TAIL_LINES: usize = 30;
 /// Every container this module starts carries this label (value: the major version), so that
 /// `docker ps --filter label=tandem.dev-database` finds leftovers.
 const CONTAINER_LABEL: &str = "tandem.dev-database";
+/// And this one, naming the process that started it ([`crate::owner::this_process`]): the
+/// next start removes the containers of processes that are gone.
+const OWNER_LABEL: &str = "tandem.owner";
 
 /// A running dev database: a fresh cluster in a container of `tandem-dev-postgres:<major>`.
 ///
@@ -39,8 +42,8 @@ const CONTAINER_LABEL: &str = "tandem.dev-database";
 ///
 /// Dropping it removes the container. testcontainers does that (there is no reaper container
 /// in testcontainers-rs, so nothing needs pulling); setting `TESTCONTAINERS_COMMAND=keep`
-/// keeps it for debugging. A process that is killed leaves its container running: find such
-/// leftovers with `docker ps --filter label=tandem.dev-database`.
+/// keeps it for debugging. A process that is killed leaves its container running; the next
+/// [`start`] on the machine removes it ([`sweep`]).
 ///
 /// [`config`]: DevContainer::config
 pub struct DevContainer {
@@ -119,6 +122,7 @@ impl Drop for DevContainer {
 /// inspect` output.
 pub async fn start(major: PgMajor) -> Result<DevContainer, DockerError> {
     ensure_with(major, &|line: &str| tracing::info!("{line}")).await?;
+    sweep().await;
 
     let tag = tag(major);
     let password: String = rand::thread_rng()
@@ -134,6 +138,7 @@ pub async fn start(major: PgMajor) -> Result<DevContainer, DockerError> {
             format!("{password}\n").into_bytes(),
         )
         .with_label(CONTAINER_LABEL, major.to_string())
+        .with_label(OWNER_LABEL, crate::owner::this_process())
         .with_host_config_modifier(publish_on_loopback_only)
         .with_startup_timeout(Duration::from_secs(60));
     let container = request
@@ -195,6 +200,60 @@ const DATA_DIR: &str = "/var/lib/postgresql/data";
 /// Publish the server's port on 127.0.0.1 (a random port) instead of on every interface, as
 /// testcontainers would: a dev database has no business being reachable from the network.
 /// And keep the data directory in memory.
+/// Remove the dev containers whose process is gone (killed before it could remove them).
+/// Best effort: a failure is logged, never in the way of the start. Returns their ids.
+pub async fn sweep() -> Vec<String> {
+    use testcontainers::bollard::query_parameters::{
+        ListContainersOptions, RemoveContainerOptions,
+    };
+    let Ok(docker) = super::image::docker_client("look for leftover dev containers").await else {
+        return Vec::new();
+    };
+    let filters =
+        std::collections::HashMap::from([("label".to_string(), vec![CONTAINER_LABEL.to_string()])]);
+    let listed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await;
+    let containers = match listed {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot list leftover dev containers: {e}");
+            return Vec::new();
+        }
+    };
+    let mut removed = Vec::new();
+    for c in containers {
+        let (Some(id), Some(owner)) = (
+            c.id,
+            c.labels.as_ref().and_then(|l| l.get(OWNER_LABEL)).cloned(),
+        ) else {
+            continue;
+        };
+        if !crate::owner::is_gone(&owner) {
+            continue;
+        }
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => {
+                tracing::info!(
+                    "removed dev container {id}, left by a process that is gone ({owner})"
+                );
+                removed.push(id);
+            }
+            Err(e) => tracing::warn!("cannot remove the leftover dev container {id}: {e}"),
+        }
+    }
+    removed
+}
+
 fn publish_on_loopback_only(host_config: &mut testcontainers::bollard::models::HostConfig) {
     use testcontainers::bollard::models::PortBinding;
     host_config.publish_all_ports = Some(false);

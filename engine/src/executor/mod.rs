@@ -823,7 +823,7 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
 /// switched (the log method's forward trigger just installed, before the last drain), verify,
 /// cutover (inside the swap, after the renames), after_cutover, rollback, finalized.
 /// Unset in production, where this is one environment lookup per call.
-pub(crate) async fn failpoint(name: &str) {
+pub async fn failpoint(name: &str) {
     static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let point = POINT.get_or_init(|| std::env::var("TANDEM_FAILPOINT").ok());
     if point.as_deref() == Some(name) {
