@@ -1269,3 +1269,54 @@ async fn a_hinted_table_rename_keeps_the_serial_sequence_counting() {
         "public.issues_id_seq"
     );
 }
+
+/// Issue 12: on a small table, the retype of a column two views read runs in place, with the
+/// views dropped and created again in its transaction; the step keeps its size limit, and
+/// readers of both views never see an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_over_a_small_table_retyped_in_place_are_never_missing() {
+    let case = tests::root().join("fixtures/cases/diff_view_dependent_type_change");
+    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
+    let f = fixture("mc_views_in_place", &format!("{before}\nANALYZE;")).await;
+    let plan = f.dir.join("plan.json");
+    let after = case.join("after.sql");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "plan",
+        "--to",
+        after.to_str().expect("utf-8"),
+        "-o",
+        plan.to_str().expect("utf-8"),
+    ])
+    .expect(0);
+    assert_eq!(strategies(&plan), ["online"]);
+    let step = &tests::migrate::read_plan(&plan)["steps"][0];
+    assert_eq!(step["in_place_max_bytes"], 4 << 20, "{step}");
+    assert_eq!(step["sql"].as_array().map(Vec::len), Some(5), "{step}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers = readers(
+        &f,
+        &[
+            "SELECT count(*) FROM big_orders",
+            "SELECT total::text FROM big_order_total",
+        ],
+        &stop,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+    })
+    .await
+    .expect("apply");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    no_reader_failed(readers).await;
+    assert_eq!(
+        f.one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'big_orders'::regclass AND attname = 'amount_cents'").await,
+        "bigint"
+    );
+}

@@ -318,7 +318,7 @@ fn fold_into_online_step(
         },
         refusal: None,
         exposes: Vec::new(),
-        in_place_max_bytes: None,
+        in_place_max_bytes: change.in_place_max_bytes,
     };
     let mut out: Vec<Step> = steps[..first].to_vec();
     out.push(step);
