@@ -835,17 +835,27 @@ async fn kill_during_cutover_attempts_blocked_by_a_lock() {
                 .is_some_and(|w| w.starts_with("cutover attempt")),
             "{status}"
         );
-        let events: i64 = s
-            .c()
-            .query_one(
-                "SELECT count(*) FROM tandem.events WHERE migration_id = $1 AND phase = 'cutover'
-                   AND event = 'attempt failed' AND detail ->> 'detail' LIKE '%' || $2 || '%'",
-                &[&s.id, &named],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(events >= 2, "the failed attempts are recorded with the blocker");
+        // Attempts go on meanwhile; on a loaded machine one may run out of its time budget
+        // before it reaches the blocked lock, and name no blocker: wait for two that do.
+        poll(
+            "two failed attempts recorded with the blocker",
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || async {
+                let events: i64 = s
+                    .c()
+                    .query_one(
+                        "SELECT count(*) FROM tandem.events WHERE migration_id = $1 AND phase = 'cutover'
+                           AND event = 'attempt failed' AND detail ->> 'detail' LIKE '%' || $2 || '%'",
+                        &[&s.id, &named],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                (events >= 2).then_some(())
+            },
+        )
+        .await;
 
         // Kill it while an attempt waits in the lock queue (not while it sleeps).
         let tag = format!("% (pid {pid})");
