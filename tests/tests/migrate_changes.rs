@@ -910,29 +910,40 @@ async fn a_serial_key_widened_to_bigint_gets_its_sequence_widened_too() {
     );
 }
 
+/// A fixture loaded from `fixtures/cases/CASE/before.sql` (then ANALYZE), and the case's
+/// `after.sql`.
+async fn case_fixture(name: &str, case: &str) -> (Fixture, PathBuf) {
+    let case = tests::root().join("fixtures/cases").join(case);
+    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
+    let f = fixture(name, &format!("{before}\nANALYZE;")).await;
+    (f, case.join("after.sql"))
+}
+
+impl Fixture {
+    /// `tandem plan [EXTRA] --to AFTER -o plan.json`, which must exit with `code`.
+    fn plan_to(&self, after: &Path, extra: &[&str], code: i32) -> PathBuf {
+        let plan = self.dir.join("plan.json");
+        let mut args = vec!["--database-url", &self.url, "plan"];
+        args.extend_from_slice(extra);
+        args.extend([
+            "--to",
+            after.to_str().expect("utf-8"),
+            "-o",
+            plan.to_str().expect("utf-8"),
+        ]);
+        tandem(&args).expect(code);
+        plan
+    }
+}
+
 /// Issue 12: a `--to` plan that changes an FK, a CHECK, a partial index and a materialized
 /// view next to a shadow step, applied by the engine: every step runs, the result is the
 /// desired schema, and the rows are all there.
 #[tokio::test]
 async fn a_to_plan_that_builds_beside_a_shadow_step_applies_and_reaches_the_desired_schema() {
-    let case = tests::root().join("fixtures/cases/diff_no_window_beside_a_shadow_step");
-    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
-    let f = fixture("mc_beside_shadow", &format!("{before}\nANALYZE;")).await;
-    let after = case.join("after.sql");
+    let (f, after) = case_fixture("mc_beside_shadow", "diff_no_window_beside_a_shadow_step").await;
+    let plan = f.plan_to(&after, &["--in-place-below", "0"], 0);
     let after = after.to_str().expect("utf-8");
-    let plan = f.dir.join("plan.json");
-    tandem(&[
-        "--database-url",
-        &f.url,
-        "plan",
-        "--in-place-below",
-        "0",
-        "--to",
-        after,
-        "-o",
-        plan.to_str().expect("utf-8"),
-    ])
-    .expect(0);
     assert_eq!(strategies(&plan)[0], "shadow");
     f.submit_and_apply(&plan);
     tandem(&[
@@ -1064,36 +1075,15 @@ async fn no_reader_failed(readers: Vec<tokio::task::JoinHandle<(u64, Vec<String>
     }
 }
 
-/// Issue 12: a varchar column a view reads is widened. PostgreSQL refuses the ALTER while
-/// the view exists; the plan's one online step drops the view, widens the column and
-/// creates the view again in one transaction, so a client reading the view the whole time
-/// never finds it missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_view_over_a_widened_column_is_never_missing() {
-    let case = tests::root().join("fixtures/cases/diff_view_over_widened_column");
-    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
-    let f = fixture("mc_view_widened", &format!("{before}\nANALYZE;")).await;
-    let after = case.join("after.sql");
-    let plan = f.dir.join("plan.json");
-    tandem(&[
-        "--database-url",
-        &f.url,
-        "plan",
-        "--in-place-below",
-        "0",
-        "--to",
-        after.to_str().expect("utf-8"),
-        "-o",
-        plan.to_str().expect("utf-8"),
-    ])
-    .expect(0);
-    assert_eq!(strategies(&plan), ["online"]);
+/// Submit and apply `plan` while clients read `queries` in a loop (from 100 ms before to
+/// 100 ms after); none of them may see an error.
+async fn apply_under_readers(f: &Fixture, plan: &Path, queries: &[&'static str]) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers = readers(&f, &["SELECT count(*) FROM member_handles"; 2], &stop).await;
+    let readers = readers(f, queries, &stop).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (url, plan_path) = (f.url.clone(), plan.clone());
+    let (url, plan) = (f.url.clone(), plan.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan_path, &[]);
+        let id = submit(&url, &plan, &[]);
         apply(&url, id, &[]).expect(0);
     })
     .await
@@ -1101,6 +1091,18 @@ async fn a_view_over_a_widened_column_is_never_missing() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     no_reader_failed(readers).await;
+}
+
+/// Issue 12: a varchar column a view reads is widened. PostgreSQL refuses the ALTER while
+/// the view exists; the plan's one online step drops the view, widens the column and
+/// creates the view again in one transaction, so a client reading the view the whole time
+/// never finds it missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_a_widened_column_is_never_missing() {
+    let (f, after) = case_fixture("mc_view_widened", "diff_view_over_widened_column").await;
+    let plan = f.plan_to(&after, &["--in-place-below", "0"], 0);
+    assert_eq!(strategies(&plan), ["online"]);
+    apply_under_readers(&f, &plan, &["SELECT count(*) FROM member_handles"; 2]).await;
     assert_eq!(
         f.one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'member_handles'::regclass AND attname = 'handle'").await,
         "character varying(64)"
@@ -1113,23 +1115,8 @@ async fn a_view_over_a_widened_column_is_never_missing() {
 /// whole time and never get an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_rollback() {
-    let case = tests::root().join("fixtures/cases/diff_view_dependent_type_change");
-    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
-    let f = fixture("mc_views_carried", &format!("{before}\nANALYZE;")).await;
-    let after = case.join("after.sql");
-    let plan = f.dir.join("plan.json");
-    tandem(&[
-        "--database-url",
-        &f.url,
-        "plan",
-        "--in-place-below",
-        "0",
-        "--to",
-        after.to_str().expect("utf-8"),
-        "-o",
-        plan.to_str().expect("utf-8"),
-    ])
-    .expect(0);
+    let (f, after) = case_fixture("mc_views_carried", "diff_view_dependent_type_change").await;
+    let plan = f.plan_to(&after, &["--in-place-below", "0"], 0);
     assert_eq!(strategies(&plan), ["shadow"], "the views are not dropped");
     let total = f.one("SELECT total::text FROM big_order_total").await;
 
@@ -1242,22 +1229,9 @@ async fn a_small_table_is_rewritten_in_place_and_refused_once_it_has_grown() {
 /// the table, not dropped and made again): the next id follows the last one, as before.
 #[tokio::test]
 async fn a_hinted_table_rename_keeps_the_serial_sequence_counting() {
-    let case = tests::root().join("fixtures/cases/diff_rename_table_hint_sequence");
-    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
-    let f = fixture("mc_rename_sequence", &before).await;
-    let plan = f.dir.join("plan.json");
-    let after = case.join("after.sql");
+    let (f, after) = case_fixture("mc_rename_sequence", "diff_rename_table_hint_sequence").await;
     // A rename is a breaking change (T041): planned, but the plan exits 3 for it.
-    tandem(&[
-        "--database-url",
-        &f.url,
-        "plan",
-        "--to",
-        after.to_str().expect("utf-8"),
-        "-o",
-        plan.to_str().expect("utf-8"),
-    ])
-    .expect(3);
+    let plan = f.plan_to(&after, &[], 3);
     f.submit_and_apply(&plan);
     assert_eq!(
         f.one("INSERT INTO issues (title) VALUES ('next') RETURNING id::text")
@@ -1275,46 +1249,21 @@ async fn a_hinted_table_rename_keeps_the_serial_sequence_counting() {
 /// readers of both views never see an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_a_small_table_retyped_in_place_are_never_missing() {
-    let case = tests::root().join("fixtures/cases/diff_view_dependent_type_change");
-    let before = std::fs::read_to_string(case.join("before.sql")).expect("before.sql");
-    let f = fixture("mc_views_in_place", &format!("{before}\nANALYZE;")).await;
-    let plan = f.dir.join("plan.json");
-    let after = case.join("after.sql");
-    tandem(&[
-        "--database-url",
-        &f.url,
-        "plan",
-        "--to",
-        after.to_str().expect("utf-8"),
-        "-o",
-        plan.to_str().expect("utf-8"),
-    ])
-    .expect(0);
+    let (f, after) = case_fixture("mc_views_in_place", "diff_view_dependent_type_change").await;
+    let plan = f.plan_to(&after, &[], 0);
     assert_eq!(strategies(&plan), ["online"]);
     let step = &tests::migrate::read_plan(&plan)["steps"][0];
     assert_eq!(step["in_place_max_bytes"], 4 << 20, "{step}");
     assert_eq!(step["sql"].as_array().map(Vec::len), Some(5), "{step}");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers = readers(
+    apply_under_readers(
         &f,
+        &plan,
         &[
             "SELECT count(*) FROM big_orders",
             "SELECT total::text FROM big_order_total",
         ],
-        &stop,
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (url, plan_path) = (f.url.clone(), plan.clone());
-    tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan_path, &[]);
-        apply(&url, id, &[]).expect(0);
-    })
-    .await
-    .expect("apply");
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    no_reader_failed(readers).await;
     assert_eq!(
         f.one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'big_orders'::regclass AND attname = 'amount_cents'").await,
         "bigint"

@@ -415,13 +415,8 @@ pub fn carry(
         if !target_triggers.contains(&t.name) {
             out.push(t.definition.clone());
         }
-        let mode = match t.enabled {
-            'D' => "DISABLE TRIGGER",
-            'R' => "ENABLE REPLICA TRIGGER",
-            'A' => "ENABLE ALWAYS TRIGGER",
-            _ => "ENABLE TRIGGER",
-        };
-        out.push(format!("ALTER TABLE {target} {mode} {name}"));
+        let mode = planner::model::trigger_state_clause(t.enabled);
+        out.push(format!("ALTER TABLE {target} {mode} TRIGGER {name}"));
         out.push(format!("ALTER TABLE {source} DISABLE TRIGGER {name}"));
     }
     // Outbound foreign keys: added NOT VALID (no scan under the lock), validated afterwards

@@ -91,12 +91,11 @@ pub async fn shadow_step(
     for row in &triggers {
         script.push_str(row.get::<_, &str>(1));
         script.push_str(";\n");
-        let how = match row.get::<_, &str>(2) {
-            "D" => "DISABLE",
-            "R" => "ENABLE REPLICA",
-            "A" => "ENABLE ALWAYS",
-            _ => continue,
-        };
+        let enabled = row.get::<_, &str>(2).chars().next().unwrap_or('O');
+        if enabled == 'O' {
+            continue;
+        }
+        let how = planner::model::trigger_state_clause(enabled);
         if let Ok(name) = planner::ident::Ident::new(row.get::<_, &str>(0)) {
             script.push_str(&format!("ALTER TABLE {table} {how} TRIGGER {name};\n"));
         }

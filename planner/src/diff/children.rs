@@ -295,6 +295,26 @@ fn replace_constraint_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
     if c.validated {
         validate(cx, name, &temp);
     }
+    swap_constraint(
+        cx,
+        name,
+        &c.name,
+        format!(
+            "ALTER TABLE {name} RENAME CONSTRAINT {tname} TO {}",
+            ident(&c.name)
+        ),
+    );
+}
+
+/// The step that drops the old constraint `constraint` and, in the same transaction, lets the
+/// one built beside take its place with `take_place`.
+fn swap_constraint(
+    cx: &mut Cx,
+    table: &QualName,
+    constraint: &str,
+    take_place: String,
+) -> Option<usize> {
+    let object = format!("constraint {}.{constraint}", plain(table));
     cx.out.push(
         Rank::SwapConstraint,
         Draft::new(
@@ -302,16 +322,13 @@ fn replace_constraint_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
             object.clone(),
             format!("swap the new {object} in for the old one"),
         )
-        .table(name)
+        .table(table)
         .sql(format!(
-            "ALTER TABLE {name} DROP CONSTRAINT {}",
-            ident(&c.name)
+            "ALTER TABLE {table} DROP CONSTRAINT {}",
+            ident(constraint)
         ))
-        .sql(format!(
-            "ALTER TABLE {name} RENAME CONSTRAINT {tname} TO {}",
-            ident(&c.name)
-        )),
-    );
+        .sql(take_place),
+    )
 }
 
 /// A changed PRIMARY KEY or UNIQUE constraint: its new index built concurrently under a
@@ -341,22 +358,14 @@ fn replace_key_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
     for col in key_columns(c) {
         cx.out.need(build, format!("column {}.{col}", plain(name)));
     }
-    let swap = cx.out.push(
-        Rank::SwapConstraint,
-        Draft::new(
-            ChangeKind::Alter,
-            object.clone(),
-            format!("swap the new {object} in for the old one"),
-        )
-        .table(name)
-        .sql(format!(
-            "ALTER TABLE {name} DROP CONSTRAINT {}",
-            ident(&c.name)
-        ))
-        .sql(format!(
+    let swap = swap_constraint(
+        cx,
+        name,
+        &c.name,
+        format!(
             "ALTER TABLE {name} ADD CONSTRAINT {} {using}",
             ident(&c.name)
-        )),
+        ),
     );
     cx.out.before(build, swap);
     cx.out.provide(swap, format!("keys {}", plain(name)));
@@ -682,13 +691,11 @@ fn replace_index_beside(cx: &mut Cx, table: &QualName, i: &Index) {
 }
 
 fn enable_sql(table: &QualName, t: &Trigger) -> String {
-    let how = match t.enabled {
-        'D' => "DISABLE",
-        'R' => "ENABLE REPLICA",
-        'A' => "ENABLE ALWAYS",
-        _ => "ENABLE",
-    };
-    format!("ALTER TABLE {table} {how} TRIGGER {}", ident(&t.name))
+    format!(
+        "ALTER TABLE {table} {} TRIGGER {}",
+        crate::model::trigger_state_clause(t.enabled),
+        ident(&t.name)
+    )
 }
 
 /// Whether the trigger's WHEN clause or UPDATE OF list names a column whose type changes:

@@ -19,7 +19,8 @@ mod tables;
 mod types;
 mod views;
 
-pub(crate) use sql::{plain, view_body};
+pub(crate) use sql::plain;
+pub(crate) use views::create_sql as create_view_sql;
 
 use std::collections::BTreeSet;
 

@@ -35,6 +35,17 @@ fn kind_sql(v: &View) -> &'static str {
     }
 }
 
+/// `CREATE [MATERIALIZED] VIEW name AS body`: how the diff creates a view (and what the plan
+/// compares a re-creation with, `plan/carry.rs`).
+pub(crate) fn create_sql(v: &View) -> String {
+    format!(
+        "CREATE {} {} AS\n{}",
+        kind_sql(v),
+        v.name,
+        view_body(&v.definition)
+    )
+}
+
 pub(crate) fn diff_views(cx: &mut Cx) {
     // Live views that must go away before the table changes (and come back after, if wanted).
     let mut forced: BTreeSet<QualName> = BTreeSet::new();
@@ -110,11 +121,7 @@ pub(crate) fn diff_views(cx: &mut Cx) {
                     object.clone(),
                     format!("create {object}"),
                 )
-                .sql(format!(
-                    "CREATE {} {name} AS\n{}",
-                    kind_sql(v),
-                    view_body(&v.definition)
-                )),
+                .sql(create_sql(v)),
             )
         } else if live.is_some_and(|l| view_body(&l.definition) != view_body(&v.definition)) {
             cx.out.push(

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 pub use scope::Scope;
 pub use table::{
-    Column, Constraint, ConstraintKind, ForeignKey, Identity, Index, Persistence, Policy,
-    ReplicaIdentity, Table, TableStats, Trigger,
+    trigger_state_clause, Column, Constraint, ConstraintKind, ForeignKey, Identity, Index,
+    Persistence, Policy, ReplicaIdentity, Table, TableStats, Trigger,
 };
 
 use crate::ident::QualName;

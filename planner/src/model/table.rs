@@ -129,6 +129,18 @@ pub struct Index {
     pub comment: Option<String>,
 }
 
+/// The `ALTER TABLE .. <clause> TRIGGER name` clause that puts a trigger in the state
+/// `pg_trigger.tgenabled` records: `O` (or anything else) `ENABLE`, `D` `DISABLE`, `R`
+/// `ENABLE REPLICA`, `A` `ENABLE ALWAYS`.
+pub fn trigger_state_clause(enabled: char) -> &'static str {
+    match enabled {
+        'D' => "DISABLE",
+        'R' => "ENABLE REPLICA",
+        'A' => "ENABLE ALWAYS",
+        _ => "ENABLE",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub name: String,

@@ -285,14 +285,8 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
                         .starts_with(&format!("table {} does not exist", n.display_plain()))
                 })
         };
-        let mut k = start;
-        while k < findings.len() {
-            if unknown_renamed(&findings[k]) {
-                findings.remove(k);
-            } else {
-                k += 1;
-            }
-        }
+        let own = findings.split_off(start);
+        findings.extend(own.into_iter().filter(|f| !unknown_renamed(f)));
         for s in &report.statements {
             created.extend(s.created.iter().cloned());
         }

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::diff::{plain, view_body};
+use crate::diff::{create_view_sql, plain};
 use crate::finding::Lock;
 use crate::ident::QualName;
 use crate::model::Schema;
@@ -112,10 +112,7 @@ fn base_tables(live: &Schema, object: &Object) -> BTreeSet<QualName> {
 /// Whether the step creates the object exactly as it is live (what the swap carries over).
 fn recreates_live(live: &Schema, object: &Object, step: &Step) -> bool {
     let expected = match object {
-        Object::View(name) => format!(
-            "CREATE VIEW {name} AS\n{}",
-            view_body(&live.views[*name].definition)
-        ),
+        Object::View(name) => create_view_sql(&live.views[*name]),
         Object::Trigger(table, trigger) => live.tables[*table].triggers[*trigger]
             .definition
             .trim_end()
