@@ -1269,3 +1269,103 @@ async fn views_over_a_small_table_retyped_in_place_are_never_missing() {
         "bigint"
     );
 }
+
+/// Issue 12: a primary key that three foreign keys reference (one from its own table, one
+/// NOT VALID) changes. The new key is built beside and swapped in with its foreign keys
+/// re-added NOT VALID in the same transaction: while it applies, children keep inserting
+/// (never an error), and an orphan insert is refused every single time (never a window
+/// without the foreign key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referenced_key_changes_with_children_inserting_and_no_orphan_ever_accepted() {
+    let (f, after) = case_fixture("mc_referenced_key", "diff_referenced_primary_key_changed").await;
+    let plan = f.plan_to(&after, &[], 0);
+    let steps = tests::migrate::read_plan(&plan)["steps"].clone();
+    let dropping: Vec<&serde_json::Value> = steps
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s.to_string().contains("DROP CONSTRAINT"))
+        .collect();
+    assert_eq!(dropping.len(), 1, "one step drops anything: {steps}");
+    assert_eq!(
+        dropping[0]["sql"].as_array().map(Vec::len),
+        Some(8),
+        "3 foreign keys dropped, the key swapped (2), the 3 re-added: {steps}"
+    );
+    assert_eq!(dropping[0]["transactional"], true);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for worker in 0..2i64 {
+        let client = f.db.connect().await;
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut writes, mut orphans_refused) = (0u64, 0u64);
+            let mut failures = Vec::new();
+            let mut k = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k += 1;
+                let id = 1_000_000 * (worker + 1) + k;
+                let good = format!(
+                    "INSERT INTO invoices VALUES ({id}, {}); \
+                     INSERT INTO accounts VALUES ({}, NULL, 'new') \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                    k % 100 + 1,
+                    k % 100 + 1
+                );
+                match client.batch_execute(&good).await {
+                    Ok(()) => writes += 1,
+                    Err(e) => failures.push(format!("a valid write failed: {e:?}")),
+                }
+                let orphan = format!("INSERT INTO invoices VALUES ({}, 999999)", -id);
+                match client.batch_execute(&orphan).await {
+                    Ok(()) => failures.push(format!("an orphan invoice {} was accepted", -id)),
+                    Err(e)
+                        if e.code()
+                            == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+                    {
+                        orphans_refused += 1
+                    }
+                    Err(e) => failures.push(format!("an orphan insert failed otherwise: {e:?}")),
+                }
+            }
+            (writes, orphans_refused, failures)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+    })
+    .await
+    .expect("apply");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        let (writes, refused, failures) = c.await.expect("client");
+        assert!(failures.is_empty(), "{failures:?}");
+        assert!(
+            writes > 10 && refused > 10,
+            "{writes} writes, {refused} refusals"
+        );
+    }
+    let after = after.to_str().expect("utf-8");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "diff",
+        "--to",
+        after,
+        "--exit-code",
+    ])
+    .expect(0);
+    assert_eq!(
+        f.one(
+            "SELECT string_agg(conname || ' ' || convalidated, ', ' ORDER BY conname) \
+             FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+        )
+        .await,
+        "accounts_parent_id_fkey true, invoices_account_id_fkey true, notes_account_id_fkey false"
+    );
+}

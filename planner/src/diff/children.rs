@@ -109,16 +109,29 @@ fn referenced_as_key(cx: &Cx, table: &QualName, columns: &[String]) -> bool {
 }
 
 /// A live PRIMARY KEY or UNIQUE constraint whose definition changes (same name, same kind),
-/// on a plain table that stays, using no column the diff drops, that no foreign key
-/// depends on: its new index is built beside, concurrently, and one short transaction swaps
-/// the constraints, so the table is never without the guarantee.
+/// on a plain table that stays, using no column the diff drops: its new index is built
+/// beside, concurrently, and one short transaction swaps the constraints, so the table is
+/// never without the guarantee. When foreign keys reference it, they must be able to follow
+/// it in that transaction (`following_fks`).
 fn replaceable_key(cx: &Cx, live: &Table, old: &Constraint, desired: &Table) -> bool {
-    let gone = gone_columns(cx, &live.name);
-    let old_columns = match &old.kind {
+    replaceable_key_alone(cx, live, old, desired)
+        && (!referenced_as_key(cx, &live.name, key_of(old))
+            || following_fks(cx, live, old, desired).is_some())
+}
+
+/// The columns of a primary key or unique constraint (empty for other kinds).
+fn key_of(c: &Constraint) -> &[String] {
+    match &c.kind {
         ConstraintKind::PrimaryKey { columns } | ConstraintKind::Unique { columns } => columns,
-        _ => return false,
-    };
-    live.partition_of.is_none()
+        _ => &[],
+    }
+}
+
+/// `replaceable_key` without regard to the foreign keys that reference the key.
+fn replaceable_key_alone(cx: &Cx, live: &Table, old: &Constraint, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    is_key(&old.kind)
+        && live.partition_of.is_none()
         && live.partition_key.is_none()
         && desired.partition_of.is_none()
         && desired.partition_key.is_none()
@@ -128,7 +141,63 @@ fn replaceable_key(cx: &Cx, live: &Table, old: &Constraint, desired: &Table) -> 
                 && key_index(&desired.name, new, &beside_name(&new.name)).is_some()
         })
         && !gone.iter().any(|g| mentions(&old.definition, g))
-        && !referenced_as_key(cx, &live.name, old_columns)
+}
+
+/// The foreign keys that reference the key `old` (by its columns), when all of them can
+/// follow it through the swap: dropped and re-added `NOT VALID` in the swap's transaction,
+/// then validated. The rows they hold were checked by the old ones and every write is
+/// checked by the new ones, so no orphan can slip in between. `None` when one of them cannot
+/// (its table goes or is partitioned, it changes or loses a column, the key changes its
+/// columns) or another key of the table is rebuilt, which re-creates them anyway.
+fn following_fks<'a>(
+    cx: &'a Cx,
+    live: &Table,
+    old: &Constraint,
+    desired: &Table,
+) -> Option<Vec<(&'a QualName, &'a Constraint)>> {
+    let columns: BTreeSet<&String> = key_of(old).iter().collect();
+    let new = desired.constraints.get(&old.name)?;
+    if key_of(new).iter().collect::<BTreeSet<_>>() != columns {
+        return None;
+    }
+    let others_stay = live.constraints.values().all(|c| {
+        c.name == old.name
+            || !is_key(&c.kind)
+            || constraint_kept(cx, live, c, desired)
+            || (replaceable_key_alone(cx, live, c, desired)
+                && !referenced_as_key(cx, &live.name, key_of(c)))
+    }) && live.indexes.values().all(|i| {
+        !i.unique || index_kept(cx, live, i, desired) || replaceable_index(cx, live, i, desired)
+    });
+    if !others_stay {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (name, t) in &cx.from.tables {
+        for c in t.constraints.values() {
+            let ConstraintKind::ForeignKey(fk) = &c.kind else {
+                continue;
+            };
+            if fk.references != live.name
+                || fk.referenced_columns.iter().collect::<BTreeSet<_>>() != columns
+            {
+                continue;
+            }
+            let stays = cx.to.tables.get(name).is_some_and(|d| {
+                // PostgreSQL refuses NOT VALID foreign keys on partitioned tables.
+                t.partition_key.is_none()
+                    && t.partition_of.is_none()
+                    && d.partition_key.is_none()
+                    && d.partition_of.is_none()
+                    && constraint_kept(cx, t, c, d)
+            });
+            if !stays {
+                return None;
+            }
+            out.push((name, c));
+        }
+    }
+    Some(out)
 }
 
 pub(crate) fn diff_children(
@@ -213,7 +282,11 @@ fn diff_constraints(
                     })
             }) {
                 Some((true, _)) => replace_constraint_beside(cx, desired, c),
-                Some((_, true)) => replace_key_beside(cx, desired, c),
+                Some((_, true)) => {
+                    if let Some(live) = live {
+                        replace_key_beside(cx, live, desired, c);
+                    }
+                }
                 _ => add_constraint(cx, desired, c, live.is_none()),
             },
         }
@@ -334,13 +407,31 @@ fn swap_constraint(
 /// A changed PRIMARY KEY or UNIQUE constraint: its new index built concurrently under a
 /// temporary name, then one short transaction drops the old constraint and adds the new one
 /// over that index (`USING INDEX`, which takes the constraint's name). The old guarantee
-/// holds until the new one does.
-fn replace_key_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
+/// holds until the new one does. Foreign keys that reference the key follow it in that
+/// transaction: dropped first, re-added `NOT VALID` last, validated after.
+fn replace_key_beside(cx: &mut Cx, live: &Table, t: &Table, c: &Constraint) {
     let name = &t.name;
     let object = format!("constraint {}.{}", plain(name), c.name);
     let temp = beside_name(&c.name);
     let Some((index_sql, using)) = key_index(name, c, &temp) else {
         return;
+    };
+    let fks: Vec<(QualName, String, String, bool)> = match live.constraints.get(&c.name) {
+        Some(old) if referenced_as_key(cx, &live.name, key_of(old)) => {
+            following_fks(cx, live, old, t)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(table, fk)| {
+                    (
+                        table.clone(),
+                        fk.name.clone(),
+                        strip_not_valid(&fk.definition).to_string(),
+                        fk.validated,
+                    )
+                })
+                .collect()
+        }
+        _ => Vec::new(),
     };
     let build = cx.out.push(
         Rank::CreateIndex,
@@ -358,23 +449,55 @@ fn replace_key_beside(cx: &mut Cx, t: &Table, c: &Constraint) {
     for col in key_columns(c) {
         cx.out.need(build, format!("column {}.{col}", plain(name)));
     }
-    let swap = swap_constraint(
-        cx,
-        name,
-        &c.name,
+    let description = if fks.is_empty() {
+        format!("swap the new {object} in for the old one")
+    } else {
+        let names: Vec<String> = fks
+            .iter()
+            .map(|(table, fk, _, _)| format!("{}.{fk}", plain(table)))
+            .collect();
         format!(
+            "swap the new {object} in for the old one, with the foreign keys that reference it re-added NOT VALID in the same transaction ({})",
+            names.join(", ")
+        )
+    };
+    let mut draft = Draft::new(ChangeKind::Alter, object, description).table(name);
+    for (table, fk, _, _) in &fks {
+        draft = draft.sql(format!("ALTER TABLE {table} DROP CONSTRAINT {}", ident(fk)));
+    }
+    draft = draft
+        .sql(format!(
+            "ALTER TABLE {name} DROP CONSTRAINT {}",
+            ident(&c.name)
+        ))
+        .sql(format!(
             "ALTER TABLE {name} ADD CONSTRAINT {} {using}",
             ident(&c.name)
-        ),
-    );
+        ));
+    for (table, fk, definition, _) in &fks {
+        draft = draft.sql(format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {} {definition} NOT VALID",
+            ident(fk)
+        ));
+    }
+    let swap = cx.out.push(Rank::SwapConstraint, draft);
     cx.out.before(build, swap);
     cx.out.provide(swap, format!("keys {}", plain(name)));
+    for (table, fk, _, validated) in &fks {
+        if *validated {
+            validate_at(cx, Rank::ValidateFollowers, table, fk);
+        }
+    }
 }
 
 fn validate(cx: &mut Cx, table: &QualName, constraint: &str) {
+    validate_at(cx, Rank::Validate, table, constraint);
+}
+
+fn validate_at(cx: &mut Cx, rank: Rank, table: &QualName, constraint: &str) {
     let object = format!("constraint {}.{constraint}", plain(table));
     cx.out.push(
-        Rank::Validate,
+        rank,
         Draft::new(
             ChangeKind::Alter,
             object.clone(),

@@ -58,6 +58,8 @@ pub(crate) enum Rank {
     /// A constraint built beside its old definition takes its place (drop + rename, one
     /// transaction); a changed index built beside replaces the old one.
     SwapConstraint,
+    /// Foreign keys re-added NOT VALID when the key they reference was swapped are validated.
+    ValidateFollowers,
     DropReplacedIndex,
     RenameReplacedIndex,
     OwnSequence,
