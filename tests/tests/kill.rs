@@ -261,7 +261,32 @@ impl Scenario {
     async fn new(name: &str, rows: i64) -> Scenario {
         let db = TestDb::new(name).await;
         let client = db.connect().await;
-        Scenario::start(name, client, db.config(), db.url(), Some(db), None, rows).await
+        Scenario::start(
+            name,
+            client,
+            db.config(),
+            db.url(),
+            Some(db),
+            None,
+            (rows, ""),
+        )
+        .await
+    }
+
+    /// [`Scenario::new`], with `setup` run after the table is made and before the plan.
+    async fn with_setup(name: &str, rows: i64, setup: &str) -> Scenario {
+        let db = TestDb::new(name).await;
+        let client = db.connect().await;
+        Scenario::start(
+            name,
+            client,
+            db.config(),
+            db.url(),
+            Some(db),
+            None,
+            (rows, setup),
+        )
+        .await
     }
 
     /// The same on a throwaway cluster of the test's own (which it may restart).
@@ -279,7 +304,7 @@ impl Scenario {
         let config = cluster.config(name);
         let client = connect(&config).await;
         let url = cluster.url(name);
-        Scenario::start(name, client, config, url, None, Some(cluster), rows).await
+        Scenario::start(name, client, config, url, None, Some(cluster), (rows, "")).await
     }
 
     async fn start(
@@ -289,12 +314,16 @@ impl Scenario {
         url: String,
         db: Option<TestDb>,
         cluster: Option<Cluster>,
-        rows: i64,
+        (rows, setup): (i64, &str),
     ) -> Scenario {
         let churn = Churn::new();
         churn::setup(&client, &churn, rows)
             .await
             .expect("churn setup");
+        client
+            .batch_execute(setup)
+            .await
+            .expect("the scenario's setup");
         let oid: u32 = client
             .query_one("SELECT 'churn_items'::regclass::oid", &[])
             .await
@@ -1405,6 +1434,47 @@ async fn a_unique_value_moved_between_rows_fails_no_write_and_no_verification() 
                 (3, "u3@x".to_string(), 4)
             ]
         );
+    })
+    .await;
+}
+
+/// Kill after a materialized view over the table was built again beside the one clients
+/// read, before the swap that puts it in place: clients still read the old one (over the
+/// parked table). `apply` again drops the leftover, builds it anew and swaps it in; nothing
+/// of tandem's is left and the view reads the table under its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_between_a_materialized_view_rebuild_and_its_swap_then_apply_again() {
+    within(TEST_LIMIT, async {
+        let mut s = Scenario::with_setup(
+            "kill_matview",
+            20_000,
+            "CREATE MATERIALIZED VIEW churn_sums AS SELECT count(*) AS n, sum(val) AS total FROM churn_items;
+             CREATE UNIQUE INDEX churn_sums_n ON churn_sums (n);",
+        )
+        .await;
+        let reads = "SELECT (SELECT string_agg(DISTINCT d.refobjid::regclass::text, ',') FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class = 'churn_sums'::regclass AND d.refobjid <> 'churn_sums'::regclass)
+                       || ' ' || (SELECT count(*) FROM pg_class WHERE relname LIKE '\\_tandem\\_m%\\_mv%')::text
+                       || ' ' || (SELECT n > 0 FROM churn_sums)::text";
+        let apply = s.apply(&[], Some("matview_built"));
+        s.kill_at(apply, "matview_built").await;
+        let at_kill: String = s.c().query_one(reads, &[]).await.unwrap().get(0);
+        assert_eq!(
+            at_kill,
+            format!("{} 2 true", s.old()),
+            "the old view still reads the parked table; the new one and its index wait beside"
+        );
+        let run = s.apply(&[], None).finish(COMMAND_LIMIT).await.expect(0);
+        assert!(run.stderr.contains("building materialized view churn_sums again"), "{}", run.stderr);
+        s.stop_load().await;
+        let after: String = s.c().query_one(reads, &[]).await.unwrap().get(0);
+        assert_eq!(after, "churn_items 0 true");
+        let total_type: String = s
+            .c()
+            .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'churn_sums'::regclass AND attname = 'total'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(total_type, "numeric", "sum(bigint), over the new column");
     })
     .await;
 }

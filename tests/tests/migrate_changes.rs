@@ -1369,3 +1369,97 @@ async fn a_referenced_key_changes_with_children_inserting_and_no_orphan_ever_acc
         "accounts_parent_id_fkey true, invoices_account_id_fkey true, notes_account_id_fkey false"
     );
 }
+
+/// Issue 12: a column a materialized view reads is retyped through the shadow. The plan no
+/// longer drops the materialized view around the copy: right after the swap the executor
+/// builds it again beside over the new table and swaps it in by rename, with its index,
+/// comment, owner and grants; the same after a rollback, and the tables under it can then be
+/// dropped (rollback's cleanup, finalize). Clients read it the whole time and never get an
+/// error, and its rows are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_materialized_view_over_a_retyped_column_is_rebuilt_beside_never_missing() {
+    let (f, after) = case_fixture("mc_matview", "diff_matview_over_retyped_column").await;
+    f.client()
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE mc_matview_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT SELECT ON account_totals TO mc_matview_reader;",
+        )
+        .await
+        .expect("grant");
+    let plan = f.plan_to(&after, &["--in-place-below", "0"], 0);
+    assert_eq!(
+        strategies(&plan),
+        ["shadow"],
+        "the materialized view is not dropped"
+    );
+    let rows = "SELECT string_agg(account || ':' || total || ':' || n, ',' ORDER BY account) FROM account_totals";
+    let before = f.one(rows).await;
+    let total_type = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'account_totals'::regclass AND attname = 'total'";
+    let carried = "SELECT (SELECT count(DISTINCT d.refobjid) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class = 'account_totals'::regclass AND d.refobjid = 'payments'::regclass)::text
+                   || ' ' || obj_description('account_totals'::regclass, 'pg_class')
+                   || ' ' || (SELECT indisunique FROM pg_index WHERE indexrelid = 'account_totals_account'::regclass)::text
+                   || ' ' || has_table_privilege('mc_matview_reader', 'account_totals', 'SELECT')::text
+                   || ' ' || (SELECT count(*) FROM pg_class WHERE relname LIKE '\\_tandem\\_m%\\_mv%')::text";
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers = readers(
+        &f,
+        &[
+            "SELECT total FROM account_totals WHERE account = 7",
+            "SELECT count(*) FROM account_totals",
+        ],
+        &stop,
+    )
+    .await;
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    let id = tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+        id
+    })
+    .await
+    .expect("apply");
+    assert_eq!(f.one(total_type).await, "numeric", "sum(bigint) now");
+    assert_eq!(f.one(carried).await, "1 refreshed nightly true true 0");
+    assert_eq!(f.one(rows).await, before);
+
+    let url = f.url.clone();
+    tokio::task::spawn_blocking(move || {
+        on(&url, "rollback", id, &["--yes"]).expect(0);
+    })
+    .await
+    .expect("rollback");
+    assert_eq!(
+        f.one(total_type).await,
+        "bigint",
+        "over the old table again"
+    );
+    assert_eq!(f.one(carried).await, "1 refreshed nightly true true 0");
+    assert_eq!(f.one(rows).await, before);
+
+    // Again, to the end of the window: finalize drops the old table, which nothing reads.
+    let plan = f.plan_to(&after, &["--in-place-below", "0"], 0);
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+        on(&url, "finalize", id, &["--yes"]).expect(0);
+    })
+    .await
+    .expect("apply and finalize");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    no_reader_failed(readers).await;
+    assert_eq!(f.one(total_type).await, "numeric");
+    assert_eq!(f.one(carried).await, "1 refreshed nightly true true 0");
+    assert_eq!(f.one(rows).await, before);
+    let after = after.to_str().expect("utf-8");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "diff",
+        "--to",
+        after,
+        "--exit-code",
+    ])
+    .expect(0);
+}

@@ -80,6 +80,16 @@ query!(
     "the partitions' indexes and the parent indexes they are attached to"
 );
 query!(
+    MATVIEWS,
+    "table/matviews.sql",
+    "the materialized views that read the table"
+);
+query!(
+    MATVIEW_INDEXES,
+    "table/matview_indexes.sql",
+    "a materialized view's indexes"
+);
+query!(
     PARTITION_CARRY,
     "table/partition_carry.sql",
     "the partitions' owners and privileges"

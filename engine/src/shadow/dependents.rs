@@ -140,8 +140,23 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
         let voids: u32 = row.get(0);
         let name = q(row.get(1), row.get(2))?;
         let kind: String = row.get(3);
+        let depth: i32 = row.get(8);
         if kind == "m" {
-            d.refusals.push(format!("materialized view {} reads the table; drop it first and re-create it after the migration", name.display_plain()));
+            // Built again over the new table right after the swap (`shadow::matviews`),
+            // which needs it to read the table itself, and nothing to read it.
+            let readers: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND r.ev_class <> $1",
+                    &[&voids],
+                )
+                .await
+                .map_err(e("views"))?
+                .get(0);
+            if depth > 1 {
+                d.refusals.push(format!("materialized view {} reads the table through a view; drop it first and re-create it after the migration", name.display_plain()));
+            } else if readers > 0 {
+                d.refusals.push(format!("materialized view {} reads the table and other views read it; drop them first and re-create them after the migration", name.display_plain()));
+            }
             continue;
         }
         let grants = grants(client, voids, false).await?;
@@ -152,7 +167,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             owner: row.get(6),
             comment: row.get(7),
             grants,
-            depth: row.get(8),
+            depth,
         });
     }
 
@@ -272,7 +287,7 @@ pub(crate) async fn table_grants(
 }
 
 /// The privileges granted on relation `oid`, and on its columns with `columns`.
-async fn grants(
+pub(crate) async fn grants(
     client: &impl GenericClient,
     oid: u32,
     columns: bool,
@@ -293,7 +308,7 @@ async fn grants(
 }
 
 /// A role (or publication) name, quoted.
-fn role(name: &str) -> Result<String, EngineError> {
+pub(crate) fn role(name: &str) -> Result<String, EngineError> {
     super::ident(name).map(|i| i.to_string())
 }
 

@@ -8,6 +8,7 @@
 pub mod dependents;
 pub mod guard;
 pub mod log;
+pub mod matviews;
 pub mod partitions;
 pub mod replay;
 pub mod sql;

@@ -9,8 +9,10 @@
 //! other views), which the swap re-points at the new table, and for the table's triggers,
 //! which it re-creates there: here they are dropped (views deepest first) and created again
 //! from their own definitions once the statements have run.
-//! Materialized views are left in place: the shadow migration refuses them, and so does
-//! the replay. Never used on a target database.
+//! Materialized views that read the table, which the executor builds again over the new
+//! table right after the swap (`shadow::matviews`), are dropped here and created again
+//! (with their indexes and comments) in the same transaction. Never used on a target
+//! database.
 
 use tokio_postgres::Client;
 
@@ -33,6 +35,27 @@ SELECT format('DROP POLICY %I ON %I.%I', policyname, schemaname, tablename),
  WHERE schemaname = $1 AND tablename = $2
  ORDER BY policyname";
 
+/// The materialized views that read table $1: `DROP ..`, and the statements that create
+/// it again as it is (its query, its indexes, its comment).
+const MATVIEWS: &str = "
+SELECT format('DROP MATERIALIZED VIEW %s', v.oid::regclass),
+       array_append(
+           array_prepend(
+               format('CREATE MATERIALIZED VIEW %s%s AS %s', v.oid::regclass,
+                      CASE WHEN v.reloptions IS NULL THEN ''
+                           ELSE ' WITH (' || array_to_string(v.reloptions, ', ') || ')' END,
+                      rtrim(pg_get_viewdef(v.oid), ';')),
+               array(SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                      WHERE i.indrelid = v.oid ORDER BY i.indexrelid)),
+           CASE WHEN obj_description(v.oid, 'pg_class') IS NULL THEN 'SELECT 1'
+                ELSE format('COMMENT ON MATERIALIZED VIEW %s IS %L', v.oid::regclass,
+                            obj_description(v.oid, 'pg_class')) END)
+  FROM pg_class v
+ WHERE v.relkind = 'm'
+   AND v.oid IN (SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                  WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1)
+ ORDER BY v.oid";
+
 /// Run a shadow step's `statements` on `table` directly, with its policies, its triggers and
 /// the views that read it lifted around them, in one transaction.
 pub async fn shadow_step(
@@ -54,6 +77,7 @@ pub async fn shadow_step(
         .filter(|r| r.get::<_, &str>(3) == "v")
         .collect();
     let triggers = client.query(table::TRIGGERS.sql, &[&oid]).await?;
+    let matviews = client.query(MATVIEWS, &[&oid]).await?;
     let view_name = |r: &tokio_postgres::Row| -> Option<QualName> {
         QualName::new(r.get::<_, &str>(1), r.get::<_, &str>(2)).ok()
     };
@@ -71,6 +95,10 @@ pub async fn shadow_step(
     for name in views.iter().rev().filter_map(view_name) {
         script.push_str(&format!("DROP VIEW {name};\n"));
     }
+    for row in &matviews {
+        script.push_str(row.get::<_, &str>(0));
+        script.push_str(";\n");
+    }
     for sql in statements {
         script.push_str(sql);
         script.push_str(";\n");
@@ -86,6 +114,12 @@ pub async fn shadow_step(
         ));
         if let Some(c) = row.get::<_, Option<&str>>(7) {
             script.push_str(&format!("COMMENT ON VIEW {name} IS {};\n", Literal(c)));
+        }
+    }
+    for row in &matviews {
+        for statement in row.get::<_, Vec<String>>(1) {
+            script.push_str(&statement);
+            script.push_str(";\n");
         }
     }
     for row in &triggers {

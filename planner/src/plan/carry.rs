@@ -13,8 +13,13 @@
 //!   COLUMN) takes the drops and the re-creations into that transaction: clients wait for
 //!   its lock for a moment and never find a view missing or a trigger not firing.
 //!
-//! Anything else (a materialized view in the way, a step that cannot run in a transaction,
-//! other changes between the drops and the re-creations) keeps the drops, which
+//! Materialized views take part too, with the steps that create their indexes and set their
+//! comment. A shadow step carries one that reads the table itself, that no view reads and
+//! that the plan gives back as it is: the executor builds it again over the new table right
+//! after the swap and swaps it in by rename (`engine::shadow::matviews`).
+//!
+//! Anything else (a materialized view that changes, a step that cannot run in a
+//! transaction, other changes between the drops and the re-creations) keeps the drops, which
 //! `state_exposures` then reports.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,18 +33,34 @@ use crate::plan::{Estimate, Step, Strategy};
 /// For each step number before the pass, its number after it (0: the step is gone).
 pub(super) type Numbers = Vec<usize>;
 
-/// An object the diff drops and creates again: a plain view, or a table's trigger.
+/// An object the diff drops and creates again: a plain view, a materialized view, or a
+/// table's trigger.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Object<'a> {
     View(&'a QualName),
+    MatView(&'a QualName),
     Trigger(&'a QualName, &'a str),
 }
 
-/// Where the diff drops an object and where it creates it again.
-#[derive(Clone, Copy)]
+/// Where the diff drops an object and where it creates it again (and, for a materialized
+/// view, the steps after that create its indexes and set its comment).
+#[derive(Clone)]
 struct Span {
     drop: usize,
     create: usize,
+    extras: Vec<usize>,
+}
+
+impl Span {
+    fn steps(&self) -> impl Iterator<Item = usize> + '_ {
+        [self.drop, self.create]
+            .into_iter()
+            .chain(self.extras.iter().copied())
+    }
+
+    fn last(&self) -> usize {
+        self.extras.iter().copied().fold(self.create, usize::max)
+    }
 }
 
 /// Close the windows the diff's drops open (module doc). Returns the steps and, for each
@@ -47,7 +68,12 @@ struct Span {
 pub(super) fn carry(live: &Schema, steps: Vec<Step>) -> (Vec<Step>, Numbers) {
     let mut objects: BTreeMap<String, Object> = BTreeMap::new();
     for (name, v) in &live.views {
-        if !v.materialized {
+        if v.materialized {
+            objects.insert(
+                format!("materialized view {}", plain(name)),
+                Object::MatView(name),
+            );
+        } else {
             objects.insert(format!("view {}", plain(name)), Object::View(name));
         }
     }
@@ -69,7 +95,28 @@ pub(super) fn carry(live: &Schema, steps: Vec<Step>) -> (Vec<Step>, Numbers) {
         };
         let create = format!("create {key}");
         if let Some(j) = (i + 1..steps.len()).find(|&j| steps[j].description == create) {
-            spans.insert(object.clone(), Span { drop: i, create: j });
+            let extras = match object {
+                Object::MatView(_) => {
+                    let index_of = format!(" on {}", key.trim_start_matches("materialized view "));
+                    let comment = format!("set comment on {key}");
+                    (j + 1..steps.len())
+                        .filter(|&k| {
+                            let d = &steps[k].description;
+                            (d.starts_with("create index ") && d.ends_with(&index_of))
+                                || *d == comment
+                        })
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            spans.insert(
+                object.clone(),
+                Span {
+                    drop: i,
+                    create: j,
+                    extras,
+                },
+            );
         }
     }
     if spans.is_empty() {
@@ -90,7 +137,7 @@ fn identity(steps: Vec<Step>) -> (Vec<Step>, Numbers) {
 fn base_tables(live: &Schema, object: &Object) -> BTreeSet<QualName> {
     let view = match object {
         Object::Trigger(table, _) => return BTreeSet::from([(*table).clone()]),
-        Object::View(v) => (*v).clone(),
+        Object::View(v) | Object::MatView(v) => (*v).clone(),
     };
     let mut out = BTreeSet::new();
     let mut seen = BTreeSet::new();
@@ -112,7 +159,7 @@ fn base_tables(live: &Schema, object: &Object) -> BTreeSet<QualName> {
 /// Whether the step creates the object exactly as it is live (what the swap carries over).
 fn recreates_live(live: &Schema, object: &Object, step: &Step) -> bool {
     let expected = match object {
-        Object::View(name) => create_view_sql(&live.views[*name]),
+        Object::View(name) | Object::MatView(name) => create_view_sql(&live.views[*name]),
         Object::Trigger(table, trigger) => live.tables[*table].triggers[*trigger]
             .definition
             .trim_end()
@@ -123,9 +170,39 @@ fn recreates_live(live: &Schema, object: &Object, step: &Step) -> bool {
 
 fn view_reads<'a>(live: &'a Schema, object: &Object) -> &'a [QualName] {
     match object {
-        Object::View(v) => &live.views[*v].depends_on,
+        Object::View(v) | Object::MatView(v) => &live.views[*v].depends_on,
         Object::Trigger(..) => &[],
     }
+}
+
+/// Whether the executor can carry a materialized view across a shadow step as the plan would
+/// give it back: it reads tables only, no view reads it, and its definition, its indexes and
+/// its comment come back as they are.
+fn matview_carried_as_is(live: &Schema, name: &QualName, span: &Span, steps: &[Step]) -> bool {
+    let v = &live.views[name];
+    let reads_tables_only = v.depends_on.iter().all(|d| live.tables.contains_key(d));
+    let read_by_none = !live.views.values().any(|o| o.depends_on.contains(name));
+    let comment_step = format!("set comment on materialized view {}", plain(name));
+    let mut indexes = 0;
+    let extras_as_live = span.extras.iter().all(|&k| {
+        let s = &steps[k];
+        if s.description == comment_step {
+            return v.comment.is_some() && s.sql.len() == 1 && !s.sql[0].is_empty();
+        }
+        indexes += 1;
+        s.sql.len() == 1 && v.indexes.values().any(|i| i.definition == s.sql[0])
+    });
+    let comment_as_live = v.comment.is_none()
+        || span
+            .extras
+            .iter()
+            .any(|&k| steps[k].description == comment_step);
+    reads_tables_only
+        && read_by_none
+        && extras_as_live
+        && comment_as_live
+        && indexes == v.indexes.len()
+        && recreates_live(live, &Object::MatView(name), &steps[span.create])
 }
 
 fn carry_across_shadow_steps(
@@ -133,11 +210,16 @@ fn carry_across_shadow_steps(
     steps: Vec<Step>,
     spans: BTreeMap<Object, Span>,
 ) -> (Vec<Step>, Numbers) {
-    let own: BTreeSet<usize> = spans.values().flat_map(|s| [s.drop, s.create]).collect();
+    let own: BTreeSet<usize> = spans.values().flat_map(Span::steps).collect();
     // Carried: something between the drop and the re-creation changes a table the object
-    // reads, and every such step is a shadow migration (which carries it).
+    // reads, and every such step is a shadow migration (which carries it). A materialized
+    // view only as it is (the executor builds it again from its live definition).
     let mut carried: BTreeSet<Object> = spans
         .iter()
+        .filter(|(object, span)| match object {
+            Object::MatView(name) => matview_carried_as_is(live, name, span, &steps),
+            _ => true,
+        })
         .filter(|(object, span)| {
             let bases = base_tables(live, object);
             let disturbing: Vec<&Step> = (span.drop + 1..span.create)
@@ -200,7 +282,10 @@ fn carry_across_shadow_steps(
     }
 
     let drops: BTreeSet<usize> = carried.iter().map(|o| spans[o].drop).collect();
-    let creates: BTreeSet<usize> = carried.iter().map(|o| spans[o].create).collect();
+    let creates: BTreeSet<usize> = carried
+        .iter()
+        .flat_map(|o| std::iter::once(spans[o].create).chain(spans[o].extras.iter().copied()))
+        .collect();
     let replaced: BTreeSet<usize> = changed.iter().map(|o| spans[o].create).collect();
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     let mut numbers = vec![0; steps.len()];
@@ -265,12 +350,14 @@ fn fold_into_online_step(
     spans: &BTreeMap<Object, Span>,
 ) -> Option<(Vec<Step>, Numbers)> {
     let first = spans.values().map(|s| s.drop).min()?;
-    let last = spans.values().map(|s| s.create).max()?;
-    let own: BTreeSet<usize> = spans.values().flat_map(|s| [s.drop, s.create]).collect();
+    let last = spans.values().map(Span::last).max()?;
+    let own: BTreeSet<usize> = spans.values().flat_map(Span::steps).collect();
     let comment = |s: &Step| {
         [
             "set comment on view ",
             "remove comment on view ",
+            "set comment on materialized view ",
+            "remove comment on materialized view ",
             "set comment on trigger ",
             "remove comment on trigger ",
         ]

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{backoff, is_lock_timeout, mirror, online, Event, Executor};
 use crate::error::EngineError;
 use crate::hooks::HOLD_WAIT;
-use crate::shadow::{self, TableSpec};
+use crate::shadow::{self, matviews, TableSpec};
 use crate::state::{self, Migration, Phase};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -361,6 +361,7 @@ pub(crate) async fn after_cutover(ex: &mut Executor, m: &Migration) -> Result<()
         .map_err(EngineError::sql("read the cutover record"))?
         .get(0);
     super::failpoint("after_cutover").await;
+    carry_matviews(ex, Way::Forward).await?;
     if pending {
         validate_recorded(ex, m.id, "cutover").await?;
         ex.client
@@ -373,6 +374,44 @@ pub(crate) async fn after_cutover(ex: &mut Executor, m: &Migration) -> Result<()
     }
     let first = online::first_shadow(&m.plan.steps);
     online::run(ex, &m.plan.steps, first..m.plan.steps.len(), m.online_done).await
+}
+
+/// Move the materialized views that still read the table the last swap parked (the old one
+/// after cutover, the new one after a rollback) to the table under the user's name: each
+/// built again beside, then swapped in (`shadow::matviews`). Resumable: what is done reads
+/// the parked table no more.
+async fn carry_matviews(ex: &mut Executor, way: Way) -> Result<(), EngineError> {
+    for spec in ex.specs().await? {
+        let parked = match way {
+            Way::Forward => &spec.old,
+            Way::Back => &spec.shadow,
+        };
+        let tx = ex
+            .client
+            .transaction()
+            .await
+            .map_err(EngineError::sql("read the materialized views"))?;
+        tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            .await
+            .map_err(EngineError::sql("read the materialized views"))?;
+        let rebuilds = matviews::rebuilds(&tx, ex.id, parked, &spec.table).await?;
+        tx.commit()
+            .await
+            .map_err(EngineError::sql("read the materialized views"))?;
+        for r in rebuilds {
+            ex.emit(Event::Note(format!(
+                "building materialized view {} again over {}, beside the one clients read",
+                r.name.display_plain(),
+                spec.table.display_plain()
+            )));
+            ex.ddl_retry("build a materialized view again", &r.build, None)
+                .await?;
+            super::failpoint("matview_built").await;
+            ex.ddl_retry("swap a materialized view in", &r.swap, None)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Validate the foreign keys the last swap of `phase` (cutover, or the rollback's) added NOT
@@ -495,6 +534,7 @@ pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
     let undo = ex.opts.undo_online_steps;
     match m.phase {
         Phase::RolledBack => {
+            carry_matviews(ex, Way::Back).await?;
             drop_new(ex, &m).await?;
             validate_recorded(ex, m.id, "rolled_back").await?;
             online::after_rollback(ex, &m.plan.steps, m.online_done, undo).await?;
@@ -551,6 +591,7 @@ pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
     let specs = ex.specs().await?;
     ex.emit(Event::PhaseStarted(Phase::RolledBack));
     swap(ex, &m, &specs, Way::Back).await?;
+    carry_matviews(ex, Way::Back).await?;
     drop_new(ex, &m).await?;
     validate_recorded(ex, m.id, "rolled_back").await?;
     online::after_rollback(ex, &m.plan.steps, m.online_done, undo).await?;
