@@ -71,6 +71,7 @@ fn table(name: &str, columns: &[&str]) -> Table {
         constraints: BTreeMap::new(),
         indexes: BTreeMap::new(),
         triggers: BTreeMap::new(),
+        rules: BTreeMap::new(),
         policies: BTreeMap::new(),
         comment: None,
         stats: None,

@@ -476,6 +476,9 @@ fn objects(schema: &planner::model::Schema) -> std::collections::BTreeMap<String
                 i.valid,
             );
         }
+        for r in t.rules.values() {
+            out.insert(format!("rule {}.{}", plain(name), r.name), true);
+        }
     }
     for (name, v) in &schema.views {
         let kind = if v.materialized {

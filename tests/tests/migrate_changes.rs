@@ -1463,3 +1463,68 @@ async fn a_materialized_view_over_a_retyped_column_is_rebuilt_beside_never_missi
     ])
     .expect(0);
 }
+
+/// Issue 12: a column a rule reads is retyped in place (a small table): the rule is dropped,
+/// the column retyped and the rule created again in the step's one transaction. Clients
+/// insert the whole time; every insert fires the rule (none lands while it is missing) and
+/// none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_over_a_column_retyped_in_place_fires_for_every_insert() {
+    let (f, after) = case_fixture("mc_rule_in_place", "diff_type_change_read_by_rule").await;
+    let plan = f.plan_to(&after, &[], 0);
+    assert_eq!(strategies(&plan), ["online"]);
+    let step = &tests::migrate::read_plan(&plan)["steps"][0];
+    assert_eq!(step["sql"].as_array().map(Vec::len), Some(3), "{step}");
+    assert!(step.get("exposes").is_none(), "{step}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for worker in 0..2i64 {
+        let client = f.db.connect().await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let (mut n, mut failures) = (0i64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let id = 1_000_000 * (worker + 1) + n;
+                if let Err(e) = client
+                    .batch_execute(&format!("INSERT INTO orders VALUES ({id}, {n})"))
+                    .await
+                {
+                    failures.push(format!("{e:?}"));
+                }
+            }
+            (n, failures)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (url, plan_path) = (f.url.clone(), plan.clone());
+    tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan_path, &[]);
+        apply(&url, id, &[]).expect(0);
+    })
+    .await
+    .expect("apply");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        let (n, failures) = w.await.expect("writer");
+        assert!(failures.is_empty(), "{failures:?}");
+        assert!(n > 10, "the writer ran ({n} inserts)");
+    }
+    assert_eq!(
+        f.one("SELECT count(*)::text FROM orders o WHERE o.id > 1000000 AND NOT EXISTS (SELECT 1 FROM order_log l WHERE l.order_id = o.id)").await,
+        "0",
+        "an insert missed the rule"
+    );
+    let after = after.to_str().expect("utf-8");
+    tandem(&[
+        "--database-url",
+        &f.url,
+        "diff",
+        "--to",
+        after,
+        "--exit-code",
+    ])
+    .expect(0);
+}

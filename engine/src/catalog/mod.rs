@@ -158,6 +158,7 @@ async fn read_schema(client: &Client) -> Result<Schema, CatalogError> {
         constraints,
         indexes,
         triggers,
+        rules,
         policies,
         views,
         view_dependencies,
@@ -175,6 +176,7 @@ async fn read_schema(client: &Client) -> Result<Schema, CatalogError> {
         fetch(client, &r::CONSTRAINTS),
         fetch(client, &r::INDEXES),
         fetch(client, &r::TRIGGERS),
+        fetch(client, &r::RULES),
         fetch(client, &r::POLICIES),
         fetch(client, &r::VIEWS),
         fetch(client, &r::VIEW_DEPENDENCIES),
@@ -197,6 +199,7 @@ async fn read_schema(client: &Client) -> Result<Schema, CatalogError> {
     relations.constraints(&constraints)?;
     relations.indexes(&indexes)?;
     relations.triggers(&triggers)?;
+    relations.rules(&rules)?;
     relations.policies(&policies)?;
     relations.view_dependencies(&view_dependencies)?;
     relations.finish(&mut schema);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use planner::ident::QualName;
 use planner::model::{
     Column, Constraint, ConstraintKind, ForeignKey, Identity, Index, Persistence, Policy,
-    ReplicaIdentity, Schema, Table, TableStats, Trigger, View,
+    ReplicaIdentity, Rule, Schema, Table, TableStats, Trigger, View,
 };
 use tokio_postgres::Row;
 
@@ -18,6 +18,7 @@ query!(COLUMNS, "columns.sql", "columns");
 query!(CONSTRAINTS, "constraints.sql", "constraints");
 query!(INDEXES, "indexes.sql", "indexes");
 query!(TRIGGERS, "triggers.sql", "triggers");
+query!(RULES, "rules.sql", "rules");
 query!(POLICIES, "policies.sql", "row-level security policies");
 query!(VIEWS, "views.sql", "views");
 query!(
@@ -76,6 +77,7 @@ impl Relations {
                 constraints: BTreeMap::new(),
                 indexes: BTreeMap::new(),
                 triggers: BTreeMap::new(),
+                rules: BTreeMap::new(),
                 policies: BTreeMap::new(),
                 comment: r.get("comment")?,
                 stats: Some(TableStats {
@@ -205,6 +207,22 @@ impl Relations {
                 comment: r.get("comment")?,
             };
             table.triggers.insert(trigger.name.clone(), trigger);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rules(&mut self, rows: &Rows) -> Result<(), CatalogError> {
+        for r in Fields::all(rows) {
+            let Some(table) = self.tables.get_mut(&r.get::<u32>("relation")?) else {
+                continue;
+            };
+            let rule = Rule {
+                name: r.get("name")?,
+                definition: r.get("definition")?,
+                enabled: r.get_char("enabled")?.unwrap_or('O'),
+                comment: r.get("comment")?,
+            };
+            table.rules.insert(rule.name.clone(), rule);
         }
         Ok(())
     }

@@ -209,6 +209,7 @@ pub(crate) fn diff_children(
     diff_constraints(cx, live, desired, forced_fks);
     diff_indexes(cx, live, desired);
     diff_triggers(cx, live, desired);
+    super::rules::diff_rules(cx, live, desired);
     diff_policies(cx, live, desired);
 }
 

@@ -14,6 +14,7 @@ mod children;
 mod hints;
 mod order;
 mod render;
+mod rules;
 mod sql;
 mod tables;
 mod types;

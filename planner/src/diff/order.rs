@@ -25,6 +25,7 @@ pub(crate) enum Rank {
     RenameColumn,
     DropView,
     DropTrigger,
+    DropRule,
     DropPolicy,
     DropForeignKey,
     DropConstraint,
@@ -69,6 +70,7 @@ pub(crate) enum Rank {
     /// transaction).
     SwapView,
     Trigger,
+    Rule,
     Policy,
     TableLate,
     Comment,

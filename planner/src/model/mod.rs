@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub use scope::Scope;
 pub use table::{
     trigger_state_clause, Column, Constraint, ConstraintKind, ForeignKey, Identity, Index,
-    Persistence, Policy, ReplicaIdentity, Table, TableStats, Trigger,
+    Persistence, Policy, ReplicaIdentity, Rule, Table, TableStats, Trigger,
 };
 
 use crate::ident::QualName;

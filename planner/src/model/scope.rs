@@ -417,6 +417,7 @@ mod tests {
             constraints,
             indexes: BTreeMap::new(),
             triggers: BTreeMap::new(),
+            rules: BTreeMap::new(),
             policies: BTreeMap::new(),
             comment: None,
             stats: None,

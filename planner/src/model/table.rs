@@ -24,6 +24,10 @@ pub struct Table {
     /// Indexes that do not back a constraint.
     pub indexes: BTreeMap<String, Index>,
     pub triggers: BTreeMap<String, Trigger>,
+    /// Rules (`CREATE RULE`), not the `_RETURN` rule of a view. Left out of the JSON (and so
+    /// of the fingerprint) when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: BTreeMap<String, Rule>,
     pub policies: BTreeMap<String, Policy>,
     pub comment: Option<String>,
     /// Size figures a plan needs; not part of the schema's identity.
@@ -145,6 +149,16 @@ pub fn trigger_state_clause(enabled: char) -> &'static str {
 pub struct Trigger {
     pub name: String,
     /// `pg_get_triggerdef`: the full `CREATE TRIGGER` statement.
+    pub definition: String,
+    /// `O` origin (enabled), `D` disabled, `R` replica, `A` always.
+    pub enabled: char,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub name: String,
+    /// `pg_get_ruledef`: the full `CREATE RULE` statement, with its final semicolon.
     pub definition: String,
     /// `O` origin (enabled), `D` disabled, `R` replica, `A` always.
     pub enabled: char,

@@ -348,6 +348,8 @@ fn state_exposures(steps: &mut [Step]) {
         let d = s.description.strip_prefix("drop ")?;
         (d.starts_with("view ")
             || d.starts_with("materialized view ")
+            || d.starts_with("trigger ")
+            || d.starts_with("rule ")
             || d.starts_with("constraint ")
             || d.starts_with("index "))
         .then(|| d.to_string())

@@ -1,8 +1,8 @@
-//! Views and triggers in the way of a step that retypes or drops a column they read.
-//! PostgreSQL refuses the ALTER while a view reads the column, or while a trigger names it in
-//! its WHEN clause or UPDATE OF list, so the diff drops them before the step and creates them
-//! again after it. Between the two, every query on the views fails and the trigger does not
-//! fire. This pass closes that window wherever the step allows it:
+//! Views, rules and triggers in the way of a step that retypes or drops a column they read.
+//! PostgreSQL refuses the ALTER while a view or a rule reads the column, or while a trigger
+//! names it in its WHEN clause or UPDATE OF list, so the diff drops them before the step and
+//! creates them again after it. Between the two, every query on the views fails and the
+//! trigger or rule does not fire. This pass closes that window wherever the step allows it:
 //!
 //! - a **shadow** step carries them to the new table in its own swap transaction (the engine
 //!   re-points a table's views, views on views included, and re-creates its triggers, as it
@@ -40,6 +40,9 @@ enum Object<'a> {
     View(&'a QualName),
     MatView(&'a QualName),
     Trigger(&'a QualName, &'a str),
+    /// A table's rule: folded into a brief online step's transaction, never carried across
+    /// a shadow step (the executor refuses tables with rules; the plan states the window).
+    Rule(&'a QualName, &'a str),
 }
 
 /// Where the diff drops an object and where it creates it again (and, for a materialized
@@ -82,6 +85,12 @@ pub(super) fn carry(live: &Schema, steps: Vec<Step>) -> (Vec<Step>, Numbers) {
             objects.insert(
                 format!("trigger {}.{trigger}", plain(name)),
                 Object::Trigger(name, trigger),
+            );
+        }
+        for rule in t.rules.keys() {
+            objects.insert(
+                format!("rule {}.{rule}", plain(name)),
+                Object::Rule(name, rule),
             );
         }
     }
@@ -136,7 +145,9 @@ fn identity(steps: Vec<Step>) -> (Vec<Step>, Numbers) {
 /// The tables an object reads: a trigger its table; a view the tables under the views it reads.
 fn base_tables(live: &Schema, object: &Object) -> BTreeSet<QualName> {
     let view = match object {
-        Object::Trigger(table, _) => return BTreeSet::from([(*table).clone()]),
+        Object::Trigger(table, _) | Object::Rule(table, _) => {
+            return BTreeSet::from([(*table).clone()])
+        }
         Object::View(v) | Object::MatView(v) => (*v).clone(),
     };
     let mut out = BTreeSet::new();
@@ -164,6 +175,11 @@ fn recreates_live(live: &Schema, object: &Object, step: &Step) -> bool {
             .definition
             .trim_end()
             .to_string(),
+        Object::Rule(table, rule) => live.tables[*table].rules[*rule]
+            .definition
+            .trim_end()
+            .trim_end_matches(';')
+            .to_string(),
     };
     step.sql.len() == 1 && step.sql[0] == expected
 }
@@ -171,7 +187,7 @@ fn recreates_live(live: &Schema, object: &Object, step: &Step) -> bool {
 fn view_reads<'a>(live: &'a Schema, object: &Object) -> &'a [QualName] {
     match object {
         Object::View(v) | Object::MatView(v) => &live.views[*v].depends_on,
-        Object::Trigger(..) => &[],
+        Object::Trigger(..) | Object::Rule(..) => &[],
     }
 }
 
@@ -218,6 +234,7 @@ fn carry_across_shadow_steps(
         .iter()
         .filter(|(object, span)| match object {
             Object::MatView(name) => matview_carried_as_is(live, name, span, &steps),
+            Object::Rule(..) => false,
             _ => true,
         })
         .filter(|(object, span)| {
@@ -360,6 +377,8 @@ fn fold_into_online_step(
             "remove comment on materialized view ",
             "set comment on trigger ",
             "remove comment on trigger ",
+            "set comment on rule ",
+            "remove comment on rule ",
         ]
         .iter()
         .any(|p| s.description.starts_with(p))

@@ -44,6 +44,7 @@ fn table(
             .collect(),
         indexes: BTreeMap::new(),
         triggers: BTreeMap::new(),
+        rules: BTreeMap::new(),
         policies: BTreeMap::new(),
         comment: None,
         stats: Some(TableStats {
