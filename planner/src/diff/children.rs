@@ -234,7 +234,8 @@ fn diff_constraints(
             }
             if !forced
                 && (replaceable_constraint(cx, live, c, desired)
-                    || replaceable_key(cx, live, c, desired))
+                    || replaceable_key(cx, live, c, desired)
+                    || replaceable_exclusion(cx, live, c, desired))
             {
                 // Built beside and swapped in below: the old one stays until then.
                 continue;
@@ -279,11 +280,13 @@ fn diff_constraints(
                         (
                             replaceable_constraint(cx, l, old, desired),
                             replaceable_key(cx, l, old, desired),
+                            replaceable_exclusion(cx, l, old, desired),
                         )
                     })
             }) {
-                Some((true, _)) => replace_constraint_beside(cx, desired, c),
-                Some((_, true)) => {
+                Some((true, _, _)) => replace_constraint_beside(cx, desired, c),
+                Some((_, _, true)) => replace_exclusion(cx, desired, c),
+                Some((_, true, _)) => {
                     if let Some(live) = live {
                         replace_key_beside(cx, live, desired, c);
                     }
@@ -318,6 +321,41 @@ fn replaceable_constraint(cx: &Cx, live: &Table, old: &Constraint, desired: &Tab
                 && strip_not_valid(&new.definition) != strip_not_valid(&old.definition)
         })
         && !gone.iter().any(|g| mentions(&old.definition, g))
+}
+
+/// A live EXCLUDE constraint whose definition changes, on a plain table that stays, using no
+/// column the diff drops: replaced in one transaction (`replace_exclusion`).
+fn replaceable_exclusion(cx: &Cx, live: &Table, old: &Constraint, desired: &Table) -> bool {
+    let gone = gone_columns(cx, &live.name);
+    matches!(old.kind, ConstraintKind::Exclusion)
+        && live.partition_of.is_none()
+        && live.partition_key.is_none()
+        && desired.partition_key.is_none()
+        && desired.constraints.get(&old.name).is_some_and(|new| {
+            matches!(new.kind, ConstraintKind::Exclusion) && new.definition != old.definition
+        })
+        && !gone.iter().any(|g| mentions(&old.definition, g))
+}
+
+/// A changed EXCLUDE constraint. PostgreSQL can neither build one concurrently, nor add one
+/// NOT VALID, nor adopt an index for it, so any change holds ACCESS EXCLUSIVE while its index
+/// is built. Dropping the old one and adding the new one in that same transaction at least
+/// leaves no moment in which conflicting rows could be written.
+fn replace_exclusion(cx: &mut Cx, t: &Table, c: &Constraint) {
+    let name = &t.name;
+    let object = format!("constraint {}.{}", plain(name), c.name);
+    let cname = ident(&c.name);
+    cx.out.push(
+        Rank::AddConstraint,
+        Draft::new(
+            ChangeKind::Alter,
+            object.clone(),
+            format!("replace {object} in one transaction (an exclusion constraint cannot be built concurrently: reads and writes wait for its index to be built)"),
+        )
+        .table(name)
+        .sql(format!("ALTER TABLE {name} DROP CONSTRAINT {cname}"))
+        .sql(format!("ALTER TABLE {name} ADD CONSTRAINT {cname} {}", c.definition)),
+    );
 }
 
 /// The temporary name of an object built beside `name`: `name` + `_tandem_new`, shortened to

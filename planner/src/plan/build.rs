@@ -328,6 +328,13 @@ pub fn from_changes(target: &Target<'_>, source: PlanSource, changes: &[Change])
             f.severity = Severity::Info;
             f.help = "handled: the new constraint, built beside (and validated, or backed by its index), takes the old one's place in the same transaction".into();
         }
+        if f.name == "dropping-constraint"
+            && step.transactional
+            && step.description.starts_with("replace constraint ")
+        {
+            f.severity = Severity::Info;
+            f.help = "handled: the new constraint is added in the same transaction: no row that breaks it can be written in between (but reads and writes wait while its index is built)".into();
+        }
         if f.name == "type-change-of-column-used-by-view" {
             if step.strategy == Strategy::Shadow {
                 f.help = "handled: the shadow migration's swap re-points the views at the new table in its own transaction: they never go missing".into();
