@@ -18,21 +18,27 @@ use crate::exit::Failure;
 
 /// mimalloc: `lint` of a 10,000-statement file spends a third of its time in the system
 /// allocator (page faults of its arenas); with mimalloc, 127 ms became 78 ms (BENCHMARKS.md §2).
-/// Its arenas are committed lazily (`.cargo/config.toml`): eagerly, the proxy's 500 idle
-/// connections took 57 KiB each instead of 12.
+/// Its arenas are committed lazily by default (`.cargo/config.toml`): eagerly, the proxy's 500
+/// idle connections took 57 KiB each instead of 12. Every other command commits them eagerly
+/// (`arenas`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[cfg(target_os = "linux")]
 mod arenas {
     //! Which arenas mimalloc commits eagerly, chosen before its first allocation.
     //!
-    //! A command that runs and exits (lint, plan, diff, check) parses thousands of statements
-    //! into short-lived trees: eagerly committed arenas are backed by transparent huge pages,
-    //! which spares it most of its page faults (24,000 to 4,400 for `lint` of a 10,000-statement
-    //! file, BENCHMARKS.md §2). The proxy lives long with many small connections and keeps the
-    //! lazily committed arenas the build sets (`.cargo/config.toml`): eagerly, 500 idle
-    //! connections took 57 KiB each instead of 12. mimalloc reserves its first arena at the
-    //! first allocation, before `main`, so the choice is made in a constructor that reads argv.
+    //! The commands that read a schema and exit (lint, plan, diff, check) parse thousands of
+    //! statements into short-lived trees: eagerly committed arenas are backed by transparent
+    //! huge pages, which spares them most of their page faults (24,000 to 4,400 for `lint` of
+    //! a 10,000-statement file, BENCHMARKS.md §2). Every other command keeps the lazily
+    //! committed arenas the build sets (`.cargo/config.toml`): the proxy lives long with many
+    //! small connections (eagerly, 500 idle connections took 57 KiB each instead of 12), and
+    //! the commands that take locks on a live database (apply, rollback, finalize, demo) keep
+    //! the allocator their latency was measured with, with no huge-page compaction while a
+    //! swap holds its locks. mimalloc reserves its first arena at the first allocation, before
+    //! `main`, so the choice is made in a constructor that reads argv: the first argument that
+    //! names a command decides.
     use std::ffi::{c_char, c_int, c_long, CStr};
 
     extern "C" {
@@ -50,19 +56,65 @@ mod arenas {
         }
         let count = usize::try_from(argc).unwrap_or(0);
         // SAFETY: glibc passes argc valid NUL-terminated strings in argv, read-only here.
-        let server = (1..count).any(|i| unsafe {
-            let arg = *argv.add(i);
-            !arg.is_null() && CStr::from_ptr(arg).to_bytes() == b"proxy"
-        });
-        if !server {
+        let command = (1..count)
+            .map(|i| unsafe { *argv.add(i) })
+            .filter(|arg| !arg.is_null())
+            .map(|arg| unsafe { CStr::from_ptr(arg) }.to_bytes())
+            .find(|arg| COMMANDS.contains(arg));
+        if command.is_some_and(|c| EAGER.contains(&c)) {
             // SAFETY: sets one integer option; mimalloc reads it when it reserves an arena.
             unsafe { mi_option_set(ARENA_EAGER_COMMIT, 1) };
         }
     }
 
+    /// The commands that get eager arenas.
+    const EAGER: &[&[u8]] = &[b"lint", b"plan", b"diff", b"check"];
+    /// Every command's name (`args::Command`), so that an argument's value is not taken for
+    /// one when a command comes after it.
+    const COMMANDS: &[&[u8]] = &[
+        b"lint",
+        b"plan",
+        b"diff",
+        b"check",
+        b"dev-image",
+        b"keygen",
+        b"policy",
+        b"submit",
+        b"approve",
+        b"audit",
+        b"secrets",
+        b"apply",
+        b"status",
+        b"pause",
+        b"resume",
+        b"rollback",
+        b"finalize",
+        b"extend",
+        b"demo",
+        b"proxy",
+    ];
+
     #[used]
     #[link_section = ".init_array"]
     static CHOOSE: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = choose;
+
+    #[cfg(test)]
+    mod tests {
+        use clap::CommandFactory;
+
+        #[test]
+        fn the_command_list_is_clap_s() {
+            let clap: Vec<String> = crate::args::Args::command()
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            let ours: Vec<String> = super::COMMANDS
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            assert_eq!(ours, clap);
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -461,11 +461,19 @@ fn replace_key_beside(cx: &mut Cx, live: &Table, t: &Table, c: &Constraint) {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(table, fk)| {
+                    // Validated after the swap when the desired schema has it valid (a
+                    // VALIDATE the diff plans for it runs before the swap re-adds it).
+                    let validated = cx
+                        .to
+                        .tables
+                        .get(table)
+                        .and_then(|d| d.constraints.get(&fk.name))
+                        .is_some_and(|d| d.validated);
                     (
                         table.clone(),
                         fk.name.clone(),
                         strip_not_valid(&fk.definition).to_string(),
-                        fk.validated,
+                        validated,
                     )
                 })
                 .collect()

@@ -58,13 +58,13 @@ fn create_sql(rule: &Rule) -> String {
 
 pub(crate) fn diff_rules(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
     let name = &desired.name;
-    let mut replaced = Vec::new();
+    let mut kept = Vec::new();
     if let Some(live) = live {
         for r in live.rules.values() {
             let wanted = desired.rules.get(&r.name);
             let in_the_way = reads_disturbed_column(cx, name, r);
             if !in_the_way && wanted.is_some() {
-                replaced.push(r.name.clone());
+                kept.push(r.name.clone());
                 continue;
             }
             let object = format!("rule {}.{}", plain(name), r.name);
@@ -80,7 +80,7 @@ pub(crate) fn diff_rules(cx: &mut Cx, live: Option<&Table>, desired: &Table) {
         let object = format!("rule {}.{}", plain(name), r.name);
         let old = live
             .and_then(|l| l.rules.get(&r.name))
-            .filter(|_| replaced.contains(&r.name));
+            .filter(|_| kept.contains(&r.name));
         match old {
             Some(old) => {
                 if old.definition != r.definition {
