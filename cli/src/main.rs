@@ -24,7 +24,8 @@ use crate::exit::Failure;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(target_os = "linux")]
+// glibc passes argc and argv to `.init_array` entries; other C libraries may not.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod arenas {
     //! Which arenas mimalloc commits eagerly, chosen before its first allocation.
     //!

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diff::{create_view_sql, plain};
 use crate::finding::Lock;
-use crate::ident::QualName;
+use crate::ident::{Literal, QualName};
 use crate::model::Schema;
 use crate::plan::{Estimate, Step, Strategy};
 
@@ -203,7 +203,10 @@ fn matview_carried_as_is(live: &Schema, name: &QualName, span: &Span, steps: &[S
     let extras_as_live = span.extras.iter().all(|&k| {
         let s = &steps[k];
         if s.description == comment_step {
-            return v.comment.is_some() && s.sql.len() == 1 && !s.sql[0].is_empty();
+            // The executor carries the live comment: the plan's must be the same text.
+            return v.comment.as_deref().is_some_and(|c| {
+                s.sql.len() == 1 && s.sql[0].ends_with(&format!(" IS {}", Literal(c)))
+            });
         }
         indexes += 1;
         s.sql.len() == 1 && v.indexes.values().any(|i| i.definition == s.sql[0])
