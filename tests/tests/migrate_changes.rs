@@ -1075,19 +1075,26 @@ async fn no_reader_failed(readers: Vec<tokio::task::JoinHandle<(u64, Vec<String>
     }
 }
 
+/// Submit and apply `plan` on a blocking thread, so the test's clients keep running; the
+/// migration's id.
+async fn submit_and_apply_beside(f: &Fixture, plan: &Path) -> i64 {
+    let (url, plan) = (f.url.clone(), plan.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let id = submit(&url, &plan, &[]);
+        apply(&url, id, &[]).expect(0);
+        id
+    })
+    .await
+    .expect("apply")
+}
+
 /// Submit and apply `plan` while clients read `queries` in a loop (from 100 ms before to
 /// 100 ms after); none of them may see an error.
 async fn apply_under_readers(f: &Fixture, plan: &Path, queries: &[&'static str]) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers = readers(f, queries, &stop).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (url, plan) = (f.url.clone(), plan.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan, &[]);
-        apply(&url, id, &[]).expect(0);
-    })
-    .await
-    .expect("apply");
+    submit_and_apply_beside(f, plan).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     no_reader_failed(readers).await;
@@ -1130,14 +1137,7 @@ async fn views_on_views_over_a_retyped_column_stay_readable_through_apply_and_ro
         &stop,
     )
     .await;
-    let (url, plan_path) = (f.url.clone(), plan.clone());
-    let id = tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan_path, &[]);
-        apply(&url, id, &[]).expect(0);
-        id
-    })
-    .await
-    .expect("apply");
+    let id = submit_and_apply_beside(&f, &plan).await;
     let view_type = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'big_orders'::regclass AND attname = 'amount_cents'";
     assert_eq!(f.one(view_type).await, "bigint");
     assert_eq!(
@@ -1333,13 +1333,7 @@ async fn a_referenced_key_changes_with_children_inserting_and_no_orphan_ever_acc
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (url, plan_path) = (f.url.clone(), plan.clone());
-    tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan_path, &[]);
-        apply(&url, id, &[]).expect(0);
-    })
-    .await
-    .expect("apply");
+    submit_and_apply_beside(&f, &plan).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for c in clients {
@@ -1411,14 +1405,7 @@ async fn a_materialized_view_over_a_retyped_column_is_rebuilt_beside_never_missi
         &stop,
     )
     .await;
-    let (url, plan_path) = (f.url.clone(), plan.clone());
-    let id = tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan_path, &[]);
-        apply(&url, id, &[]).expect(0);
-        id
-    })
-    .await
-    .expect("apply");
+    let id = submit_and_apply_beside(&f, &plan).await;
     assert_eq!(f.one(total_type).await, "numeric", "sum(bigint) now");
     assert_eq!(f.one(carried).await, "1 refreshed nightly true true 0");
     assert_eq!(f.one(rows).await, before);
@@ -1498,13 +1485,7 @@ async fn a_rule_over_a_column_retyped_in_place_fires_for_every_insert() {
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (url, plan_path) = (f.url.clone(), plan.clone());
-    tokio::task::spawn_blocking(move || {
-        let id = submit(&url, &plan_path, &[]);
-        apply(&url, id, &[]).expect(0);
-    })
-    .await
-    .expect("apply");
+    submit_and_apply_beside(&f, &plan).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {

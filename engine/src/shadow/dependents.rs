@@ -79,7 +79,8 @@ pub struct Trigger {
     pub enabled: char,
 }
 
-fn q(schema: &str, name: &str) -> Result<QualName, EngineError> {
+/// A catalog name as a [`QualName`], or a refusal saying to rename the object.
+pub(crate) fn q(schema: &str, name: &str) -> Result<QualName, EngineError> {
     QualName::new(schema, name).map_err(|e| {
         EngineError::refused(
             format!("an object attached to the table has a name tandem cannot use ({e})"),

@@ -16,12 +16,13 @@
 //! leaves the old view reading the parked table, and the next run finds it again and starts
 //! over.
 
-use planner::ident::{Ident, Literal, QualName};
+use planner::ident::{Literal, QualName};
 use tokio_postgres::GenericClient;
 
 use crate::catalog::table;
 use crate::error::EngineError;
-use crate::shadow::dependents::{grant_statements, grants, role, with_options};
+use crate::shadow::dependents::{grant_statements, grants, q, role, with_options};
+use crate::shadow::ident;
 
 /// One materialized view to carry: built beside, then swapped in.
 #[derive(Debug)]
@@ -60,17 +61,12 @@ pub async fn rebuilds(
         .map_err(e("read the materialized views"))?
     {
         let view_oid: u32 = row.get(0);
-        let name = QualName::new(row.get::<_, &str>(1), row.get::<_, &str>(2)).map_err(|err| {
-            EngineError::refused(format!("materialized view name: {err}"), "rename it")
-        })?;
+        let name = q(row.get(1), row.get(2))?;
         let definition = retarget(row.get(3), parked, live)?;
         let options: Vec<String> = row.get(4);
         let owner: String = row.get(5);
         let comment: Option<String> = row.get(6);
-        let temp = QualName::new(name.schema.as_str(), &format!("_tandem_m{m}_mv{view_oid}"))
-            .map_err(|err| {
-                EngineError::refused(format!("materialized view name: {err}"), "rename it")
-            })?;
+        let temp = q(name.schema.as_str(), &format!("_tandem_m{m}_mv{view_oid}"))?;
         let mut build = vec![
             format!("DROP MATERIALIZED VIEW IF EXISTS {temp}"),
             format!(
@@ -87,8 +83,7 @@ pub async fn rebuilds(
             .await
             .map_err(e("read a materialized view's indexes"))?;
         for (n, index) in indexes.iter().enumerate() {
-            let index_name = Ident::new(index.get::<_, String>(0))
-                .map_err(|err| EngineError::refused(format!("index name: {err}"), "rename it"))?;
+            let index_name = ident(index.get(0))?;
             let (cut, tail, unique): (bool, String, bool) =
                 (index.get(1), index.get(2), index.get(3));
             if !cut {
@@ -97,20 +92,15 @@ pub async fn rebuilds(
                     "drop the materialized view before the migration and create it again after; nothing was changed",
                 ));
             }
-            let index_temp = Ident::new(format!("_tandem_m{m}_mv{view_oid}_i{n}"))
-                .map_err(|err| EngineError::refused(format!("index name: {err}"), "rename it"))?;
+            let index_temp = ident(&format!("_tandem_m{m}_mv{view_oid}_i{n}"))?;
             build.push(format!(
                 "CREATE {}INDEX {index_temp} ON {temp} {tail}",
                 if unique { "UNIQUE " } else { "" }
             ));
-            let in_schema = QualName::new(name.schema.as_str(), index_temp.as_str())
-                .map_err(|err| EngineError::refused(format!("index name: {err}"), "rename it"))?;
+            let in_schema = q(name.schema.as_str(), index_temp.as_str())?;
             swap.push(format!("ALTER INDEX {in_schema} RENAME TO {index_name}"));
             if let Some(c) = index.get::<_, Option<&str>>(4) {
-                let named =
-                    QualName::new(name.schema.as_str(), index_name.as_str()).map_err(|err| {
-                        EngineError::refused(format!("index name: {err}"), "rename it")
-                    })?;
+                let named = q(name.schema.as_str(), index_name.as_str())?;
                 swap.push(format!("COMMENT ON INDEX {named} IS {}", Literal(c)));
             }
         }

@@ -85,6 +85,7 @@ pub fn diff(from: &Schema, to: &Schema, hints: &RenameHints) -> Result<Vec<Chang
         created_tables: BTreeSet::new(),
         dropped_tables: BTreeSet::new(),
         dropped_columns: BTreeSet::new(),
+        retyped_columns: BTreeSet::new(),
     };
     types::diff_namespaces(&mut cx);
     types::diff_extensions(&mut cx);
@@ -113,4 +114,6 @@ pub(crate) struct Cx<'a> {
     pub dropped_tables: BTreeSet<QualName>,
     /// Live columns dropped by this diff (including re-added ones), of tables that stay.
     pub dropped_columns: BTreeSet<(QualName, String)>,
+    /// Columns whose type or collation this diff changes.
+    pub retyped_columns: BTreeSet<(QualName, String)>,
 }

@@ -15,31 +15,16 @@ use super::{ChangeKind, Cx};
 use crate::ident::QualName;
 use crate::model::{trigger_state_clause, Rule, Table};
 
-/// The (table, column) pairs whose column the plan retypes or drops.
-fn disturbed_columns(cx: &Cx) -> Vec<(QualName, String)> {
-    let mut out: Vec<(QualName, String)> = cx.dropped_columns.iter().cloned().collect();
-    for (name, live) in &cx.from.tables {
-        let Some(desired) = cx.to.tables.get(name) else {
-            continue;
-        };
-        for c in &live.columns {
-            let retyped = desired.columns.iter().any(|d| {
-                d.name == c.name && (d.data_type != c.data_type || d.collation != c.collation)
-            });
-            if retyped {
-                out.push((name.clone(), c.name.clone()));
-            }
-        }
-    }
-    out
-}
-
 /// Whether the rule (on `table`) may read a column the plan retypes or drops: its text names
 /// the column's table (or the rule is on it) and the column.
 fn reads_disturbed_column(cx: &Cx, table: &QualName, rule: &Rule) -> bool {
-    disturbed_columns(cx).iter().any(|(t, c)| {
-        (t == table || mentions(&rule.definition, t.name.as_str())) && mentions(&rule.definition, c)
-    })
+    cx.dropped_columns
+        .iter()
+        .chain(&cx.retyped_columns)
+        .any(|(t, c)| {
+            (t == table || mentions(&rule.definition, t.name.as_str()))
+                && mentions(&rule.definition, c)
+        })
 }
 
 /// `ALTER TABLE .. DISABLE RULE ..` (or ENABLE REPLICA / ALWAYS) for a rule that does not

@@ -406,6 +406,7 @@ fn alter_column(cx: &mut Cx, table: &QualName, old: &Column, c: &Column) {
     }
     if retype {
         cx.disturbed.insert(table.clone());
+        cx.retyped_columns.insert((table.clone(), c.name.clone()));
         let collate = match &c.collation {
             Some(coll) => format!(" COLLATE {coll}"),
             None if old.collation.is_some() => " COLLATE \"pg_catalog\".\"default\"".to_string(),
