@@ -58,6 +58,9 @@ pub const STREAM_ABOVE: usize = 256 * 1024;
 const REPLAY_MAX: usize = 64 * 1024;
 /// Named statements remembered per session, at most (the rest cannot be recovered).
 const STATEMENTS_MAX: usize = 10_000;
+/// The most statement text a session's kept statements hold together (a Parse can carry up
+/// to 1 GiB): past it, new statements are not kept, as past [`STATEMENTS_MAX`].
+const STATEMENT_BYTES_MAX: usize = 8 << 20;
 /// The server may send messages up to PostgreSQL's own limit.
 const SERVER_MAX: usize = (1 << 30) + 5;
 
@@ -592,6 +595,8 @@ struct State {
     statements: HashMap<String, Statement>,
     /// A Parse too large to read went by: remembered statements may be stale, recover none.
     statements_unreliable: bool,
+    /// The text bytes of `statements`, against [`STATEMENT_BYTES_MAX`].
+    statement_bytes: usize,
     /// A request buffer to use again (one allocation per session, not per request).
     spare_raw: Option<BytesMut>,
 }
@@ -627,6 +632,7 @@ impl<'a> Session<'a> {
                 recovery: Recovery::None,
                 statements: HashMap::new(),
                 statements_unreliable: false,
+                statement_bytes: 0,
                 spare_raw: None,
             }),
             replay_done: Notify::new(),
@@ -941,13 +947,17 @@ impl<'a> Session<'a> {
                         let p = protocol::parse_parse(body).map_err(bad)?;
                         // Named statements for a replay (up to a limit); the unnamed one only
                         // when its Binds may be sampled for the mirror.
-                        let keep = if p.name.is_empty() {
-                            self.mirror
-                        } else {
-                            state.statements.len() < STATEMENTS_MAX
-                                || state.statements.contains_key(p.name)
-                        };
+                        let old = state.statements.get(p.name).map_or(0, |s| s.query.len());
+                        let bytes = state.statement_bytes - old + p.query.len();
+                        let keep = bytes <= STATEMENT_BYTES_MAX
+                            && if p.name.is_empty() {
+                                self.mirror
+                            } else {
+                                state.statements.len() < STATEMENTS_MAX
+                                    || state.statements.contains_key(p.name)
+                            };
                         if keep {
+                            state.statement_bytes = bytes;
                             state.statements.insert(
                                 p.name.to_string(),
                                 Statement {
@@ -957,6 +967,9 @@ impl<'a> Session<'a> {
                                     cached: false,
                                 },
                             );
+                        } else if let Some(gone) = state.statements.remove(p.name) {
+                            // Never the text the name had before.
+                            state.statement_bytes -= gone.query.len();
                         }
                     }
                     None => state.statements_unreliable = true,
@@ -970,6 +983,7 @@ impl<'a> Session<'a> {
                         if let Some(s) = state.statements.get(b.statement) {
                             self.shared.mirror.offer_with(&s.query, || Sample {
                                 sql: s.query.clone(),
+                                role: Arc::from(self.started.user.as_str()),
                                 param_types: s.types.clone(),
                                 params: b
                                     .params
@@ -988,7 +1002,9 @@ impl<'a> Session<'a> {
             b'C' => {
                 if let Some(body) = body {
                     if let Some(name) = protocol::statement_target(body).map_err(bad)? {
-                        state.statements.remove(name);
+                        if let Some(gone) = state.statements.remove(name) {
+                            state.statement_bytes -= gone.query.len();
+                        }
                     }
                 }
             }
@@ -999,6 +1015,7 @@ impl<'a> Session<'a> {
                         if let Ok(sql) = r.cstr() {
                             self.shared.mirror.offer_with(sql, || Sample {
                                 sql: Arc::from(sql),
+                                role: Arc::from(self.started.user.as_str()),
                                 param_types: Vec::new(),
                                 params: Vec::new(),
                                 param_formats: Vec::new(),

@@ -38,9 +38,14 @@ async fn install(db: &TestDb) {
     }
 }
 
+/// The role the samples' clients authenticated as: the test's own (set by [`setup`] and
+/// [`start_with`]).
+static ROLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The tables, the view and, with `target`, the migration rows that make `accounts` a target.
 async fn setup(name: &str, target: bool) -> (TestDb, Option<i64>) {
     let db = TestDb::new(name).await;
+    let _ = ROLE.set(db.config().get_user().expect("a user").to_string());
     install(&db).await;
     db.client()
         .batch_execute(&format!(
@@ -118,6 +123,7 @@ fn start(db: &TestDb, queue: usize, metrics: &Arc<Metrics>) -> Mirror {
 }
 
 fn start_with(db: &TestDb, queue: usize, workers: usize, metrics: &Arc<Metrics>) -> Mirror {
+    let _ = ROLE.set(db.config().get_user().expect("a user").to_string());
     let (upstream, password) = upstream(db);
     let config = FileConfig {
         mirror_sample: 1.0,
@@ -149,6 +155,11 @@ async fn active(mirror: &Mirror, within: Duration) {
 fn simple(sql: &str) -> Sample {
     Sample {
         sql: sql.into(),
+        role: ROLE
+            .get()
+            .expect("setup() or start_with() ran")
+            .as_str()
+            .into(),
         param_types: vec![],
         params: vec![],
         param_formats: vec![],
@@ -158,6 +169,11 @@ fn simple(sql: &str) -> Sample {
 fn extended(sql: &str, types: &[u32], params: &[&[u8]], formats: &[i16]) -> Sample {
     Sample {
         sql: sql.into(),
+        role: ROLE
+            .get()
+            .expect("setup() or start_with() ran")
+            .as_str()
+            .into(),
         param_types: types.to_vec(),
         params: params
             .iter()
@@ -413,8 +429,9 @@ async fn writes_are_never_run_and_the_mirror_transaction_is_read_only() {
     mirror.offer(simple(
         "WITH d AS (DELETE FROM accounts WHERE id = 4 RETURNING *) SELECT * FROM d",
     ));
-    // Passes the checks (sneaky() is the application's function), writes inside: the READ
-    // ONLY transaction refuses it, and the failure is a skip, never a client's error.
+    // sneaky() is the application's function, VOLATILE (the default): the catalog says so,
+    // and it is skipped without running (before issue 13 it ran, and only the READ ONLY
+    // transaction stopped its write).
     mirror.offer(simple("SELECT id, sneaky() FROM accounts WHERE id = 3"));
     // Not about a migrating table at all: nothing is queued.
     mirror.offer(simple("SELECT 1"));
@@ -428,7 +445,11 @@ async fn writes_are_never_run_and_the_mirror_transaction_is_read_only() {
     )
     .await;
     assert_eq!(metrics.mirror_sampled.load(Relaxed), 4);
-    assert_eq!(metrics.mirror_errors.load(Relaxed), 1);
+    assert_eq!(
+        metrics.mirror_errors.load(Relaxed),
+        0,
+        "something ran and failed"
+    );
     let c = db.client();
     let balance: i32 = c
         .query_one("SELECT balance FROM accounts WHERE id = 3", &[])
@@ -540,4 +561,111 @@ async fn concurrent_offers_are_each_counted_once() {
     .await;
     assert_eq!(metrics.mirror_errors.load(Relaxed), 0);
     assert_eq!(drift_rows(db.client()).await, 0);
+}
+
+/// Issue 13: whether a statement is free of effects comes from the catalog, for every
+/// function and operator it calls, in any schema. A VOLATILE function of the application's
+/// (here one that takes an advisory lock each time it is called, so each call leaves a mark
+/// in pg_locks) is never run by the mirror, called directly, qualified, or behind an operator;
+/// a STABLE one is compared as before.
+#[tokio::test]
+async fn a_volatile_function_of_the_applications_is_never_run() {
+    let (db, id) = setup("mirror_volatile", true).await;
+    let id = id.unwrap();
+    db.client()
+        .batch_execute(
+            "CREATE SCHEMA app;
+             CREATE FUNCTION app.counted(int) RETURNS int LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_advisory_lock(8675309); RETURN $1; END $$;
+             CREATE FUNCTION public.counted_too(int) RETURNS int LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_advisory_lock(8675309); RETURN $1; END $$;
+             CREATE FUNCTION app.plus(int, int) RETURNS int LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_advisory_lock(8675309); RETURN $1 + $2; END $$;
+             CREATE OPERATOR app.#@# (LEFTARG = int, RIGHTARG = int, FUNCTION = app.plus);
+             CREATE FUNCTION app.tax(int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1 / 10';",
+        )
+        .await
+        .unwrap();
+    let metrics = Metrics::new();
+    let mirror = start(&db, 64, &metrics);
+    active(&mirror, Duration::from_secs(10)).await;
+    connected(&db).await;
+    mirror.offer(simple(
+        "SELECT id, app.counted(balance) FROM accounts WHERE id = 3",
+    ));
+    mirror.offer(simple(
+        "SELECT id, counted_too(balance) FROM accounts WHERE id = 4",
+    ));
+    mirror.offer(simple(
+        "SELECT id FROM accounts WHERE balance OPERATOR(app.#@#) 1 > 5 ORDER BY id",
+    ));
+    mirror.offer(simple(
+        "SELECT id, app.tax(balance) FROM accounts WHERE id = 5",
+    ));
+    counted(
+        db.client(),
+        id,
+        Counts {
+            comparisons: 1,
+            skipped: 3,
+            ..Counts::default()
+        },
+    )
+    .await;
+    let calls: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 8675309",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(calls, 0, "a volatile function of the application's ran");
+    assert_eq!(metrics.mirror_errors.load(Relaxed), 0);
+}
+
+/// Issue 13: the client's statement runs as the client's own role. A sample from a role that
+/// may not read `accounts` is skipped (tandem's role could read it); one from a role that may
+/// is compared.
+#[tokio::test]
+async fn the_clients_read_runs_as_the_clients_role() {
+    let (db, id) = setup("mirror_role", true).await;
+    let id = id.unwrap();
+    let (nosy, reader) = (
+        format!("nosy_{}", std::process::id()),
+        format!("reader_{}", std::process::id()),
+    );
+    db.client()
+        .batch_execute(&format!(
+            "CREATE ROLE {nosy}; CREATE ROLE {reader}; GRANT SELECT ON accounts TO {reader};"
+        ))
+        .await
+        .unwrap();
+    let metrics = Metrics::new();
+    let mirror = start(&db, 64, &metrics);
+    active(&mirror, Duration::from_secs(10)).await;
+    let as_role = |role: &str| Sample {
+        role: role.into(),
+        ..simple("SELECT id, balance FROM accounts WHERE id = 6")
+    };
+    mirror.offer(as_role(&nosy));
+    mirror.offer(as_role(&reader));
+    counted(
+        db.client(),
+        id,
+        Counts {
+            comparisons: 1,
+            skipped: 1,
+            ..Counts::default()
+        },
+    )
+    .await;
+    drop(mirror);
+    db.client()
+        .batch_execute(&format!(
+            "DROP OWNED BY {reader}; DROP ROLE {nosy}; DROP ROLE {reader};"
+        ))
+        .await
+        .unwrap();
 }

@@ -599,3 +599,27 @@ async fn awkward_names_go_through_plan_apply_and_rollback() {
         0
     );
 }
+
+/// A row-level security policy whose text holds `{table}` (in a string literal) is carried to
+/// the new table as it was. Before: the policy was re-made by replacing every `{table}` in its
+/// text with the shadow's name, which changed what the policy compares with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_mentioning_table_in_braces_is_carried_word_for_word() {
+    let f = fixture(
+        "hard_policy_text",
+        &format!(
+            "{ITEMS}
+            ALTER TABLE items ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY \"{{table}} rule\" ON items USING (note <> '{{table}}' AND qty >= 0);"
+        ),
+    )
+    .await;
+    let read = "SELECT polname::text || ': ' || pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'items'::regclass";
+    let before: String = f.client().query_one(read, &[]).await.unwrap().get(0);
+    assert!(before.contains("'{table}'"), "{before}");
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &plan, &[]);
+    apply(&f.url, id, &[]).expect(0);
+    let after: String = f.client().query_one(read, &[]).await.unwrap().get(0);
+    assert_eq!(after, before);
+}

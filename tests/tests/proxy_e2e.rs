@@ -606,7 +606,7 @@ async fn planted_drift_is_caught_and_fails_the_dual_read_gate_then_a_clean_migra
         // The forward trigger back on: the checksums repair the shadow, and the dual-read gate
         // alone fails verification.
         c.batch_execute(&format!(
-            "ALTER TABLE bank_accounts ENABLE TRIGGER \"{trigger}\""
+            "ALTER TABLE bank_accounts ENABLE ALWAYS TRIGGER \"{trigger}\""
         ))
         .await
         .expect("enable the forward trigger");

@@ -29,6 +29,9 @@ pub struct Dependents {
     pub inbound_fks: Vec<ForeignKey>,
     pub outbound_fks: Vec<ForeignKey>,
     pub triggers: Vec<Trigger>,
+    /// Each policy's definition after `CREATE POLICY name ON table ` (`AS ... FOR ... TO
+    /// ... USING (...)`), beside its name: the table is put in front when the policy is made
+    /// on the other table, never substituted into the text.
     pub policies: Vec<String>,
     pub policy_names: Vec<String>,
     pub publications: Vec<String>,
@@ -217,7 +220,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
         .map_err(e("row-level security policies"))?
     {
         let name: String = row.get(0);
-        let ident = super::ident(&name)?;
+        super::ident(&name)?;
         let cmd = match row.get::<_, String>(2).as_str() {
             "r" => "SELECT",
             "a" => "INSERT",
@@ -234,7 +237,7 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
             })
             .collect();
         let mut sql = format!(
-            "CREATE POLICY {ident} ON {{table}} AS {} FOR {cmd} TO {}",
+            "AS {} FOR {cmd} TO {}",
             if row.get::<_, bool>(1) {
                 "PERMISSIVE"
             } else {
@@ -416,7 +419,7 @@ pub fn carry(
     ));
     for (name, policy) in d.policy_names.iter().zip(&d.policies) {
         if !target_policies.contains(name) {
-            out.push(policy.replace("{table}", &target.to_string()));
+            out.push(create_policy(name, policy, target)?);
         }
     }
     // Sequences follow the column, so dropping the old table later cannot drop them.
@@ -515,4 +518,14 @@ pub fn view_statements(views: &[View]) -> Result<(Vec<String>, Vec<String>), Eng
         }
     }
     Ok((replace, recreate))
+}
+
+/// `CREATE POLICY name ON target <definition>`. A definition recorded by an earlier tandem
+/// (a migration prepared before it was upgraded) starts with `CREATE POLICY name ON {table} `,
+/// which is taken off exactly, never replaced inside the text.
+fn create_policy(name: &str, definition: &str, target: &QualName) -> Result<String, EngineError> {
+    let ident = super::ident(name)?;
+    let earlier = format!("CREATE POLICY {ident} ON {{table}} ");
+    let definition = definition.strip_prefix(&earlier).unwrap_or(definition);
+    Ok(format!("CREATE POLICY {ident} ON {target} {definition}"))
 }

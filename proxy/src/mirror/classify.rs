@@ -151,6 +151,17 @@ pub(crate) struct Compare {
     /// The top-level SELECT has ORDER BY: compare sequences, else multisets.
     pub ordered: bool,
     pub rewrites: Vec<Rewrite>,
+    /// Every function and operator the statement names, for the catalog's word on their
+    /// volatility before anything runs (`volatile.rs`).
+    pub calls: Calls,
+}
+
+/// The functions and operators a statement names: (schema, name), the schema empty when
+/// the name is unqualified.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Calls {
+    pub functions: Vec<(String, String)>,
+    pub operators: Vec<(String, String)>,
 }
 
 pub(crate) fn classify(sql: &str, targets: &[Target]) -> Classified {
@@ -177,8 +188,13 @@ pub(crate) fn classify(sql: &str, targets: &[Target]) -> Classified {
         Err(Skip::NoTarget)
     } else {
         check(&parsed.protobuf, &scan).and_then(|ordered| {
-            rewrite(&parsed.protobuf, targets, &groups, scan.range_vars.len())
-                .map(|rewrites| Compare { ordered, rewrites })
+            rewrite(&parsed.protobuf, targets, &groups, scan.range_vars.len()).map(|rewrites| {
+                Compare {
+                    ordered,
+                    rewrites,
+                    calls: scan.calls.clone(),
+                }
+            })
         })
     };
     Classified { groups, outcome }
@@ -189,6 +205,7 @@ pub(crate) fn classify(sql: &str, targets: &[Target]) -> Classified {
 struct Scan {
     /// (schemaname, relname) of every RangeVar.
     range_vars: Vec<(String, String)>,
+    calls: Calls,
     first_problem: Option<Skip>,
 }
 
@@ -260,10 +277,37 @@ impl Scan {
             }
         }
         if let Some(call) = obj.get("FuncCall") {
+            if let Some(name) = call.get("funcname").and_then(qualified) {
+                if !self.calls.functions.contains(&name) {
+                    self.calls.functions.push(name);
+                }
+            }
             if let Some(problem) = func_call(call) {
                 problems.push(problem);
             }
         }
+        if let Some(expr) = obj.get("AExpr") {
+            if let Some(name) = expr.get("name").and_then(qualified) {
+                if !self.calls.operators.contains(&name) {
+                    self.calls.operators.push(name);
+                }
+            }
+        }
+    }
+}
+
+/// (schema, name) of a list of String nodes (`funcname`, an operator's `name`); the schema
+/// empty when unqualified.
+fn qualified(list: &Value) -> Option<(String, String)> {
+    let parts: Vec<&str> = list
+        .as_array()?
+        .iter()
+        .filter_map(|n| n.pointer("/node/String/sval").and_then(Value::as_str))
+        .collect();
+    match parts.as_slice() {
+        [name] => Some((String::new(), name.to_string())),
+        [.., schema, name] => Some((schema.to_string(), name.to_string())),
+        [] => None,
     }
 }
 
@@ -612,6 +656,25 @@ mod tests {
     use super::*;
     use crate::mirror::registry::Against;
     use planner::ident::QualName;
+
+    #[test]
+    fn names_every_function_and_operator_it_calls() {
+        let c = classify(
+            "SELECT app.f(balance), lower(owner), counted_too(id) FROM accounts \
+             WHERE balance OPERATOR(app.#@#) 1 > 5 AND id = 3 ORDER BY id",
+            &targets(),
+        );
+        let calls = c.outcome.expect("compared").calls;
+        let pair = |s: &str, n: &str| (s.to_string(), n.to_string());
+        assert_eq!(
+            calls.functions,
+            [pair("app", "f"), pair("", "lower"), pair("", "counted_too")]
+        );
+        assert_eq!(
+            calls.operators,
+            [pair("", ">"), pair("app", "#@#"), pair("", "=")]
+        );
+    }
 
     fn targets() -> Vec<Target> {
         vec![

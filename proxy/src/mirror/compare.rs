@@ -1,5 +1,9 @@
 //! One comparison: the client's read and its rewrite, both inside one `REPEATABLE READ READ
 //! ONLY` transaction on a mirror connection, so they see one snapshot and can write nothing.
+//! The client's read runs as the client's own role (`SET LOCAL ROLE`): what the client could
+//! not run is never run for it, and a role tandem's cannot become is a skip. The rewrite
+//! (the same statement over tandem's mirror view, which the client's role cannot read) runs
+//! after it, as tandem's role, only once the client's own ran.
 //!
 //! Simple protocol (no parameters): `simple_query`, values as text. Extended protocol: the
 //! statement is prepared with the client's parameter types and bound with the client's bytes
@@ -23,13 +27,17 @@ use super::Sample;
 
 /// Rows per side beyond which a read is not compared (the worker holds both sides).
 pub(crate) const MAX_ROWS: usize = 10_000;
+/// Bytes of values per side beyond which a read is not compared.
+pub(crate) const MAX_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CompareError {
     #[error("the comparison failed on the server")]
     Sql(#[from] tokio_postgres::Error),
-    #[error("the result has more than {MAX_ROWS} rows; larger reads are not compared")]
+    #[error("the result has more than {MAX_ROWS} rows or {MAX_BYTES} bytes; larger reads are not compared")]
     TooLarge,
+    #[error("tandem's role cannot act as the client's role {0:?}, so its read is not run for it")]
+    Role(String),
     #[error("Bind carried {bind} parameters where the statement has {statement}")]
     ParamCount { bind: usize, statement: usize },
     #[error("Bind carried {formats} format codes for {params} parameters")]
@@ -69,8 +77,15 @@ pub(crate) async fn compare(
         .read_only(true)
         .start()
         .await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL ROLE \"{}\"",
+        sample.role.replace('"', "\"\"")
+    ))
+    .await
+    .map_err(|_| CompareError::Role(sample.role.to_string()))?;
     let (live, other) = if sample.params.is_empty() && sample.param_types.is_empty() {
         let live = simple(&tx, &sample.sql).await?;
+        tx.batch_execute("RESET ROLE").await?;
         let other = simple(&tx, rewritten).await?;
         (live, other)
     } else {
@@ -84,6 +99,7 @@ async fn simple(tx: &Transaction<'_>, sql: &str) -> Result<Side, CompareError> {
     let stream = tx.client().simple_query_raw(sql).await?;
     pin_mut!(stream);
     let mut side = Side::default();
+    let mut bytes = 0usize;
     while let Some(message) = stream.try_next().await? {
         match message {
             SimpleQueryMessage::RowDescription(columns) => {
@@ -96,11 +112,14 @@ async fn simple(tx: &Transaction<'_>, sql: &str) -> Result<Side, CompareError> {
                 if side.columns.is_empty() {
                     side.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
                 }
-                side.rows.push(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(|v| v.as_bytes().to_vec()))
-                        .collect(),
-                );
+                let values: Vec<Option<Vec<u8>>> = (0..row.len())
+                    .map(|i| row.get(i).map(|v| v.as_bytes().to_vec()))
+                    .collect();
+                bytes += values.iter().flatten().map(Vec::len).sum::<usize>();
+                if bytes > MAX_BYTES {
+                    return Err(CompareError::TooLarge);
+                }
+                side.rows.push(values);
             }
             _ => {}
         }
@@ -126,8 +145,6 @@ async fn extended(
         })
         .collect();
     let live_stmt = tx.prepare_typed(&sample.sql, &types).await?;
-    // The rewrite takes exactly the types the original's parameters got.
-    let other_stmt = tx.prepare_typed(rewritten, live_stmt.params()).await?;
     let n = live_stmt.params().len();
     if sample.params.len() != n {
         return Err(CompareError::ParamCount {
@@ -137,6 +154,9 @@ async fn extended(
     }
     let params = raw_params(sample)?;
     let live = rows(tx, &live_stmt, &params).await?;
+    tx.batch_execute("RESET ROLE").await?;
+    // The rewrite takes exactly the types the original's parameters got.
+    let other_stmt = tx.prepare_typed(rewritten, live_stmt.params()).await?;
     let other = rows(tx, &other_stmt, &params).await?;
     Ok((live, other))
 }
@@ -189,6 +209,7 @@ async fn rows(
         types: stmt.columns().iter().map(|c| c.type_().clone()).collect(),
         rows: Vec::new(),
     };
+    let mut bytes = 0usize;
     while let Some(row) = stream.try_next().await? {
         if side.rows.len() == MAX_ROWS {
             return Err(CompareError::TooLarge);
@@ -196,6 +217,10 @@ async fn rows(
         let mut values = Vec::with_capacity(row.len());
         for i in 0..row.len() {
             values.push(row.try_get::<_, Option<RawValue>>(i)?.map(|v| v.0));
+        }
+        bytes += values.iter().flatten().map(Vec::len).sum::<usize>();
+        if bytes > MAX_BYTES {
+            return Err(CompareError::TooLarge);
         }
         side.rows.push(values);
     }

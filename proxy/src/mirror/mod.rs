@@ -19,6 +19,7 @@ mod classify;
 mod compare;
 mod record;
 mod registry;
+mod volatile;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
@@ -51,6 +52,9 @@ const APPLICATION_NAME: &str = "tandem proxy mirror";
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub sql: Arc<str>,
+    /// The role the client's session authenticated as: the client's statement runs as it
+    /// (`SET ROLE`), so the mirror never runs what the client could not.
+    pub role: Arc<str>,
     /// Parameter type OIDs from the client's Parse (0 = let the server infer).
     pub param_types: Vec<u32>,
     /// Parameter values as the client sent them in Bind (None = NULL).
@@ -463,17 +467,36 @@ async fn process(shared: &Shared, client: &mut Client, sample: &Sample) -> bool 
     let metrics = &shared.metrics;
     let targets = shared.targets();
     let classified = classify(&sample.sql, &targets);
+    let skip = |reason: &dyn std::fmt::Display, groups: &[GroupKey]| {
+        tracing::debug!(reason = %reason, "dual read not compared");
+        metrics.mirror_skipped.fetch_add(1, Relaxed);
+        for g in groups {
+            shared.counters.add(*g, |c| c.skipped += 1);
+        }
+    };
     let compare = match classified.outcome {
         Ok(c) => c,
-        Err(skip) => {
-            tracing::debug!(reason = %skip, "dual read not compared");
-            metrics.mirror_skipped.fetch_add(1, Relaxed);
-            for g in classified.groups {
-                shared.counters.add(g, |c| c.skipped += 1);
-            }
+        Err(reason) => {
+            skip(&reason, &classified.groups);
             return true;
         }
     };
+    // Nothing runs before the catalog says no function it calls is volatile.
+    match volatile::first_volatile(client, &compare.calls).await {
+        Ok(None) => {}
+        Ok(Some(name)) => {
+            skip(&classify::Skip::Volatile(name), &classified.groups);
+            return true;
+        }
+        Err(e) => {
+            metrics.mirror_errors.fetch_add(1, Relaxed);
+            skip(
+                &format!("the catalog could not be read ({e})"),
+                &classified.groups,
+            );
+            return !client.is_closed();
+        }
+    }
     // The server's timeout ends a slow read; this one ends a connection that stopped answering.
     let limit = shared.timeout * 2 + Duration::from_secs(1);
     for rewrite in &compare.rewrites {
