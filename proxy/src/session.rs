@@ -154,6 +154,10 @@ impl IntoHalves for Stream {
                 let (r, w) = s.into_split();
                 (Box::new(r), Box::new(w))
             }
+            Stream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
         }
     }
 }
