@@ -104,16 +104,24 @@ impl Upstream {
         let tls = keys
             .resolve_here()
             .map_err(|e| format!("--upstream: {e}"))?;
-        // Every certificate file is read now: a wrong path fails the start, not a session.
-        let own = (tls.mode != pgtls::SslMode::Disable)
-            .then(|| pgtls::Connector::new(&tls))
-            .transpose()
-            .map_err(|e| format!("--upstream: {e}"))?;
-        let sessions = match (&addr, own) {
-            (Addr::Tcp { .. }, Some(_)) if tls.mode > pgtls::SslMode::Allow => Some(
-                pgtls::Connector::new(&tls.without_client_cert())
-                    .map_err(|e| format!("--upstream: {e}"))?,
-            ),
+        Upstream::new(addr, user, database, tls).map_err(|e| format!("--upstream: {e}"))
+    }
+
+    /// An upstream with these TLS settings; every certificate file is read now, so a wrong
+    /// path fails the start, not a session.
+    pub fn new(
+        addr: Addr,
+        user: String,
+        database: String,
+        tls: pgtls::Tls,
+    ) -> Result<Upstream, pgtls::Error> {
+        if tls.mode != pgtls::SslMode::Disable {
+            pgtls::Connector::new(&tls)?;
+        }
+        let sessions = match &addr {
+            Addr::Tcp { .. } if tls.mode > pgtls::SslMode::Allow => {
+                Some(pgtls::Connector::new(&tls.without_client_cert())?)
+            }
             _ => None,
         };
         Ok(Upstream {
@@ -123,6 +131,17 @@ impl Upstream {
             tls,
             sessions,
         })
+    }
+
+    /// An upstream reached without TLS (tests, and servers on this host).
+    pub fn plain(addr: Addr, user: String, database: String) -> Upstream {
+        Upstream {
+            addr,
+            user,
+            database,
+            tls: pgtls::Tls::disabled(),
+            sessions: None,
+        }
     }
 
     /// Whether relayed sessions can reach the server in plain text over a network: a TCP
