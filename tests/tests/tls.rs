@@ -3,7 +3,8 @@
 //! CA, a server certificate for `localhost`/127.0.0.1 and a client certificate made by rcgen:
 //! each sslmode's promise through `pgtls::connect` (what the CLI, the engine and the proxy's
 //! own connections use), then `plan`, `submit`, `apply` and `tandem proxy` through the real
-//! binary with `sslmode=verify-full`.
+//! binary with `sslmode=verify-full`. And against the plain test server: `prefer`'s fallback
+//! is logged, `require` refuses it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -464,9 +465,10 @@ async fn plan_submit_apply_over_verify_full() {
         (row.get::<_, String>(0), row.get::<_, i64>(1)),
         ("bigint".to_string(), 1000)
     );
-    // tandem's own sessions were TLS: the server says so for the one status opens.
+    // status reads the migration back over the same settings (the server takes nothing but
+    // TLS, so every session above was TLS).
     let run = tandem(s, &["--database-url", &url, "status", &id]).expect(0);
-    assert!(!run.stdout.is_empty());
+    assert!(run.stdout.contains("tls_items"), "{}", run.stdout);
 
     // The wrong CA: exit 69 and what to do.
     let wrong = format!(
@@ -657,5 +659,61 @@ async fn proxy_relays_to_a_hostssl_only_server_over_tls() {
     assert!(
         log.contains("sslmode=prefer") && log.contains("sslmode=verify-full"),
         "{log}"
+    );
+}
+
+#[tokio::test]
+async fn prefer_says_when_it_falls_back_to_plain_text_and_require_refuses_it() {
+    // The shared test server has no TLS.
+    let db = fixtures::pg::TestDb::new("tls_prefer_fallback").await;
+    let tcp = db.tcp_config();
+    let port = tcp.get_ports()[0];
+    let dir = tempfile::tempdir().expect("a directory");
+    let pgpass = dir.path().join("pgpass");
+    write(
+        &pgpass,
+        &format!(
+            "127.0.0.1:{port}:*:{}:{}\n",
+            tcp.get_user().expect("a user"),
+            String::from_utf8_lossy(tcp.get_password().expect("a password"))
+        ),
+        0o600,
+    );
+    let url = |mode: &str| {
+        format!(
+            "postgresql://{}@127.0.0.1:{port}/{}?sslmode={mode}",
+            tcp.get_user().expect("a user"),
+            db.name()
+        )
+    };
+    let run = |mode: &str| {
+        let out = Command::new(tests::binary())
+            .args(["--database-url", &url(mode), "status"])
+            .current_dir(tests::root())
+            .env_remove("TANDEM_LOG")
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT")
+            .env("PGPASSFILE", &pgpass)
+            .output()
+            .expect("tandem runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run("prefer");
+    assert_ne!(code, Some(69), "prefer connects: {stderr}");
+    assert!(
+        stderr.contains("connected without TLS") && stderr.contains("sslmode=require"),
+        "{stderr}"
+    );
+    let (code, stderr) = run("disable");
+    assert!(!stderr.contains("connected without TLS"), "{stderr}");
+    assert_ne!(code, Some(69), "{stderr}");
+    let (code, stderr) = run("require");
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(
+        stderr.contains("does not support TLS") && stderr.contains("PGSSLMODE"),
+        "{stderr}"
     );
 }
