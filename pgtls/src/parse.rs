@@ -107,8 +107,11 @@ fn percent_decode(s: &str) -> Result<String, Error> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
+                // The text itself is not repeated: it may be a secret.
                 .ok_or_else(|| {
-                    Error::Syntax(format!("{s:?} has a % not followed by two hex digits"))
+                    Error::Syntax(
+                        "a URL parameter has a % not followed by two hex digits; percent-encode it (%25 for %)".into(),
+                    )
                 })?;
             out.push(hex);
             i += 3;
@@ -117,7 +120,8 @@ fn percent_decode(s: &str) -> Result<String, Error> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| Error::Syntax(format!("{s:?} does not decode to UTF-8")))
+    String::from_utf8(out)
+        .map_err(|_| Error::Syntax("a URL parameter does not decode to UTF-8".into()))
 }
 
 fn split_pairs(text: &str) -> Result<(String, Keys), Error> {
