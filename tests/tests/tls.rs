@@ -23,7 +23,9 @@ struct Server {
     password: String,
     /// Client-side files: `ca.pem`, `other-ca.pem`, `client.crt`, `client.key` (0600),
     /// `server.crt`/`server.key` (for the proxy's own TLS), `pgpass`.
-    dir: tempfile::TempDir,
+    /// Beside the cluster's data directory, so that it goes with the cluster (the server
+    /// lives in a static: the reaper removes both when the test process ends).
+    dir: PathBuf,
 }
 
 /// The role the client certificate (CN) logs in as, with `cert` authentication.
@@ -72,27 +74,24 @@ impl Server {
             .get_password()
             .map(|p| String::from_utf8(p.to_vec()).expect("utf-8 password"))
             .expect("the cluster's password");
-        let dir = tempfile::tempdir().expect("a directory for the client's files");
+        let dir = cluster
+            .data_dir()
+            .parent()
+            .expect("the cluster's directory")
+            .join("client");
+        std::fs::create_dir(&dir).expect("a directory for the client's files");
         let ca = ca("tandem test CA");
         let other = ca_other();
         let (server_cert, server_key) = leaf(&["localhost", "127.0.0.1"], "localhost", &ca);
         let (client_cert, client_key) = leaf(&[], CERT_ROLE, &ca);
-        write(&dir.path().join("ca.pem"), &ca.0.pem(), 0o644);
-        write(&dir.path().join("other-ca.pem"), &other, 0o644);
-        write(&dir.path().join("client.crt"), &client_cert.pem(), 0o644);
+        write(&dir.join("ca.pem"), &ca.0.pem(), 0o644);
+        write(&dir.join("other-ca.pem"), &other, 0o644);
+        write(&dir.join("client.crt"), &client_cert.pem(), 0o644);
+        write(&dir.join("client.key"), &client_key.serialize_pem(), 0o600);
+        write(&dir.join("server.crt"), &server_cert.pem(), 0o644);
+        write(&dir.join("server.key"), &server_key.serialize_pem(), 0o600);
         write(
-            &dir.path().join("client.key"),
-            &client_key.serialize_pem(),
-            0o600,
-        );
-        write(&dir.path().join("server.crt"), &server_cert.pem(), 0o644);
-        write(
-            &dir.path().join("server.key"),
-            &server_key.serialize_pem(),
-            0o600,
-        );
-        write(
-            &dir.path().join("pgpass"),
+            &dir.join("pgpass"),
             &format!(
                 "localhost:{port}:*:postgres:{password}\n127.0.0.1:{port}:*:postgres:{password}\n",
                 port = cluster.port()
@@ -187,7 +186,7 @@ impl Server {
     }
 
     fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     /// `host=localhost port=... user=postgres dbname=DB password=... EXTRA`, with `file` keys
