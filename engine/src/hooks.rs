@@ -74,9 +74,11 @@ const RECHECK: Duration = Duration::from_millis(50);
 
 /// Holds traffic through every live `tandem proxy` registered in `tandem.proxies`.
 ///
-/// Protocol (see `migrations/0003_proxy.sql`): `LISTEN tandem_proxy_ack`, then
-/// `NOTIFY tandem_proxy 'hold <migration> <token> <max_ms>'`; each proxy answers with a row
-/// in `tandem.proxy_acks` and `NOTIFY tandem_proxy_ack '<token>'`. The engine waits on the
+/// Protocol (see `migrations/0003_proxy.sql` and `0005_hardening.sql`): `LISTEN
+/// tandem_proxy_ack`, then a `hold` row in `tandem.proxy_signals` with `NOTIFY tandem_proxy
+/// '<seq>'` (a doorbell: proxies act on the row, which only tandem's role can write, never
+/// on a payload, which any role can send); each proxy answers with a row in
+/// `tandem.proxy_acks` and `NOTIFY tandem_proxy_ack '<token>'`. The engine waits on the
 /// notifications (driven from its own connection's message stream) rather than polling the
 /// table every few milliseconds: a wake-up is immediate and the server does no work while
 /// nothing happens; the table is read after each notification (it is the truth, the
@@ -182,12 +184,19 @@ impl ProxyHold {
                 &[],
             )
             .await;
-        let payload = format!("hold {migration} {token} {}", wait.as_millis().max(1));
+        let _ = l
+            .client
+            .execute(
+                "DELETE FROM tandem.proxy_signals WHERE at < now() - interval '1 minute'",
+                &[],
+            )
+            .await;
         *self.pending.lock().expect("not poisoned") = Some((migration, token.clone()));
+        let max_ms = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
         l.client
-            .execute("SELECT pg_notify('tandem_proxy', $1)", &[&payload])
+            .execute(SIGNAL, &[&"hold", &migration, &token, &Some(max_ms)])
             .await
-            .map_err(|e| format!("cannot notify the proxies: {e}"))?;
+            .map_err(|e| format!("cannot signal the proxies: {e}"))?;
         let until = tokio::time::Instant::now() + wait;
         loop {
             let acks: Vec<(String, bool)> = l
@@ -251,6 +260,13 @@ impl ProxyHold {
     }
 }
 
+/// A signal to the proxies (kind, migration, token, max_ms) and its doorbell, in one
+/// statement: the notification is delivered when the row is visible.
+const SIGNAL: &str = "WITH s AS (
+         INSERT INTO tandem.proxy_signals (kind, migration_id, token, max_ms)
+         VALUES ($1, $2, $3, $4) RETURNING seq)
+     SELECT pg_notify('tandem_proxy', seq::text) FROM s";
+
 /// 128 random bits, hex.
 fn token() -> String {
     use rand::Rng;
@@ -303,10 +319,7 @@ impl CutoverHold for ProxyHold {
             let release = async {
                 let _ = l
                     .client
-                    .execute(
-                        "SELECT pg_notify('tandem_proxy', $1)",
-                        &[&format!("release {m} {token}")],
-                    )
+                    .execute(SIGNAL, &[&"release", &m, &token, &None::<i32>])
                     .await;
                 let _ = l
                     .client

@@ -1,8 +1,10 @@
 //! Identifier validation and quoting: the one way a name reaches SQL text.
 //!
 //! Every identifier that tandem writes into SQL passes through [`Ident`], which
-//! rejects names PostgreSQL would silently truncate or that carry control
-//! characters, and always double-quotes on output. Building SQL from names with
+//! rejects names PostgreSQL would silently truncate or cannot hold (NUL), and always
+//! double-quotes on output. Any other character is a valid name character for PostgreSQL
+//! (a tab, a newline, `$`, a dot, a quote): such names work, and [`plain`] writes their
+//! control characters escaped when a name is shown to people. Building SQL from names with
 //! a bare `format!` is not allowed anywhere in the workspace.
 
 use std::fmt;
@@ -18,8 +20,8 @@ pub enum IdentError {
     Empty,
     #[error("identifier {0:?} is {1} bytes; PostgreSQL truncates names over 63 bytes, so choose a shorter name")]
     TooLong(String, usize),
-    #[error("identifier {0:?} contains a control character; rename the object")]
-    ControlChar(String),
+    #[error("identifier {0:?} contains a NUL character, which PostgreSQL names cannot hold")]
+    Nul(String),
     #[error("{0:?} is not a schema-qualified name; write it as schema.name")]
     Malformed(String),
 }
@@ -39,8 +41,8 @@ impl Ident {
             let len = name.len();
             return Err(IdentError::TooLong(name, len));
         }
-        if name.chars().any(|c| c.is_control()) {
-            return Err(IdentError::ControlChar(name));
+        if name.contains('\0') {
+            return Err(IdentError::Nul(name));
         }
         Ok(Ident(name))
     }
@@ -101,16 +103,17 @@ impl QualName {
         })
     }
 
-    /// `schema.name` without quotes, for messages meant for people.
+    /// `schema.name` without quotes, for messages meant for people (control characters
+    /// escaped, [`plain`]).
     pub fn display_plain(&self) -> String {
         if self.schema.as_str() == "public" {
-            self.name.as_str().to_string()
+            plain(self.name.as_str()).into_owned()
         } else {
-            let mut s =
-                String::with_capacity(self.schema.as_str().len() + self.name.as_str().len() + 1);
-            s.push_str(self.schema.as_str());
+            let (schema, name) = (plain(self.schema.as_str()), plain(self.name.as_str()));
+            let mut s = String::with_capacity(schema.len() + name.len() + 1);
+            s.push_str(&schema);
             s.push('.');
-            s.push_str(self.name.as_str());
+            s.push_str(&name);
             s
         }
     }
@@ -132,6 +135,25 @@ impl TryFrom<String> for QualName {
         let parts = split_qualified(&value).ok_or(IdentError::Malformed(value))?;
         QualName::new(&parts.0, &parts.1)
     }
+}
+
+/// A name for people: as it is, but with control characters escaped (`\t`, `\n`,
+/// `\u{1b}`), so that a name cannot break a line of a log or forge one.
+pub fn plain(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    std::borrow::Cow::Owned(
+        name.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The name bare when it is a plain lower-case identifier, else double-quoted.
@@ -250,9 +272,11 @@ mod tests {
             Err(IdentError::TooLong(_, 64))
         ));
         assert!(Ident::new("x".repeat(63)).is_ok());
-        assert!(matches!(
-            Ident::new("a\nb"),
-            Err(IdentError::ControlChar(_))
-        ));
+        assert!(matches!(Ident::new("a\0b"), Err(IdentError::Nul(_))));
+        // PostgreSQL takes any other character in a quoted name.
+        let tab = QualName::new("public", "a\tb").unwrap();
+        assert_eq!(tab.to_string(), "\"public\".\"a\tb\"");
+        assert_eq!(tab.display_plain(), "a\\tb");
+        assert_eq!(QualName::try_from(String::from(tab.clone())).unwrap(), tab);
     }
 }

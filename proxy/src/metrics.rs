@@ -36,6 +36,8 @@ pub struct Metrics {
     pub holds_acked: AtomicU64,
     pub clients_held: AtomicI64,
     pub clients_held_total: AtomicU64,
+    /// Notifications on `tandem_proxy` that named no signal row of tandem's.
+    pub control_ignored: AtomicU64,
     hold_buckets: [AtomicU64; HOLD_BUCKETS.len()],
     hold_count: AtomicU64,
     hold_sum_micros: AtomicU64,
@@ -60,7 +62,7 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             (
                 "connections_total",
                 "client connections accepted",
@@ -151,6 +153,11 @@ impl Metrics {
                 "clients_held_total",
                 "requests (clients' and dual-read comparisons') that waited in a hold",
                 &self.clients_held_total,
+            ),
+            (
+                "control_notifications_ignored_total",
+                "notifications on tandem_proxy that named no signal tandem wrote (another role's, or garbage): nothing was done",
+                &self.control_ignored,
             ),
         ];
         for (name, help, v) in counters {

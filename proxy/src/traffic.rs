@@ -48,6 +48,11 @@ impl Traffic {
         })
     }
 
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn hold_max(&self) -> Duration {
         self.hold_max
     }

@@ -332,6 +332,28 @@ pub mod migrate {
             }
         }
 
+        /// Wait for it to exit (SIGKILL after `limit`): its exit code (-1 for a signal) and
+        /// everything it printed on stderr.
+        pub fn wait_exit(&mut self, limit: Duration) -> (i32, String) {
+            let start = Instant::now();
+            loop {
+                let left = limit.saturating_sub(start.elapsed());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => {
+                        self.stderr.push_str(&line);
+                        self.stderr.push('\n');
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.kill();
+                        panic!("still running after {limit:?}; stderr:\n{}", self.stderr);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let status = self.child.wait().expect("wait for tandem");
+            (status.code().unwrap_or(-1), self.stderr.clone())
+        }
+
         /// SIGKILL it and reap it.
         pub fn kill(&mut self) {
             let _ = self.child.kill();

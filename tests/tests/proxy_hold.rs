@@ -464,6 +464,106 @@ async fn cutover_waits_for_a_busy_session_and_holds_new_ones_through_the_proxy()
     assert_eq!(left, 0, "the proxy deregisters at shutdown");
 }
 
+/// Issue 13: any role can `NOTIFY tandem_proxy` (no privilege is needed to notify a channel).
+/// A notification is only a doorbell: the proxy acts on rows of `tandem.proxy_signals`,
+/// which only tandem's role can write. Forged holds, releases and target changes, in the old
+/// payload grammar and as a made-up signal number, hold nobody, acknowledge nothing, reload
+/// nothing, and are counted. Before: `hold 1 <token> 5000` held every new transaction of every
+/// proxy for up to its hold_max, from any role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_notifications_change_nothing_and_are_counted() {
+    let db = TestDb::new("proxy_hold_forged").await;
+    let c = db.client();
+    c.batch_execute(TABLE).await.unwrap();
+    submit(&db, CHANGE, 0).await;
+    let metrics = Metrics::new();
+    let traffic = Traffic::new(Duration::from_secs(5), metrics.clone());
+    let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+    let control = tokio::spawn(control::run(
+        ControlArgs {
+            upstream: upstream(&db),
+            password: None,
+            proxy_id: "forged-proxy".into(),
+            listen: "127.0.0.1:0".into(),
+            traffic: traffic.clone(),
+            mirror: Mirror::disabled(),
+        },
+        async move {
+            let _ = stop.await;
+        },
+    ));
+    wait_until("the proxy registers", Duration::from_secs(10), async || {
+        one::<i64>(
+            c,
+            "SELECT count(*) FROM tandem.proxies WHERE id = 'forged-proxy'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // A role with no right on tandem's schema sends them (roles are the cluster's: one
+    // name per test process).
+    let forger = format!("forger_{}", std::process::id());
+    c.batch_execute(&format!("CREATE ROLE {forger}"))
+        .await
+        .unwrap();
+    let epoch = traffic.epoch();
+    c.batch_execute(&format!(
+        "SET ROLE {forger};
+         NOTIFY tandem_proxy, 'hold 1 f0f0f0f0 5000';
+         NOTIFY tandem_proxy, 'targets';
+         NOTIFY tandem_proxy, 'release 1 f0f0f0f0';
+         NOTIFY tandem_proxy, '999999';
+         RESET ROLE;"
+    ))
+    .await
+    .unwrap();
+    wait_until(
+        "the four notifications are counted",
+        Duration::from_secs(5),
+        async || {
+            metrics
+                .control_ignored
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 4
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!traffic.is_held(), "a forged hold held the proxy's traffic");
+    assert_eq!(
+        traffic.epoch(),
+        epoch,
+        "a forged target change was acted on"
+    );
+    assert_eq!(
+        traffic.begin().await,
+        Duration::ZERO,
+        "a new transaction waited"
+    );
+    traffic.end();
+    assert_eq!(
+        one::<i64>(c, "SELECT count(*) FROM tandem.proxy_acks").await,
+        0,
+        "a forged hold was acknowledged"
+    );
+    assert!(metrics
+        .render()
+        .contains("tandem_proxy_control_notifications_ignored_total 4"));
+    // And the forger cannot write a signal row either.
+    let forged = c
+        .batch_execute(
+            &format!("SET ROLE {forger}; INSERT INTO tandem.proxy_signals (kind, migration_id, token, max_ms) VALUES ('hold', 1, 'f1', 5000)"),
+        )
+        .await;
+    assert!(forged.is_err(), "a role outside tandem wrote a signal");
+    c.batch_execute(&format!("RESET ROLE; DROP ROLE {forger}"))
+        .await
+        .unwrap();
+    let _ = stop_tx.send(());
+    within(10, "the control loop stops", control).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_never_answers_costs_one_second_then_a_plain_cutover() {
     let db = TestDb::new("proxy_hold_fallback").await;

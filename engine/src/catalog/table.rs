@@ -17,6 +17,11 @@ query!(
     "the table's foreign keys"
 );
 query!(TRIGGERS, "table/triggers.sql", "the table's triggers");
+query!(
+    TRIGGERS_IN_FORCE,
+    "table/triggers_in_force.sql",
+    "the state of tandem's triggers on the table"
+);
 query!(POLICIES, "table/policies.sql", "the table's policies");
 query!(
     PUBLICATIONS,

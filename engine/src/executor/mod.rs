@@ -186,6 +186,9 @@ pub struct Executor {
     pub(crate) id: i64,
 }
 
+/// The `search_path` of every session tandem opens.
+pub(crate) const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+
 pub(crate) async fn connect(config: &Endpoint) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = pgtls::connect(config).await?;
     tokio::spawn(async move {
@@ -197,6 +200,11 @@ pub(crate) async fn connect(config: &Endpoint) -> Result<Client, tokio_postgres:
     let _ = client
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
+    // Every name tandem writes resolves in pg_catalog first and nowhere an application role
+    // can create objects: a `public.hashtextextended(text, integer)` would otherwise be a
+    // better match than the built-in for a call with an int4 argument. The plan's own
+    // statements run under the database's default (`online.rs`, `prepare/table.rs`).
+    client.batch_execute(PINNED_SEARCH_PATH).await?;
     Ok(client)
 }
 
@@ -284,7 +292,7 @@ impl Executor {
             .client
             .execute(
                 "SELECT pg_advisory_unlock($1, $2::int4)",
-                &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+                &[&EXECUTOR_LOCK_CLASS, &self.key()],
             )
             .await;
     }
@@ -295,6 +303,12 @@ impl Executor {
         self
     }
 
+    /// The key of the migration's advisory lock: its id, which the bookkeeping keeps below
+    /// 2^31 (migrations/0005) so that no two migrations share one.
+    pub(crate) fn key(&self) -> i32 {
+        state::lock_key(self.id)
+    }
+
     async fn lock(&self) -> Result<(), EngineError> {
         // A session whose client just exited keeps its locks for a few milliseconds more:
         // try for a moment before saying another process holds the migration.
@@ -303,7 +317,7 @@ impl Executor {
                 .client
                 .query_one(
                     "SELECT pg_try_advisory_lock($1, $2::int4)",
-                    &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+                    &[&EXECUTOR_LOCK_CLASS, &self.key()],
                 )
                 .await
                 .map_err(EngineError::sql("take the migration's lock"))?
@@ -328,7 +342,7 @@ impl Executor {
                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                     AND l.objid = $2::int4::oid AND l.objsubid = 2 AND l.granted
                   LIMIT 1",
-                &[&EXECUTOR_LOCK_CLASS, &(self.id as i32)],
+                &[&EXECUTOR_LOCK_CLASS, &self.key()],
             )
             .await
             .map_err(EngineError::sql("find who holds the migration's lock"))?

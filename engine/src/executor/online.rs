@@ -20,6 +20,12 @@ pub(crate) fn first_shadow(steps: &[Step]) -> usize {
 }
 
 /// Run the online steps in `range` that have not run yet.
+///
+/// A statement commits together with the count that says it ran (`online_done`, and
+/// `online_statements_done` within a step), so a process killed anywhere resumes with the next
+/// statement and never runs a committed one again. The exceptions are the statements
+/// PostgreSQL runs outside any transaction (`CONCURRENTLY`): they are made safe to run again
+/// instead (an interrupted index build is dropped and built again; a finished one is kept).
 pub(crate) async fn run(
     ex: &mut Executor,
     steps: &[Step],
@@ -63,22 +69,44 @@ pub(crate) async fn run(
             i + 1,
             step.description
         )));
+        let mark_step = format!(
+            "UPDATE tandem.migrations SET online_done = {seen}, online_statements_done = 0, updated_at = now() WHERE id = {}",
+            ex.id
+        );
         if step.transactional && step.sql.len() > 1 {
             // One transaction (a multi-statement query runs as one): a swap of a constraint,
-            // or a view dropped and created again around an ALTER, is never seen half-done.
-            run_statement(ex, &step.sql.join(";\n"), true).await?;
+            // or a view dropped and created again around an ALTER, is never seen half-done;
+            // the count commits with it.
+            let mut sql = step.sql.clone();
+            sql.push(mark_step);
+            run_statement(ex, &sql.join(";\n"), Commit::Along).await?;
         } else {
-            for sql in &step.sql {
-                run_statement(ex, sql, step.transactional).await?;
+            let started: i32 = ex
+                .client
+                .query_one(
+                    "SELECT online_statements_done FROM tandem.migrations WHERE id = $1",
+                    &[&ex.id],
+                )
+                .await
+                .map_err(EngineError::sql("read the online step's progress"))?
+                .get(0);
+            let last = step.sql.len();
+            for (j, sql) in step.sql.iter().enumerate().skip(started.max(0) as usize) {
+                if j > 0 {
+                    super::failpoint("online_statement").await;
+                }
+                let mark = if j + 1 == last {
+                    mark_step.clone()
+                } else {
+                    format!(
+                        "UPDATE tandem.migrations SET online_statements_done = {}, updated_at = now() WHERE id = {}",
+                        j + 1,
+                        ex.id
+                    )
+                };
+                run_statement(ex, sql, Commit::With(&mark)).await?;
             }
         }
-        ex.client
-            .execute(
-                "UPDATE tandem.migrations SET online_done = $2, updated_at = now() WHERE id = $1",
-                &[&ex.id, &seen],
-            )
-            .await
-            .map_err(EngineError::sql("record the online step"))?;
         state::record(
             &ex.client,
             ex.id,
@@ -91,13 +119,25 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// How an online statement's progress count commits.
+pub(crate) enum Commit<'a> {
+    /// The statement carries it (a transactional step's statements, joined).
+    Along,
+    /// In one transaction with the statement, or right after it for a statement that
+    /// PostgreSQL runs outside a transaction block.
+    With(&'a str),
+    /// Nothing to record (an inverse run by `rollback --online-steps`).
+    Nothing,
+}
+
 pub(crate) async fn run_statement(
     ex: &mut Executor,
     sql: &str,
-    _transactional: bool,
+    commit: Commit<'_>,
 ) -> Result<(), EngineError> {
+    let concurrent = concurrent_index_name(sql);
     // A CONCURRENTLY build killed half-way leaves an invalid index behind: drop it first.
-    if let Some(name) = concurrent_index_name(sql) {
+    if let Some(name) = &concurrent {
         let invalid: bool = ex
             .client
             .query_one(
@@ -123,25 +163,46 @@ pub(crate) async fn run_statement(
                 .map_err(EngineError::sql("look for the index"))?
                 .get(0);
             if exists {
-                return Ok(());
+                return mark_after(ex, &commit).await;
             }
         }
     }
+    // The plan's statements run under the database's own search_path (the names in them
+    // resolve as they did when they were planned); tandem's own under its pinned one.
+    let body = match (&commit, &concurrent) {
+        (Commit::With(mark), None) if !outside_transactions(sql) => {
+            format!("BEGIN;\n{sql};\n{mark};\nCOMMIT")
+        }
+        _ => sql.to_string(),
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let set = format!(
-            "SET lock_timeout = '{}ms'",
+            "SET lock_timeout = '{}ms'; SET search_path TO DEFAULT",
             ex.opts.lock_timeout.as_millis().max(1)
         );
         ex.client
             .batch_execute(&set)
             .await
             .map_err(EngineError::sql("set the lock timeout"))?;
-        let result = ex.client.batch_execute(sql).await;
-        let _ = ex.client.batch_execute("RESET lock_timeout").await;
+        let result = ex.client.batch_execute(&body).await;
+        let reset = ex
+            .client
+            .batch_execute(&format!(
+                "{}RESET lock_timeout; {}",
+                if result.is_err() { "ROLLBACK; " } else { "" },
+                super::PINNED_SEARCH_PATH
+            ))
+            .await;
         match result {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                reset.map_err(EngineError::sql("set tandem's search_path back"))?;
+                if body == sql {
+                    return mark_after(ex, &commit).await;
+                }
+                return Ok(());
+            }
             Err(e) if is_lock_timeout(&e) && attempt < ex.opts.cutover_attempts => {
                 tokio::time::sleep(backoff(attempt, ex.opts.cutover_max_backoff)).await;
             }
@@ -153,6 +214,40 @@ pub(crate) async fn run_statement(
             }
         }
     }
+}
+
+/// Record a statement's progress after it ran on its own.
+async fn mark_after(ex: &Executor, commit: &Commit<'_>) -> Result<(), EngineError> {
+    match commit {
+        Commit::With(mark) => ex
+            .client
+            .batch_execute(mark)
+            .await
+            .map_err(EngineError::sql("record the online statement")),
+        Commit::Along | Commit::Nothing => Ok(()),
+    }
+}
+
+/// Statements PostgreSQL refuses inside a transaction block: the `CONCURRENTLY` forms (and
+/// VACUUM, which a plan does not make). They run alone, and are safe to run again.
+fn outside_transactions(sql: &str) -> bool {
+    let Ok(tree) = pg_query::parse(sql, 0) else {
+        return true;
+    };
+    tree.protobuf.nodes().iter().any(|(node, ..)| match node {
+        pg_query::NodeRef::IndexStmt(s) => s.concurrent,
+        pg_query::NodeRef::DropStmt(s) => s.concurrent,
+        pg_query::NodeRef::ReindexStmt(s) => s.params.iter().any(|p| {
+            matches!(&p.node, Some(pg_query::NodeEnum::DefElem(d)) if d.defname == "concurrently")
+        }),
+        pg_query::NodeRef::VacuumStmt(_) => true,
+        pg_query::NodeRef::AlterTableStmt(s) => s.cmds.iter().any(|c| {
+            matches!(&c.node, Some(pg_query::NodeEnum::AlterTableCmd(cmd))
+                if cmd.subtype() == pg_query::protobuf::AlterTableType::AtDetachPartition
+                    && matches!(&cmd.def, Some(d) if matches!(&d.node, Some(pg_query::NodeEnum::PartitionCmd(p)) if p.concurrent)))
+        }),
+        _ => false,
+    })
 }
 
 /// The (qualified, as written) name of the index a `CREATE INDEX CONCURRENTLY` builds.
@@ -216,7 +311,7 @@ pub(crate) async fn after_rollback(
             Inverse::Statements(undo_sql) => {
                 ex.emit(Event::Note(format!("undoing {what}")));
                 for sql in &undo_sql {
-                    run_statement(ex, sql, false).await?;
+                    run_statement(ex, sql, Commit::Nothing).await?;
                 }
                 state::record(
                     &ex.client,

@@ -38,8 +38,10 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
         .await
         .map_err(EngineError::sql("read the divergence log"))?
         .get(0);
+    let specs = ex.specs().await?;
+    super::swap::in_force::forward(ex, &specs, false).await?;
     let mut summary = Vec::new();
-    for spec in ex.specs().await? {
+    for spec in specs {
         let mut ranges: Option<Vec<(Option<Key>, Key)>> = None; // None: the whole table
         let mut rows = 0i64;
         let mut reported = Vec::new();

@@ -59,10 +59,10 @@ pub fn function(spec: &TableSpec) -> String {
     let k = key_columns(spec);
     let old = cols(&spec.key, "o");
     let new = cols(&spec.key, "n");
-    format!(
-        "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $tandem$
-BEGIN
+    super::trigger_function(
+        &log_function(spec.migration, spec.table_oid),
+        &format!(
+            "BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO {log} ({k}) SELECT {new} FROM tandem_new AS n;
   ELSIF TG_OP = 'DELETE' THEN
@@ -71,9 +71,8 @@ BEGIN
     INSERT INTO {log} ({k}) SELECT {old} FROM tandem_old AS o UNION SELECT {new} FROM tandem_new AS n;
   END IF;
   RETURN NULL;
-END
-$tandem$",
-        f = log_function(spec.migration, spec.table_oid),
+END"
+        ),
     )
 }
 
@@ -102,6 +101,7 @@ pub fn create_triggers(spec: &TableSpec) -> Vec<String> {
             "CREATE TRIGGER {name} AFTER {} ON {table} REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {f}()",
             event.to_uppercase(),
         ));
+        out.push(super::fire_always(&table, &name));
     }
     out
 }

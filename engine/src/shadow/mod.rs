@@ -305,6 +305,34 @@ pub fn log_triggers(m: i64) -> [(Ident, &'static str); 3] {
     })
 }
 
+/// `CREATE OR REPLACE FUNCTION name() RETURNS trigger` in PL/pgSQL with `body`, running as
+/// its owner with a pinned search_path. The body is dollar-quoted with a tag it does not
+/// contain (`$tandem$`, else `$tandem1$`, ...): names and expressions inside it are the
+/// user's, and one holding `$tandem$` must not end the quoting early.
+pub fn trigger_function(name: &QualName, body: &str) -> String {
+    let tag = (0..)
+        .map(|n| match n {
+            0 => "$tandem$".to_string(),
+            n => format!("$tandem{n}$"),
+        })
+        .find(|tag| !body.contains(tag.as_str()))
+        .expect("a tag the body does not contain");
+    format!(
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS {tag}
+{body}
+{tag}"
+    )
+}
+
+/// Make trigger `trigger` on `table` fire in every `session_replication_role`: a logical
+/// replication subscriber or a `pg_restore` session (role `replica`) skips triggers left
+/// `ENABLE`d (origin only), and its writes would never reach the other table. Runs in the
+/// transaction that creates the trigger (the same SHARE ROW EXCLUSIVE lock).
+pub fn fire_always(table: &impl std::fmt::Display, trigger: &impl std::fmt::Display) -> String {
+    format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
+}
+
 pub fn forward_trigger(m: i64) -> Ident {
     Ident::new(format!("_tandem_m{m}_forward")).expect("short name")
 }

@@ -189,15 +189,12 @@ pub fn truncate_function(function: &QualName) -> QualName {
 }
 
 pub fn truncate_function_sql(function: &QualName) -> String {
-    format!(
-        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $tandem$
-BEGIN
+    super::trigger_function(
+        &truncate_function(function),
+        "BEGIN
   EXECUTE format('TRUNCATE %I.%I', TG_ARGV[0], TG_ARGV[1]);
   RETURN NULL;
-END
-$tandem$",
-        truncate_function(function)
+END",
     )
 }
 
@@ -214,14 +211,17 @@ pub fn truncate_triggers(
     spec.partitions()
         .iter()
         .filter(|p| p.leaf())
-        .map(|p| {
+        .flat_map(|p| {
             let target = p.at(to);
-            format!(
-                "CREATE TRIGGER {trigger} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {f}({}, {})",
-                p.at(from),
-                Literal(target.schema.as_str()),
-                Literal(target.name.as_str())
-            )
+            [
+                format!(
+                    "CREATE TRIGGER {trigger} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {f}({}, {})",
+                    p.at(from),
+                    Literal(target.schema.as_str()),
+                    Literal(target.name.as_str())
+                ),
+                super::fire_always(&p.at(from), trigger),
+            ]
         })
         .collect()
 }

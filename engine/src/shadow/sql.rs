@@ -224,10 +224,8 @@ pub fn trigger_function(spec: &TableSpec, direction: Direction, function: &QualN
             ),
         ),
     };
-    format!(
-        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $tandem$
-#variable_conflict use_column
+    let body = format!(
+        "#variable_conflict use_column
 BEGIN
 {checks}  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({old}) IS DISTINCT FROM ({new})) THEN
 {copy_lock}    DELETE FROM {target} AS t WHERE ({tkeys}) = ({old});
@@ -236,8 +234,7 @@ BEGIN
 {write}
   END IF;
   RETURN NULL;
-{catch}END
-$tandem$",
+{catch}END",
         old = src_old.join(", "),
         new = src_new.join(", "),
         target = f.target,
@@ -245,11 +242,12 @@ $tandem$",
         copy_lock = match direction {
             Direction::Forward => format!(
                 "    PERFORM pg_advisory_xact_lock_shared({COPY_LOCK_CLASS}, {}::int4);\n",
-                spec.migration
+                crate::state::lock_key(spec.migration)
             ),
             Direction::Reverse => String::new(),
         },
-    )
+    );
+    super::trigger_function(function, &body)
 }
 
 /// The largest key of the source now: the backfill copies up to it; later rows arrive
@@ -291,7 +289,7 @@ pub fn lock_batch(spec: &TableSpec, lower: bool, share: bool) -> String {
     if !share {
         return format!(
             "SELECT count(*) FROM (SELECT pg_advisory_xact_lock({COPY_LOCK_CLASS}, {}::int4)) AS locked",
-            spec.migration
+            crate::state::lock_key(spec.migration)
         );
     }
     format!(
@@ -406,11 +404,11 @@ pub fn table_sums(spec: &TableSpec, shadow: bool, typed: bool) -> String {
     };
     let hash = if typed {
         format!(
-            "hash_record_extended({}, 0)",
+            "pg_catalog.hash_record_extended({}, 0::int8)",
             row.trim_end_matches("::text")
         )
     } else {
-        format!("hashtextextended({row}, 0)")
+        format!("pg_catalog.hashtextextended({row}, 0::int8)")
     };
     format!("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {table} AS {alias}")
 }
@@ -419,9 +417,9 @@ pub fn table_sums(spec: &TableSpec, shadow: bool, typed: bool) -> String {
 pub fn chunk_sums(spec: &TableSpec, lower: bool) -> String {
     format!(
         "SELECT a.n, a.s, b.n, b.s
-           FROM (SELECT count(*) AS n, coalesce(sum(hashtextextended({mapped}, 0)), 0)::text AS s
+           FROM (SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended({mapped}, 0::int8)), 0)::text AS s
                    FROM {table} AS o WHERE {orange}) AS a,
-                (SELECT count(*) AS n, coalesce(sum(hashtextextended({srow}, 0)), 0)::text AS s
+                (SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended({srow}, 0::int8)), 0)::text AS s
                    FROM {shadow} AS t WHERE {srange}) AS b",
         table = spec.table,
         shadow = spec.shadow,
@@ -456,16 +454,15 @@ pub fn chunk_differences(spec: &TableSpec, lower: bool) -> String {
 /// The function a TRUNCATE of the source runs: it empties the target too (the shadow before
 /// cutover, the old table in the rollback window). Named after the row trigger's `function`.
 pub fn truncate_function(spec: &TableSpec, direction: Direction, function: &QualName) -> String {
-    format!(
-        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $tandem$
-BEGIN
+    super::trigger_function(
+        &super::truncate_function(function),
+        &format!(
+            "BEGIN
   TRUNCATE {};
   RETURN NULL;
-END
-$tandem$",
-        super::truncate_function(function),
-        spec.flow(direction).target
+END",
+            spec.flow(direction).target
+        ),
     )
 }
 

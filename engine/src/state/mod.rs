@@ -23,12 +23,26 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../../migrations/0002_executor.sql")),
     (3, include_str!("../../../migrations/0003_proxy.sql")),
     (4, include_str!("../../../migrations/0004_gates.sql")),
+    (5, include_str!("../../../migrations/0005_hardening.sql")),
 ];
+
+/// The largest migration id: the executor's lock key is the id as an int4
+/// (migrations/0005 keeps ids at or below it).
+pub const MAX_MIGRATION_ID: i64 = i32::MAX as i64;
+
+/// The key of migration `id`'s advisory locks (the executor's, the copy's).
+pub(crate) fn lock_key(id: i64) -> i32 {
+    i32::try_from(id).expect("migration ids stay at or below 2^31 - 1 (migrations/0005)")
+}
 
 /// The advisory lock key (class) under which tandem serialises its bookkeeping upgrades; the
 /// per-migration executor lock uses [`EXECUTOR_LOCK_CLASS`].
 const INSTALL_LOCK: i64 = 0x7461_6e64_656d_0001;
 pub(crate) const EXECUTOR_LOCK_CLASS: i32 = 0x7461_6e64; // "tand"
+/// The class of the per-table lock (key: the table's oid) a prepare holds from its check that
+/// no other migration runs on the table until it commits the shadow it records.
+/// ([`EXECUTOR_LOCK_CLASS`] + 1 is the copy lock, `shadow::sql::COPY_LOCK_CLASS`.)
+pub(crate) const PREPARE_LOCK_CLASS: i32 = EXECUTOR_LOCK_CLASS + 2;
 
 /// Create or upgrade schema `tandem` to the newest version. Safe to run concurrently: one
 /// process upgrades, the others wait for it and find nothing left to do.
@@ -189,7 +203,15 @@ pub async fn submit(
             &[&json, &plan.digest(), &plan.schema_fingerprint, &window, &dual_read_min],
         )
         .await
-        .map_err(EngineError::sql("register the migration"))?;
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::SEQUENCE_GENERATOR_LIMIT_EXCEEDED) {
+                return EngineError::refused(
+                    format!("this database has used every migration id tandem can lock (up to {MAX_MIGRATION_ID}); nothing was submitted"),
+                    "ids are never reused: finalize or roll back the migrations still open, then move the bookkeeping aside (ALTER SCHEMA tandem RENAME TO tandem_old, keeping its audit chain) so tandem starts a new one",
+                );
+            }
+            EngineError::sql("register the migration")(e)
+        })?;
     let id: i64 = row.get(0);
     record(client, id, "submitted", "submitted", Value::Null).await?;
     Ok(id)
@@ -233,6 +255,26 @@ pub async fn set_phase(
         .await
         .map_err(EngineError::sql("record the phase"))?;
     record(client, id, phase.as_str(), "done", detail).await
+}
+
+/// Take the migration back to `phase` done, because what the phase after it established no
+/// longer holds (recorded, with `detail`, as that later phase "voided"). The next `apply`
+/// runs the later phase again.
+pub async fn void_phase(
+    client: &impl GenericClient,
+    id: i64,
+    phase: Phase,
+    detail: Value,
+) -> Result<(), EngineError> {
+    let voided = phase.next().unwrap_or(phase);
+    client
+        .execute(
+            "UPDATE tandem.migrations SET phase = $2, waiting_for = NULL, updated_at = now() WHERE id = $1",
+            &[&id, &phase.as_str()],
+        )
+        .await
+        .map_err(EngineError::sql("record the phase"))?;
+    record(client, id, voided.as_str(), "voided", detail).await
 }
 
 /// Say what the executor waits for (or `None`), for `status`. Best effort, autocommit.

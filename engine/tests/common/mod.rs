@@ -165,6 +165,7 @@ const BOOKKEEPING: &[&str] = &[
     "divergence",
     "proxies",
     "proxy_acks",
+    "proxy_signals",
     "dual_reads",
     "drift",
     "instance",

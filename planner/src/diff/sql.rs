@@ -7,9 +7,9 @@ use crate::ident::{Ident, Literal, QualName};
 
 /// `schema.name`, unquoted, for descriptions and object labels (never for SQL).
 pub(crate) fn plain(q: &QualName) -> String {
-    let mut s = String::from(q.schema.as_str());
+    let mut s = String::from(crate::ident::plain(q.schema.as_str()));
     s.push('.');
-    s.push_str(q.name.as_str());
+    s.push_str(&crate::ident::plain(q.name.as_str()));
     s
 }
 

@@ -72,10 +72,10 @@ pub(crate) fn make_qual(schema: Option<&str>, name: &str) -> QualName {
         let s = &s[..end];
         if s.is_empty() {
             "?".into()
-        } else if !s.chars().any(char::is_control) {
+        } else if !s.contains('\0') {
             s.into()
         } else {
-            let s: String = s.chars().filter(|c| !c.is_control()).collect();
+            let s: String = s.chars().filter(|&c| c != '\0').collect();
             if s.is_empty() {
                 "?".into()
             } else {

@@ -3,6 +3,11 @@
 //! heartbeat every second, `LISTEN tandem_proxy` for holds, releases and mirror-target
 //! changes, and the acknowledgement of each hold in `tandem.proxy_acks`.
 //!
+//! A notification is only a doorbell: the proxy acts on the rows of `tandem.proxy_signals`,
+//! which only tandem's role can write (`migrations/0005_hardening.sql`), never on a payload,
+//! which any role of the database can send. A notification that names no new signal is
+//! counted (`tandem_proxy_control_notifications_ignored_total`) and changes nothing.
+//!
 //! The proxy works as a plain pass-through without any of it: when tandem's bookkeeping is
 //! not installed it says so once and looks again every 10 s; when the upstream goes away it
 //! reconnects with backoff. A hold in progress then ends by itself at `hold_max` (the
@@ -176,6 +181,19 @@ async fn session<S: Future<Output = ()>>(
     if let Err(e) = register(args, &conn.client).await {
         return lost(e, false);
     }
+    // Signals written before this proxy listened are history.
+    let mut last = match timed(
+        "read the newest signal",
+        conn.client.query_one(
+            "SELECT coalesce(max(seq), 0) FROM tandem.proxy_signals",
+            &[],
+        ),
+    )
+    .await
+    {
+        Ok(row) => row.get::<_, i64>(0),
+        Err(e) => return lost(e, false),
+    };
     tracing::info!(proxy_id = %args.proxy_id, "registered with tandem: cutover holds and dual reads are on");
     // The targets may have changed while this proxy was not listening.
     args.mirror.reload();
@@ -219,13 +237,21 @@ async fn session<S: Future<Output = ()>>(
                 if !args.traffic.is_held() {
                     holds.clear();
                 }
+                // A doorbell lost with a connection: the rows are the truth.
+                if let Err(e) = follow(args, &conn.client, &mut holds, &mut last).await {
+                    return lost(e, true);
+                }
             }
             note = conn.notes.recv() => {
                 let Some(payload) = note else {
                     return lost("the server closed the connection".into(), true);
                 };
-                if let Err(e) = handle(args, &conn.client, &mut holds, &payload).await {
+                if let Err(e) = follow(args, &conn.client, &mut holds, &mut last).await {
                     return lost(e, true);
+                }
+                if payload.parse::<i64>().map_or(true, |seq| seq > last) {
+                    args.traffic.metrics().control_ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(payload, "a notification on tandem_proxy named no signal of tandem's: ignored");
                 }
             }
         }
@@ -261,74 +287,103 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// A message on `tandem_proxy`.
+/// A row of `tandem.proxy_signals`: what the executor asks.
 #[derive(Debug, PartialEq, Eq)]
-enum Message<'a> {
+enum Signal {
+    /// Hold new transactions, for at most `max` from now.
     Hold {
         migration: i64,
-        token: &'a str,
+        token: String,
         max: Duration,
     },
     Release {
-        token: &'a str,
+        token: String,
     },
     Targets,
 }
 
-fn parse(payload: &str) -> Option<Message<'_>> {
-    let mut words = payload.split(' ');
-    let message = match words.next()? {
-        "hold" => Message::Hold {
-            migration: words.next()?.parse().ok()?,
-            token: words.next().filter(|t| !t.is_empty())?,
-            max: Duration::from_millis(words.next()?.parse().ok()?),
-        },
-        "release" => {
-            words.next()?.parse::<i64>().ok()?;
-            Message::Release {
-                token: words.next().filter(|t| !t.is_empty())?,
+impl Signal {
+    /// The signal of a row (kind, migration, token, max_ms, its age in ms); `None` for a
+    /// hold the executor has already given up on (older than its max), or a row this proxy
+    /// does not understand (a newer tandem).
+    fn of_row(
+        kind: &str,
+        migration: Option<i64>,
+        token: Option<String>,
+        max_ms: Option<i32>,
+        age_ms: i64,
+    ) -> Option<Signal> {
+        match kind {
+            "hold" => {
+                let left = i64::from(max_ms?) - age_ms.max(0);
+                (left > 0).then(|| Signal::Hold {
+                    migration: migration.unwrap_or_default(),
+                    token: token.unwrap_or_default(),
+                    max: Duration::from_millis(left as u64),
+                })
             }
+            "release" => Some(Signal::Release { token: token? }),
+            "targets" => Some(Signal::Targets),
+            _ => None,
         }
-        "targets" => Message::Targets,
-        _ => return None,
-    };
-    words.next().is_none().then_some(message)
+    }
 }
 
-/// Handle one notification. `Err` only when the connection failed.
+/// Act on the signals written after `last`, in order; `last` moves to the newest.
+async fn follow(
+    args: &ControlArgs,
+    client: &Client,
+    holds: &mut HashMap<String, u64>,
+    last: &mut i64,
+) -> Result<(), String> {
+    let rows = timed(
+        "read the signals",
+        client.query(
+            "SELECT seq, kind, migration_id, token, max_ms,
+                    (extract(epoch FROM clock_timestamp() - at) * 1000)::int8
+               FROM tandem.proxy_signals WHERE seq > $1 ORDER BY seq",
+            &[&*last],
+        ),
+    )
+    .await?;
+    for row in rows {
+        *last = row.get(0);
+        let kind: String = row.get(1);
+        match Signal::of_row(&kind, row.get(2), row.get(3), row.get(4), row.get(5)) {
+            Some(signal) => handle(args, client, holds, signal).await?,
+            None => tracing::debug!(kind, "signal skipped (a hold given up, or unknown)"),
+        }
+    }
+    Ok(())
+}
+
+/// Act on one signal. `Err` only when the connection failed.
 async fn handle(
     args: &ControlArgs,
     client: &Client,
     holds: &mut HashMap<String, u64>,
-    payload: &str,
+    signal: Signal,
 ) -> Result<(), String> {
-    match parse(payload) {
-        None => {
-            tracing::warn!(
-                payload,
-                "unknown message on tandem_proxy ignored (a newer tandem?)"
-            );
-            Ok(())
-        }
-        Some(Message::Targets) => {
+    match signal {
+        Signal::Targets => {
             // Sent in the swap's own transaction too: sessions re-prepare before their next
             // transaction even when no hold was acknowledged.
             args.traffic.schema_changed();
             args.mirror.reload();
             Ok(())
         }
-        Some(Message::Release { token }) => {
-            if let Some(g) = holds.remove(token) {
+        Signal::Release { token } => {
+            if let Some(g) = holds.remove(&token) {
                 args.traffic.release(g);
                 tracing::debug!(token, "cutover hold released");
             }
             Ok(())
         }
-        Some(Message::Hold {
+        Signal::Hold {
             migration,
             token,
             max,
-        }) => {
+        } => {
             let traffic = &args.traffic;
             let g = traffic.hold();
             // Half of what the executor waits (and of hold_max): the answer must reach it,
@@ -336,7 +391,7 @@ async fn handle(
             let wait = max.min(traffic.hold_max()) / 2;
             let all_idle = traffic.wait_idle(wait).await;
             if all_idle {
-                holds.insert(token.to_string(), g);
+                holds.insert(token.clone(), g);
             } else {
                 // Running transactions did not finish in time: let the waiting ones go now
                 // rather than at hold_max; the executor makes a plain attempt.
@@ -377,30 +432,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_contract_payloads() {
+    fn reads_the_signal_rows() {
         assert_eq!(
-            parse("hold 7 ab12 1000"),
-            Some(Message::Hold {
+            Signal::of_row("hold", Some(7), Some("ab12".into()), Some(1000), 200),
+            Some(Signal::Hold {
                 migration: 7,
-                token: "ab12",
-                max: Duration::from_millis(1000)
+                token: "ab12".into(),
+                max: Duration::from_millis(800)
+            })
+        );
+        // The executor has given up on it.
+        assert_eq!(
+            Signal::of_row("hold", Some(7), Some("ab12".into()), Some(1000), 1000),
+            None
+        );
+        assert_eq!(
+            Signal::of_row("release", Some(7), Some("ab12".into()), None, 5),
+            Some(Signal::Release {
+                token: "ab12".into()
             })
         );
         assert_eq!(
-            parse("release 7 ab12"),
-            Some(Message::Release { token: "ab12" })
+            Signal::of_row("targets", None, None, None, 0),
+            Some(Signal::Targets)
         );
-        assert_eq!(parse("targets"), Some(Message::Targets));
-        for bad in [
-            "",
-            "hold",
-            "hold x t 5",
-            "hold 1 t",
-            "hold 1 t 5 extra",
-            "release 1",
-            "what",
-        ] {
-            assert_eq!(parse(bad), None, "{bad:?}");
-        }
+        assert_eq!(Signal::of_row("what", None, None, None, 0), None);
+        assert_eq!(Signal::of_row("release", Some(1), None, None, 0), None);
     }
 }

@@ -127,7 +127,7 @@ async fn report_preflight(ex: &Executor) -> Result<(), EngineError> {
     let rows = ex
         .client
         .query(
-            "SELECT pid, date_trunc('second', now() - xact_start)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
+            "SELECT pid, date_trunc('second', now() - xact_start)::text, coalesce(query, '')
                FROM pg_stat_activity
               WHERE xact_start < now() - interval '1 minute' AND pid <> pg_backend_pid()
               ORDER BY xact_start LIMIT 5",
@@ -140,7 +140,8 @@ async fn report_preflight(ex: &Executor) -> Result<(), EngineError> {
             "long transaction: pid {} open for {} ({}); the cutover will wait for it",
             r.get::<_, i32>(0),
             r.get::<_, String>(1),
-            r.get::<_, String>(2)
+            // Another session's statement: its literals may be anybody's data.
+            crate::redact::query(&r.get::<_, String>(2), 80)
         )));
     }
     let slots = ex
@@ -191,6 +192,10 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
             spec.table,
             shadow::truncate_function(&f)
         ));
+        statements.push(shadow::fire_always(
+            &spec.table,
+            &shadow::truncate_trigger(m.id),
+        ));
         if spec.partitioning.is_some() {
             statements.push(partitions::truncate_function_sql(&f));
             statements.extend(partitions::truncate_triggers(
@@ -223,5 +228,6 @@ pub(crate) fn forward_trigger(spec: &TableSpec) -> Vec<String> {
             "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
             spec.table
         ),
+        shadow::fire_always(&spec.table, &t),
     ]
 }

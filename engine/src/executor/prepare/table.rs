@@ -16,7 +16,7 @@ use crate::shadow::{
     self, dependents, partitions, CopyMethod, NotValidCheck, Partitioning, StatisticsPair,
     TableSpec,
 };
-use crate::state::Migration;
+use crate::state::{Migration, PREPARE_LOCK_CLASS};
 
 /// What prepare reads of the original before it changes anything.
 pub(super) struct Original<'a> {
@@ -160,11 +160,34 @@ async fn read_original<'a>(
             "nothing was changed",
         ));
     }
+    // One prepare of a table at a time: the check below and the shadow this transaction
+    // records are one step for every other executor, which waits here until this one
+    // commits (and then finds its migration) or rolls back.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2::oid::int4)",
+        &[&PREPARE_LOCK_CLASS, &oid],
+    )
+    .await
+    .map_err(|e| {
+        if crate::executor::is_lock_timeout(&e) {
+            EngineError::refused(
+                format!("another tandem process is preparing a migration of {name} right now"),
+                "wait for it to finish (`tandem status` shows it), then run `tandem apply` again: it refuses this migration if the other one is still running on the table",
+            )
+        } else {
+            EngineError::sql("take the table's prepare lock")(e)
+        }
+    })?;
+    // An unfinished migration of the table: by the oid it had, or (from its cutover on,
+    // when the live table is that migration's shadow) by its name.
     let other: Option<i64> = tx
         .query_opt(
             "SELECT s.migration_id FROM tandem.shadow_tables s JOIN tandem.migrations g ON g.id = s.migration_id
-              WHERE s.table_oid = $1 AND s.migration_id <> $2
-                AND g.phase NOT IN ('finalized', 'rolled_back', 'abandoned') LIMIT 1",
+               JOIN pg_class c ON c.oid = $1 JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE (s.table_oid = $1 OR (s.schema_name = n.nspname AND s.table_name = c.relname))
+                AND s.migration_id <> $2
+                AND g.phase NOT IN ('finalized', 'rolled_back', 'abandoned')
+              ORDER BY s.migration_id LIMIT 1",
             &[&oid, &m.id],
         )
         .await

@@ -3,6 +3,7 @@
 //! jittered backoff, and abandoned (with the table untouched) after a limit. Then the
 //! rollback window, and finalize (phase 7, cleanup).
 
+pub(crate) mod in_force;
 mod locks;
 mod steps;
 
@@ -27,6 +28,7 @@ enum Way {
 
 pub(crate) async fn cutover(ex: &mut Executor, m: &Migration) -> Result<(), EngineError> {
     let specs = ex.specs().await?;
+    in_force::forward(ex, &specs, true).await?;
     swap(ex, m, &specs, Way::Forward).await?;
     let m = Migration::load(&ex.client, m.id).await?;
     after_cutover(ex, &m).await
@@ -589,6 +591,7 @@ pub(crate) async fn rollback(ex: &mut Executor) -> Result<bool, EngineError> {
         ));
     }
     let specs = ex.specs().await?;
+    in_force::reverse(ex, &specs).await?;
     ex.emit(Event::PhaseStarted(Phase::RolledBack));
     swap(ex, &m, &specs, Way::Back).await?;
     carry_matviews(ex, Way::Back).await?;

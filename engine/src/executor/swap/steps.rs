@@ -528,12 +528,24 @@ pub(super) async fn reverse_dual_write(
     exec(tx, &format!("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {live} FOR EACH ROW EXECUTE FUNCTION {f}()", shadow::reverse_trigger(m.id)), "create the reverse trigger").await?;
     exec(
         tx,
+        &shadow::fire_always(live, &shadow::reverse_trigger(m.id)),
+        "make the reverse trigger fire in every session_replication_role",
+    )
+    .await?;
+    exec(
+        tx,
         &format!(
             "CREATE TRIGGER {} AFTER TRUNCATE ON {live} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
             shadow::reverse_truncate_trigger(m.id),
             shadow::truncate_function(&f)
         ),
         "create the reverse trigger",
+    )
+    .await?;
+    exec(
+        tx,
+        &shadow::fire_always(live, &shadow::reverse_truncate_trigger(m.id)),
+        "make the reverse trigger fire in every session_replication_role",
     )
     .await?;
     if spec.partitioning.is_some() {

@@ -1,0 +1,601 @@
+//! Issue 13's claims about the executor, each reproduced against a real PostgreSQL through
+//! the real `tandem` binary: the migration lock's key, two migrations of one table, the
+//! search_path of tandem's sessions, triggers that replica sessions skip or that were
+//! disabled by hand, and an online step killed half-way.
+
+use std::time::{Duration, Instant};
+
+use fixtures::pg::TestDb;
+use tests::migrate::{
+    apply, on, on_once, plan_sql, scratch_dir, spawn, status_json, strategies, submit,
+};
+use tokio_postgres::Client;
+
+/// The executor's advisory-lock class (`engine::state::EXECUTOR_LOCK_CLASS`, "tand").
+const EXECUTOR_LOCK_CLASS: i32 = 0x7461_6e64;
+
+struct Fixture {
+    db: TestDb,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+async fn fixture(name: &str, sql: &str) -> Fixture {
+    let db = TestDb::new(name).await;
+    db.client().batch_execute(sql).await.expect("fixture loads");
+    let url = db.url();
+    Fixture {
+        db,
+        url,
+        dir: scratch_dir(name),
+    }
+}
+
+impl Fixture {
+    fn client(&self) -> &Client {
+        self.db.client()
+    }
+
+    /// Plan `sql`; the steps must have the `expected` strategies.
+    fn plan(&self, sql: &str, expected: &[&str]) -> std::path::PathBuf {
+        let path = self.dir.join(format!(
+            "plan{}.json",
+            std::fs::read_dir(&self.dir).unwrap().count()
+        ));
+        let run = plan_sql(&self.url, sql, &path);
+        assert!(path.exists(), "no plan (exit {}): {}", run.code, run.stderr);
+        assert_eq!(strategies(&path), expected, "{}", run.stderr);
+        path
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// Another session of the test's own.
+    async fn session(&self) -> Client {
+        let (client, conn) = self
+            .db
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+const ITEMS: &str = "
+    CREATE TABLE items (id integer PRIMARY KEY, qty integer NOT NULL, note text);
+    INSERT INTO items SELECT g, g % 50, 'note ' || g FROM generate_series(1, 2000) g;
+    ANALYZE items;
+";
+
+/// Poll `check` until it is true, or fail saying `what`.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The executor lock's key is the migration id itself: ids stop below 2^31 (the key is an
+/// int4), so two migrations can never share a lock. Before: `id as i32` made migration
+/// 2^32 + 1 share migration 1's lock, and its apply was refused as "run by another process"
+/// while any session held migration 1's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_ids_never_share_the_executor_lock() {
+    let f = fixture("hard_lock_key", ITEMS).await;
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let first = submit(&f.url, &plan, &[]);
+    // An executor of migration 1 (or anything holding its key) is busy meanwhile.
+    let holder = f.session().await;
+    holder
+        .execute(
+            "SELECT pg_advisory_lock($1, $2::int4)",
+            &[&EXECUTOR_LOCK_CLASS, &(first as i32)],
+        )
+        .await
+        .unwrap();
+    // Ids past 2^31 cannot be handed out at all.
+    let past = f
+        .client()
+        .batch_execute("ALTER TABLE tandem.migrations ALTER id RESTART WITH 4294967297")
+        .await;
+    if past.is_ok() {
+        // The code before the fix: id 2^32 + 1 takes migration 1's key.
+        let id = submit(&f.url, &plan, &[]);
+        let run = apply(&f.url, id, &[]);
+        panic!(
+            "migration {id} was created; its apply: exit {} {}",
+            run.code, run.stderr
+        );
+    }
+    f.client()
+        .batch_execute("ALTER TABLE tandem.migrations ALTER id RESTART WITH 2147483647")
+        .await
+        .unwrap();
+    let last = submit(&f.url, &plan, &[]);
+    assert_eq!(last, 2147483647);
+    // The last id has a key of its own: it applies while migration 1's key is held.
+    apply(&f.url, last, &[]).expect(0);
+    // The next submit is refused, with what to do, and writes nothing.
+    let plan = f.plan(
+        "ALTER TABLE items ALTER note TYPE varchar(300)",
+        &["shadow"],
+    );
+    let before = f.count("SELECT count(*) FROM tandem.migrations").await;
+    let run = tests::tandem(&["--database-url", &f.url, "submit", plan.to_str().unwrap()]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("2147483647"),
+        "the refusal names the limit: {}",
+        run.stderr
+    );
+    assert_eq!(
+        f.count("SELECT count(*) FROM tandem.migrations").await,
+        before
+    );
+    drop(holder);
+}
+
+/// Two migrations of one table submitted together, both applied at once: only one prepares.
+/// The other is refused, naming the first, and leaves nothing behind. A session holding the
+/// audit chain's lock (which every phase's transaction takes when it records its phase) keeps
+/// both prepares open after their checks, which is where the check without a lock let both
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrations_of_one_table_cannot_both_prepare() {
+    let f = fixture("hard_prepare_race", ITEMS).await;
+    let a = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let b = f.plan(
+        "ALTER TABLE items ALTER note TYPE varchar(200)",
+        &["shadow"],
+    );
+    let (ida, idb) = (submit(&f.url, &a, &[]), submit(&f.url, &b, &[]));
+    let blocker = f.session().await;
+    blocker
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(8389750239925370882)")
+        .await
+        .unwrap();
+    let (sa, sb) = (ida.to_string(), idb.to_string());
+    let args = |id: &str| {
+        vec![
+            "--database-url".to_string(),
+            f.url.clone(),
+            "apply".into(),
+            id.into(),
+            "--yes".into(),
+            "--lock-timeout".into(),
+            "30000".into(),
+        ]
+    };
+    let (args_a, args_b) = (args(&sa), args(&sb));
+    let mut pa = spawn(&args_a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let mut pb = spawn(&args_b.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    // Both executors wait for a lock: the audit chain's (both checks done), or, with the
+    // fix, one of them for the table's prepare lock.
+    until("both prepares to wait", || async {
+        f.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tandem apply%' AND wait_event_type = 'Lock'",
+        )
+        .await
+            == 2
+    })
+    .await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let (ra, rb) = tokio::task::spawn_blocking(move || {
+        let wait = |p: &mut tests::migrate::Background| p.wait_exit(Duration::from_secs(120));
+        (wait(&mut pa), wait(&mut pb))
+    })
+    .await
+    .unwrap();
+    let prepared = f
+        .count(&format!(
+            "SELECT count(DISTINCT migration_id) FROM tandem.shadow_tables WHERE migration_id IN ({ida}, {idb})"
+        ))
+        .await;
+    assert_eq!(prepared, 1, "a: {ra:?}\nb: {rb:?}");
+    let (ok, refused, refused_id) = if ra.0 == 0 {
+        (ra, rb, idb)
+    } else {
+        (rb, ra, ida)
+    };
+    assert_eq!(ok.0, 0, "{}", ok.1);
+    assert_ne!(refused.0, 0);
+    assert!(
+        refused.1.contains("is still running on items"),
+        "the refusal names the migration in the way: {}",
+        refused.1
+    );
+    // The refused one left nothing of its own behind.
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_tandem\\_m{refused_id}\\_%'"
+        ))
+        .await,
+        0,
+        "{}",
+        refused.1
+    );
+}
+
+/// A migration in its rollback window still owns its table: a second migration of the same
+/// table is refused until the first is finalized or rolled back (the live table is the
+/// first migration's shadow, under another oid than the one the first recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_in_its_rollback_window_takes_no_second_migration() {
+    let f = fixture("hard_window_owner", ITEMS).await;
+    let a = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let ida = submit(&f.url, &a, &[]);
+    apply(&f.url, ida, &[]).expect(0);
+    assert_eq!(status_json(&f.url, ida)["phase"], "rollback_window");
+    let b = f.plan(
+        "ALTER TABLE items ALTER note TYPE varchar(200)",
+        &["shadow"],
+    );
+    let idb = submit(&f.url, &b, &[]);
+    let run = on_once(&f.url, "apply", idb, &["--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("migration {ida} is still running on items")),
+        "{}",
+        run.stderr
+    );
+    // Rolling the first back still works, and then the second runs.
+    on(&f.url, "rollback", ida, &["--yes"]).expect(0);
+    apply(&f.url, idb, &[]).expect(0);
+    assert_eq!(
+        f.count("SELECT count(*) FROM items WHERE note IS NOT NULL")
+            .await,
+        2000
+    );
+}
+
+/// Every session tandem opens runs with `search_path = pg_catalog, pg_temp`: a function in
+/// `public` that would be a better match than the built-in one for a call tandem makes
+/// (`hashtextextended(text, integer)`, verification's row hash for a table with a column type
+/// that has no hash function, here json) is never called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookalike_function_in_public_is_never_called() {
+    let f = fixture(
+        "hard_search_path",
+        &format!(
+            "{ITEMS}
+            ALTER TABLE items ADD COLUMN doc json DEFAULT '{{\"a\": 1}}';
+            CREATE TABLE calls (at timestamptz DEFAULT now());
+            CREATE FUNCTION public.hashtextextended(text, integer) RETURNS bigint
+              LANGUAGE plpgsql AS $$
+              BEGIN
+                INSERT INTO public.calls DEFAULT VALUES;
+                RETURN pg_catalog.hashtextextended($1, $2::bigint);
+              END $$;
+            CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+              BEGIN INSERT INTO public.calls DEFAULT VALUES; RETURN pg_catalog.lower($1); END $$;"
+        ),
+    )
+    .await;
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &plan, &[]);
+    apply(&f.url, id, &[]).expect(0);
+    on(&f.url, "finalize", id, &["--yes"]).expect(0);
+    assert_eq!(f.count("SELECT count(*) FROM calls").await, 0);
+}
+
+/// A writer in `session_replication_role = replica` (a logical-replication subscriber,
+/// pg_restore) writes while tandem's triggers are installed: the write reaches the new
+/// table, because tandem's triggers fire in every session_replication_role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_a_replica_session_reach_the_new_table() {
+    let f = fixture("hard_replica_role", ITEMS).await;
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &plan, &[]);
+    let mut held = spawn(
+        &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
+        &[("TANDEM_FAILPOINT", "verify")],
+    );
+    tokio::task::spawn_blocking(move || {
+        held.wait_for("failpoint verify reached", Duration::from_secs(90));
+        held.kill();
+    })
+    .await
+    .unwrap();
+    let replica = f.session().await;
+    replica
+        .batch_execute(
+            "SET session_replication_role = replica;
+             INSERT INTO items VALUES (5001, 7, 'from a subscriber');
+             UPDATE items SET qty = 49 WHERE id = 10;
+             DELETE FROM items WHERE id = 11;",
+        )
+        .await
+        .unwrap();
+    apply(&f.url, id, &[]).expect(0);
+    assert_eq!(
+        f.count("SELECT count(*) FROM items WHERE id = 5001 AND qty = 7")
+            .await,
+        1
+    );
+    assert_eq!(f.count("SELECT qty FROM items WHERE id = 10").await, 49);
+    assert_eq!(f.count("SELECT count(*) FROM items WHERE id = 11").await, 0);
+    // And back: the reverse triggers fire for a replica session too.
+    replica
+        .batch_execute("INSERT INTO items VALUES (5002, 8, 'after the switch')")
+        .await
+        .unwrap();
+    on(&f.url, "rollback", id, &["--yes"]).expect(0);
+    assert_eq!(
+        f.count("SELECT count(*) FROM items WHERE id = 5002").await,
+        1
+    );
+}
+
+/// A tandem trigger disabled by hand is found before the cutover and before a rollback:
+/// the command refuses, names the trigger and says what to do, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_disabled_by_hand_stops_cutover_and_rollback() {
+    let f = fixture("hard_disabled_trigger", ITEMS).await;
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &plan, &[]);
+    let mut held = spawn(
+        &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
+        &[("TANDEM_FAILPOINT", "verify")],
+    );
+    tokio::task::spawn_blocking(move || {
+        held.wait_for("failpoint verify reached", Duration::from_secs(90));
+        held.kill();
+    })
+    .await
+    .unwrap();
+    let forward: String = f
+        .client()
+        .query_one(
+            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname LIKE '\\_tandem%' AND NOT tgisinternal ORDER BY tgname LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    f.client()
+        .batch_execute(&format!("ALTER TABLE items DISABLE TRIGGER {forward}"))
+        .await
+        .unwrap();
+    let run = on(&f.url, "apply", id, &["--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&forward) && run.stderr.contains("disabled"),
+        "{}",
+        run.stderr
+    );
+    assert_ne!(status_json(&f.url, id)["phase"], "rollback_window");
+    // Enabled again, the writes it missed are why apply does not go on: abandon and start
+    // over is the way; here nothing was written meanwhile, so enabling it is enough.
+    f.client()
+        .batch_execute(&format!(
+            "ALTER TABLE items ENABLE ALWAYS TRIGGER {forward}"
+        ))
+        .await
+        .unwrap();
+    apply(&f.url, id, &[]).expect(0);
+    assert_eq!(status_json(&f.url, id)["phase"], "rollback_window");
+    let reverse: String = f
+        .client()
+        .query_one(
+            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname LIKE '\\_tandem%' AND NOT tgisinternal ORDER BY tgname LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    f.client()
+        .batch_execute(&format!("ALTER TABLE items DISABLE TRIGGER {reverse}"))
+        .await
+        .unwrap();
+    let run = on(&f.url, "rollback", id, &["--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&reverse) && run.stderr.contains("disabled"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&f.url, id)["phase"], "rollback_window");
+}
+
+/// An online step of two statements (`ADD CONSTRAINT … NOT VALID`, then `VALIDATE`) killed
+/// between them runs again to the end. Before: the second run failed with 42710 (the
+/// constraint already exists). The table is large enough that VALIDATE is still running when
+/// the process is killed, right after ADD CONSTRAINT committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_step_killed_between_its_statements_runs_again() {
+    let f = fixture(
+        "hard_online_resume",
+        "CREATE TABLE big (id integer PRIMARY KEY, qty integer NOT NULL);
+         INSERT INTO big SELECT g, g % 50 FROM generate_series(1, 1500000) g;
+         ANALYZE big;",
+    )
+    .await;
+    let plan = f.plan(
+        "ALTER TABLE big ADD CONSTRAINT qty_small CHECK (qty < 1000)",
+        &["online"],
+    );
+    let step = &tests::migrate::read_plan(&plan)["steps"][0]["sql"];
+    assert_eq!(step.as_array().map(Vec::len), Some(2), "{step}");
+    let id = submit(&f.url, &plan, &[]);
+    let mut running = spawn(
+        &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
+        &[],
+    );
+    until("the NOT VALID constraint", || async {
+        f.count("SELECT count(*) FROM pg_constraint WHERE conname = 'qty_small'")
+            .await
+            == 1
+    })
+    .await;
+    running.kill();
+    let done = status_json(&f.url, id);
+    assert_ne!(done["phase"], "finalized", "killed after the step: {done}");
+    let run = apply(&f.url, id, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        f.count("SELECT count(*) FROM pg_constraint WHERE conname = 'qty_small' AND convalidated")
+            .await,
+        1
+    );
+    assert_eq!(status_json(&f.url, id)["phase"], "finalized");
+}
+
+/// The forward trigger disabled after verification, while the cutover waits for a lock: the
+/// cutover refuses, and the migration goes back to verify (the writes made while the trigger
+/// was off are not in the new table): the next `apply` compares the tables again, copies the
+/// row written meanwhile, and switches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_disabled_after_verification_sends_the_migration_back_to_verify() {
+    let f = fixture("hard_disabled_at_cutover", ITEMS).await;
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &plan, &[]);
+    let blocker = f.session().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE items IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let mut running = spawn(
+        &[
+            "--database-url",
+            &f.url,
+            "apply",
+            &id.to_string(),
+            "--yes",
+            "--cutover-attempts",
+            "1000",
+        ],
+        &[],
+    );
+    tokio::task::spawn_blocking(move || {
+        running.wait_for("cutover attempt 2", Duration::from_secs(90));
+        running.kill();
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_json(&f.url, id)["phase"], "verify");
+    let forward = format!("_tandem_m{id}_forward");
+    f.client()
+        .batch_execute(&format!(
+            "ALTER TABLE items DISABLE TRIGGER {forward};
+             INSERT INTO items VALUES (7001, 1, 'while the trigger was off')"
+        ))
+        .await
+        .unwrap();
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let run = on(&f.url, "apply", id, &["--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&forward) && run.stderr.contains("disabled"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&f.url, id)["phase"], "backfill");
+    f.client()
+        .batch_execute(&format!(
+            "ALTER TABLE items ENABLE ALWAYS TRIGGER {forward}"
+        ))
+        .await
+        .unwrap();
+    let run = apply(&f.url, id, &[]).expect(0);
+    assert!(
+        run.stderr.contains("phase verify: started"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&f.url, id)["phase"], "rollback_window");
+    assert_eq!(
+        f.count("SELECT count(*) FROM items WHERE id = 7001").await,
+        1
+    );
+}
+
+/// Names PostgreSQL allows and SQL text must survive, through plan, apply (writes on both
+/// sides of the cutover, through the trigger functions that name every column) and rollback:
+/// quotes, dots, `$`, a column named with tandem's own dollar-quote tag, a tab, unicode, and
+/// a 63-byte name. Before: the tab made `plan` panic ("schema model holds an invalid name"),
+/// and a column holding `$tandem$` ended the trigger function's quoting early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_names_go_through_plan_apply_and_rollback() {
+    let long = format!("{}x", "é".repeat(31));
+    assert_eq!(long.len(), 63);
+    let setup = format!(
+        "CREATE SCHEMA \"S.ch\"\"é$ma\";
+         CREATE TABLE \"S.ch\"\"é$ma\".\"T\"\"ab$le.ü\tx\" (
+             id integer PRIMARY KEY,
+             \"a\tb\" integer NOT NULL,
+             \"x$tandem$y\" text,
+             \"q\"\"uote\" integer CHECK (\"q\"\"uote\" >= 0),
+             \"{long}\" text DEFAULT 'd$tandem$d'
+         );
+         CREATE INDEX \"i.$tandem$\" ON \"S.ch\"\"é$ma\".\"T\"\"ab$le.ü\tx\" (\"a\tb\", \"x$tandem$y\");
+         INSERT INTO \"S.ch\"\"é$ma\".\"T\"\"ab$le.ü\tx\"
+         SELECT g, g, 'v$tandem$' || g, g % 7, 'w' || g FROM generate_series(1, 500) g;"
+    );
+    let f = fixture("hard_awkward_names", &setup).await;
+    let table = "\"S.ch\"\"é$ma\".\"T\"\"ab$le.ü\tx\"";
+    let plan = f.plan(
+        &format!("ALTER TABLE {table} ALTER \"a\tb\" TYPE bigint"),
+        &["shadow"],
+    );
+    let id = submit(&f.url, &plan, &[]);
+    apply(&f.url, id, &[]).expect(0);
+    let typ_sql = format!(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{}'::regclass AND attname = E'a\\tb'",
+        table.replace('\'', "''")
+    );
+    let typ = async |f: &Fixture| -> String {
+        f.client()
+            .query_one(&typ_sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{typ_sql}: {e}"))
+            .get(0)
+    };
+    assert_eq!(typ(&f).await, "bigint");
+    // Writes in the rollback window go back through the reverse trigger.
+    f.client()
+        .batch_execute(&format!(
+            "INSERT INTO {table} (id, \"a\tb\", \"x$tandem$y\", \"q\"\"uote\") VALUES (501, 501, '$tandem$', 1);
+             UPDATE {table} SET \"x$tandem$y\" = 'changed $tandem$' WHERE id = 7;
+             DELETE FROM {table} WHERE id = 8;"
+        ))
+        .await
+        .unwrap();
+    on(&f.url, "rollback", id, &["--yes"]).expect(0);
+    assert_eq!(typ(&f).await, "integer");
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) FROM {table} WHERE \"{long}\" IS NOT NULL AND \"a\tb\" = id"
+        ))
+        .await,
+        500
+    );
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) FROM {table} WHERE (id = 7 AND \"x$tandem$y\" = 'changed $tandem$') OR (id = 501 AND \"{long}\" = 'd$tandem$d')"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(
+        f.count(&format!("SELECT count(*) FROM {table} WHERE id = 8"))
+            .await,
+        0
+    );
+}
