@@ -6,17 +6,17 @@
 //! arguments show in `ps`, `/proc` and shell histories.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use anyhow::anyhow;
+use pgtls::Endpoint;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::args::Global;
 use crate::exit::{Failure, UNAVAILABLE, USAGE};
 
 /// Resolve the connection settings without connecting.
-pub fn resolve(global: &Global) -> Result<Config, Failure> {
+pub fn resolve(global: &Global) -> Result<Endpoint, Failure> {
     let from_env = std::env::var("DATABASE_URL").ok();
     let (text, origin) = match (&global.database_url, &from_env) {
         (Some(url), _) => (Some(url.as_str()), "--database-url"),
@@ -24,13 +24,9 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         (None, None) => (None, "the PG* environment"),
     };
     let mut config = match text {
-        Some(text) => Config::from_str(text).map_err(|e| {
-            Failure::new(
-                USAGE,
-                anyhow!("{origin} is not a valid connection string ({e}); use postgresql://user@host:port/dbname or host=... dbname=..."),
-            )
-        })?,
-        None => from_libpq_env(),
+        Some(text) => parse(text, origin)?,
+        None => Endpoint::from_env_tls(from_libpq_env())
+            .map_err(|e| Failure::usage(format!("the PG* environment: {e}")))?,
     };
     if text.is_some() && config.get_password().is_some() {
         return Err(Failure::usage(format!(
@@ -72,19 +68,35 @@ pub fn resolve(global: &Global) -> Result<Config, Failure> {
         Source::None => {}
     }
     config.application_name("tandem");
+    check_files(&config, origin)?;
     Ok(config)
+}
+
+/// A connection string, its TLS keys taken out (see `pgtls::split`) and the PG* TLS
+/// variables applied where it sets none.
+fn parse(text: &str, origin: &str) -> Result<Endpoint, Failure> {
+    Endpoint::parse(text).map_err(|e| match e {
+        pgtls::Error::Invalid(e) => Failure::new(
+            USAGE,
+            anyhow!("{origin} is not a valid connection string ({e}); use postgresql://user@host:port/dbname or host=... dbname=..."),
+        ),
+        e => Failure::usage(format!("{origin}: {e}")),
+    })
+}
+
+/// The certificate files read now: a wrong path or a key others can read is a usage error
+/// (exit 64) before anything connects.
+fn check_files(config: &Endpoint, origin: &str) -> Result<(), Failure> {
+    config
+        .check_files()
+        .map_err(|e| Failure::usage(format!("{origin}: {e}")))
 }
 
 /// Resolve a connection string for a server other than the target (`--dev-url`): no
 /// password in it, the rest defaulted as libpq would, the password from the libpq password
 /// file only (tandem's `password_command` and sealed file are for the target).
-pub fn resolve_other(text: &str, origin: &str) -> Result<Config, Failure> {
-    let mut config = Config::from_str(text).map_err(|e| {
-        Failure::new(
-            USAGE,
-            anyhow!("{origin} is not a valid connection string ({e}); use postgresql://user@host:port/dbname or host=... dbname=..."),
-        )
-    })?;
+pub fn resolve_other(text: &str, origin: &str) -> Result<Endpoint, Failure> {
+    let mut config = parse(text, origin)?;
     if config.get_password().is_some() {
         return Err(Failure::usage(format!(
             "{origin} carries a password, which `ps`, /proc and shell histories can show; remove it and {PGPASS_ADVICE}"
@@ -102,18 +114,23 @@ pub fn resolve_other(text: &str, origin: &str) -> Result<Config, Failure> {
     if let Some((_, _, password)) = pgpass_lookup(&config)? {
         config.password(password.as_bytes());
     }
+    check_files(&config, origin)?;
     Ok(config)
 }
 
-/// Connect, or fail with exit 69 naming the server and the reason.
-pub async fn connect(config: &Config) -> Result<Client, Failure> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+/// Connect, or fail with exit 69 naming the server and the reason. `config`: an
+/// [`Endpoint`], or a bare tokio-postgres config (the servers tandem starts itself), whose
+/// own `ssl_mode` then holds.
+pub async fn connect(config: impl Into<Endpoint>) -> Result<Client, Failure> {
+    let config: Endpoint = config.into();
+    let (client, connection) = pgtls::connect(&config).await.map_err(|e| {
         Failure::new(
             UNAVAILABLE,
             anyhow!(
-                "cannot connect to {} ({}); check that the server is running and the connection settings (--database-url, DATABASE_URL or PGHOST/PGPORT/PGUSER/PGDATABASE)",
-                describe(config),
-                reason(&e)
+                "cannot connect to {} ({}); {}",
+                describe(&config),
+                reason(&e),
+                advice(&e, &config)
             ),
         )
     })?;
@@ -128,6 +145,21 @@ pub async fn connect(config: &Config) -> Result<Client, Failure> {
 /// `host:port/dbname as user`, without any password.
 pub fn describe(config: &Config) -> String {
     engine::server_of(config)
+}
+
+/// What to check after a failed connection: the TLS settings when TLS failed or the server
+/// wants it, else the server and the usual settings.
+fn advice(e: &tokio_postgres::Error, config: &Endpoint) -> &'static str {
+    let refused_plain = e
+        .as_db_error()
+        .is_some_and(|db| db.code().code() == "28000" && db.message().contains("no encryption"));
+    if refused_plain && config.tls.mode < pgtls::SslMode::Require {
+        "the server takes only TLS connections from here: set sslmode=verify-full with sslrootcert=/path/to/ca.pem (or sslmode=require)"
+    } else if e.to_string().starts_with("error performing TLS handshake") {
+        "check the TLS settings: sslmode, sslrootcert, sslcert and sslkey in the URL, or PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY"
+    } else {
+        "check that the server is running and the connection settings (--database-url, DATABASE_URL or PGHOST/PGPORT/PGUSER/PGDATABASE)"
+    }
 }
 
 fn reason(e: &tokio_postgres::Error) -> String {

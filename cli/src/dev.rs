@@ -91,8 +91,9 @@ const SUPPORTED_DOCKER: [u32; 2] = [15, 17];
 /// A running dev server, kept up for as long as this value lives.
 pub struct DevServer {
     /// Connection settings for its maintenance database (`postgres`), as a superuser or a
-    /// role with CREATEDB.
-    admin: Config,
+    /// role with CREATEDB. TLS as `--dev-url` says; none for the servers tandem starts (over
+    /// their Unix socket or loopback).
+    admin: pgtls::Endpoint,
     /// For messages: `local PostgreSQL 15`, `docker PostgreSQL 17`, `host:port`.
     pub label: String,
     _hold: Hold,
@@ -159,14 +160,14 @@ impl DevServer {
     }
 
     /// Connection settings for database `db` on the dev server.
-    pub fn config(&self, db: &str) -> Config {
+    pub fn config(&self, db: &str) -> pgtls::Endpoint {
         let mut config = self.admin.clone();
         config.dbname(db);
         config
     }
 
     /// Connection settings for the maintenance database.
-    pub fn admin(&self) -> &Config {
+    pub fn admin(&self) -> &pgtls::Endpoint {
         &self.admin
     }
 }
@@ -261,7 +262,7 @@ async fn start_local() -> Result<DevServer, Failure> {
     let mut admin = shared.cluster.config("postgres");
     admin.application_name("tandem-dev");
     Ok(DevServer {
-        admin,
+        admin: pgtls::Endpoint::new(admin, pgtls::Tls::disabled()),
         label: format!("local PostgreSQL {major}"),
         _hold: Hold::Shared,
     })
@@ -289,7 +290,7 @@ async fn start_docker(major: u32) -> Result<DevServer, Failure> {
     let mut admin = container.config().clone();
     admin.application_name("tandem-dev");
     Ok(DevServer {
-        admin,
+        admin: pgtls::Endpoint::new(admin, pgtls::Tls::disabled()),
         label: format!("docker PostgreSQL {major}"),
         _hold: Hold::Container(Box::new(container)),
     })

@@ -146,7 +146,7 @@ const OWNER_PREFIX: &str = "tandem scratch database of ";
 
 /// Drop the scratch databases on the dev server whose process is gone ([`devdb::owner::is_gone`]).
 /// Best effort, logged; returns their names.
-pub async fn sweep(dev_admin: &tokio_postgres::Config) -> Vec<String> {
+pub async fn sweep(dev_admin: &pgtls::Endpoint) -> Vec<String> {
     let Ok(admin) = connect::connect(dev_admin).await else {
         return Vec::new();
     };

@@ -9,9 +9,10 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pgtls::Endpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -86,7 +87,7 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// With no live proxy, `hold` answers `Ok(false)` at once without notifying anyone: a
 /// database without proxies sees exactly the plain swap it saw before.
 pub struct ProxyHold {
-    config: Config,
+    config: Endpoint,
     conn: tokio::sync::Mutex<Option<Listener>>,
     /// The token of the hold to release.
     pending: Mutex<Option<(i64, String)>>,
@@ -109,8 +110,8 @@ impl Drop for Listener {
 
 impl ProxyHold {
     /// `config`: the executor's connection settings (the hold connects on first use).
-    pub fn new(config: &Config) -> ProxyHold {
-        let mut config = config.clone();
+    pub fn new(config: impl Into<Endpoint>) -> ProxyHold {
+        let mut config: Endpoint = config.into();
         // "tandem ..." sessions are not counted as the database's load by the executor.
         config.application_name(format!("tandem hold (pid {})", std::process::id()));
         ProxyHold {
@@ -122,7 +123,7 @@ impl ProxyHold {
     }
 
     async fn connect(&self) -> Result<Listener, tokio_postgres::Error> {
-        let (client, mut conn) = self.config.connect(NoTls).await?;
+        let (client, mut conn) = pgtls::connect(&self.config).await?;
         let (tx, acks) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {

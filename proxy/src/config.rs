@@ -16,6 +16,24 @@ pub struct Config {
     pub file: FileConfig,
 }
 
+impl Config {
+    /// A client that connected with TLS is never relayed in plain text over a network: with
+    /// `tls_cert` set, a TCP upstream other than loopback (127.0.0.0/8, ::1, `localhost`)
+    /// needs sslmode `require`, `verify-ca` or `verify-full` (`prefer` could fall back to
+    /// plain text). A Unix socket or loopback upstream does not leave the host. Checked at
+    /// start, so the proxy refuses to run rather than downgrade a session.
+    pub fn check_tls(&self) -> Result<(), String> {
+        if self.file.tls_cert.is_some() && self.upstream.plain_over_network() {
+            return Err(format!(
+                "tls_cert is set, so clients reach the proxy over TLS, but the upstream {} has sslmode={}, which can carry their sessions over the network in plain text; add sslmode=verify-full&sslrootcert=/path/to/ca.pem (or sslmode=require) to --upstream, or reach the server over a Unix socket",
+                self.upstream.describe(),
+                self.upstream.tls.mode
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What `--config FILE` may set (TOML). Unknown keys are an error, so a typo is not ignored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

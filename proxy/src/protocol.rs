@@ -345,6 +345,17 @@ pub fn sasl_without_plus(body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     Ok(out)
 }
 
+/// Whether a SASLInitialResponse body (mechanism, length, data) carries the GS2 flag `y`:
+/// the client can bind to the TLS channel but believes the server cannot. A server that can
+/// (PostgreSQL over TLS) takes that for a downgrade and refuses the login.
+pub fn sasl_claims_no_server_binding(body: &[u8]) -> bool {
+    let mut r = Reader::new(body);
+    let (Ok(_), Ok(len)) = (r.cstr(), r.i32()) else {
+        return false;
+    };
+    len > 0 && r.bytes(1).is_ok_and(|b| b == b"y")
+}
+
 /// Put a tagged message with `body` into `out`.
 pub fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.reserve(body.len() + 5);

@@ -43,6 +43,7 @@ pub async fn serve(
         password,
         id,
     } = proxy;
+    config.check_tls()?;
     let tls = match (&config.file.tls_cert, &config.file.tls_key) {
         (Some(c), Some(k)) => Some(crate::tls::acceptor(c, k)?),
         _ => None,

@@ -157,6 +157,10 @@ impl IntoHalves for Stream {
                 let (r, w) = s.into_split();
                 (Box::new(r), Box::new(w))
             }
+            Stream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
         }
     }
 }
@@ -399,6 +403,23 @@ async fn startup(
                             "08P01",
                             "expected an authentication response",
                             None,
+                        )
+                        .await;
+                    }
+                    // TLS on both sides: the server offers SCRAM-SHA-256-PLUS, which the
+                    // client was not shown (its binding would be to the proxy's TLS session);
+                    // a client able to bind says `y` ("the server cannot"), which the server
+                    // takes for a downgrade. Say why and what to do, instead of its error.
+                    if code == 10
+                        && matches!(client, ClientStream::Tls(_))
+                        && matches!(server, Stream::Tls(_))
+                        && protocol::sasl_claims_no_server_binding(&cbody)
+                    {
+                        return refuse(
+                            &mut client,
+                            "28000",
+                            "SCRAM channel binding cannot pass through tandem proxy: the client's TLS session ends at the proxy and the server's TLS session starts there, so the server would take this login for a downgrade",
+                            Some("set channel_binding=disable in the client's connection settings (SCRAM still keeps the password off the wire and TLS to the proxy still encrypts the session), or connect to the proxy without TLS over loopback"),
                         )
                         .await;
                     }

@@ -107,11 +107,11 @@ fn upstream(db: &TestDb) -> (Upstream, Option<String>) {
             port,
         },
     };
-    let upstream = Upstream {
+    let upstream = Upstream::plain(
         addr,
-        user: config.get_user().unwrap().to_string(),
-        database: config.get_dbname().unwrap().to_string(),
-    };
+        config.get_user().unwrap().to_string(),
+        config.get_dbname().unwrap().to_string(),
+    );
     let password = config
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned());

@@ -88,7 +88,7 @@ async fn executor(db: &TestDb, id: i64, opts: Options, hold: bool) -> Executor {
         .await
         .unwrap_or_else(|e| panic!("open the executor: {e}"));
     if hold {
-        ex.with_hold(Box::new(ProxyHold::new(&db.config())))
+        ex.with_hold(Box::new(ProxyHold::new(db.config())))
     } else {
         ex
     }
@@ -335,11 +335,11 @@ fn upstream(db: &TestDb) -> Upstream {
             port,
         },
     };
-    Upstream {
+    Upstream::plain(
         addr,
-        user: config.get_user().expect("a user").to_string(),
-        database: db.name().to_string(),
-    }
+        config.get_user().expect("a user").to_string(),
+        db.name().to_string(),
+    )
 }
 
 /// The events of migration `id` named `event`, with their detail.

@@ -16,7 +16,7 @@ use engine::executor::{Event, Executor, Observer, Options};
 use engine::hooks::ProxyHold;
 use engine::state::Phase;
 use engine::EngineError;
-use tokio_postgres::Config;
+use pgtls::Endpoint as Config;
 
 use self::checkpoints::Checkpoints;
 use self::login::Login;

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use gates::policy::Action;
 use gates::{Context, Gate};
+use pgtls::Endpoint;
 use serde_json::json;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
 use crate::error::EngineError;
 use crate::hooks::{CutoverHold, NoHold};
@@ -175,7 +176,8 @@ pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One executor, holding migration `id`'s lock.
 pub struct Executor {
-    pub(crate) config: Config,
+    /// Where the database is, and how to reach it (TLS settings included).
+    pub(crate) config: Endpoint,
     pub(crate) client: Client,
     pub(crate) opts: Options,
     gate: Box<dyn Gate>,
@@ -187,8 +189,8 @@ pub struct Executor {
 /// The `search_path` of every session tandem opens.
 pub(crate) const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
 
-pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = config.connect(NoTls).await?;
+pub(crate) async fn connect(config: &Endpoint) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = pgtls::connect(config).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -225,14 +227,16 @@ fn ms(d: Duration) -> String {
 
 impl Executor {
     /// Connect, install or upgrade the bookkeeping, and take migration `id`'s lock.
+    /// `config`: a `pgtls::Endpoint` (TLS settings with it), or a bare tokio-postgres
+    /// config, whose own `ssl_mode` then holds.
     pub async fn open(
-        config: &Config,
+        config: impl Into<Endpoint>,
         id: i64,
         opts: Options,
         gate: Box<dyn Gate>,
         observe: Observer,
     ) -> Result<Executor, EngineError> {
-        let mut config = config.clone();
+        let mut config: Endpoint = config.into();
         config.application_name(format!("tandem apply {id} (pid {})", std::process::id()));
         let mut client = connect(&config)
             .await

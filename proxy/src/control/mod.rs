@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::mirror::Mirror;
 use crate::traffic::Traffic;
@@ -110,8 +110,7 @@ async fn connect(args: &ControlArgs) -> Result<Conn, String> {
         args.password.as_deref(),
         &format!("tandem proxy control {}", args.proxy_id),
     );
-    let (client, mut conn) = config
-        .connect(NoTls)
+    let (client, mut conn) = pgtls::connect(&config)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let (tx, notes) = mpsc::unbounded_channel();

@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::FileConfig;
 use crate::metrics::Metrics;
@@ -136,7 +136,7 @@ impl Shared {
         let config = self
             .upstream
             .pg_config(self.password.as_deref(), APPLICATION_NAME);
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = pgtls::connect(&config).await?;
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "a mirror connection ended");

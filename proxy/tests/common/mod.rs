@@ -190,6 +190,9 @@ where
     T::Stream: Send + 'static,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
+    // The tests' clients choose their TLS connector themselves (NoTls, or rustls to the
+    // proxy's own certificate): they are the proxy's clients, not tandem's connections.
+    #[allow(clippy::disallowed_methods)]
     let (client, mut connection) = config.connect(tls).await?;
     let (tx, messages) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {

@@ -9,9 +9,10 @@
 use anyhow::anyhow;
 use base64::Engine as _;
 use engine::state::audit::{self, Record};
+use pgtls::Endpoint as Config;
 use rand::RngCore;
 use serde_json::json;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
 use crate::connect;

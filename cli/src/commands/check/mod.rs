@@ -124,7 +124,7 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<u8, Failure> {
         ));
     }
 
-    let dev = DevServer::start(&args.dev, target.as_ref().map(|t| (&t.config, t.major))).await?;
+    let dev = DevServer::start(&args.dev, target.as_ref().map(|t| (&*t.config, t.major))).await?;
     let mut report = Report {
         dev: dev.label.clone(),
         target: target.as_ref().map(|t| connect::describe(&t.config)),
@@ -188,7 +188,7 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<u8, Failure> {
 
 /// The target as `check` needs it.
 struct TargetInfo {
-    config: tokio_postgres::Config,
+    config: pgtls::Endpoint,
     major: u32,
     database: planner::plan::DatabaseIdentity,
     live: Schema,
@@ -197,14 +197,14 @@ struct TargetInfo {
 
 /// A target only when one is named (`--database-url` or `DATABASE_URL`): without one, check
 /// works from the folder alone.
-fn target_config(global: &Global) -> Result<Option<tokio_postgres::Config>, Failure> {
+fn target_config(global: &Global) -> Result<Option<pgtls::Endpoint>, Failure> {
     if global.database_url.is_none() && std::env::var_os("DATABASE_URL").is_none() {
         return Ok(None);
     }
     connect::resolve(global).map(Some)
 }
 
-async fn read_target(config: tokio_postgres::Config) -> Result<TargetInfo, Failure> {
+async fn read_target(config: pgtls::Endpoint) -> Result<TargetInfo, Failure> {
     let client = connect::connect(&config).await?;
     // Nothing check does writes; the session says so to the server too.
     client
