@@ -51,7 +51,8 @@ impl Upstream {
         let (text, keys) = pgtls::split(text).map_err(|e| format!("--upstream: {e}"))?;
         let text = text.as_str();
         let url = url::Url::parse(text).map_err(|e| {
-            format!("--upstream {text:?} is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE")
+            // Not the text itself: a malformed URL can still carry a password.
+            format!("--upstream is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE")
         })?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(format!(
@@ -352,6 +353,9 @@ mod tests {
     fn refuses_passwords_and_unknown_options() {
         let e = Upstream::parse("postgres://u:secret@h/db").unwrap_err();
         assert!(e.contains("password_file") && !e.contains("secret"), "{e}");
+        // Malformed (a port that is not a number): the password is not echoed either.
+        let e = Upstream::parse("postgres://u:secret@h:54x/db").unwrap_err();
+        assert!(e.contains("not a URL") && !e.contains("secret"), "{e}");
         assert!(Upstream::parse("postgres://u@h/db?application_name=x").is_err());
         // verify-* needs a root; a missing root file fails at parse, not at a session.
         let e = Upstream::parse("postgres://u@h/db?sslmode=verify-full").unwrap_err();
