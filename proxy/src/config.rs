@@ -49,6 +49,10 @@ pub struct FileConfig {
     pub worker_threads: usize,
     /// Client connections at once; one more is refused with SQLSTATE 53300.
     pub max_connections: usize,
+    /// Client connections still in startup (TLS, the startup packet, authentication) at
+    /// once; one more is refused with SQLSTATE 53300, so clients that open connections and
+    /// send nothing hold at most this many of `max_connections`, each for `startup_timeout_ms`.
+    pub max_startups: usize,
     /// The largest message a client may send (bytes); larger is a protocol violation.
     pub max_message_bytes: usize,
     /// Time a client has to finish startup and authentication.
@@ -80,6 +84,7 @@ impl Default for FileConfig {
             password_file: None,
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_connections: 1000,
+            max_startups: 100,
             max_message_bytes: 64 << 20,
             startup_timeout_ms: 10_000,
             connect_timeout_ms: 5_000,
@@ -116,9 +121,9 @@ impl FileConfig {
                 self.mirror_sample
             ));
         }
-        if self.max_connections == 0 || self.max_message_bytes < 1024 {
+        if self.max_connections == 0 || self.max_startups == 0 || self.max_message_bytes < 1024 {
             return Err(
-                "max_connections must be at least 1 and max_message_bytes at least 1024".into(),
+                "max_connections and max_startups must be at least 1 and max_message_bytes at least 1024".into(),
             );
         }
         if self.hold_max_ms == 0 || self.hold_max_ms > 10_000 {

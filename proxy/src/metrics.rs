@@ -17,6 +17,10 @@ const HOLD_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0];
 pub struct Metrics {
     pub connections_total: AtomicU64,
     pub connections_active: AtomicI64,
+    /// Client connections accepted and not yet past startup.
+    pub connections_starting: AtomicI64,
+    /// Statement text the sessions keep (for replays and dual reads), in bytes.
+    pub statement_bytes: AtomicI64,
     pub connections_refused: AtomicU64,
     pub client_bytes: AtomicU64,
     pub server_bytes: AtomicU64,
@@ -167,11 +171,21 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let gauges: [(&str, &str, &AtomicI64); 2] = [
+        let gauges: [(&str, &str, &AtomicI64); 4] = [
             (
                 "connections_active",
                 "client connections open",
                 &self.connections_active,
+            ),
+            (
+                "connections_starting",
+                "client connections still in startup (TLS, startup packet, authentication)",
+                &self.connections_starting,
+            ),
+            (
+                "statement_bytes",
+                "statement text the sessions keep, for replays and dual reads (at most 8 MiB a session)",
+                &self.statement_bytes,
             ),
             (
                 "clients_held",

@@ -144,18 +144,40 @@ pub async fn serve(
             });
             continue;
         }
-        // Counted here, so the limit holds before the worker picks the connection up.
+        if metrics.connections_starting.load(Relaxed) >= config.file.max_startups as i64 {
+            metrics.connections_refused.fetch_add(1, Relaxed);
+            let max = config.file.max_startups;
+            tracing::warn!(%peer, max, "connection refused: max_startups connections are still in startup");
+            tokio::spawn(async move {
+                let msg =
+                    format!("tandem proxy has {max} connections still in startup (max_startups)");
+                let _ = socket
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "53300",
+                        &msg,
+                        Some("try again in a moment; clients that connect and send nothing are dropped after startup_timeout_ms"),
+                    ))
+                    .await;
+            });
+            continue;
+        }
+        // Counted here, so the limits hold before the worker picks the connection up; the
+        // session takes it off `connections_starting` when its startup ends.
         metrics.connections_active.fetch_add(1, Relaxed);
+        metrics.connections_starting.fetch_add(1, Relaxed);
         let std_socket = match socket.into_std() {
             Ok(s) => s,
             Err(e) => {
                 metrics.connections_active.fetch_sub(1, Relaxed);
+                metrics.connections_starting.fetch_sub(1, Relaxed);
                 tracing::warn!(%peer, error = %e, "could not hand a connection to a worker");
                 continue;
             }
         };
         if senders[next % threads].send((std_socket, peer)).is_err() {
             metrics.connections_active.fetch_sub(1, Relaxed);
+            metrics.connections_starting.fetch_sub(1, Relaxed);
         }
         next = next.wrapping_add(1);
     }
@@ -222,7 +244,10 @@ fn worker(
                         sessions.spawn(async move {
                             match tokio::net::TcpStream::from_std(socket) {
                                 Ok(socket) => session::run(shared, socket, peer).await,
-                                Err(e) => tracing::warn!(%peer, error = %e, "could not register a connection"),
+                                Err(e) => {
+                                    metrics.connections_starting.fetch_sub(1, Relaxed);
+                                    tracing::warn!(%peer, error = %e, "could not register a connection");
+                                }
                             }
                             metrics.connections_active.fetch_sub(1, Relaxed);
                         });

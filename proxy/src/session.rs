@@ -165,6 +165,15 @@ impl IntoHalves for Stream {
     }
 }
 
+/// A connection in startup, counted in `connections_starting` until dropped.
+struct Starting<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
@@ -183,8 +192,12 @@ enum End {
 pub async fn run(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let started = Instant::now();
+    // Counted by the accept loop; off when startup is over, whatever its outcome (or when
+    // the session is dropped during it).
+    let starting = Starting(&shared.metrics.connections_starting);
     let timeout = shared.config.file.startup_timeout();
     let startup = tokio::time::timeout(timeout, startup(&shared, socket)).await;
+    drop(starting);
     let (client, server, startup) = match startup {
         Ok(Ok(Some(s))) => s,
         Ok(Ok(None)) => return,
@@ -638,6 +651,19 @@ struct Session<'a> {
     epoch: std::sync::atomic::AtomicU64,
 }
 
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let bytes = self
+            .state
+            .get_mut()
+            .map_or_else(|p| p.into_inner().statement_bytes, |s| s.statement_bytes);
+        self.shared
+            .metrics
+            .statement_bytes
+            .fetch_sub(bytes as i64, Relaxed);
+    }
+}
+
 impl<'a> Session<'a> {
     fn new(shared: &'a Shared, started: Started) -> Session<'a> {
         let mirror = shared.mirror.database() == Some(started.database.as_str());
@@ -662,6 +688,16 @@ impl<'a> Session<'a> {
             mirror,
             epoch: std::sync::atomic::AtomicU64::new(shared.traffic.epoch()),
         }
+    }
+
+    /// The session's kept statements now hold `bytes` of text (the gauge follows).
+    fn kept_statement_bytes(&self, state: &mut State, bytes: usize) {
+        let delta = bytes as i64 - state.statement_bytes as i64;
+        state.statement_bytes = bytes;
+        self.shared
+            .metrics
+            .statement_bytes
+            .fetch_add(delta, Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -978,7 +1014,7 @@ impl<'a> Session<'a> {
                                     || state.statements.contains_key(p.name)
                             };
                         if keep {
-                            state.statement_bytes = bytes;
+                            self.kept_statement_bytes(state, bytes);
                             state.statements.insert(
                                 p.name.to_string(),
                                 Statement {
@@ -990,7 +1026,8 @@ impl<'a> Session<'a> {
                             );
                         } else if let Some(gone) = state.statements.remove(p.name) {
                             // Never the text the name had before.
-                            state.statement_bytes -= gone.query.len();
+                            let bytes = state.statement_bytes - gone.query.len();
+                            self.kept_statement_bytes(state, bytes);
                         }
                     }
                     None => state.statements_unreliable = true,
@@ -1024,7 +1061,8 @@ impl<'a> Session<'a> {
                 if let Some(body) = body {
                     if let Some(name) = protocol::statement_target(body).map_err(bad)? {
                         if let Some(gone) = state.statements.remove(name) {
-                            state.statement_bytes -= gone.query.len();
+                            let bytes = state.statement_bytes - gone.query.len();
+                            self.kept_statement_bytes(state, bytes);
                         }
                     }
                 }

@@ -365,3 +365,111 @@ async fn one_client_over_max_connections_is_refused_with_53300() {
     })
     .await;
 }
+
+/// Connections that open and send nothing hold at most `max_startups` slots: one more gets
+/// 53300 at once, while a session already past startup keeps working; once the silent ones
+/// are dropped at `startup_timeout_ms`, clients get in again. The gauge says how many are in
+/// startup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_hold_at_most_max_startups() {
+    within(async {
+        let file = proxy::config::FileConfig {
+            max_startups: 3,
+            startup_timeout_ms: 1500,
+            ..file_config()
+        };
+        let (db, target, proxy) = setup("proxy_max_startups", file).await;
+        let working = connect(&target.via(proxy.addr)).await;
+        let backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()";
+        let before: i64 = db.client().query_one(backends, &[]).await.unwrap().get(0);
+        let mut silent = Vec::new();
+        for i in 0..3 {
+            let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+            if i == 0 {
+                // Half a startup packet: its length, the protocol, and no more.
+                s.write_all(&[0, 0, 0, 40, 0, 3, 0, 0]).await.unwrap();
+            }
+            silent.push(s);
+        }
+        eventually("three connections in startup", || {
+            proxy.metrics.connections_starting.load(Relaxed) == 3
+        })
+        .await;
+        let refused = try_connect(&target.via(proxy.addr))
+            .await
+            .err()
+            .expect("over max_startups");
+        assert_eq!(code(&refused), Some("53300"), "{refused}");
+        let message = refused.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("max_startups")),
+            "{message:?}"
+        );
+        // No upstream connection for a client that has not sent its startup packet in full.
+        let during: i64 = db.client().query_one(backends, &[]).await.unwrap().get(0);
+        assert_eq!(
+            during, before,
+            "the proxy connected upstream for a silent client"
+        );
+        assert_eq!(
+            working
+                .client
+                .query_one("SELECT 7", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            7
+        );
+        // Dropped at the startup timeout: room again.
+        eventually("the silent connections dropped", || {
+            proxy.metrics.connections_starting.load(Relaxed) == 0
+        })
+        .await;
+        let again = connect(&target.via(proxy.addr)).await;
+        assert_eq!(
+            again
+                .client
+                .query_one("SELECT 8", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            8
+        );
+        drop(silent);
+    })
+    .await;
+}
+
+/// A client that prepares many large statements makes the proxy keep at most 8 MiB of their
+/// text (for replays and dual reads); the statements all work as the server prepared them,
+/// and the text is given back when the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_statement_text_is_bounded_per_session() {
+    within(async {
+        let (_db, target, proxy) = setup("proxy_statement_bytes", file_config()).await;
+        let c = connect(&target.via(proxy.addr)).await;
+        // 200 KiB each (a larger Parse is streamed through and never kept), 12 MiB in all.
+        let pad = "x".repeat(200 << 10);
+        let mut kept = Vec::new();
+        for i in 0..60 {
+            let sql = format!("SELECT {i}::int AS n, length('{pad}') AS l");
+            kept.push(c.client.prepare(&sql).await.expect("prepared"));
+        }
+        let bytes = proxy.metrics.statement_bytes.load(Relaxed);
+        assert!(
+            bytes > 0 && bytes <= 8 << 20,
+            "the session keeps {bytes} bytes of statement text"
+        );
+        let row = c.client.query_one(&kept[59], &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 59);
+        drop(kept);
+        drop(c);
+        eventually("the session's statement text given back", || {
+            proxy.metrics.statement_bytes.load(Relaxed) == 0
+        })
+        .await;
+    })
+    .await;
+}

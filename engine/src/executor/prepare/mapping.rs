@@ -185,6 +185,52 @@ pub(super) async fn explicit_casts(
     Ok(())
 }
 
+/// The forward mapping runs where the copy and the triggers will run it: under `search_path =
+/// pg_catalog` (names in the expressions themselves were qualified by `table::resolved`). A
+/// function the expression calls whose own body finds its objects through the search_path
+/// (`$1::mood` in a SQL function without `SET search_path`) fails there on every row: refused
+/// now, before any trigger exists, rather than failing the application's writes and the copy.
+/// Tried on one row (an empty table tries nothing); data errors are the guards' business.
+pub(super) async fn runs_pinned(
+    tx: &Transaction<'_>,
+    table: &QualName,
+    forward: &[Mapped],
+    name: &str,
+) -> Result<(), EngineError> {
+    if forward.is_empty() {
+        return Ok(());
+    }
+    let exprs: Vec<&str> = forward.iter().map(|m| m.expr.as_str()).collect();
+    tx.batch_execute("SAVEPOINT tandem_pinned")
+        .await
+        .map_err(EngineError::sql("savepoint"))?;
+    let tried = tx
+        .batch_execute(&format!(
+            "SELECT {} FROM (SELECT * FROM {table} LIMIT 1) AS o",
+            exprs.join(", ")
+        ))
+        .await;
+    tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_pinned; RELEASE SAVEPOINT tandem_pinned")
+        .await
+        .map_err(EngineError::sql("savepoint"))?;
+    let Err(e) = tried else { return Ok(()) };
+    let Some(db) = e.as_db_error() else {
+        return Err(EngineError::sql("try the column mapping")(e));
+    };
+    // Class 22 (data) and 23 (integrity): a row the mapping rejects, for the guards.
+    if db.code().code().starts_with("22") || db.code().code().starts_with("23") {
+        return Ok(());
+    }
+    Err(EngineError::refused(
+        format!(
+            "the new columns of {name} cannot be computed where tandem's copy and triggers run (search_path = pg_catalog): {}{}",
+            db.message(),
+            db.where_().map(|w| format!(" ({w})")).unwrap_or_default()
+        ),
+        "a function the change calls finds its types or functions through the search_path: give it its own (ALTER FUNCTION ... SET search_path = your_schema) or qualify the names in its body, then run `tandem apply` again (no shadow table or trigger was made)",
+    ))
+}
+
 pub(super) struct IdentityScope<'a> {
     pub(super) m: i64,
     pub(super) oid: u32,

@@ -64,6 +64,7 @@ pub(super) async fn prepare_table(
     let (forward, mapped_from) = mapping::forward(&orig, &new_cols, &change)?;
     let mut forward = forward;
     mapping::explicit_casts(tx, table, &made.shadow, &orig.columns, &mut forward).await?;
+    mapping::runs_pinned(tx, table, &forward, &orig.name).await?;
     carry::check_not_valid_fit(tx, &made.shadow, &made.not_valid_checks, &orig.name).await?;
     carry::column_targets(tx, (orig.oid, made.oid), &made.shadow, |old| {
         mapped_from.get(old).cloned()
@@ -337,7 +338,7 @@ async fn apply_change(
     statements: &[String],
 ) -> Result<ShadowChange, EngineError> {
     let name = &orig.name;
-    let change = shadow_change(statements, orig.table, shadow).map_err(|e| {
+    let mut change = shadow_change(statements, orig.table, shadow).map_err(|e| {
         EngineError::refused(
             format!("the change cannot be applied to a shadow of {name}: {e}"),
             "make a new plan",
@@ -361,8 +362,81 @@ async fn apply_change(
             )
         })?;
     }
+    for expr in change.using.values_mut() {
+        *expr = resolved(tx, orig.table, expr).await?;
+    }
     tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
         .await
         .map_err(EngineError::sql("set the search path"))?;
     Ok(change)
+}
+
+/// A `USING` expression as the copy and the triggers can run it: they run under `search_path =
+/// pg_catalog` (a trigger function must not resolve names where an application role can
+/// create objects), so an expression that names the application's own types or functions
+/// unqualified (`to_mood(m)`, as the statement was written) is written out by the server with
+/// every such name qualified (`public.to_mood(o.m)`), read from a temporary view made under the
+/// database's search_path. One that resolves in pg_catalog alone is kept as written. Runs
+/// under the database's search_path, and leaves it so.
+async fn resolved(
+    tx: &Transaction<'_>,
+    table: &QualName,
+    expr: &str,
+) -> Result<String, EngineError> {
+    const ALIAS: &str = "tandem_using_expression";
+    let view = |path: &str| {
+        format!(
+            "SET LOCAL search_path {path}; CREATE TEMP VIEW _tandem_using AS SELECT {expr} AS {ALIAS} FROM {table} AS o"
+        )
+    };
+    tx.batch_execute("SAVEPOINT tandem_using")
+        .await
+        .map_err(EngineError::sql("savepoint"))?;
+    let plain = tx
+        .batch_execute(&view("= pg_catalog, pg_temp"))
+        .await
+        .is_ok();
+    tx.batch_execute(
+        "ROLLBACK TO SAVEPOINT tandem_using; RELEASE SAVEPOINT tandem_using; SET LOCAL search_path TO DEFAULT",
+    )
+    .await
+    .map_err(EngineError::sql("savepoint"))?;
+    if plain {
+        return Ok(expr.to_string());
+    }
+    let fail = |e: tokio_postgres::Error| {
+        EngineError::refused(
+            format!(
+                "the USING expression {expr} cannot be read back qualified: {}",
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string())
+            ),
+            "qualify the names in the USING expression (schema.function, schema.type), make a new plan and submit it; nothing was changed",
+        )
+    };
+    tx.batch_execute(&view("TO DEFAULT")).await.map_err(fail)?;
+    tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        .await
+        .map_err(fail)?;
+    let def: String = tx
+        .query_one(
+            "SELECT pg_get_viewdef('pg_temp._tandem_using'::regclass)",
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .get(0);
+    tx.batch_execute("DROP VIEW pg_temp._tandem_using; SET LOCAL search_path TO DEFAULT")
+        .await
+        .map_err(fail)?;
+    let body = def.trim_start();
+    let body = body.strip_prefix("SELECT").unwrap_or(body);
+    match body.rfind(&format!(" AS {ALIAS}")) {
+        Some(end) => Ok(body[..end].trim().to_string()),
+        None => Err(EngineError::refused(
+            format!("the USING expression {expr} came back from the server in a form tandem cannot read ({def})"),
+            "qualify the names in the USING expression (schema.function, schema.type), make a new plan and submit it; nothing was changed",
+        )),
+    }
 }
