@@ -142,6 +142,29 @@ pub async fn connect(config: impl Into<Endpoint>) -> Result<Client, Failure> {
     Ok(client)
 }
 
+/// [`connect`] to the target database, for tandem's own statements: the session's
+/// `search_path` is pinned to `pg_catalog, pg_temp`, so a function an application role made
+/// in `public` can never be a better match for a call tandem makes (issue 13). Scratch and dev
+/// databases, where the user's schema is loaded, keep theirs ([`connect`]).
+pub async fn target(config: impl Into<Endpoint>) -> Result<Client, Failure> {
+    let config: Endpoint = config.into();
+    let client = connect(config.clone()).await?;
+    client
+        .batch_execute(engine::PINNED_SEARCH_PATH)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                UNAVAILABLE,
+                anyhow!(
+                    "cannot set up the session on {} ({})",
+                    describe(&config),
+                    reason(&e)
+                ),
+            )
+        })?;
+    Ok(client)
+}
+
 /// `host:port/dbname as user`, without any password.
 pub fn describe(config: &Config) -> String {
     engine::server_of(config)

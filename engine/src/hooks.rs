@@ -138,7 +138,12 @@ impl ProxyHold {
                 }
             }
         });
-        client.batch_execute("LISTEN tandem_proxy_ack").await?;
+        client
+            .batch_execute(&format!(
+                "{}; LISTEN tandem_proxy_ack",
+                crate::executor::PINNED_SEARCH_PATH
+            ))
+            .await?;
         Ok(Listener { client, acks, task })
     }
 

@@ -12,3 +12,4 @@ pub mod status;
 
 pub use catalog::{database_identity, introspect, server_version_num, CatalogError};
 pub use error::{is_connection_error, server_of, EngineError};
+pub use executor::PINNED_SEARCH_PATH;

@@ -33,7 +33,7 @@ pub async fn run(global: &Global, args: ApproveArgs) -> Result<u8, Failure> {
     let key = keys::load(&args.key)?;
     let key_id = key.public().id();
     let config = connect::resolve(global)?;
-    let mut client = connect::connect(&config).await?;
+    let mut client = connect::target(&config).await?;
     if !state::installed(&client).await.map_err(engine_failure)? {
         return Err(engine_failure(engine::EngineError::UnknownMigration(
             args.id,

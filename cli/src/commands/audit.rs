@@ -25,7 +25,7 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<u8, Failure> 
 
 async fn open(global: &Global) -> Result<tokio_postgres::Client, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     if !state::installed(&client).await.map_err(engine_failure)? {
         return Err(Failure::usage(
             "tandem was never used on this database: there is no audit log",

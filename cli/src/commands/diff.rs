@@ -10,7 +10,7 @@ use crate::exit::{Failure, DIFFERENCES, OK};
 
 pub async fn run(global: &Global, args: DiffArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     let major = engine::catalog::database_identity(&client)
         .await
         .map_err(|e| Failure::from(anyhow::Error::new(e)))?

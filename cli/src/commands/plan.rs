@@ -20,7 +20,7 @@ use crate::scratch::Scratch;
 
 pub async fn run(global: &Global, args: PlanArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     let database = engine::catalog::database_identity(&client)
         .await
         .map_err(catalog)?;

@@ -40,7 +40,7 @@ async fn set(global: &Global, args: PolicySetArgs) -> Result<u8, Failure> {
         .map(|(i, k)| keys::load_key(k, args.passphrase_file.get(i).map(|p| p.as_path())))
         .collect::<Result<Vec<_>, _>>()?;
     let config = connect::resolve(global)?;
-    let mut client = connect::connect(&config).await?;
+    let mut client = connect::target(&config).await?;
     state::install(&mut client).await.map_err(engine_failure)?;
     let database = identity::ensure(&client).await.map_err(engine_failure)?;
     let now = approvals::now(&client).await.map_err(engine_failure)?;
@@ -102,7 +102,7 @@ async fn set(global: &Global, args: PolicySetArgs) -> Result<u8, Failure> {
 
 async fn show(global: &Global) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     if !state::installed(&client).await.map_err(engine_failure)? {
         eprintln!("no approval policy: tandem was never used on this database");
         return Ok(OK);

@@ -76,7 +76,7 @@ async fn rotate(global: &Global, args: RotateArgs) -> Result<u8, Failure> {
             ))
         }
     };
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     let row = client
         .query_one(
             // Without pg_read_all_stats, other roles' sessions show neither their state nor

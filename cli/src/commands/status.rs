@@ -7,7 +7,7 @@ use crate::exit::{Failure, OK};
 
 pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     let all = engine::status::status(&client, args.id)
         .await
         .map_err(engine_failure)?;
@@ -148,7 +148,7 @@ pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
 
 pub async fn pause(global: &Global, args: IdArgs, paused: bool) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     let phase = engine::state::set_paused(&client, args.id, paused)
         .await
         .map_err(engine_failure)?;

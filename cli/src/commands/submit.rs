@@ -54,7 +54,7 @@ pub async fn run(global: &Global, args: SubmitArgs) -> Result<u8, Failure> {
         .map(|k| keys::load_key(k, args.passphrase_file.as_deref()))
         .transpose()?;
     let config = connect::resolve(global)?;
-    let mut client = connect::connect(&config).await?;
+    let mut client = connect::target(&config).await?;
     let identity = engine::database_identity(&client)
         .await
         .map_err(|e| Failure::new(crate::exit::FAILURE, e))?;

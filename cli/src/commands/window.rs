@@ -21,7 +21,7 @@ use crate::exit::{Failure, FAILURE, OK};
 /// exit 1 when any failed (each says why as it happens; the error names them all).
 pub async fn finalize_expired(global: &Global, args: FinalizeArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     let expired = engine::state::expired(&client)
         .await
         .map_err(engine_failure)?;

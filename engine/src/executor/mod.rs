@@ -187,7 +187,7 @@ pub struct Executor {
 }
 
 /// The `search_path` of every session tandem opens.
-pub(crate) const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+pub const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
 
 pub(crate) async fn connect(config: &Endpoint) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = pgtls::connect(config).await?;

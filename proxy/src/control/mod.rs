@@ -175,7 +175,15 @@ async fn session<S: Future<Output = ()>>(
         Err(e) => return lost(e, false),
     }
     // LISTEN first: a hold notified between the registration and the LISTEN would be missed.
-    if let Err(e) = timed("listen", conn.client.batch_execute("LISTEN tandem_proxy")).await {
+    // The session's own statements resolve names in pg_catalog first and nowhere an
+    // application role can create objects.
+    if let Err(e) = timed(
+        "listen",
+        conn.client
+            .batch_execute("SET search_path = pg_catalog, pg_temp; LISTEN tandem_proxy"),
+    )
+    .await
+    {
         return lost(e, false);
     }
     if let Err(e) = register(args, &conn.client).await {

@@ -205,7 +205,7 @@ fn target_config(global: &Global) -> Result<Option<pgtls::Endpoint>, Failure> {
 }
 
 async fn read_target(config: pgtls::Endpoint) -> Result<TargetInfo, Failure> {
-    let client = connect::connect(&config).await?;
+    let client = connect::target(&config).await?;
     // Nothing check does writes; the session says so to the server too.
     client
         .batch_execute("SET default_transaction_read_only = on")
