@@ -145,7 +145,8 @@ pub async fn connect(config: impl Into<Endpoint>) -> Result<Client, Failure> {
 /// [`connect`] to the target database, for tandem's own statements: the session's
 /// `search_path` is pinned to `pg_catalog, pg_temp`, so a function an application role made
 /// in `public` can never be a better match for a call tandem makes (issue 13). Scratch and dev
-/// databases, where the user's schema is loaded, keep theirs ([`connect`]).
+/// databases, where the user's schema is loaded, keep theirs ([`connect`]), and so does
+/// `check`, which reads the migration tool's version table by the application's name for it.
 pub async fn target(config: impl Into<Endpoint>) -> Result<Client, Failure> {
     let config: Endpoint = config.into();
     let client = connect(config.clone()).await?;

@@ -205,7 +205,9 @@ fn target_config(global: &Global) -> Result<Option<pgtls::Endpoint>, Failure> {
 }
 
 async fn read_target(config: pgtls::Endpoint) -> Result<TargetInfo, Failure> {
-    let client = connect::target(&config).await?;
+    // The database's own search_path (not `connect::target`'s pinned one): check reads the
+    // migration tool's version table by the name the application gives it.
+    let client = connect::connect(&config).await?;
     // Nothing check does writes; the session says so to the server too.
     client
         .batch_execute("SET default_transaction_read_only = on")
