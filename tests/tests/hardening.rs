@@ -56,6 +56,39 @@ impl Fixture {
             .get(0)
     }
 
+    /// `apply ID` until it stops inside verification's transaction, then SIGKILL: the triggers
+    /// are installed and the copy is done; the phase recorded is backfill.
+    async fn apply_killed_in_verify(&self, id: i64) {
+        let mut held = spawn(
+            &[
+                "--database-url",
+                &self.url,
+                "apply",
+                &id.to_string(),
+                "--yes",
+            ],
+            &[("TANDEM_FAILPOINT", "verify")],
+        );
+        tokio::task::spawn_blocking(move || {
+            held.wait_for("failpoint verify reached", Duration::from_secs(90));
+            held.kill();
+        })
+        .await
+        .unwrap();
+    }
+
+    /// The first (by name) of tandem's triggers on `table`.
+    async fn first_tandem_trigger(&self, table: &str) -> String {
+        self.client()
+            .query_one(
+                "SELECT tgname::text FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname LIKE '\\_tandem%' AND NOT tgisinternal ORDER BY tgname LIMIT 1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Another session of the test's own.
     async fn session(&self) -> Client {
         let (client, conn) = self
@@ -303,16 +336,7 @@ async fn writes_of_a_replica_session_reach_the_new_table() {
     let f = fixture("hard_replica_role", ITEMS).await;
     let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
     let id = submit(&f.url, &plan, &[]);
-    let mut held = spawn(
-        &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
-        &[("TANDEM_FAILPOINT", "verify")],
-    );
-    tokio::task::spawn_blocking(move || {
-        held.wait_for("failpoint verify reached", Duration::from_secs(90));
-        held.kill();
-    })
-    .await
-    .unwrap();
+    f.apply_killed_in_verify(id).await;
     let replica = f.session().await;
     replica
         .batch_execute(
@@ -350,25 +374,8 @@ async fn a_trigger_disabled_by_hand_stops_cutover_and_rollback() {
     let f = fixture("hard_disabled_trigger", ITEMS).await;
     let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
     let id = submit(&f.url, &plan, &[]);
-    let mut held = spawn(
-        &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
-        &[("TANDEM_FAILPOINT", "verify")],
-    );
-    tokio::task::spawn_blocking(move || {
-        held.wait_for("failpoint verify reached", Duration::from_secs(90));
-        held.kill();
-    })
-    .await
-    .unwrap();
-    let forward: String = f
-        .client()
-        .query_one(
-            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname LIKE '\\_tandem%' AND NOT tgisinternal ORDER BY tgname LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    f.apply_killed_in_verify(id).await;
+    let forward: String = f.first_tandem_trigger("items").await;
     f.client()
         .batch_execute(&format!("ALTER TABLE items DISABLE TRIGGER {forward}"))
         .await
@@ -391,15 +398,7 @@ async fn a_trigger_disabled_by_hand_stops_cutover_and_rollback() {
         .unwrap();
     apply(&f.url, id, &[]).expect(0);
     assert_eq!(status_json(&f.url, id)["phase"], "rollback_window");
-    let reverse: String = f
-        .client()
-        .query_one(
-            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname LIKE '\\_tandem%' AND NOT tgisinternal ORDER BY tgname LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let reverse: String = f.first_tandem_trigger("items").await;
     f.client()
         .batch_execute(&format!("ALTER TABLE items DISABLE TRIGGER {reverse}"))
         .await
@@ -669,16 +668,7 @@ async fn a_using_expression_with_the_applications_own_type_fails_no_write() {
         &["shadow"],
     );
     let id = submit(&f.url, &plan, &[]);
-    let mut held = spawn(
-        &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
-        &[("TANDEM_FAILPOINT", "verify")],
-    );
-    tokio::task::spawn_blocking(move || {
-        held.wait_for("failpoint verify reached", Duration::from_secs(90));
-        held.kill();
-    })
-    .await
-    .unwrap();
+    f.apply_killed_in_verify(id).await;
     // Writes while the forward trigger runs: none may fail.
     f.client()
         .batch_execute(

@@ -247,13 +247,7 @@ pub async fn set_phase(
     phase: Phase,
     detail: Value,
 ) -> Result<(), EngineError> {
-    client
-        .execute(
-            "UPDATE tandem.migrations SET phase = $2, waiting_for = NULL, updated_at = now() WHERE id = $1",
-            &[&id, &phase.as_str()],
-        )
-        .await
-        .map_err(EngineError::sql("record the phase"))?;
+    write_phase(client, id, phase).await?;
     record(client, id, phase.as_str(), "done", detail).await
 }
 
@@ -267,6 +261,16 @@ pub async fn void_phase(
     detail: Value,
 ) -> Result<(), EngineError> {
     let voided = phase.next().unwrap_or(phase);
+    write_phase(client, id, phase).await?;
+    record(client, id, voided.as_str(), "voided", detail).await
+}
+
+/// `phase` as the migration's last completed phase (and nothing waited for).
+async fn write_phase(
+    client: &impl GenericClient,
+    id: i64,
+    phase: Phase,
+) -> Result<(), EngineError> {
     client
         .execute(
             "UPDATE tandem.migrations SET phase = $2, waiting_for = NULL, updated_at = now() WHERE id = $1",
@@ -274,7 +278,7 @@ pub async fn void_phase(
         )
         .await
         .map_err(EngineError::sql("record the phase"))?;
-    record(client, id, voided.as_str(), "voided", detail).await
+    Ok(())
 }
 
 /// Say what the executor waits for (or `None`), for `status`. Best effort, autocommit.
