@@ -376,6 +376,10 @@ pub struct StatusArgs {
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Show the key values of the rows drift was found on (the table's data: left out
+    /// unless asked for, so that status output pasted elsewhere carries none).
+    #[arg(long)]
+    pub keys: bool,
 }
 
 #[derive(clap::Args)]

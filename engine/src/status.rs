@@ -105,7 +105,11 @@ pub struct Drift {
     pub statement: String,
     pub rows_live: i64,
     pub rows_other: i64,
+    /// The key of a row found on one side only (`col=value`): the table's data, shown only
+    /// when asked for (`tandem status --keys`).
     pub example_key: Option<String>,
+    /// A key was recorded and left out of this answer.
+    pub key_hidden: bool,
     pub at: String,
 }
 
@@ -329,6 +333,7 @@ async fn dual_reads(
             rows_live: r.get(3),
             rows_other: r.get(4),
             example_key: r.get(5),
+            key_hidden: false,
             at: r.get(6),
         })
         .collect();

@@ -331,3 +331,75 @@ async fn forced_row_level_security_without_bypass_is_refused() {
     assert!(!common::exists(c, &shadow).await, "no shadow was created");
     assert_eq!(common::column_type(c, "t", "n").await, "integer");
 }
+
+/// tandem's role is not the table's owner and cannot act as it (not a member of its role):
+/// tandem writes the rows as the owner (`shadow::writer`), so prepare refuses, saying what
+/// to grant, and changes nothing. The same refusal for an owner that may create objects in
+/// schema tandem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_tandem_cannot_act_as_is_refused() {
+    let _alone = ALONE.lock().await;
+    let db = table("trig_not_owner", "integer").await;
+    let c = db.client();
+    c.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE tandem_not_owner_runner NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         DO $$ BEGIN CREATE ROLE tandem_not_owner_owner NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         GRANT CREATE ON DATABASE {} TO tandem_not_owner_runner;
+         GRANT CREATE ON SCHEMA public TO tandem_not_owner_runner, tandem_not_owner_owner;
+         ALTER TABLE t OWNER TO tandem_not_owner_owner;
+         GRANT SELECT ON t TO tandem_not_owner_runner;",
+        common::quote(db.name())
+    ))
+    .await
+    .unwrap();
+    let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
+    // The bookkeeping is tandem's role's: here, the runner's.
+    c.batch_execute("ALTER SCHEMA tandem OWNER TO tandem_not_owner_runner; GRANT ALL ON ALL TABLES IN SCHEMA tandem TO tandem_not_owner_runner; GRANT ALL ON ALL SEQUENCES IN SCHEMA tandem TO tandem_not_owner_runner; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tandem TO tandem_not_owner_runner")
+        .await
+        .unwrap();
+    let mut as_runner = db.config();
+    as_runner.options("-c role=tandem_not_owner_runner");
+    let prepare = |config: tokio_postgres::Config| async move {
+        let (o, _) = common::observer("not_owner");
+        let mut ex = engine::executor::Executor::open(
+            &config,
+            id,
+            Options {
+                until: Phase::Backfill,
+                ..Options::default()
+            },
+            Box::new(gates::Open),
+            o,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("open as the runner: {e}"));
+        ex.apply().await.expect_err("prepare refuses").to_string()
+    };
+    let text = prepare(as_runner.clone()).await;
+    assert!(
+        text.contains("cannot act as the table's owner tandem_not_owner_owner")
+            && text.contains("GRANT tandem_not_owner_owner TO"),
+        "{text}"
+    );
+    // A member of the owner's role, but the owner may create in schema tandem.
+    c.batch_execute(
+        "GRANT tandem_not_owner_owner TO tandem_not_owner_runner;
+         GRANT CREATE ON SCHEMA tandem TO tandem_not_owner_owner;",
+    )
+    .await
+    .unwrap();
+    let text = prepare(as_runner).await;
+    assert!(
+        text.contains("may create objects in schema tandem")
+            && text.contains("REVOKE CREATE ON SCHEMA tandem FROM tandem_not_owner_owner"),
+        "{text}"
+    );
+    let oid: u32 = c
+        .query_one("SELECT 't'::regclass::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (shadow, _) = engine::shadow::names(id, oid);
+    assert!(!common::exists(c, &shadow).await, "no shadow was created");
+    assert_eq!(common::column_type(c, "t", "n").await, "integer");
+}

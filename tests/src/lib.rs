@@ -231,7 +231,14 @@ pub mod migrate {
 
     /// `tandem status ID --json`, parsed (one migration).
     pub fn status_json(url: &str, id: i64) -> serde_json::Value {
-        let run = on(url, "status", id, &["--json"]).expect(0);
+        status_json_with(url, id, &[])
+    }
+
+    /// `tandem status ID --json EXTRA...`, parsed (one migration).
+    pub fn status_json_with(url: &str, id: i64, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let run = on(url, "status", id, &args).expect(0);
         let all: serde_json::Value = serde_json::from_str(&run.stdout).expect("status is JSON");
         all[0].clone()
     }

@@ -456,6 +456,61 @@ async fn an_online_step_killed_between_its_statements_runs_again() {
     assert_eq!(status_json(&f.url, id)["phase"], "finalized");
 }
 
+/// A `CREATE INDEX CONCURRENTLY`, and a `DROP INDEX CONCURRENTLY` (no IF EXISTS, as the user
+/// wrote them), each finished just before the process was killed, its progress not yet
+/// recorded (they run outside a transaction): the next `apply` finds the index built (or
+/// gone) and goes on. Before, nothing looked for a dropped index (a second DROP fails with
+/// 42704), and the build's check looked its index up under tandem's pinned search_path, which
+/// finds none in `public` (seen on this fix's first version: the first run said the index
+/// was already dropped). The failpoint is new, so the old binary could not be run here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_concurrent_index_statement_killed_before_its_record_runs_again() {
+    let f = fixture(
+        "hard_online_concurrent",
+        &format!("{ITEMS} CREATE INDEX items_note ON items (note);"),
+    )
+    .await;
+    for (sql, gone_after, note) in [
+        (
+            "CREATE INDEX CONCURRENTLY items_qty ON items (qty)",
+            ("items_qty", 1),
+            "",
+        ),
+        (
+            "DROP INDEX CONCURRENTLY items_note",
+            ("items_note", 0),
+            "already dropped",
+        ),
+    ] {
+        let plan = f.plan(sql, &["online"]);
+        let step = &tests::migrate::read_plan(&plan)["steps"][0]["sql"][0];
+        assert!(
+            step.as_str().is_some_and(|s| !s.contains("IF ")),
+            "the statement as written: {step}"
+        );
+        let id = submit(&f.url, &plan, &[]);
+        let mut held = spawn(
+            &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
+            &[("TANDEM_FAILPOINT", "online_unmarked")],
+        );
+        tokio::task::spawn_blocking(move || {
+            held.wait_for("failpoint online_unmarked reached", Duration::from_secs(90));
+            held.kill();
+        })
+        .await
+        .unwrap();
+        let (index, count) = gone_after;
+        let query = format!("SELECT count(*) FROM pg_class WHERE relname = '{index}'");
+        assert_eq!(f.count(&query).await, count, "{sql} ran before the kill");
+        assert_ne!(status_json(&f.url, id)["phase"], "finalized");
+        let run = apply(&f.url, id, &[]);
+        assert_eq!(run.code, 0, "{sql}: {}", run.stderr);
+        assert!(run.stderr.contains(note), "{}", run.stderr);
+        assert_eq!(f.count(&query).await, count, "{sql}");
+        assert_eq!(status_json(&f.url, id)["phase"], "finalized");
+    }
+}
+
 /// The forward trigger disabled after verification, while the cutover waits for a lock: the
 /// cutover refuses, and the migration goes back to verify (the writes made while the trigger
 /// was off are not in the new table): the next `apply` compares the tables again, copies the
@@ -867,4 +922,153 @@ async fn repeatable_read_and_serializable_writers_see_no_error_tandem_causes() {
             "{isolation}"
         );
     }
+}
+
+/// The table's owner (a role without tandem's rights) defined a CHECK constraint and an
+/// index expression; PostgreSQL runs them as whoever writes a row. Through a whole migration
+/// with an application writing (the copy and the log's drain, the forward trigger, the
+/// verification, the rollback window's reverse trigger, the rollback), they run as the owner
+/// or as the application, never as tandem's role (a superuser here). Before: `seen` named
+/// tandem's role, and the index expression, which refuses to run as a superuser, failed the
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_owners_functions_never_run_with_tandems_rights() {
+    let f = fixture(
+        "hard_owner_rights",
+        "DO $$ BEGIN CREATE ROLE tandem_hard_owner NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         DO $$ BEGIN CREATE ROLE tandem_hard_app NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         GRANT CREATE, USAGE ON SCHEMA public TO tandem_hard_owner;
+         CREATE TABLE seen (who text, what text);
+         GRANT INSERT ON seen TO PUBLIC;
+         CREATE FUNCTION public.spy(what text, n bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO public.seen VALUES (current_user, what); RETURN n >= 0; END $$;
+         CREATE FUNCTION public.not_as_superuser(n bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+           BEGIN
+             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+               RAISE EXCEPTION 'the index expression ran as %, a superuser', current_user;
+             END IF;
+             RETURN n;
+           END $$;
+         ALTER FUNCTION public.spy(text, bigint) OWNER TO tandem_hard_owner;
+         ALTER FUNCTION public.not_as_superuser(bigint) OWNER TO tandem_hard_owner;
+         CREATE TABLE items (id integer PRIMARY KEY, qty integer NOT NULL CHECK (spy('check', qty)), note text);
+         INSERT INTO items SELECT g, g % 50, 'note ' || g FROM generate_series(1, 3000) g;
+         ALTER TABLE items OWNER TO tandem_hard_owner;
+         -- built as the owner (PostgreSQL builds an index as its table's owner)
+         CREATE INDEX items_qty ON items (not_as_superuser(qty));
+         GRANT SELECT, INSERT, UPDATE, DELETE ON items TO tandem_hard_app;
+         TRUNCATE seen;",
+    )
+    .await;
+    let tandem: String = f
+        .client()
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let plan = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &plan, &[]);
+
+    // The application writes as its own role throughout the first apply (the copy, the
+    // log's drain, the switch to the forward trigger).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = f.session().await;
+    app.batch_execute("SET ROLE tandem_hard_app").await.unwrap();
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                app.batch_execute(&format!(
+                    "INSERT INTO items VALUES ({}, 1, 'app'); UPDATE items SET qty = qty + 1 WHERE id = {}; DELETE FROM items WHERE id = {}",
+                    10_000 + n,
+                    1 + n % 3000,
+                    3001 - n % 1500,
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("the application's write {n} failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (app, n)
+        })
+    };
+    f.apply_killed_in_verify(id).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (app, writes) = writer.await.unwrap();
+    assert!(writes > 10, "the application wrote {writes} times");
+    // The trigger function that writes the shadow is the owner's.
+    let owners: Vec<String> = f
+        .client()
+        .query(
+            "SELECT DISTINCT pg_get_userbyid(p.proowner)::text
+               FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+              WHERE t.tgrelid = 'items'::regclass AND t.tgname LIKE '\\_tandem\\_%forward'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, ["tandem_hard_owner"]);
+    app.batch_execute("INSERT INTO items VALUES (20001, 5, 'before the cutover'); UPDATE items SET qty = 7 WHERE id = 100")
+        .await
+        .unwrap();
+    apply(&f.url, id, &[]).expect(0);
+    assert_eq!(status_json(&f.url, id)["phase"], "rollback_window");
+    // Through the reverse trigger into the old table.
+    app.batch_execute("INSERT INTO items VALUES (20002, 6, 'in the window'); UPDATE items SET qty = 8 WHERE id = 101; DELETE FROM items WHERE id = 102")
+        .await
+        .unwrap();
+    on(&f.url, "rollback", id, &["--yes"]).expect(0);
+    assert_eq!(
+        f.count("SELECT count(*) FROM items WHERE id IN (20001, 20002)")
+            .await,
+        2
+    );
+    assert_eq!(
+        f.count("SELECT qty::int8 FROM items WHERE id = 101").await,
+        8
+    );
+    assert_eq!(
+        f.count("SELECT count(*) FROM items WHERE id = 102").await,
+        0
+    );
+
+    let who: Vec<(String, String, i64)> = f
+        .client()
+        .query(
+            "SELECT who, what, count(*) FROM seen GROUP BY 1, 2 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        who.iter().all(|(w, _, _)| w != &tandem),
+        "the owner's CHECK ran as tandem's role {tandem}: {who:?}"
+    );
+    assert!(
+        who.iter()
+            .any(|(w, _, n)| w == "tandem_hard_owner" && *n >= 3000),
+        "the copy ran the owner's CHECK as the owner: {who:?}"
+    );
+    assert!(
+        who.iter().any(|(w, _, _)| w == "tandem_hard_app"),
+        "{who:?}"
+    );
+    // Nothing of schema tandem is left to the owner but USAGE.
+    let create: bool = f
+        .client()
+        .query_one(
+            "SELECT has_schema_privilege('tandem_hard_owner', 'tandem', 'CREATE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!create, "the owner kept CREATE on schema tandem");
 }

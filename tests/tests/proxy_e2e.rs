@@ -586,14 +586,26 @@ async fn planted_drift_is_caught_and_fails_the_dual_read_gate_then_a_clean_migra
             .unwrap_or_else(|| panic!("the example key names an account: {d:?}"));
         assert!(PLANTED.contains(&aid), "a planted account: {d:?}");
 
-        // `tandem status --json` shows them.
+        // `tandem status --json` shows them, without the key's values (the table's data)
+        // unless asked for with --keys.
         let status = status_bg(&url, id).await;
         let shown = status["drift"].as_array().cloned().unwrap_or_default();
+        assert!(
+            shown.iter().any(|d| d["example_key"].is_null()
+                && d["key_hidden"] == true
+                && d["against"] == "shadow"),
+            "status shows the drift, not its key: {status:#}"
+        );
+        let keyed = {
+            let url = url.clone();
+            blocking(move || tests::migrate::status_json_with(&url, id, &["--keys"])).await
+        };
+        let shown = keyed["drift"].as_array().cloned().unwrap_or_default();
         assert!(
             shown
                 .iter()
                 .any(|d| d["example_key"] == key.as_str() && d["against"] == "shadow"),
-            "status shows the drift: {status:#}"
+            "status --keys shows the key: {keyed:#}"
         );
         let counts = status["dual_reads"].as_array().cloned().unwrap_or_default();
         assert!(

@@ -1,4 +1,4 @@
-//! `tandem status [ID] [--json]`, `tandem pause ID`, `tandem resume ID`.
+//! `tandem status [ID] [--json] [--keys]`, `tandem pause ID`, `tandem resume ID`.
 
 use crate::args::{Global, IdArgs, StatusArgs};
 use crate::commands::apply::engine_failure;
@@ -8,9 +8,14 @@ use crate::exit::{Failure, OK};
 pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
     let config = connect::resolve(global)?;
     let client = connect::target(&config).await?;
-    let all = engine::status::status(&client, args.id)
+    let mut all = engine::status::status(&client, args.id)
         .await
         .map_err(engine_failure)?;
+    if !args.keys {
+        for d in all.iter_mut().flat_map(|s| s.drift.iter_mut()) {
+            d.key_hidden = d.example_key.take().is_some();
+        }
+    }
     if args.json || global.format == crate::args::Format::Json {
         println!(
             "{}",
@@ -110,10 +115,11 @@ pub async fn status(global: &Global, args: StatusArgs) -> Result<u8, Failure> {
                 d.at,
                 d.rows_live,
                 d.rows_other,
-                d.example_key
-                    .as_deref()
-                    .map(|k| format!(", e.g. key {k}"))
-                    .unwrap_or_default(),
+                match (&d.example_key, d.key_hidden) {
+                    (Some(k), _) => format!(", e.g. key {k}"),
+                    (None, true) => ", a row's key recorded (--keys shows it)".to_string(),
+                    (None, false) => String::new(),
+                },
                 d.statement
             ));
         }

@@ -38,7 +38,7 @@ use tokio_postgres::GenericClient;
 
 use super::{is_lock_timeout, mirror, Event, Executor};
 use crate::error::EngineError;
-use crate::shadow::{self, log, sql, CopyMethod, NewIndex, TableSpec};
+use crate::shadow::{self, log, sql, writer, CopyMethod, NewIndex, TableSpec};
 use crate::state::{self, Migration, Phase};
 
 /// One batch of the direct method: take the copy lock (deletes and key changes wait), then
@@ -57,6 +57,25 @@ pub async fn copy_batch(
 /// method's copy, into a shadow only it writes). `counted` also counts the range's rows
 /// (a full batch's size is known).
 async fn copy_rows(
+    client: &impl GenericClient,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    hi: &[String],
+    direct: bool,
+    counted: bool,
+) -> Result<(i64, u64), tokio_postgres::Error> {
+    // The shadow's rows are written as the table's owner (`shadow::writer`).
+    if let Some(act) = writer::act(spec) {
+        client.batch_execute(&act).await?;
+    }
+    let copied = copy_rows_as_writer(client, spec, lo, hi, direct, counted).await?;
+    if spec.writer.is_some() {
+        client.batch_execute(writer::BACK).await?;
+    }
+    Ok(copied)
+}
+
+async fn copy_rows_as_writer(
     client: &impl GenericClient,
     spec: &TableSpec,
     lo: Option<&[String]>,
@@ -768,13 +787,20 @@ async fn drain_batch(
         let params: Vec<&(dyn ToSql + Sync)> =
             columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         let copy = async {
+            if let Some(act) = writer::act(spec) {
+                tx.batch_execute(&act).await?;
+            }
             if care != Care::Fast {
                 for e in evict {
                     tx.execute(e, &params).await?;
                 }
             }
             tx.execute(&unlink, &params).await?;
-            tx.execute(&relink, &params).await
+            let n = tx.execute(&relink, &params).await?;
+            if spec.writer.is_some() {
+                tx.batch_execute(writer::BACK).await?;
+            }
+            Ok::<u64, tokio_postgres::Error>(n)
         };
         if care != Care::KeyByKey {
             copy.await?;
@@ -786,7 +812,13 @@ async fn drain_batch(
             Err(e) if is_data_error(&e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_drain")
                     .await?;
+                if let Some(act) = writer::act(spec) {
+                    tx.batch_execute(&act).await?;
+                }
                 tx.execute(&unlink, &params).await?;
+                if spec.writer.is_some() {
+                    tx.batch_execute(writer::BACK).await?;
+                }
                 let (state, message) = e
                     .as_db_error()
                     .map(|d| (d.code().code().to_string(), d.message().to_string()))

@@ -138,15 +138,13 @@ pub(crate) async fn run_statement(
     let concurrent = concurrent_index_name(sql);
     // A CONCURRENTLY build killed half-way leaves an invalid index behind: drop it first.
     if let Some(name) = &concurrent {
-        let invalid: bool = ex
-            .client
-            .query_one(
-                "SELECT coalesce((SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)), false)",
-                &[&name],
-            )
-            .await
-            .map_err(EngineError::sql("look for an invalid index left by an earlier run"))?
-            .get(0);
+        let invalid: bool = as_written(
+            ex,
+            "SELECT coalesce((SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)), false)",
+            name,
+        )
+        .await
+        .map_err(EngineError::sql("look for an invalid index left by an earlier run"))?;
         if invalid {
             ex.emit(Event::Note(format!(
                 "dropping the invalid index {name} an interrupted run left"
@@ -156,15 +154,30 @@ pub(crate) async fn run_statement(
                 .await
                 .map_err(EngineError::sql("drop the invalid index"))?;
         } else {
-            let exists: bool = ex
-                .client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+            let exists = as_written(ex, "SELECT to_regclass($1) IS NOT NULL", name)
                 .await
-                .map_err(EngineError::sql("look for the index"))?
-                .get(0);
+                .map_err(EngineError::sql("look for the index"))?;
             if exists {
                 return mark_after(ex, &commit).await;
             }
+        }
+    }
+    // A `DROP INDEX CONCURRENTLY` (without IF EXISTS) that finished before a kill, its count
+    // not yet recorded: the index is gone, and running it again would fail (42704).
+    if let Some(names) = concurrent_drop_names(sql) {
+        let mut gone = true;
+        for name in &names {
+            let exists = as_written(ex, "SELECT to_regclass($1) IS NOT NULL", name)
+                .await
+                .map_err(EngineError::sql("look for the index"))?;
+            gone &= !exists;
+        }
+        if gone {
+            ex.emit(Event::Note(format!(
+                "{} already dropped by an earlier run",
+                names.join(", ")
+            )));
+            return mark_after(ex, &commit).await;
         }
     }
     // The plan's statements run under the database's own search_path (the names in them
@@ -199,6 +212,7 @@ pub(crate) async fn run_statement(
             Ok(()) => {
                 reset.map_err(EngineError::sql("set tandem's search_path back"))?;
                 if body == sql {
+                    super::failpoint("online_unmarked").await;
                     return mark_after(ex, &commit).await;
                 }
                 return Ok(());
@@ -214,6 +228,18 @@ pub(crate) async fn run_statement(
             }
         }
     }
+}
+
+/// `query` (one boolean) about `name` as the plan's statement names it: resolved under the
+/// database's default search_path, as the statement itself runs (tandem's sessions pin
+/// theirs, which finds no index of the application's by an unqualified name).
+async fn as_written(ex: &Executor, query: &str, name: &str) -> Result<bool, tokio_postgres::Error> {
+    ex.client
+        .batch_execute("SET search_path TO DEFAULT")
+        .await?;
+    let answer = ex.client.query_one(query, &[&name]).await;
+    ex.client.batch_execute(super::PINNED_SEARCH_PATH).await?;
+    Ok(answer?.get(0))
 }
 
 /// Record a statement's progress after it ran on its own.
@@ -267,6 +293,41 @@ fn concurrent_index_name(sql: &str) -> Option<String> {
                 } else {
                     format!("{}.{name}", planner::ident::Ident::new(schema).ok()?)
                 });
+            }
+        }
+    }
+    None
+}
+
+/// The indexes (qualified as written) a `DROP INDEX CONCURRENTLY` without `IF EXISTS` drops.
+fn concurrent_drop_names(sql: &str) -> Option<Vec<String>> {
+    let tree = pg_query::parse(sql, 0).ok()?;
+    for (node, ..) in tree.protobuf.nodes() {
+        if let pg_query::NodeRef::DropStmt(stmt) = node {
+            if stmt.concurrent
+                && !stmt.missing_ok
+                && stmt.remove_type() == pg_query::protobuf::ObjectType::ObjectIndex
+            {
+                return stmt
+                    .objects
+                    .iter()
+                    .map(|object| match &object.node {
+                        Some(pg_query::NodeEnum::List(list)) => list
+                            .items
+                            .iter()
+                            .map(|part| match &part.node {
+                                Some(pg_query::NodeEnum::String(s)) => {
+                                    planner::ident::Ident::new(s.sval.clone())
+                                        .ok()
+                                        .map(|i| i.to_string())
+                                }
+                                _ => None,
+                            })
+                            .collect::<Option<Vec<_>>>()
+                            .map(|parts| parts.join(".")),
+                        _ => None,
+                    })
+                    .collect();
             }
         }
     }

@@ -363,6 +363,10 @@ async fn recopy(
             .await?;
             tx.query_one(&sql::lock_batch(spec, lo.is_some(), true), &[&lo_v, &hi_v])
                 .await?;
+            // As the table's owner (`shadow::writer`); the copy below goes back to tandem's role.
+            if let Some(act) = crate::shadow::writer::act(spec) {
+                tx.batch_execute(&act).await?;
+            }
             tx.execute(
                 &sql::delete_shadow_range(spec, lo.is_some()),
                 &[&lo_v, &hi_v],
@@ -518,14 +522,18 @@ async fn dual_reads(ex: &Executor, m: &Migration) -> Result<serde_json::Value, E
     }
 }
 
-/// The latest drift rows against the shadow, for people: statement, row counts, a key.
+/// The latest drift rows against the shadow, for people: statement, row counts, where a
+/// differing row's key is (not its values: this goes to the error and the verification result).
 async fn drift_examples(ex: &Executor, id: i64) -> Result<Vec<serde_json::Value>, EngineError> {
     let rows = ex
         .client
         .query(
             "SELECT format('%s (%s rows in the table, %s in the shadow%s; proxy %s)',
                            left(statement, 200), rows_live, rows_other,
-                           coalesce(', key ' || example_key, ''), proxy_id)
+                           -- never the key's values: they are the table's data
+                           CASE WHEN example_key IS NOT NULL
+                                THEN ', a differing row''s key in tandem.drift ' || id ELSE '' END,
+                           proxy_id)
                FROM tandem.drift WHERE migration_id = $1 AND against = 'shadow'
               ORDER BY id DESC LIMIT 5",
             &[&id],

@@ -15,6 +15,8 @@ use crate::error::EngineError;
 #[derive(Debug, Clone, Default)]
 pub struct Dependents {
     pub owner: String,
+    /// tandem's role owns the table: it writes the rows as itself (`writer.rs`).
+    pub tandem_owns: bool,
     pub comment: Option<String>,
     pub reloptions: Vec<String>,
     pub rls: bool,
@@ -129,7 +131,14 @@ pub async fn inspect(client: &impl GenericClient, oid: u32) -> Result<Dependents
 
     d.explicit_acl = row.get(12);
     if row.get::<_, bool>(14) {
-        d.refusals.push("row-level security applies to tandem's role on this table (FORCE ROW LEVEL SECURITY, and the role has neither BYPASSRLS nor superuser), so the copy and the verification would see only the rows the policies show it and the others would never reach the new table: run tandem as a role with BYPASSRLS (ALTER ROLE ... BYPASSRLS), or set NO FORCE ROW LEVEL SECURITY for the migration".into());
+        d.refusals.push(format!("row-level security applies to tandem's role or to the table's owner ({}), as whom tandem writes the new table's rows (FORCE ROW LEVEL SECURITY, and the role has neither BYPASSRLS nor superuser), so the copy and the verification would see only the rows the policies show it and the others would never reach the new table: give the role BYPASSRLS (ALTER ROLE ... BYPASSRLS), or set NO FORCE ROW LEVEL SECURITY for the migration", planner::ident::plain(&d.owner)));
+    }
+    d.tandem_owns = row.get(15);
+    if !d.tandem_owns && !row.get::<_, bool>(16) {
+        d.refusals.push(format!("tandem's role cannot act as the table's owner {0}: tandem writes the table's rows as its owner, so that what the owner defined (defaults, CHECKs, domains, index expressions) never runs with tandem's rights; GRANT {0} TO tandem's role (a member that inherits its rights), or run tandem as the owner", planner::ident::plain(&d.owner)));
+    }
+    if !d.tandem_owns && row.get::<_, Option<bool>>(17) == Some(true) {
+        d.refusals.push(format!("the table's owner {0} may create objects in schema tandem, where tandem's functions run with tandem's rights: REVOKE CREATE ON SCHEMA tandem FROM {0} (and from the roles it inherits)", planner::ident::plain(&d.owner)));
     }
     if row.get::<_, bool>(13) {
         d.refusals.push("the table or a column has a security label, which tandem does not carry over yet: remove it for the migration (SECURITY LABEL ... IS NULL) and set it again after".into());

@@ -232,11 +232,12 @@ fn logged_keys(spec: &TableSpec) -> String {
 /// the log still has to correct (one holding a unique value its row has since given up).
 pub fn drain_and_drop(spec: &TableSpec) -> Vec<String> {
     let keys = logged_keys(spec);
-    vec![
-        unlink_keys(spec, &keys),
-        relink_keys(spec, &keys),
-        format!("DROP TABLE {}", log_of(spec)),
-    ]
+    let mut out = super::writer::around(
+        spec,
+        vec![unlink_keys(spec, &keys), relink_keys(spec, &keys)],
+    );
+    out.push(format!("DROP TABLE {}", log_of(spec)));
+    out
 }
 
 /// Before copying the taken keys (`$1..$n`) again: delete the shadow rows that hold one of

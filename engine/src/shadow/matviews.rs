@@ -67,12 +67,16 @@ pub async fn rebuilds(
         let owner: String = row.get(5);
         let comment: Option<String> = row.get(6);
         let temp = q(name.schema.as_str(), &format!("_tandem_m{m}_mv{view_oid}"))?;
+        // Filled by REFRESH as the view's owner (PostgreSQL runs it as the owner), never
+        // by tandem's role: the query may call functions of the owner's (`shadow::writer`).
         let mut build = vec![
             format!("DROP MATERIALIZED VIEW IF EXISTS {temp}"),
             format!(
-                "CREATE MATERIALIZED VIEW {temp}{} AS {definition}",
+                "CREATE MATERIALIZED VIEW {temp}{} AS {definition} WITH NO DATA",
                 with_options(&options)
             ),
+            format!("ALTER MATERIALIZED VIEW {temp} OWNER TO {}", role(&owner)?),
+            format!("REFRESH MATERIALIZED VIEW {temp}"),
         ];
         let mut swap = vec![
             format!("DROP MATERIALIZED VIEW {name}"),

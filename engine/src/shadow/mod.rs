@@ -12,6 +12,7 @@ pub mod matviews;
 pub mod partitions;
 pub mod replay;
 pub mod sql;
+pub mod writer;
 
 use planner::ident::{Ident, QualName};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,11 @@ pub struct TableSpec {
     /// routes each row to its partition); the swap renames every partition with the root.
     #[serde(default)]
     pub partitioning: Option<Partitioning>,
+    /// The role the rows of the shadow and of the old table are written as: the table's
+    /// owner, when tandem's role is not (`writer.rs`). None when tandem's role owns the table,
+    /// and in specs stored before tandem wrote as the owner.
+    #[serde(default)]
+    pub writer: Option<Ident>,
 }
 
 /// The partition tree of a partitioned table and of its shadow (`prepare.rs`).
@@ -310,19 +316,24 @@ pub fn log_triggers(m: i64) -> [(Ident, &'static str); 3] {
 /// contain (`$tandem$`, else `$tandem1$`, ...): names and expressions inside it are the
 /// user's, and one holding `$tandem$` must not end the quoting early.
 pub fn trigger_function(name: &QualName, body: &str) -> String {
-    let tag = (0..)
-        .map(|n| match n {
-            0 => "$tandem$".to_string(),
-            n => format!("$tandem{n}$"),
-        })
-        .find(|tag| !body.contains(tag.as_str()))
-        .expect("a tag the body does not contain");
+    let tag = dollar_tag(body);
     format!(
         "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS {tag}
 {body}
 {tag}"
     )
+}
+
+/// A dollar-quote tag that `body` does not contain: `$tandem$`, else `$tandem1$`, ...
+pub(crate) fn dollar_tag(body: &str) -> String {
+    (0..)
+        .map(|n| match n {
+            0 => "$tandem$".to_string(),
+            n => format!("$tandem{n}$"),
+        })
+        .find(|tag| !body.contains(tag.as_str()))
+        .expect("a tag the body does not contain")
 }
 
 /// Make trigger `trigger` on `table` fire in every `session_replication_role`: a logical

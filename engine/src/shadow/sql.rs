@@ -186,17 +186,28 @@ pub fn trigger_function(spec: &TableSpec, direction: Direction, function: &QualN
         Direction::Reverse => &spec.reverse_guard,
     };
     let record = |state: &str, message: &str| {
-        format!(
-            "INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
+        let key = format!(
+            "CASE WHEN TG_OP = 'DELETE' THEN ROW({})::text ELSE ROW({})::text END",
+            src_old.join(", "),
+            src_new.join(", "),
+        );
+        let dir = direction.as_str();
+        match &spec.writer {
+            // The function is the writer's, who may not write tandem's tables (writer.rs).
+            Some(_) => format!(
+                "PERFORM {}('{dir}', {key}, {state}, {message});
+  RETURN NULL;",
+                super::writer::recorder(spec.migration, spec.table_oid)
+            ),
+            None => format!(
+                "INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
   VALUES ({m}, '{dir}', {table},
-          CASE WHEN TG_OP = 'DELETE' THEN ROW({old})::text ELSE ROW({new})::text END,
+          {key},
           {state}, {message});
   RETURN NULL;",
-            m = spec.migration,
-            dir = direction.as_str(),
-            old = src_old.join(", "),
-            new = src_new.join(", "),
-        )
+                m = spec.migration,
+            ),
+        }
     };
     // Checks first, when they are all a write can fail on: no EXCEPTION block, so no
     // subtransaction per row (guard.rs).

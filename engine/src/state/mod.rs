@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../../../migrations/0003_proxy.sql")),
     (4, include_str!("../../../migrations/0004_gates.sql")),
     (5, include_str!("../../../migrations/0005_hardening.sql")),
+    (
+        6,
+        include_str!("../../../migrations/0006_drift_privacy.sql"),
+    ),
 ];
 
 /// The largest migration id: the executor's lock key is the id as an int4

@@ -162,6 +162,8 @@ pub(crate) struct Compare {
 pub(crate) struct Calls {
     pub functions: Vec<(String, String)>,
     pub operators: Vec<(String, String)>,
+    /// The relations the statement reads: a view among them calls what its definition calls.
+    pub relations: Vec<(String, String)>,
 }
 
 pub(crate) fn classify(sql: &str, targets: &[Target]) -> Classified {
@@ -192,7 +194,10 @@ pub(crate) fn classify(sql: &str, targets: &[Target]) -> Classified {
                 Compare {
                     ordered,
                     rewrites,
-                    calls: scan.calls.clone(),
+                    calls: Calls {
+                        relations: scan.range_vars.clone(),
+                        ..scan.calls.clone()
+                    },
                 }
             })
         })

@@ -366,9 +366,9 @@ fn render_value(ty: Option<&Type>, bytes: &[u8]) -> String {
     decoded.unwrap_or_else(|_| format!("\\x{}", hex::encode(bytes)))
 }
 
-/// SHA-256 (hex) of the parameters as sent (format, then length and bytes or NULL); None
-/// without parameters.
-pub(crate) fn param_hash(sample: &Sample) -> Option<String> {
+/// SHA-256 of the parameters as sent (format, then length and bytes or NULL); None without
+/// parameters. Recorded salted with the database's secret (`sql/drift.sql`), never as is.
+pub(crate) fn param_digest(sample: &Sample) -> Option<Vec<u8>> {
     if sample.params.is_empty() {
         return None;
     }
@@ -387,7 +387,7 @@ pub(crate) fn param_hash(sample: &Sample) -> Option<String> {
             }
         }
     }
-    Some(hex::encode(h.finalize()))
+    Some(h.finalize().to_vec())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::compare::{param_hash, Drift};
+use super::compare::{param_digest, Drift};
 use super::registry::GroupKey;
 use super::Sample;
 
@@ -163,7 +163,8 @@ pub(crate) fn fingerprint(sql: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One tandem.drift row: the statement normalized (constants as `$n`), the parameters hashed.
+/// One tandem.drift row: the statement normalized (constants as `$n`), the parameters hashed
+/// with the database's secret.
 pub(crate) async fn write_drift(
     client: &Client,
     proxy_id: &str,
@@ -184,7 +185,7 @@ pub(crate) async fn write_drift(
                 &group.1.as_str(),
                 &fingerprint,
                 &statement,
-                &param_hash(sample),
+                &param_digest(sample),
                 &drift.rows_live,
                 &drift.rows_other,
                 &drift.example_key,

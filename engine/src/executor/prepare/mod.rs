@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{online, Event, Executor};
 use crate::error::EngineError;
-use crate::shadow::{self, log, partitions, sql, CopyMethod, TableSpec};
+use crate::shadow::{self, log, partitions, sql, writer, CopyMethod, TableSpec};
 use crate::state::{self, Migration, Phase};
 use table::prepare_table;
 
@@ -178,11 +178,20 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
     for spec in &specs {
         let f = shadow::forward_function(m.id, spec.table_oid);
         statements.push(sql::truncate_function(spec, sql::Direction::Forward, &f));
+        statements.extend(writer::recorder_function(spec));
         match spec.copy {
             CopyMethod::Direct => statements.extend(forward_trigger(spec)),
             CopyMethod::Log => {
                 statements.push(log::create_table(spec));
+                statements.extend(writer::log_grants(
+                    spec,
+                    &shadow::log_table(m.id, spec.table_oid),
+                ));
                 statements.push(log::function(spec));
+                statements.extend(writer::hand_over(
+                    spec,
+                    &shadow::log_function(m.id, spec.table_oid),
+                ));
                 statements.extend(log::create_triggers(spec));
             }
         }
@@ -222,12 +231,14 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
 pub(crate) fn forward_trigger(spec: &TableSpec) -> Vec<String> {
     let f = shadow::forward_function(spec.migration, spec.table_oid);
     let t = shadow::forward_trigger(spec.migration);
-    vec![
-        sql::trigger_function(spec, sql::Direction::Forward, &f),
+    let mut out = vec![sql::trigger_function(spec, sql::Direction::Forward, &f)];
+    out.extend(writer::hand_over(spec, &f));
+    out.extend([
         format!(
             "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
             spec.table
         ),
         shadow::fire_always(&spec.table, &t),
-    ]
+    ]);
+    out
 }

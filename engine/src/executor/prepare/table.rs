@@ -31,6 +31,8 @@ pub(super) struct Original<'a> {
     pub(super) indexes: Vec<indexes::Idx>,
     pub(super) columns: Vec<Col>,
     pub(super) partitioning: Option<Partitioning>,
+    /// The owner, when tandem's role is not it (`shadow::writer`).
+    pub(super) writer: Option<planner::ident::Ident>,
 }
 
 /// The shadow as `LIKE` made it, before the change.
@@ -120,12 +122,16 @@ pub(super) async fn prepare_table(
         statistics: made.statistics,
         copy,
         partitioning: orig.partitioning,
+        writer: orig.writer,
     };
-    for st in partitions::create_shadows(&spec) {
+    for st in partitions::create_shadows(&spec)
+        .into_iter()
+        .chain(shadow::writer::own_shadow(&spec))
+    {
         tx.batch_execute(&st)
             .await
             .map_err(EngineError::sql(format!(
-                "create the shadow partitions of {name}"
+                "make the shadow partitions of {name} and give the shadow to the table's owner"
             )))?;
     }
     Ok(spec)
@@ -237,6 +243,10 @@ async fn read_original<'a>(
         indexes: indexes::indexes(tx, oid).await?,
         columns: table::columns(tx, oid).await?,
         partitioning,
+        writer: match deps.tandem_owns {
+            true => None,
+            false => Some(shadow::ident(&deps.owner)?),
+        },
     })
 }
 

@@ -698,6 +698,7 @@ fn drop_functions(m: i64, oid: u32) -> Vec<String> {
             shadow::truncate_function(&r)
         ),
         format!("DROP FUNCTION IF EXISTS {}()", part(&r)),
+        shadow::writer::drop_recorder(m, oid),
     ]
 }
 

@@ -519,6 +519,14 @@ pub(super) async fn reverse_dual_write(
         "create the reverse trigger function",
     )
     .await?;
+    for st in shadow::writer::hand_over(spec, &f) {
+        exec(
+            tx,
+            &st,
+            "give the reverse trigger function to the table's owner",
+        )
+        .await?;
+    }
     exec(
         tx,
         &sql::truncate_function(spec, sql::Direction::Reverse, &f),

@@ -1,6 +1,8 @@
 -- What a swap must know of table $1 itself, and what tandem refuses about it:
 -- owner, comment, options, RLS, replica identity, kind, inheritance, rules, FOR ALL TABLES
--- publications, explicit privileges, security labels, RLS that applies to tandem's role.
+-- publications, explicit privileges, security labels, RLS that applies to tandem's role or
+-- to the owner, whether tandem's role owns the table or may act as its owner, and whether
+-- the owner may create objects in schema tandem.
 SELECT pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'),
          coalesce(c.reloptions, '{}'), c.relrowsecurity, c.relforcerowsecurity,
          c.relreplident::text,
@@ -15,7 +17,17 @@ SELECT pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'),
          -- Row-level security applies to tandem's own reads of the table (the copy,
          -- the verification): forced on the owner, or tandem is not the owner, and
          -- its role can neither bypass it nor is a superuser.
-         c.relrowsecurity
+         (c.relrowsecurity
            AND (c.relforcerowsecurity OR c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))
-           AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+           AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user))
+         -- ... or to the owner, as whom tandem writes the new table's rows: forced, and the
+         -- owner can neither bypass it nor is a superuser.
+         OR (c.relrowsecurity AND c.relforcerowsecurity
+             AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE oid = c.relowner)),
+         c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user),
+         pg_has_role(current_user, c.relowner, 'USAGE'),
+         -- NULL without schema tandem (a scratch database)
+         (SELECT has_schema_privilege(c.relowner, n.oid, 'CREATE')
+                 AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = c.relowner)
+            FROM pg_namespace n WHERE n.nspname = 'tandem')
     FROM pg_class c WHERE c.oid = $1
