@@ -39,7 +39,7 @@ async fn events_recorded_before_version_4_move_into_the_chain_unchanged() {
     let before = rows(c.query(read, &[]).await.unwrap());
 
     let mut client = db.connect().await;
-    assert_eq!(engine::state::install(&mut client).await.unwrap(), 5);
+    assert_eq!(engine::state::install(&mut client).await.unwrap(), 6);
 
     let after = rows(c.query(read, &[]).await.unwrap());
     assert_eq!(after.len(), 3);
@@ -63,6 +63,6 @@ async fn events_recorded_before_version_4_move_into_the_chain_unchanged() {
     );
 
     // Installing again changes nothing.
-    assert_eq!(engine::state::install(&mut client).await.unwrap(), 5);
+    assert_eq!(engine::state::install(&mut client).await.unwrap(), 6);
     assert_eq!(engine::state::audit::entries(c, 1).await.unwrap().len(), 4);
 }

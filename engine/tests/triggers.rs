@@ -344,6 +344,8 @@ async fn an_owner_tandem_cannot_act_as_is_refused() {
     c.batch_execute(&format!(
         "DO $$ BEGIN CREATE ROLE tandem_not_owner_runner NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
          DO $$ BEGIN CREATE ROLE tandem_not_owner_owner NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         -- roles outlive the test's database: as a run before this one may have left them
+         REVOKE tandem_not_owner_owner FROM tandem_not_owner_runner;
          GRANT CREATE ON DATABASE {} TO tandem_not_owner_runner;
          GRANT CREATE ON SCHEMA public TO tandem_not_owner_runner, tandem_not_owner_owner;
          ALTER TABLE t OWNER TO tandem_not_owner_owner;

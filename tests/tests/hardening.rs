@@ -935,22 +935,9 @@ async fn repeatable_read_and_serializable_writers_see_no_error_tandem_causes() {
 async fn the_table_owners_functions_never_run_with_tandems_rights() {
     let f = fixture(
         "hard_owner_rights",
-        "DO $$ BEGIN CREATE ROLE tandem_hard_owner NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        &format!(
+            "{}
          DO $$ BEGIN CREATE ROLE tandem_hard_app NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-         GRANT CREATE, USAGE ON SCHEMA public TO tandem_hard_owner;
-         CREATE TABLE seen (who text, what text);
-         GRANT INSERT ON seen TO PUBLIC;
-         CREATE FUNCTION public.spy(what text, n bigint) RETURNS boolean LANGUAGE plpgsql AS $$
-           BEGIN INSERT INTO public.seen VALUES (current_user, what); RETURN n >= 0; END $$;
-         CREATE FUNCTION public.not_as_superuser(n bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
-           BEGIN
-             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-               RAISE EXCEPTION 'the index expression ran as %, a superuser', current_user;
-             END IF;
-             RETURN n;
-           END $$;
-         ALTER FUNCTION public.spy(text, bigint) OWNER TO tandem_hard_owner;
-         ALTER FUNCTION public.not_as_superuser(bigint) OWNER TO tandem_hard_owner;
          CREATE TABLE items (id integer PRIMARY KEY, qty integer NOT NULL CHECK (spy('check', qty)), note text);
          INSERT INTO items SELECT g, g % 50, 'note ' || g FROM generate_series(1, 3000) g;
          ALTER TABLE items OWNER TO tandem_hard_owner;
@@ -958,6 +945,8 @@ async fn the_table_owners_functions_never_run_with_tandems_rights() {
          CREATE INDEX items_qty ON items (not_as_superuser(qty));
          GRANT SELECT, INSERT, UPDATE, DELETE ON items TO tandem_hard_app;
          TRUNCATE seen;",
+            owner_spies("tandem_hard_owner")
+        ),
     )
     .await;
     let tandem: String = f
@@ -1036,17 +1025,7 @@ async fn the_table_owners_functions_never_run_with_tandems_rights() {
         0
     );
 
-    let who: Vec<(String, String, i64)> = f
-        .client()
-        .query(
-            "SELECT who, what, count(*) FROM seen GROUP BY 1, 2 ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let who = seen_by(&f).await;
     assert!(
         who.iter().all(|(w, _, _)| w != &tandem),
         "the owner's CHECK ran as tandem's role {tandem}: {who:?}"
@@ -1071,4 +1050,111 @@ async fn the_table_owners_functions_never_run_with_tandems_rights() {
         .unwrap()
         .get(0);
     assert!(!create, "the owner kept CREATE on schema tandem");
+}
+
+/// The spy of the owner-rights tests: a CHECK function that records who ran it, an index
+/// function that refuses to run as a superuser, owned by `owner`.
+fn owner_spies(owner: &str) -> String {
+    format!(
+        "DO $$ BEGIN CREATE ROLE {owner} NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         GRANT CREATE, USAGE ON SCHEMA public TO {owner};
+         CREATE TABLE seen (who text, what text);
+         GRANT INSERT ON seen TO PUBLIC;
+         CREATE FUNCTION public.spy(what text, n bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO public.seen VALUES (current_user, what); RETURN n >= 0; END $$;
+         CREATE FUNCTION public.not_as_superuser(n bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+           BEGIN
+             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+               RAISE EXCEPTION 'the index expression ran as %, a superuser', current_user;
+             END IF;
+             RETURN n;
+           END $$;
+         ALTER FUNCTION public.spy(text, bigint) OWNER TO {owner};
+         ALTER FUNCTION public.not_as_superuser(bigint) OWNER TO {owner};"
+    )
+}
+
+/// Who ran the spy, and how often: (role, what, count).
+async fn seen_by(f: &Fixture) -> Vec<(String, String, i64)> {
+    f.client()
+        .query(
+            "SELECT who, what, count(*) FROM seen GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// The same with the direct copy (the copy's upserts, the forward trigger from the start) and
+/// a materialized view of the owner's whose query calls the spy (rebuilt beside the old one
+/// after each swap: filled by REFRESH as its owner); and with a partitioned table, its
+/// partitions the owner's too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_owners_functions_never_run_with_tandems_rights_direct_matview_partitioned() {
+    let owner = "tandem_hard_owner2";
+    let f = fixture(
+        "hard_owner_rights_more",
+        &format!(
+            "{}
+             CREATE TABLE items (id integer PRIMARY KEY, qty integer NOT NULL CHECK (spy('check', qty)), note text);
+             INSERT INTO items SELECT g, g % 50, 'note ' || g FROM generate_series(1, 2000) g;
+             ALTER TABLE items OWNER TO {owner};
+             CREATE INDEX items_qty ON items (not_as_superuser(qty));
+             CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, bool_and(spy('matview', qty)) AS ok FROM items;
+             ALTER MATERIALIZED VIEW totals OWNER TO {owner};
+             CREATE TABLE events (id integer PRIMARY KEY, qty integer NOT NULL CHECK (spy('partition check', qty))) PARTITION BY RANGE (id);
+             CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (1000);
+             CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (1000) TO (100000);
+             INSERT INTO events SELECT g, g % 7 FROM generate_series(1, 2000) g;
+             ALTER TABLE events OWNER TO {owner};
+             ALTER TABLE events_a OWNER TO {owner};
+             ALTER TABLE events_b OWNER TO {owner};
+             CREATE INDEX events_qty ON events (not_as_superuser(qty));
+             TRUNCATE seen;",
+            owner_spies(owner)
+        ),
+    )
+    .await;
+    let tandem: String = f
+        .client()
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The application's writes in the windows: as the owner here.
+    let app = f.session().await;
+    app.batch_execute(&format!("SET ROLE {owner}"))
+        .await
+        .unwrap();
+    let items = f.plan("ALTER TABLE items ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &items, &[]);
+    apply(&f.url, id, &["--copy", "direct"]).expect(0);
+    app.batch_execute("INSERT INTO items VALUES (5001, 3, 'in the window')")
+        .await
+        .unwrap();
+    on(&f.url, "finalize", id, &["--yes"]).expect(0);
+    assert!(f.count("SELECT n FROM totals").await >= 2000);
+    let events = f.plan("ALTER TABLE events ALTER qty TYPE bigint", &["shadow"]);
+    let id = submit(&f.url, &events, &[]);
+    apply(&f.url, id, &[]).expect(0);
+    app.batch_execute("INSERT INTO events VALUES (5001, 3)")
+        .await
+        .unwrap();
+    on(&f.url, "rollback", id, &["--yes"]).expect(0);
+    assert_eq!(f.count("SELECT count(*) FROM events").await, 2001);
+
+    let who = seen_by(&f).await;
+    assert!(
+        who.iter().all(|(w, _, _)| w != &tandem),
+        "the owner's functions ran as tandem's role {tandem}: {who:?}"
+    );
+    for what in ["check", "matview", "partition check"] {
+        assert!(
+            who.iter().any(|(w, x, _)| w == owner && x == what),
+            "{what} ran as the owner: {who:?}"
+        );
+    }
 }

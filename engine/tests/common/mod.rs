@@ -168,6 +168,7 @@ const BOOKKEEPING: &[&str] = &[
     "proxy_signals",
     "dual_reads",
     "drift",
+    "drift_salt",
     "instance",
     "policies",
     "signatures",
