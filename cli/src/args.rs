@@ -115,9 +115,15 @@ pub struct ProxyArgs {
     /// TOML settings: TLS certificate and key, limits, hold maximum, dual-read sampling.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9187.
+    /// Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9187, and
+    /// `/healthz` (200 when ready: the upstream answers on the control connection; else 503).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Check the settings, the TLS files and the upstream (reachable with tandem's user, the
+    /// bookkeeping's version and rights) without serving; exit 0 when the proxy could serve,
+    /// 64 for a settings problem, 69 for an upstream one.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// A signing key and where its passphrase comes from.

@@ -9,9 +9,11 @@
 //! statements recovered across a type change); `cancel` routes cancel requests; `traffic`
 //! knows which sessions are inside a transaction and holds the others; `control` registers
 //! the proxy, heartbeats and listens for holds; `mirror` samples, compares and records;
-//! `metrics` serves Prometheus text; `server` accepts connections and shuts down gracefully.
+//! `metrics` serves Prometheus text and `/healthz`; `server` accepts connections and shuts
+//! down gracefully; `check` is `--check-config`.
 
 pub mod cancel;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod metrics;

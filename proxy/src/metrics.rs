@@ -42,14 +42,42 @@ pub struct Metrics {
     pub clients_held_total: AtomicU64,
     /// Notifications on `tandem_proxy` that named no signal row of tandem's.
     pub control_ignored: AtomicU64,
+    /// The control connection: [`CONTROL_DOWN`], [`CONTROL_REGISTERED`] or
+    /// [`CONTROL_NOT_INSTALLED`].
+    pub control_state: AtomicI64,
+    /// Set when the proxy stops accepting (SIGTERM): `/healthz` says not ready at once, so a
+    /// load balancer sends no new client while sessions drain.
+    pub draining: std::sync::atomic::AtomicBool,
     hold_buckets: [AtomicU64; HOLD_BUCKETS.len()],
     hold_count: AtomicU64,
     hold_sum_micros: AtomicU64,
 }
 
+/// The control connection is not up (not yet, or lost): holds and dual reads wait for it.
+pub const CONTROL_DOWN: i64 = 0;
+/// Up and registered with tandem: cutover holds and dual reads work.
+pub const CONTROL_REGISTERED: i64 = 1;
+/// Up, but tandem's bookkeeping is not installed: the proxy passes traffic through.
+pub const CONTROL_NOT_INSTALLED: i64 = 2;
+
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
+    }
+
+    /// `/healthz`: ready (and why not), from what the proxy knows now. Ready when the control
+    /// connection is up (so the upstream is reachable with tandem's credentials): registered
+    /// with tandem, or passing traffic through a database without tandem's bookkeeping. Not
+    /// ready while it is down (a cutover hold could not reach this proxy) or draining.
+    pub fn health(&self) -> (bool, &'static str) {
+        if self.draining.load(Relaxed) {
+            return (false, "shutting down: sessions are draining");
+        }
+        match self.control_state.load(Relaxed) {
+            CONTROL_REGISTERED => (true, "ready: the upstream answers and the proxy is registered with tandem"),
+            CONTROL_NOT_INSTALLED => (true, "ready: the upstream answers; tandem's bookkeeping is not installed there, so traffic passes through without cutover holds or dual reads"),
+            _ => (false, "not ready: the control connection to the upstream is down (see the proxy's log); cutover holds could not reach this proxy"),
+        }
     }
 
     /// One client waited `secs` in a hold.
@@ -171,7 +199,12 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let gauges: [(&str, &str, &AtomicI64); 4] = [
+        let gauges: [(&str, &str, &AtomicI64); 5] = [
+            (
+                "control_state",
+                "the control connection: 0 down (holds and dual reads wait for it), 1 registered with tandem, 2 up but tandem's bookkeeping is not installed (traffic passes through)",
+                &self.control_state,
+            ),
             (
                 "connections_active",
                 "client connections open",
@@ -230,14 +263,37 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_text(listener, move || metrics.render(), shutdown).await
+    let health = metrics.clone();
+    serve_pages(
+        listener,
+        move || metrics.render(),
+        Some(Arc::new(move || health.health())),
+        shutdown,
+    )
+    .await
 }
+
+/// `/healthz`'s answer: ready, and the sentence that says why (or why not).
+pub type Health = Arc<dyn Fn() -> (bool, &'static str) + Send + Sync>;
 
 /// Answer every HTTP request on `listener` with the text `render` makes at that moment (the
 /// Prometheus exposition format), until `shutdown` completes. `tandem apply --metrics` serves
 /// its own figures with it.
 pub async fn serve_text<F>(listener: TcpListener, render: F, shutdown: impl Future<Output = ()>)
 where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    serve_pages(listener, render, None, shutdown).await
+}
+
+/// [`serve_text`], and with `health`, `GET /healthz`: 200 when ready, else 503, with a
+/// sentence saying which (for load balancers and orchestrators' readiness probes).
+pub async fn serve_pages<F>(
+    listener: TcpListener,
+    render: F,
+    health: Option<Health>,
+    shutdown: impl Future<Output = ()>,
+) where
     F: Fn() -> String + Send + Sync + 'static,
 {
     let render = Arc::new(render);
@@ -254,6 +310,7 @@ where
             },
         };
         let render = render.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             // Read the request head (bounded), whatever it asks: there is one page.
             let mut buf = [0u8; 2048];
@@ -274,13 +331,28 @@ where
             if !matches!(read, Ok(true)) {
                 return;
             }
-            let body = render();
+            let wants_health = buf[..seen].starts_with(b"GET /healthz ")
+                || buf[..seen].starts_with(b"HEAD /healthz ");
+            let (status, kind, body) = match (&health, wants_health) {
+                (Some(health), true) => {
+                    let (ready, why) = health();
+                    let status = if ready {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
+                    (status, "text/plain", format!("{why}\n"))
+                }
+                _ => ("200 OK", "text/plain; version=0.0.4", render()),
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()
             );
             let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(body.as_bytes()).await;
+            if !buf[..seen].starts_with(b"HEAD ") {
+                let _ = socket.write_all(body.as_bytes()).await;
+            }
             let _ = socket.shutdown().await;
         });
     }

@@ -113,7 +113,11 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (mut socket, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => {
+                // `/healthz` says not ready from now on, while sessions drain.
+                metrics.draining.store(true, Relaxed);
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {

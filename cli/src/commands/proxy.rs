@@ -19,6 +19,9 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
         Some(path) => Some(read_password(path).map_err(Failure::usage)?),
         None => None,
     };
+    if a.check_config {
+        return check_config(&a, proxy::Config { upstream, file }, password.as_deref()).await;
+    }
     let listener = TcpListener::bind(&a.listen).await.map_err(|e| {
         Failure::usage(format!(
             "cannot listen on {}: {e} (is another process using the port? is the address this host's?)",
@@ -78,6 +81,41 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
     let _ = stop_metrics.0.send(true);
     tracing::info!("tandem proxy stopped");
     Ok(exit::OK)
+}
+
+/// `--check-config`: the addresses parse, then `proxy::check`; nothing is served.
+async fn check_config(
+    a: &ProxyArgs,
+    config: proxy::Config,
+    password: Option<&str>,
+) -> Result<u8, Failure> {
+    for (what, addr) in [
+        ("--listen", Some(&a.listen)),
+        ("--metrics", a.metrics.as_ref()),
+    ] {
+        if let Some(addr) = addr {
+            let _resolved = tokio::net::lookup_host(addr.as_str()).await.map_err(|e| {
+                Failure::usage(format!(
+                    "{what} {addr} is not an address to listen on ({e}); write HOST:PORT, e.g. 0.0.0.0:6432"
+                ))
+            })?;
+        }
+    }
+    match proxy::check::check(&config, password).await {
+        Ok(lines) => {
+            println!("listen: {}", a.listen);
+            for line in lines {
+                println!("{line}");
+            }
+            println!("the proxy can serve with these settings");
+            Ok(exit::OK)
+        }
+        Err(problem @ proxy::check::Problem::Config(_)) => Err(Failure::usage(problem.to_string())),
+        Err(problem) => Err(Failure::new(
+            exit::UNAVAILABLE,
+            anyhow!(problem.to_string()),
+        )),
+    }
 }
 
 /// The password file: one line, readable by its owner only.

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 
+use crate::metrics;
 use crate::mirror::Mirror;
 use crate::traffic::Traffic;
 use crate::upstream::Upstream;
@@ -50,7 +51,16 @@ pub async fn run(args: ControlArgs, shutdown: impl Future<Output = ()>) {
     let mut backoff = Duration::from_millis(100);
     let mut said_not_installed = false;
     loop {
-        let wait = match session(&args, shutdown.as_mut()).await {
+        let ended = session(&args, shutdown.as_mut()).await;
+        let state = &args.traffic.metrics().control_state;
+        state.store(
+            match ended {
+                Ended::NotInstalled => metrics::CONTROL_NOT_INSTALLED,
+                _ => metrics::CONTROL_DOWN,
+            },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let wait = match ended {
             Ended::Shutdown => return,
             Ended::NotInstalled => {
                 if !said_not_installed {
@@ -203,6 +213,10 @@ async fn session<S: Future<Output = ()>>(
         Err(e) => return lost(e, false),
     };
     tracing::info!(proxy_id = %args.proxy_id, "registered with tandem: cutover holds and dual reads are on");
+    args.traffic.metrics().control_state.store(
+        metrics::CONTROL_REGISTERED,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     // The targets may have changed while this proxy was not listening.
     args.mirror.reload();
 

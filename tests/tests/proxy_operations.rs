@@ -1,0 +1,266 @@
+//! Running `tandem proxy` in a deployment: `--check-config` checks the settings and the
+//! upstream without serving, and `/healthz` on the metrics address says whether the proxy is
+//! ready (its control connection to the upstream is up) or not (down, or draining).
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fixtures::pg::TestDb;
+use tests::proxy::{free_port, tcp_endpoint, Proxy};
+use tests::{tandem, Run};
+
+/// A `--config` file with `toml` and a 0600 `password_file` holding `password`; the
+/// directory goes with the returned guard.
+fn config_file(password: &str, toml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("tandem-proxy-check-")
+        .tempdir()
+        .unwrap();
+    let secret = dir.path().join("password");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret)
+        .unwrap();
+    writeln!(f, "{password}").unwrap();
+    let config = dir.path().join("proxy.toml");
+    fs::write(
+        &config,
+        format!("password_file = \"{}\"\n{toml}\n", secret.display()),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+/// `tandem proxy --check-config` against `upstream` with `config`, listening (it must not)
+/// on `port`.
+fn check(upstream: &str, config: &std::path::Path, port: u16) -> Run {
+    let listen = format!("127.0.0.1:{port}");
+    let config = config.display().to_string();
+    tandem(&[
+        "proxy",
+        "--listen",
+        &listen,
+        "--upstream",
+        upstream,
+        "--config",
+        &config,
+        "--check-config",
+    ])
+}
+
+async fn installed(db: &TestDb) {
+    let mut c = db.connect().await;
+    engine::state::install(&mut c).await.expect("install");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_says_what_the_proxy_needs_and_serves_nothing() {
+    let db = TestDb::new("proxy_check_config").await;
+    let (endpoint, password) = tcp_endpoint(&db);
+    let (_dir, config) = config_file(&password, "mirror_sample = 0.05");
+    let port = free_port();
+
+    // Before tandem's bookkeeping exists: the proxy could serve, passing traffic through.
+    let run = check(&endpoint.url(), &config, port);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("answers (PostgreSQL 15")
+            && run.stdout.contains("not installed")
+            && run.stdout.contains("can serve"),
+        "{}",
+        run.stdout
+    );
+
+    installed(&db).await;
+    let run = check(&endpoint.url(), &config, port);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("bookkeeping: version")
+            && run
+                .stdout
+                .contains("may register, take holds and record dual reads"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "--check-config served on {port}"
+    );
+
+    // A settings problem: exit 64, saying which setting.
+    let (_bad_dir, bad) = config_file(&password, "mirror_sample = 2");
+    let run = check(&endpoint.url(), &bad, port);
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    assert!(run.stderr.contains("mirror_sample"), "{}", run.stderr);
+
+    // The upstream is not there: exit 69, saying what to look at.
+    let nobody = endpoint.with_port(free_port());
+    let run = check(&nobody.url(), &config, port);
+    assert_eq!(run.code, 69, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot reach the upstream") && run.stderr.contains("pg_hba.conf"),
+        "{}",
+        run.stderr
+    );
+
+    // A user without tandem's rights: exit 69, naming the table and the rights.
+    db.client()
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE tandem_check_stranger LOGIN PASSWORD 'stranger-pw'; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;",
+        )
+        .await
+        .unwrap();
+    let stranger = tests::proxy::Endpoint {
+        user: "tandem_check_stranger".into(),
+        ..endpoint.clone()
+    };
+    let (_s_dir, s_config) = config_file("stranger-pw", "");
+    let run = check(&stranger.url(), &s_config, port);
+    assert_eq!(run.code, 69, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("tandem_check_stranger has not the rights of tandem's role"),
+        "{}",
+        run.stderr
+    );
+    // With the schema, but not every table the proxy writes: named, with the rights.
+    db.client()
+        .batch_execute(
+            "GRANT USAGE ON SCHEMA tandem TO tandem_check_stranger;
+             GRANT SELECT ON ALL TABLES IN SCHEMA tandem TO tandem_check_stranger;",
+        )
+        .await
+        .unwrap();
+    let run = check(&stranger.url(), &s_config, port);
+    assert_eq!(run.code, 69, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("tandem_check_stranger has not INSERT, UPDATE, DELETE on tandem.proxies"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics address");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: tandem\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (code, body)
+}
+
+/// Poll `/healthz` until it answers `code`, or fail with what it said.
+fn healthz_becomes(addr: &str, code: u16) -> String {
+    let start = Instant::now();
+    loop {
+        let (got, body) = get(addr, "/healthz");
+        if got == code {
+            return body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "/healthz stayed {got} ({body}), waiting for {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_ready_while_the_control_connection_is_up() {
+    let db = TestDb::new("proxy_healthz").await;
+    installed(&db).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let proxy = Proxy::for_db_with(&db, "", &["--metrics", &metrics]);
+    let body = tokio::task::spawn_blocking({
+        let metrics = metrics.clone();
+        move || healthz_becomes(&metrics, 200)
+    })
+    .await
+    .unwrap();
+    assert!(body.contains("registered with tandem"), "{body}");
+    let (code, page) = get(&metrics, "/metrics");
+    assert_eq!(code, 200);
+    assert!(page.contains("tandem_proxy_control_state 1"), "{page}");
+    drop(proxy);
+
+    // An upstream that does not answer: the proxy listens, but is not ready.
+    let (endpoint, _) = tcp_endpoint(&db);
+    let gone = endpoint.with_port(free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let _proxy = Proxy::start_with(&gone.url(), &["--metrics", &metrics], &[]);
+    let body = tokio::task::spawn_blocking({
+        let metrics = metrics.clone();
+        move || healthz_becomes(&metrics, 503)
+    })
+    .await
+    .unwrap();
+    assert!(
+        body.contains("control connection to the upstream is down"),
+        "{body}"
+    );
+    assert!(get(&metrics, "/metrics")
+        .1
+        .contains("tandem_proxy_control_state 0"));
+}
+
+/// SIGTERM with a transaction open: while the session drains, `/healthz` says not ready
+/// (503, shutting down), so a load balancer sends no new client there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_not_ready_while_sessions_drain() {
+    let db = TestDb::new("proxy_healthz_drain").await;
+    installed(&db).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut proxy = Proxy::for_db_with(&db, "", &["--metrics", &metrics]);
+    tokio::task::spawn_blocking({
+        let metrics = metrics.clone();
+        move || healthz_becomes(&metrics, 200)
+    })
+    .await
+    .unwrap();
+    let (endpoint, password) = tcp_endpoint(&db);
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&endpoint.host)
+        .port(proxy.port())
+        .user(&endpoint.user)
+        .dbname(&endpoint.dbname)
+        .password(password);
+    let (busy, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect through the proxy");
+    tokio::spawn(conn);
+    busy.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let stopper = std::thread::spawn(move || {
+        let status = proxy.terminate(Duration::from_secs(20));
+        (proxy, status)
+    });
+    let body = tokio::task::spawn_blocking({
+        let metrics = metrics.clone();
+        move || healthz_becomes(&metrics, 503)
+    })
+    .await
+    .unwrap();
+    assert!(body.contains("shutting down"), "{body}");
+    busy.batch_execute("COMMIT").await.unwrap();
+    let (_proxy, status) = stopper.join().unwrap();
+    assert!(status.expect("exits after the drain").success());
+}
