@@ -54,11 +54,23 @@ pub async fn check(config: &Config, password: Option<&str>) -> Result<Vec<String
                 .into(),
         ),
     }
-    let upstream = config.upstream.describe();
-    let endpoint = config
-        .upstream
-        .pg_config(password, "tandem proxy --check-config");
     let timeout = config.file.connect_timeout().max(Duration::from_secs(1));
+    let tandems = config.tandems();
+    if config.file.control_upstream.is_some() {
+        // Clients go through --upstream (a pooler); tandem's own connections elsewhere.
+        let clients = config.upstream.describe();
+        config.upstream.connect(timeout).await.map_err(|e| {
+            Problem::Upstream(format!(
+                "cannot reach --upstream {clients}, where clients' sessions go: {e}"
+            ))
+        })?;
+        lines.push(format!(
+            "clients: relayed to {clients} (reachable); tandem's control and dual reads: {}",
+            tandems.describe()
+        ));
+    }
+    let upstream = tandems.describe();
+    let endpoint = tandems.pg_config(password, "tandem proxy --check-config");
     let unreachable = |why: String| {
         Problem::Upstream(format!(
             "cannot reach the upstream {upstream} as tandem's user: {why} (is the server up, the address right, pg_hba.conf open to this host, and password_file the user's?)"

@@ -17,6 +17,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where tandem's own connections go (the control connection, the dual reads):
+    /// `control_upstream` when set, else `--upstream`. A transaction-mode pooler in between
+    /// would carry neither LISTEN nor a session's settings, so with one as `--upstream` these
+    /// go straight to PostgreSQL.
+    pub fn tandems(&self) -> Upstream {
+        self.file
+            .control_upstream
+            .as_deref()
+            .and_then(|text| Upstream::parse(text).ok())
+            .unwrap_or_else(|| self.upstream.clone())
+    }
+
     /// A client that connected with TLS is never relayed in plain text over a network: with
     /// `tls_cert` set, a TCP upstream other than loopback (127.0.0.0/8, ::1, `localhost`)
     /// needs sslmode `require`, `verify-ca` or `verify-full` (`prefer` could fall back to
@@ -45,6 +57,10 @@ pub struct FileConfig {
     /// A file (mode 0600) holding the password of the upstream URL's user, for tandem's own
     /// control and mirror connections. Never in the URL, the environment or arguments.
     pub password_file: Option<PathBuf>,
+    /// PostgreSQL itself, for tandem's own control and dual-read connections, when
+    /// `--upstream` is a pooler (pgbouncer in transaction mode: LISTEN and session settings
+    /// do not survive it). Same form as `--upstream`, tandem's user, no password.
+    pub control_upstream: Option<String>,
     /// Threads running client sessions (default: one per core).
     pub worker_threads: usize,
     /// Client connections at once; one more is refused with SQLSTATE 53300.
@@ -82,6 +98,7 @@ impl Default for FileConfig {
             tls_cert: None,
             tls_key: None,
             password_file: None,
+            control_upstream: None,
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_connections: 1000,
             max_startups: 100,
@@ -112,6 +129,10 @@ impl FileConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(text) = &self.control_upstream {
+            Upstream::parse(text)
+                .map_err(|e| format!("control_upstream: {}", e.replace("--upstream", "it")))?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: set both, or neither".into());
         }

@@ -51,7 +51,7 @@ pub async fn serve(
     let traffic = Traffic::new(config.file.hold_max(), metrics.clone());
     let mirror = if config.file.mirror_sample > 0.0 {
         Mirror::start(
-            config.upstream.clone(),
+            config.tandems(),
             password.clone(),
             id.clone(),
             &config.file,
@@ -80,7 +80,7 @@ pub async fn serve(
     let (control_stop_tx, control_stop) = watch::channel(false);
     let control = tokio::spawn(control::run(
         ControlArgs {
-            upstream: config.upstream.clone(),
+            upstream: config.tandems(),
             password,
             proxy_id: id,
             listen,

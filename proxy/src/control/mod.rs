@@ -145,6 +145,52 @@ async fn connect(args: &ControlArgs) -> Result<Conn, String> {
     })
 }
 
+/// How long a notification to this session may take to come back.
+const PROBE: Duration = Duration::from_secs(2);
+
+/// Whether a notification sent on a channel this session listens on comes back to it. It
+/// does not when `--upstream` is a pooler in transaction mode (the LISTEN stays on one server
+/// connection, the next statement runs on another): then holds could never reach this
+/// proxy, and it says to set `control_upstream`.
+async fn listen_reaches(conn: &mut Conn) -> Result<(), String> {
+    let channel = format!("tandem_probe_{:016x}", rand::random::<u64>());
+    let payload = format!("probe {:016x}", rand::random::<u64>());
+    timed(
+        "listen",
+        conn.client.batch_execute(&format!("LISTEN {channel}")),
+    )
+    .await?;
+    timed(
+        "notify",
+        conn.client
+            .execute("SELECT pg_catalog.pg_notify($1, $2)", &[&channel, &payload]),
+    )
+    .await?;
+    let arrived = tokio::time::timeout(PROBE, async {
+        while let Some(note) = conn.notes.recv().await {
+            if note == payload {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    timed(
+        "unlisten",
+        conn.client.batch_execute(&format!("UNLISTEN {channel}")),
+    )
+    .await?;
+    if arrived {
+        Ok(())
+    } else {
+        Err(format!(
+            "a notification this session listened for did not come back within {} s: --upstream looks like a pooler in transaction mode, which carries neither LISTEN nor session settings; set control_upstream in the proxy's config to PostgreSQL itself (clients keep going through --upstream)",
+            PROBE.as_secs()
+        ))
+    }
+}
+
 /// `op` with the statement time limit, its error as text.
 async fn timed<T>(
     what: &str,
@@ -183,6 +229,11 @@ async fn session<S: Future<Output = ()>>(
         Ok(row) if row.get::<_, bool>(0) => {}
         Ok(_) => return Ended::NotInstalled,
         Err(e) => return lost(e, false),
+    }
+    // Before any session setting: through a transaction-mode pooler, LISTEN and settings
+    // stay on a server connection that other clients get next.
+    if let Err(e) = listen_reaches(&mut conn).await {
+        return lost(e, false);
     }
     // LISTEN first: a hold notified between the registration and the LISTEN would be missed.
     // The session's own statements resolve names in pg_catalog first and nowhere an

@@ -1,0 +1,391 @@
+//! `tandem proxy` with the application's pgbouncer, both ways round, through a cutover and a
+//! rollback under `pgbench`:
+//!
+//! - pgbouncer → tandem proxy → PostgreSQL: pgbouncer's server connections are the proxy's
+//!   clients. Transaction mode with `pgbench -M extended` (pgbouncer 1.18, Debian bookworm's,
+//!   keeps no prepared statements in transaction mode: `max_prepared_statements` came in
+//!   1.21), then session mode with `-M prepared`, whose statements change result type at the
+//!   swap and are re-prepared by the proxy.
+//! - tandem proxy → pgbouncer (transaction mode) → PostgreSQL: clients' sessions go through
+//!   pgbouncer, tandem's own control and dual-read connections straight to PostgreSQL
+//!   (`control_upstream`), since a transaction-mode pooler carries neither LISTEN nor a
+//!   session's settings.
+//!
+//! Each run: no failed client transaction, and the proxy acknowledged the holds.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fixtures::pg::TestDb;
+use tests::migrate::{apply, on, plan_sql, scratch_dir, submit};
+use tests::proxy::{free_port, tcp_endpoint, Endpoint, PassFile, Proxy};
+
+fn pg_bin(program: &str) -> PathBuf {
+    let dir = std::env::var_os("TANDEM_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+    dir.join(program)
+}
+
+fn pgbouncer_bin() -> PathBuf {
+    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .expect("pgbouncer is missing: apt-get install -y pgbouncer (./run test installs it)")
+}
+
+/// A pgbouncer (run as the `postgres` user: it refuses root) in front of `server` (host,
+/// port), for database `db`, logging in as `user` with `password`.
+struct Pgbouncer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Pgbouncer {
+    fn start(server: (&str, u16), db: &str, user: &str, password: &str, mode: &str) -> Pgbouncer {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-pgbouncer-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let ini = dir.path().join("pgbouncer.ini");
+        fs::write(
+            &ini,
+            format!(
+                "[databases]
+{db} = host={host} port={server_port} dbname={db} user={user} password={password}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = {mode}
+max_client_conn = 200
+default_pool_size = 6
+ignore_startup_parameters = extra_float_digits,options
+server_reset_query =
+logfile = {log}
+",
+                host = server.0,
+                server_port = server.1,
+                log = dir.path().join("pgbouncer.log").display(),
+            ),
+        )
+        .unwrap();
+        let postgres = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("a postgres system user");
+        nix::unistd::chown(dir.path(), Some(postgres.uid), Some(postgres.gid)).unwrap();
+        nix::unistd::chown(&ini, Some(postgres.uid), Some(postgres.gid)).unwrap();
+        let child = Command::new("setpriv")
+            .args([
+                format!("--reuid={}", postgres.uid),
+                format!("--regid={}", postgres.gid),
+                "--clear-groups".into(),
+            ])
+            .arg(pgbouncer_bin())
+            .arg(&ini)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgbouncer starts");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "pgbouncer did not listen on {port}: {}",
+                fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Pgbouncer { child, port, dir }
+    }
+}
+
+impl Drop for Pgbouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "pgbouncer's log:\n{}",
+                fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// `pgbench` TPC-B against `at` (host, port) for `secs`, `mode` (-M); its output, after
+/// checking that it exited 0 and failed no transaction.
+fn pgbench(
+    at: (&str, u16),
+    endpoint: &Endpoint,
+    passfile: &PassFile,
+    mode: &str,
+    secs: u32,
+) -> std::process::Child {
+    Command::new(pg_bin("pgbench"))
+        .env_clear()
+        .env("PGPASSFILE", passfile.path())
+        .args([
+            "-h",
+            at.0,
+            "-p",
+            &at.1.to_string(),
+            "-U",
+            &endpoint.user,
+            "-n",
+            "-M",
+            mode,
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            &endpoint.dbname,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pgbench starts")
+}
+
+fn finished(child: std::process::Child, what: &str) -> String {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what}: pgbench failed:\n{text}");
+    let processed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split('/').next()?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(processed > 0, "{what}: no transaction ran:\n{text}");
+    if let Some(failed) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of failed transactions: "))
+    {
+        assert!(
+            failed.starts_with("0 "),
+            "{what}: failed transactions:\n{text}"
+        );
+    }
+    text
+}
+
+/// The bank, made straight on PostgreSQL.
+fn init(endpoint: &Endpoint, passfile: &PassFile) {
+    let out = Command::new(pg_bin("pgbench"))
+        .env_clear()
+        .env("PGPASSFILE", passfile.path())
+        .args([
+            "-h",
+            &endpoint.host,
+            "-p",
+            &endpoint.port.to_string(),
+            "-U",
+            &endpoint.user,
+            "-i",
+            "-s",
+            "2",
+            "-q",
+            &endpoint.dbname,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A gauge or counter of the proxy's metrics page.
+fn metric(metrics: &str, name: &str) -> u64 {
+    use std::io::Read;
+    let mut s = TcpStream::connect(metrics).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(&format!("tandem_proxy_{name} ")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn holds_acked(metrics: &str) -> u64 {
+    metric(metrics, "holds_acknowledged_total")
+}
+
+/// tandem's bookkeeping installed, then the proxy registered with it (else it looks again
+/// only every 10 s, and the cutover would find no proxy to hold).
+async fn registered(db: &TestDb, metrics: &str) {
+    let mut c = db.connect().await;
+    engine::state::install(&mut c).await.expect("install");
+    let start = Instant::now();
+    while metric(metrics, "control_state") != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the proxy did not register with tandem"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `ALTER TABLE pgbench_accounts ALTER abalance TYPE {to}` through cutover, then rollback
+/// (`rollback`) or finalize, while `load` runs; returns the load's output.
+async fn migrate_under(
+    url: &str,
+    dir: &Path,
+    load: std::process::Child,
+    (to, rollback): (&str, bool),
+    what: &str,
+) -> String {
+    let plan = dir.join(format!("{what}.json"));
+    let run = plan_sql(
+        url,
+        &format!("ALTER TABLE pgbench_accounts ALTER abalance TYPE {to}"),
+        &plan,
+    );
+    assert!(plan.exists(), "{}", run.stderr);
+    let id = submit(url, &plan, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (url2, what2) = (url.to_string(), what.to_string());
+    tokio::task::spawn_blocking(move || {
+        apply(&url2, id, &[]).expect(0);
+        if rollback {
+            on(&url2, "rollback", id, &["--yes"]).expect(0);
+        } else {
+            on(&url2, "finalize", id, &["--yes"]).expect(0);
+        }
+        finished(load, &what2)
+    })
+    .await
+    .unwrap()
+}
+
+/// The proxy's config: tandem's password file, and more TOML.
+fn proxy_config(password: &str, toml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("tandem-proxy-chain-")
+        .tempdir()
+        .unwrap();
+    let secret = dir.path().join("password");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret)
+        .unwrap();
+    writeln!(f, "{password}").unwrap();
+    let config = dir.path().join("proxy.toml");
+    fs::write(
+        &config,
+        format!("password_file = \"{}\"\n{toml}\n", secret.display()),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_in_front_of_the_proxy_through_cutover_and_rollback() {
+    let db = TestDb::new("proxy_chain_front").await;
+    let (endpoint, password) = tcp_endpoint(&db);
+    let passfile = PassFile::new(&password);
+    init(&endpoint, &passfile);
+    let url = db.url();
+    let dir = scratch_dir("proxy_chain_front");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut c = db.connect().await;
+    engine::state::install(&mut c).await.expect("install");
+    let proxy = Proxy::for_db_with(&db, "", &["--metrics", &metrics]);
+    registered(&db, &metrics).await;
+
+    // abalance: integer -> bigint, finalized; then bigint -> numeric and back (a prepared
+    // `SELECT abalance` changes result type at each swap).
+    for (mode, bench_mode, change) in [
+        ("transaction", "extended", ("bigint", false)),
+        ("session", "prepared", ("numeric", true)),
+    ] {
+        let bouncer = Pgbouncer::start(
+            ("127.0.0.1", proxy.port()),
+            &endpoint.dbname,
+            &endpoint.user,
+            &password,
+            mode,
+        );
+        let before = holds_acked(&metrics);
+        let load = pgbench(
+            ("127.0.0.1", bouncer.port),
+            &endpoint,
+            &passfile,
+            bench_mode,
+            10,
+        );
+        let what = format!("pgbouncer ({mode}) -> tandem proxy, pgbench -M {bench_mode}");
+        let out = migrate_under(&url, &dir, load, change, &format!("front_{mode}")).await;
+        eprintln!("{what}:\n{out}");
+        assert!(
+            holds_acked(&metrics) > before,
+            "{what}: the proxy acknowledged no hold"
+        );
+    }
+    // The prepared `SELECT abalance` met "cached plan must not change result type" at the
+    // swaps behind pgbouncer's session pool, and the proxy re-prepared it.
+    assert!(metric(&metrics, "prepared_recovered_total") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_in_front_of_pgbouncer_with_its_own_connections_straight_to_postgres() {
+    let db = TestDb::new("proxy_chain_behind").await;
+    let (endpoint, password) = tcp_endpoint(&db);
+    let passfile = PassFile::new(&password);
+    init(&endpoint, &passfile);
+    let url = db.url();
+    let dir = scratch_dir("proxy_chain_behind");
+    let bouncer = Pgbouncer::start(
+        (&endpoint.host, endpoint.port),
+        &endpoint.dbname,
+        &endpoint.user,
+        &password,
+        "transaction",
+    );
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (_cfg_dir, config) = proxy_config(
+        &password,
+        &format!("control_upstream = \"{}\"", endpoint.url()),
+    );
+    let through_bouncer = endpoint.with_port(bouncer.port);
+    let config_arg = config.display().to_string();
+    let proxy = Proxy::start_with(
+        &through_bouncer.url(),
+        &["--config", &config_arg, "--metrics", &metrics],
+        &[],
+    );
+    registered(&db, &metrics).await;
+    let load = pgbench(
+        ("127.0.0.1", proxy.port()),
+        &endpoint,
+        &passfile,
+        "extended",
+        10,
+    );
+    let out = migrate_under(&url, &dir, load, ("bigint", true), "behind").await;
+    eprintln!("tandem proxy -> pgbouncer (transaction):\n{out}");
+    assert!(
+        holds_acked(&metrics) > 0,
+        "the proxy acknowledged no hold through control_upstream"
+    );
+}
