@@ -19,6 +19,7 @@ pub mod control;
 pub mod metrics;
 pub mod mirror;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod tls;

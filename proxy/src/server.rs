@@ -29,6 +29,8 @@ pub struct Proxy {
     pub password: Option<String>,
     /// This proxy's id in tandem.proxies.
     pub id: String,
+    /// Settings read again (on SIGHUP), applied as they come (`reload.rs`).
+    pub reloads: Option<tokio::sync::mpsc::UnboundedReceiver<crate::config::FileConfig>>,
 }
 
 /// Serve clients on `listener` until `shutdown` completes, then drain.
@@ -42,6 +44,7 @@ pub async fn serve(
         metrics,
         password,
         id,
+        mut reloads,
     } = proxy;
     config.check_tls()?;
     let tls = match (&config.file.tls_cert, &config.file.tls_key) {
@@ -64,12 +67,12 @@ pub async fn serve(
     let (drain_tx, draining) = watch::channel(false);
     let (close_tx, closing) = watch::channel(false);
     let shared = Arc::new(Shared {
-        config: config.clone(),
+        config: arc_swap::ArcSwap::new(config.clone()),
         metrics: metrics.clone(),
         traffic: traffic.clone(),
         cancels: CancelMap::default(),
         mirror: mirror.clone(),
-        tls,
+        tls: arc_swap::ArcSwapOption::new(tls.map(Arc::new)),
         draining,
         closing,
     });
@@ -113,6 +116,21 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (mut socket, peer) = tokio::select! {
+            reload = next_reload(&mut reloads) => {
+                match reload {
+                    None => reloads = None,
+                    Some(file) => match crate::reload::apply(&shared, file) {
+                        Ok(later) => {
+                            tracing::info!("settings reloaded: open sessions go on; new limits, timeouts, hold_max, mirror_sample and TLS certificate apply now");
+                            for l in later {
+                                tracing::warn!("{l}");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reload refused: the running settings stay"),
+                    },
+                }
+                continue;
+            }
             _ = &mut shutdown => {
                 // `/healthz` says not ready from now on, while sessions drain.
                 metrics.draining.store(true, Relaxed);
@@ -129,6 +147,7 @@ pub async fn serve(
             },
         };
         metrics.connections_total.fetch_add(1, Relaxed);
+        let config = shared.config.load_full();
         if metrics.connections_active.load(Relaxed) >= config.file.max_connections as i64 {
             metrics.connections_refused.fetch_add(1, Relaxed);
             let max = config.file.max_connections;
@@ -187,6 +206,7 @@ pub async fn serve(
     }
     drop(listener);
     drop(senders);
+    let config = shared.config.load_full();
     let open = metrics.connections_active.load(Relaxed);
     tracing::info!(
         open,
@@ -218,6 +238,16 @@ pub async fn serve(
     let _ = control_stop_tx.send(true);
     let _ = control.await;
     Ok(())
+}
+
+/// The next settings to apply; never, without a reload channel.
+async fn next_reload(
+    reloads: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::config::FileConfig>>,
+) -> Option<crate::config::FileConfig> {
+    match reloads {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One worker thread: a single-threaded runtime running the sessions handed to it, until

@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -66,12 +67,15 @@ const SERVER_MAX: usize = (1 << 30) + 5;
 
 /// What every session shares.
 pub struct Shared {
-    pub config: Arc<Config>,
+    /// The settings now: a reload (SIGHUP) swaps them; a session reads them when it needs
+    /// one, so limits and timeouts apply to sessions already open from their next use.
+    pub config: ArcSwap<Config>,
     pub metrics: Arc<Metrics>,
     pub traffic: Arc<Traffic>,
     pub cancels: CancelMap,
     pub mirror: Mirror,
-    pub tls: Option<TlsAcceptor>,
+    /// The TLS acceptor now (a reload may bring a new certificate: new sessions get it).
+    pub tls: ArcSwapOption<TlsAcceptor>,
     /// `true` once shutdown began: idle sessions close, busy ones close when idle.
     pub draining: watch::Receiver<bool>,
     /// `true` when the shutdown deadline passed: every session closes now.
@@ -195,7 +199,7 @@ pub async fn run(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
     // Counted by the accept loop; off when startup is over, whatever its outcome (or when
     // the session is dropped during it).
     let starting = Starting(&shared.metrics.connections_starting);
-    let timeout = shared.config.file.startup_timeout();
+    let timeout = shared.config.load_full().file.startup_timeout();
     let startup = tokio::time::timeout(timeout, startup(&shared, socket)).await;
     drop(starting);
     let (client, server, startup) = match startup {
@@ -266,7 +270,7 @@ async fn startup(
         match protocol::parse_startup(&packet) {
             Ok(Startup::Ssl) if !ssl_done => {
                 ssl_done = true;
-                match (&shared.tls, client) {
+                match (shared.tls.load_full(), client) {
                     (Some(tls), ClientStream::Plain(mut s)) => {
                         s.write_all(b"S").await?;
                         let tls = tls.accept(s).await?;
@@ -286,10 +290,10 @@ async fn startup(
                     Some((server_pid, server_key)) => {
                         shared.metrics.cancels.fetch_add(1, Relaxed);
                         if let Err(e) = cancel::send(
-                            &shared.config.upstream,
+                            &shared.config.load_full().upstream,
                             server_pid,
                             &server_key,
-                            shared.config.file.connect_timeout(),
+                            shared.config.load_full().file.connect_timeout(),
                         )
                         .await
                         {
@@ -331,8 +335,9 @@ async fn startup(
         )
         .await;
     }
-    let upstream = &shared.config.upstream;
-    let mut server = match upstream.connect(shared.config.file.connect_timeout()).await {
+    let config = shared.config.load_full();
+    let upstream = &config.upstream;
+    let mut server = match upstream.connect(config.file.connect_timeout()).await {
         Ok(s) => s,
         Err(e) => {
             shared.metrics.upstream_errors.fetch_add(1, Relaxed);
@@ -357,9 +362,9 @@ async fn startup(
         // The server's first answer must come within connect_timeout: an upstream that
         // accepts and says nothing is as down as one that refuses.
         let wait = if first {
-            shared.config.file.connect_timeout()
+            shared.config.load_full().file.connect_timeout()
         } else {
-            shared.config.file.startup_timeout()
+            shared.config.load_full().file.startup_timeout()
         };
         first = false;
         let read = match tokio::time::timeout(wait, read_message(&mut server, &mut buf, SERVER_MAX))
@@ -375,10 +380,10 @@ async fn startup(
             Ok(m) => m,
             Err(e) => {
                 shared.metrics.upstream_errors.fetch_add(1, Relaxed);
-                tracing::warn!(upstream = shared.config.upstream.describe(), error = %e, "the upstream failed during startup");
+                tracing::warn!(upstream = shared.config.load_full().upstream.describe(), error = %e, "the upstream failed during startup");
                 let msg = format!(
                     "PostgreSQL at {} failed during startup: {e}",
-                    shared.config.upstream.describe()
+                    shared.config.load_full().upstream.describe()
                 );
                 return refuse(
                     &mut client,
@@ -723,10 +728,10 @@ impl<'a> Session<'a> {
                 if busy {
                     let s = &self.started;
                     let _ = cancel::send(
-                        &self.shared.config.upstream,
+                        &self.shared.config.load_full().upstream,
                         s.server_pid,
                         &s.server_key,
-                        self.shared.config.file.connect_timeout(),
+                        self.shared.config.load_full().file.connect_timeout(),
                     )
                     .await;
                 }
@@ -780,7 +785,7 @@ impl<'a> Session<'a> {
     /// Client → server: frame, track requests, hold at transaction boundaries, sample reads.
     async fn client_to_server(&self, mut rd: Reader, server_w: &tokio::sync::Mutex<Writer>) -> End {
         let metrics = &self.shared.metrics;
-        let max = self.shared.config.file.max_message_bytes;
+        let max = self.shared.config.load().file.max_message_bytes;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         // Bytes of a large message still to stream through.
         let mut streaming = 0usize;

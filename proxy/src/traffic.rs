@@ -27,7 +27,8 @@ pub struct Traffic {
     idle: Notify,
     /// `true` while held; sessions wait for `false`.
     gate: watch::Sender<bool>,
-    hold_max: Duration,
+    /// `hold_max_ms`, in milliseconds (a reload may change it).
+    hold_max_ms: AtomicU64,
     metrics: Arc<Metrics>,
     /// Bumped when a table may have changed shape (a hold released, the executor's
     /// `targets` notice): sessions re-prepare their statements before their next transaction.
@@ -42,7 +43,7 @@ impl Traffic {
             generation: AtomicU64::new(0),
             idle: Notify::new(),
             gate: watch::channel(false).0,
-            hold_max,
+            hold_max_ms: AtomicU64::new(hold_max.as_millis() as u64),
             metrics,
             epoch: AtomicU64::new(0),
         })
@@ -54,7 +55,12 @@ impl Traffic {
     }
 
     pub fn hold_max(&self) -> Duration {
-        self.hold_max
+        Duration::from_millis(self.hold_max_ms.load(SeqCst))
+    }
+
+    /// A reload's `hold_max_ms`: holds that start from now on.
+    pub fn set_hold_max(&self, hold_max: Duration) {
+        self.hold_max_ms.store(hold_max.as_millis() as u64, SeqCst);
     }
 
     /// Sessions inside a transaction or with a request in flight.
@@ -81,9 +87,9 @@ impl Traffic {
             self.end();
             let mut rx = self.gate.subscribe();
             // The watch holds the latest value: a release between our check and this wait is seen.
-            let _ = tokio::time::timeout(self.hold_max, rx.wait_for(|held| !*held)).await;
+            let _ = tokio::time::timeout(self.hold_max(), rx.wait_for(|held| !*held)).await;
             self.busy.fetch_add(1, SeqCst);
-            if !self.held.load(SeqCst) || started.elapsed() >= self.hold_max {
+            if !self.held.load(SeqCst) || started.elapsed() >= self.hold_max() {
                 break;
             }
         }
@@ -108,7 +114,7 @@ impl Traffic {
         self.gate.send_replace(true);
         self.metrics.holds.fetch_add(1, SeqCst);
         let me = self.clone();
-        let max = self.hold_max;
+        let max = self.hold_max();
         tokio::spawn(async move {
             tokio::time::sleep(max).await;
             if me.release(generation) {

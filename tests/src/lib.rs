@@ -729,6 +729,23 @@ pub mod proxy {
             String::from_utf8_lossy(&fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
         }
 
+        /// The `--config` file [`Proxy::for_db_with`] wrote (its first line names the
+        /// password file).
+        pub fn config_path(&self) -> PathBuf {
+            self.config_dir
+                .as_ref()
+                .expect("a proxy started by for_db or for_db_with")
+                .path()
+                .join("proxy.toml")
+        }
+
+        /// SIGHUP: the proxy reads its `--config` file again.
+        pub fn hangup(&self) {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)
+                .expect("signal the proxy");
+        }
+
         /// Everything it wrote to stdout so far.
         pub fn stdout(&self) -> String {
             String::from_utf8_lossy(&fs::read(&self.stdout_path).unwrap_or_default()).into_owned()

@@ -264,3 +264,90 @@ async fn healthz_is_not_ready_while_sessions_drain() {
     let (_proxy, status) = stopper.join().unwrap();
     assert!(status.expect("exits after the drain").success());
 }
+
+/// Connect through `proxy` as the test server's user.
+async fn through(
+    db: &TestDb,
+    proxy: &Proxy,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (endpoint, password) = tcp_endpoint(db);
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&endpoint.host)
+        .port(proxy.port())
+        .user(&endpoint.user)
+        .dbname(&endpoint.dbname)
+        .password(password);
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// The proxy's config file with `settings` after its password_file line.
+fn rewrite(proxy: &Proxy, settings: &str) {
+    let path = proxy.config_path();
+    let text = fs::read_to_string(&path).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    fs::write(&path, format!("{first}\n{settings}\n")).unwrap();
+}
+
+/// Wait until the proxy's log says `text`.
+async fn logged(proxy: &Proxy, text: &str) {
+    let start = Instant::now();
+    while !proxy.stderr().contains(text) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the proxy never logged {text:?}:\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGHUP reads the settings again without dropping a session: a higher `max_connections`
+/// lets the next client in while the open ones go on; a file that is not valid changes
+/// nothing; a setting read only at start is reported as waiting for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_settings_and_keeps_every_session() {
+    let db = TestDb::new("proxy_sighup").await;
+    let proxy = Proxy::for_db_with(&db, "max_connections = 2", &[]);
+    let first = through(&db, &proxy).await.expect("first client");
+    let second = through(&db, &proxy).await.expect("second client");
+    let refused = through(&db, &proxy)
+        .await
+        .expect_err("max_connections is 2");
+    assert!(
+        refused.to_string().contains("53300")
+            || refused
+                .as_db_error()
+                .is_some_and(|e| e.message().contains("max_connections (2)")),
+        "{refused}"
+    );
+
+    rewrite(&proxy, "max_connections = 5");
+    proxy.hangup();
+    logged(&proxy, "settings reloaded").await;
+    let third = through(&db, &proxy)
+        .await
+        .expect("a third client after the reload");
+    for c in [&first, &second, &third] {
+        c.simple_query("SELECT 1")
+            .await
+            .expect("every session goes on across the reload");
+    }
+
+    rewrite(&proxy, "max_connections = 5\nmirror_sample = 2");
+    proxy.hangup();
+    logged(&proxy, "reload refused").await;
+    let fourth = through(&db, &proxy).await.expect("still serving, still 5");
+    fourth.simple_query("SELECT 1").await.unwrap();
+
+    rewrite(&proxy, "max_connections = 5\nworker_threads = 7");
+    proxy.hangup();
+    logged(
+        &proxy,
+        "worker_threads changed: it takes effect when the proxy restarts",
+    )
+    .await;
+    first.simple_query("SELECT 1").await.unwrap();
+}

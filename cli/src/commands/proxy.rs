@@ -73,6 +73,7 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
             metrics,
             password,
             id,
+            reloads: Some(reloads(a.config.clone())),
         },
         shutdown,
     )
@@ -81,6 +82,38 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
     let _ = stop_metrics.0.send(true);
     tracing::info!("tandem proxy stopped");
     Ok(exit::OK)
+}
+
+/// SIGHUP: the `--config` file read again and handed to the proxy (`proxy::reload`); a
+/// file that does not read or is not valid is reported, and the running settings stay.
+fn reloads(
+    path: Option<std::path::PathBuf>,
+) -> tokio::sync::mpsc::UnboundedReceiver<proxy::config::FileConfig> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!("SIGHUP: there is no --config file to read again");
+                continue;
+            };
+            match proxy::config::FileConfig::load(path) {
+                Ok(file) => {
+                    tracing::info!(config = %path.display(), "SIGHUP: reloading the settings");
+                    if tx.send(file).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: reload refused: the running settings stay")
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// `--check-config`: the addresses parse, then `proxy::check`; nothing is served.

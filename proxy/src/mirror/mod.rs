@@ -83,7 +83,8 @@ struct Shared {
     upstream: Upstream,
     password: Option<String>,
     proxy_id: String,
-    sample: f64,
+    /// `mirror_sample` as f64 bits (a reload may change it).
+    sample: std::sync::atomic::AtomicU64,
     timeout: Duration,
     metrics: Arc<Metrics>,
     /// True iff there is at least one target.
@@ -186,7 +187,7 @@ impl Mirror {
             upstream,
             password,
             proxy_id,
-            sample: config.mirror_sample,
+            sample: std::sync::atomic::AtomicU64::new(config.mirror_sample.to_bits()),
             timeout: config.mirror_timeout(),
             metrics,
             active: AtomicBool::new(false),
@@ -239,7 +240,15 @@ impl Mirror {
     pub fn wants(&self) -> bool {
         let Some(h) = &self.inner else { return false };
         let s = &h.shared;
-        s.active.load(Relaxed) && (s.sample >= 1.0 || rand::random::<f64>() < s.sample)
+        let sample = f64::from_bits(s.sample.load(Relaxed));
+        s.active.load(Relaxed) && (sample >= 1.0 || rand::random::<f64>() < sample)
+    }
+
+    /// A reload's `mirror_sample` (no effect on a disabled mirror: that takes a restart).
+    pub fn set_sample(&self, sample: f64) {
+        if let Some(h) = &self.inner {
+            h.shared.sample.store(sample.to_bits(), Relaxed);
+        }
     }
 
     /// Queue a sample; never blocks, never parses on the caller's path. Full queue: dropped, counted.

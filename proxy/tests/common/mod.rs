@@ -125,6 +125,7 @@ impl Running {
             metrics: metrics.clone(),
             password: None,
             id: format!("test-{}", addr.port()),
+            reloads: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy::serve(listener, proxy, async move {
