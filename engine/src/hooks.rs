@@ -10,9 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pgtls::Endpoint;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::Client;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -97,15 +95,8 @@ pub struct ProxyHold {
 /// The hold's own connection, listening on `tandem_proxy_ack`.
 struct Listener {
     client: Client,
-    acks: mpsc::UnboundedReceiver<String>,
-    /// Drives the connection and forwards notifications; aborted with the listener.
-    task: JoinHandle<()>,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Its notifications (the acknowledgements' tokens).
+    acks: coordination::Pump,
 }
 
 impl ProxyHold {
@@ -123,28 +114,15 @@ impl ProxyHold {
     }
 
     async fn connect(&self) -> Result<Listener, tokio_postgres::Error> {
-        let (client, mut conn) = pgtls::connect(&self.config).await?;
-        let (tx, acks) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) => {
-                        if tx.send(n.payload().to_string()).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
+        let (client, acks) = coordination::Pump::connect(&self.config).await?;
         client
             .batch_execute(&format!(
-                "{}; LISTEN tandem_proxy_ack",
-                crate::executor::PINNED_SEARCH_PATH
+                "{}; LISTEN {}",
+                crate::executor::PINNED_SEARCH_PATH,
+                coordination::ACK_CHANNEL
             ))
             .await?;
-        Ok(Listener { client, acks, task })
+        Ok(Listener { client, acks })
     }
 
     async fn hold_inner(&self, migration: i64, wait: Duration) -> Result<HoldReport, String> {
@@ -179,7 +157,7 @@ impl ProxyHold {
                 detail: "no live proxy".into(),
             });
         }
-        while l.acks.try_recv().is_ok() {} // answers to earlier holds
+        while l.acks.notes.try_recv().is_ok() {} // answers to earlier holds
         let token = token();
         // Answers of holds an executor never released (it was killed) are of no use.
         let _ = l
@@ -260,17 +238,13 @@ impl ProxyHold {
                 )));
             }
             // Woken by an acknowledgement (any token: the table says whose), or re-check.
-            let _ = tokio::time::timeout((until - now).min(RECHECK), l.acks.recv()).await;
+            let _ = tokio::time::timeout((until - now).min(RECHECK), l.acks.notes.recv()).await;
         }
     }
 }
 
-/// A signal to the proxies (kind, migration, token, max_ms) and its doorbell, in one
-/// statement: the notification is delivered when the row is visible.
-const SIGNAL: &str = "WITH s AS (
-         INSERT INTO tandem.proxy_signals (kind, migration_id, token, max_ms)
-         VALUES ($1, $2, $3, $4) RETURNING seq)
-     SELECT pg_notify('tandem_proxy', seq::text) FROM s";
+/// A signal to the proxies and its doorbell (`coordination::WRITE`).
+const SIGNAL: &str = coordination::WRITE;
 
 /// 128 random bits, hex.
 fn token() -> String {

@@ -190,9 +190,7 @@ pub(crate) fn clear_statements(m: i64) -> Vec<String> {
 
 /// Tell the proxies `tandem.mirror_targets` changed: a `targets` signal, and the doorbell
 /// (delivered when the transaction commits).
-pub(crate) const NOTIFY: &str =
-    "WITH s AS (INSERT INTO tandem.proxy_signals (kind) VALUES ('targets') RETURNING seq)
-     SELECT pg_notify('tandem_proxy', seq::text) FROM s";
+pub(crate) const NOTIFY: &str = coordination::TARGETS;
 
 /// Record the outcome in `shadow_tables.mirror_view`, and in an event when dual reads are off.
 pub(crate) async fn record(

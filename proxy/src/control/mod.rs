@@ -18,9 +18,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client};
+use coordination::{Pump, Signal};
+use tokio_postgres::Client;
 
 use crate::metrics;
 use crate::mirror::Mirror;
@@ -102,17 +101,10 @@ enum Ended {
     Lost { error: String, registered: bool },
 }
 
-/// The control connection, its notifications forwarded by a task aborted with it.
+/// The control connection and its notifications.
 struct Conn {
     client: Client,
-    notes: mpsc::UnboundedReceiver<String>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    pump: Pump,
 }
 
 async fn connect(args: &ControlArgs) -> Result<Conn, String> {
@@ -120,29 +112,10 @@ async fn connect(args: &ControlArgs) -> Result<Conn, String> {
         args.password.as_deref(),
         &format!("tandem proxy control {}", args.proxy_id),
     );
-    let (client, mut conn) = pgtls::connect(&config)
+    let (client, pump) = Pump::connect(&config)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let (tx, notes) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_string()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        // Dropping `tx` tells the session the connection is gone.
-    });
-    Ok(Conn {
-        client,
-        notes,
-        task,
-    })
+    Ok(Conn { client, pump })
 }
 
 /// How long a notification to this session may take to come back.
@@ -167,7 +140,7 @@ async fn listen_reaches(conn: &mut Conn) -> Result<(), String> {
     )
     .await?;
     let arrived = tokio::time::timeout(PROBE, async {
-        while let Some(note) = conn.notes.recv().await {
+        while let Some(note) = conn.pump.notes.recv().await {
             if note == payload {
                 return true;
             }
@@ -240,8 +213,10 @@ async fn session<S: Future<Output = ()>>(
     // application role can create objects.
     if let Err(e) = timed(
         "listen",
-        conn.client
-            .batch_execute("SET search_path = pg_catalog, pg_temp; LISTEN tandem_proxy"),
+        conn.client.batch_execute(&format!(
+            "SET search_path = pg_catalog, pg_temp; LISTEN {}",
+            coordination::PROXY_CHANNEL
+        )),
     )
     .await
     {
@@ -315,14 +290,14 @@ async fn session<S: Future<Output = ()>>(
                     return lost(e, true);
                 }
             }
-            note = conn.notes.recv() => {
+            note = conn.pump.notes.recv() => {
                 let Some(payload) = note else {
                     return lost("the server closed the connection".into(), true);
                 };
                 if let Err(e) = follow(args, &conn.client, &mut holds, &mut last).await {
                     return lost(e, true);
                 }
-                if payload.parse::<i64>().map_or(true, |seq| seq > last) {
+                if coordination::doorbell(&payload).is_none_or(|seq| seq > last) {
                     args.traffic.metrics().control_ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(payload, "a notification on tandem_proxy named no signal of tandem's: ignored");
                 }
@@ -360,48 +335,6 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// A row of `tandem.proxy_signals`: what the executor asks.
-#[derive(Debug, PartialEq, Eq)]
-enum Signal {
-    /// Hold new transactions, for at most `max` from now.
-    Hold {
-        migration: i64,
-        token: String,
-        max: Duration,
-    },
-    Release {
-        token: String,
-    },
-    Targets,
-}
-
-impl Signal {
-    /// The signal of a row (kind, migration, token, max_ms, its age in ms); `None` for a
-    /// hold the executor has already given up on (older than its max), or a row this proxy
-    /// does not understand (a newer tandem).
-    fn of_row(
-        kind: &str,
-        migration: Option<i64>,
-        token: Option<String>,
-        max_ms: Option<i32>,
-        age_ms: i64,
-    ) -> Option<Signal> {
-        match kind {
-            "hold" => {
-                let left = i64::from(max_ms?) - age_ms.max(0);
-                (left > 0).then(|| Signal::Hold {
-                    migration: migration.unwrap_or_default(),
-                    token: token.unwrap_or_default(),
-                    max: Duration::from_millis(left as u64),
-                })
-            }
-            "release" => Some(Signal::Release { token: token? }),
-            "targets" => Some(Signal::Targets),
-            _ => None,
-        }
-    }
-}
-
 /// Act on the signals written after `last`, in order; `last` moves to the newest.
 async fn follow(
     args: &ControlArgs,
@@ -411,12 +344,7 @@ async fn follow(
 ) -> Result<(), String> {
     let rows = timed(
         "read the signals",
-        client.query(
-            "SELECT seq, kind, migration_id, token, max_ms,
-                    (extract(epoch FROM clock_timestamp() - at) * 1000)::int8
-               FROM tandem.proxy_signals WHERE seq > $1 ORDER BY seq",
-            &[&*last],
-        ),
+        client.query(coordination::READ, &[&*last]),
     )
     .await?;
     for row in rows {
@@ -486,50 +414,12 @@ async fn handle(
             timed(
                 "acknowledge the hold",
                 client.execute(
-                    "WITH ack AS (
-                         INSERT INTO tandem.proxy_acks (token, proxy_id, held) VALUES ($1, $2, $3)
-                         ON CONFLICT (token, proxy_id) DO UPDATE SET held = EXCLUDED.held, at = now()
-                         RETURNING token)
-                     SELECT pg_notify('tandem_proxy_ack', token) FROM ack",
+                    coordination::ACKNOWLEDGE,
                     &[&token, &args.proxy_id, &all_idle],
                 ),
             )
             .await
             .map(|_| ())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_signal_rows() {
-        assert_eq!(
-            Signal::of_row("hold", Some(7), Some("ab12".into()), Some(1000), 200),
-            Some(Signal::Hold {
-                migration: 7,
-                token: "ab12".into(),
-                max: Duration::from_millis(800)
-            })
-        );
-        // The executor has given up on it.
-        assert_eq!(
-            Signal::of_row("hold", Some(7), Some("ab12".into()), Some(1000), 1000),
-            None
-        );
-        assert_eq!(
-            Signal::of_row("release", Some(7), Some("ab12".into()), None, 5),
-            Some(Signal::Release {
-                token: "ab12".into()
-            })
-        );
-        assert_eq!(
-            Signal::of_row("targets", None, None, None, 0),
-            Some(Signal::Targets)
-        );
-        assert_eq!(Signal::of_row("what", None, None, None, 0), None);
-        assert_eq!(Signal::of_row("release", Some(1), None, None, 0), None);
     }
 }
