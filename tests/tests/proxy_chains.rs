@@ -342,9 +342,9 @@ async fn pgbouncer_in_front_of_the_proxy_through_cutover_and_rollback() {
             "{what}: the proxy acknowledged no hold"
         );
     }
-    // The prepared `SELECT abalance` met "cached plan must not change result type" at the
-    // swaps behind pgbouncer's session pool, and the proxy re-prepared it.
-    assert!(metric(&metrics, "prepared_recovered_total") > 0);
+    // (The prepared `SELECT abalance` changes result type at each swap of the session-mode
+    // run: the proxy re-prepares its sessions' statements after each hold, or on the 0A000 a
+    // statement meets first; which one happens is a race, and pgbench sees neither.)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
