@@ -297,31 +297,12 @@ async fn forced_row_level_security_without_bypass_is_refused() {
     .unwrap();
     let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
     // The bookkeeping is tandem's role's: here, the owner's.
-    c.batch_execute("ALTER SCHEMA tandem OWNER TO tandem_rls_owner; GRANT ALL ON ALL TABLES IN SCHEMA tandem TO tandem_rls_owner; GRANT ALL ON ALL SEQUENCES IN SCHEMA tandem TO tandem_rls_owner; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tandem TO tandem_rls_owner")
-        .await
-        .unwrap();
-    let mut as_owner = db.config();
-    as_owner.options("-c role=tandem_rls_owner");
-    let (o, _) = common::observer("rls");
-    let mut ex = engine::executor::Executor::open(
-        &as_owner,
-        id,
-        Options {
-            until: Phase::Backfill,
-            ..Options::default()
-        },
-        Box::new(gates::Open),
-        o,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("open as the owner: {e}"));
-    let err = ex.apply().await.expect_err("prepare refuses");
-    let text = err.to_string();
+    bookkeeping_to(c, "tandem_rls_owner").await;
+    let text = prepare_refused_as(&db, "tandem_rls_owner", id).await;
     assert!(
         text.contains("row-level security") && text.contains("BYPASSRLS"),
         "{text}"
     );
-    drop(ex);
     let oid: u32 = c
         .query_one("SELECT 't'::regclass::oid", &[])
         .await
@@ -356,28 +337,8 @@ async fn an_owner_tandem_cannot_act_as_is_refused() {
     .unwrap();
     let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
     // The bookkeeping is tandem's role's: here, the runner's.
-    c.batch_execute("ALTER SCHEMA tandem OWNER TO tandem_not_owner_runner; GRANT ALL ON ALL TABLES IN SCHEMA tandem TO tandem_not_owner_runner; GRANT ALL ON ALL SEQUENCES IN SCHEMA tandem TO tandem_not_owner_runner; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tandem TO tandem_not_owner_runner")
-        .await
-        .unwrap();
-    let mut as_runner = db.config();
-    as_runner.options("-c role=tandem_not_owner_runner");
-    let prepare = |config: tokio_postgres::Config| async move {
-        let (o, _) = common::observer("not_owner");
-        let mut ex = engine::executor::Executor::open(
-            &config,
-            id,
-            Options {
-                until: Phase::Backfill,
-                ..Options::default()
-            },
-            Box::new(gates::Open),
-            o,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("open as the runner: {e}"));
-        ex.apply().await.expect_err("prepare refuses").to_string()
-    };
-    let text = prepare(as_runner.clone()).await;
+    bookkeeping_to(c, "tandem_not_owner_runner").await;
+    let text = prepare_refused_as(&db, "tandem_not_owner_runner", id).await;
     assert!(
         text.contains("cannot act as the table's owner tandem_not_owner_owner")
             && text.contains("GRANT tandem_not_owner_owner TO"),
@@ -390,7 +351,7 @@ async fn an_owner_tandem_cannot_act_as_is_refused() {
     )
     .await
     .unwrap();
-    let text = prepare(as_runner).await;
+    let text = prepare_refused_as(&db, "tandem_not_owner_runner", id).await;
     assert!(
         text.contains("may create objects in schema tandem")
             && text.contains("REVOKE CREATE ON SCHEMA tandem FROM tandem_not_owner_owner"),
@@ -404,4 +365,34 @@ async fn an_owner_tandem_cannot_act_as_is_refused() {
     let (shadow, _) = engine::shadow::names(id, oid);
     assert!(!common::exists(c, &shadow).await, "no shadow was created");
     assert_eq!(common::column_type(c, "t", "n").await, "integer");
+}
+
+/// Make `role` tandem's role as far as the bookkeeping goes: schema tandem and everything in it.
+async fn bookkeeping_to(c: &Client, role: &str) {
+    c.batch_execute(&format!(
+        "ALTER SCHEMA tandem OWNER TO {role}; GRANT ALL ON ALL TABLES IN SCHEMA tandem TO {role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA tandem TO {role}; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tandem TO {role}"
+    ))
+    .await
+    .unwrap();
+}
+
+/// Apply migration `id` up to the backfill as `role` (`SET ROLE` at login): prepare must
+/// refuse; its error's text.
+async fn prepare_refused_as(db: &TestDb, role: &str, id: i64) -> String {
+    let mut config = db.config();
+    config.options(format!("-c role={role}"));
+    let (o, _) = common::observer(role);
+    let mut ex = engine::executor::Executor::open(
+        &config,
+        id,
+        Options {
+            until: Phase::Backfill,
+            ..Options::default()
+        },
+        Box::new(gates::Open),
+        o,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("open as {role}: {e}"));
+    ex.apply().await.expect_err("prepare refuses").to_string()
 }

@@ -584,6 +584,33 @@ pub mod proxy {
         }
     }
 
+    /// A proxy's `--config` file: `password_file` naming a 0600 file (in the same private
+    /// temporary directory) that holds `password`, then the TOML lines `toml`. The directory
+    /// goes with the returned guard.
+    pub fn config_file(password: &str, toml: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-proxy-config-")
+            .tempdir()
+            .expect("temporary directory for the proxy's config");
+        let password_file = dir.path().join("password");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&password_file)
+            .expect("create the proxy's password file");
+        writeln!(file, "{password}").expect("write the proxy's password file");
+        let config = dir.path().join("proxy.toml");
+        let quoted = password_file
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        fs::write(&config, format!("password_file = \"{quoted}\"\n{toml}\n"))
+            .expect("write the proxy's config");
+        (dir, config)
+    }
+
     /// A running `tandem proxy`; SIGKILLed (by pid) and reaped on drop.
     pub struct Proxy {
         child: Child,
@@ -608,26 +635,7 @@ pub mod proxy {
         /// and more arguments.
         pub fn for_db_with(db: &TestDb, toml: &str, extra_args: &[&str]) -> Proxy {
             let (endpoint, password) = tcp_endpoint(db);
-            let dir = tempfile::Builder::new()
-                .prefix("tandem-proxy-config-")
-                .tempdir()
-                .expect("temporary directory for the proxy's config");
-            let password_file = dir.path().join("password");
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&password_file)
-                .expect("create the proxy's password file");
-            writeln!(file, "{password}").expect("write the proxy's password file");
-            let config = dir.path().join("proxy.toml");
-            let quoted = password_file
-                .display()
-                .to_string()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"");
-            fs::write(&config, format!("password_file = \"{quoted}\"\n{toml}\n"))
-                .expect("write the proxy's config");
+            let (dir, config) = config_file(&password, toml);
             let config_arg = config.display().to_string();
             let mut args = vec!["--config", config_arg.as_str()];
             args.extend_from_slice(extra_args);

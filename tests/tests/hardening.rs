@@ -59,6 +59,11 @@ impl Fixture {
     /// `apply ID` until it stops inside verification's transaction, then SIGKILL: the triggers
     /// are installed and the copy is done; the phase recorded is backfill.
     async fn apply_killed_in_verify(&self, id: i64) {
+        self.apply_killed_at(id, "verify").await;
+    }
+
+    /// `apply ID` until it reaches `failpoint`, then SIGKILL.
+    async fn apply_killed_at(&self, id: i64, failpoint: &str) {
         let mut held = spawn(
             &[
                 "--database-url",
@@ -67,10 +72,11 @@ impl Fixture {
                 &id.to_string(),
                 "--yes",
             ],
-            &[("TANDEM_FAILPOINT", "verify")],
+            &[("TANDEM_FAILPOINT", failpoint)],
         );
+        let reached = format!("failpoint {failpoint} reached");
         tokio::task::spawn_blocking(move || {
-            held.wait_for("failpoint verify reached", Duration::from_secs(90));
+            held.wait_for(&reached, Duration::from_secs(90));
             held.kill();
         })
         .await
@@ -489,16 +495,7 @@ async fn a_finished_concurrent_index_statement_killed_before_its_record_runs_aga
             "the statement as written: {step}"
         );
         let id = submit(&f.url, &plan, &[]);
-        let mut held = spawn(
-            &["--database-url", &f.url, "apply", &id.to_string(), "--yes"],
-            &[("TANDEM_FAILPOINT", "online_unmarked")],
-        );
-        tokio::task::spawn_blocking(move || {
-            held.wait_for("failpoint online_unmarked reached", Duration::from_secs(90));
-            held.kill();
-        })
-        .await
-        .unwrap();
+        f.apply_killed_at(id, "online_unmarked").await;
         let (index, count) = gone_after;
         let query = format!("SELECT count(*) FROM pg_class WHERE relname = '{index}'");
         assert_eq!(f.count(&query).await, count, "{sql} ran before the kill");

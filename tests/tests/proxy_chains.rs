@@ -13,17 +13,16 @@
 //!
 //! Each run: no failed client transaction, and the proxy acknowledged the holds.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fixtures::pg::TestDb;
 use tests::migrate::{apply, on, plan_sql, scratch_dir, submit};
-use tests::proxy::{free_port, tcp_endpoint, Endpoint, PassFile, Proxy};
+use tests::proxy::{config_file, free_port, tcp_endpoint, Endpoint, PassFile, Proxy};
 
 fn pg_bin(program: &str) -> PathBuf {
     let dir = std::env::var_os("TANDEM_PG_BIN")
@@ -123,8 +122,22 @@ impl Drop for Pgbouncer {
     }
 }
 
-/// `pgbench` TPC-B against `at` (host, port) for `secs`, `mode` (-M); its output, after
-/// checking that it exited 0 and failed no transaction.
+/// `pgbench` against `at` (host, port) as `endpoint`'s user, with the password file and no
+/// other libpq setting from outside; the options and the database follow.
+fn pgbench_at(at: (&str, u16), endpoint: &Endpoint, passfile: &PassFile) -> Command {
+    let mut cmd = Command::new(pg_bin("pgbench"));
+    cmd.env_clear().env("PGPASSFILE", passfile.path()).args([
+        "-h",
+        at.0,
+        "-p",
+        &at.1.to_string(),
+        "-U",
+        &endpoint.user,
+    ]);
+    cmd
+}
+
+/// `pgbench` TPC-B against `at` for `secs`, `mode` (-M), 4 clients; [`finished`] checks it.
 fn pgbench(
     at: (&str, u16),
     endpoint: &Endpoint,
@@ -132,16 +145,8 @@ fn pgbench(
     mode: &str,
     secs: u32,
 ) -> std::process::Child {
-    Command::new(pg_bin("pgbench"))
-        .env_clear()
-        .env("PGPASSFILE", passfile.path())
+    pgbench_at(at, endpoint, passfile)
         .args([
-            "-h",
-            at.0,
-            "-p",
-            &at.1.to_string(),
-            "-U",
-            &endpoint.user,
             "-n",
             "-M",
             mode,
@@ -151,8 +156,8 @@ fn pgbench(
             "2",
             "-T",
             &secs.to_string(),
-            &endpoint.dbname,
         ])
+        .arg(&endpoint.dbname)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -187,22 +192,8 @@ fn finished(child: std::process::Child, what: &str) -> String {
 
 /// The bank, made straight on PostgreSQL.
 fn init(endpoint: &Endpoint, passfile: &PassFile) {
-    let out = Command::new(pg_bin("pgbench"))
-        .env_clear()
-        .env("PGPASSFILE", passfile.path())
-        .args([
-            "-h",
-            &endpoint.host,
-            "-p",
-            &endpoint.port.to_string(),
-            "-U",
-            &endpoint.user,
-            "-i",
-            "-s",
-            "2",
-            "-q",
-            &endpoint.dbname,
-        ])
+    let out = pgbench_at((&endpoint.host, endpoint.port), endpoint, passfile)
+        .args(["-i", "-s", "2", "-q", &endpoint.dbname])
         .output()
         .unwrap();
     assert!(
@@ -276,29 +267,6 @@ async fn migrate_under(
     .unwrap()
 }
 
-/// The proxy's config: tandem's password file, and more TOML.
-fn proxy_config(password: &str, toml: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("tandem-proxy-chain-")
-        .tempdir()
-        .unwrap();
-    let secret = dir.path().join("password");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&secret)
-        .unwrap();
-    writeln!(f, "{password}").unwrap();
-    let config = dir.path().join("proxy.toml");
-    fs::write(
-        &config,
-        format!("password_file = \"{}\"\n{toml}\n", secret.display()),
-    )
-    .unwrap();
-    (dir, config)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbouncer_in_front_of_the_proxy_through_cutover_and_rollback() {
     let db = TestDb::new("proxy_chain_front").await;
@@ -363,7 +331,7 @@ async fn the_proxy_in_front_of_pgbouncer_with_its_own_connections_straight_to_po
         "transaction",
     );
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (_cfg_dir, config) = proxy_config(
+    let (_cfg_dir, config) = config_file(
         &password,
         &format!("control_upstream = \"{}\"", endpoint.url()),
     );

@@ -2,40 +2,14 @@
 //! upstream without serving, and `/healthz` on the metrics address says whether the proxy is
 //! ready (its control connection to the upstream is up) or not (down, or draining).
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fixtures::pg::TestDb;
-use tests::proxy::{free_port, tcp_endpoint, Proxy};
+use tests::proxy::{config_file, free_port, tcp_endpoint, Proxy};
 use tests::{tandem, Run};
-
-/// A `--config` file with `toml` and a 0600 `password_file` holding `password`; the
-/// directory goes with the returned guard.
-fn config_file(password: &str, toml: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("tandem-proxy-check-")
-        .tempdir()
-        .unwrap();
-    let secret = dir.path().join("password");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&secret)
-        .unwrap();
-    writeln!(f, "{password}").unwrap();
-    let config = dir.path().join("proxy.toml");
-    fs::write(
-        &config,
-        format!("password_file = \"{}\"\n{toml}\n", secret.display()),
-    )
-    .unwrap();
-    (dir, config)
-}
 
 /// `tandem proxy --check-config` against `upstream` with `config`, listening (it must not)
 /// on `port`.

@@ -64,43 +64,33 @@ async fn copy_rows(
     direct: bool,
     counted: bool,
 ) -> Result<(i64, u64), tokio_postgres::Error> {
-    // The shadow's rows are written as the table's owner (`shadow::writer`).
-    if let Some(act) = writer::act(spec) {
-        client.batch_execute(&act).await?;
-    }
-    let copied = copy_rows_as_writer(client, spec, lo, hi, direct, counted).await?;
-    if spec.writer.is_some() {
-        client.batch_execute(writer::BACK).await?;
-    }
-    Ok(copied)
-}
-
-async fn copy_rows_as_writer(
-    client: &impl GenericClient,
-    spec: &TableSpec,
-    lo: Option<&[String]>,
-    hi: &[String],
-    direct: bool,
-    counted: bool,
-) -> Result<(i64, u64), tokio_postgres::Error> {
     if direct {
         client
             .query_one(&sql::lock_batch(spec, lo.is_some(), false), &[])
             .await?;
     }
+    // The shadow's rows are written as the table's owner (`shadow::writer`).
+    if let Some(act) = writer::act(spec) {
+        client.batch_execute(&act).await?;
+    }
     let lower = lo.is_some();
     let (lo, hi) = (lo.map(<[String]>::to_vec), hi.to_vec());
-    if !counted {
+    let copied = if counted {
+        let row = client
+            .query_one(&sql::copy_batch_counted(spec, lower, direct), &[&lo, &hi])
+            .await?;
+        let (seen, copied): (i64, i64) = (row.get(0), row.get(1));
+        (seen, copied as u64)
+    } else {
         let n = client
             .execute(&sql::copy_batch(spec, lower, direct), &[&lo, &hi])
             .await?;
-        return Ok((n as i64, n));
+        (n as i64, n)
+    };
+    if spec.writer.is_some() {
+        client.batch_execute(writer::BACK).await?;
     }
-    let row = client
-        .query_one(&sql::copy_batch_counted(spec, lower, direct), &[&lo, &hi])
-        .await?;
-    let (seen, copied): (i64, i64) = (row.get(0), row.get(1));
-    Ok((seen, copied as u64))
+    Ok(copied)
 }
 
 struct Progress {

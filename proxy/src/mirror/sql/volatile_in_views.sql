@@ -18,21 +18,20 @@ WITH RECURSIVE views (oid, depth) AS (
       JOIN pg_catalog.pg_class c ON c.oid = d.refobjid AND c.relkind = 'v' AND c.oid <> v.oid
      WHERE v.depth < 32
 ),
-called (proc, what) AS (
-    SELECT d.refobjid, ''
+-- Everything the views' rewrite rules depend on.
+deps (classid, objid) AS (
+    SELECT d.refclassid, d.refobjid
       FROM views v
       JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = v.oid
       JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                                  AND d.objid = rw.oid
-                                 AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+),
+called (proc, what) AS (
+    SELECT objid, '' FROM deps WHERE classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
     UNION ALL
     SELECT op.oprcode, 'operator '
-      FROM views v
-      JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = v.oid
-      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                                 AND d.objid = rw.oid
-                                 AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
-      JOIN pg_catalog.pg_operator op ON op.oid = d.refobjid
+      FROM deps JOIN pg_catalog.pg_operator op ON op.oid = deps.objid
+     WHERE deps.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass
 )
 SELECT c.what || p.proname::text || ' (in a view the statement reads)'
   FROM called c JOIN pg_catalog.pg_proc p ON p.oid = c.proc
