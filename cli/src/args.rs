@@ -348,6 +348,11 @@ pub struct ApplyArgs {
     /// Pause between backfill batches (and chunks), in milliseconds.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub batch_pause: u64,
+    /// How long the log's drain may fall behind the table's writes, in seconds, before the
+    /// forward trigger takes over from the undrained log (each write then copies its own row;
+    /// not when the shadow has a unique index besides the key's: the drain says so and goes on).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub drain_patience: u64,
     /// lock_timeout of the cutover and of every DDL statement, in milliseconds.
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub lock_timeout: u64,

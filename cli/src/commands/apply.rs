@@ -114,6 +114,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         batch_time: Duration::from_millis(args.batch_time.max(1)),
         chunk_time: Duration::from_millis(args.chunk_time.max(1)),
         batch_pause: Duration::from_millis(args.batch_pause),
+        drain_patience: Duration::from_secs(args.drain_patience.max(1)),
         lock_timeout: Duration::from_millis(args.lock_timeout.max(1)),
         cutover_attempts: args.cutover_attempts.max(1),
         max_load: args.max_load,

@@ -46,6 +46,11 @@ query!(
     "table/unique_columns.sql",
     "the shadow's unique indexes"
 );
+query!(
+    CROSS_ROW_INDEXES,
+    "table/cross_row_indexes.sql",
+    "the shadow's unique and exclusion indexes"
+);
 query!(SIZE, "table/size.sql", "the table's size");
 query!(GRANTS, "table/grants.sql", "the privileges granted on it");
 query!(
@@ -141,6 +146,23 @@ pub(crate) async fn unique_columns(
                 .ok()
         })
         .collect())
+}
+
+/// The names of the shadow's unique and exclusion indexes other than its key's.
+pub(crate) async fn cross_row_indexes(
+    c: &impl GenericClient,
+    spec: &crate::shadow::TableSpec,
+) -> Result<Vec<String>, EngineError> {
+    let key: Vec<String> = spec
+        .new_key
+        .iter()
+        .map(|k| k.name.as_str().to_string())
+        .collect();
+    let rows = c
+        .query(CROSS_ROW_INDEXES.sql, &[&spec.shadow.to_string(), &key])
+        .await
+        .map_err(EngineError::sql(format!("read {}", CROSS_ROW_INDEXES.what)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// The columns of table `oid`, in order.

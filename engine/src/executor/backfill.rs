@@ -29,16 +29,14 @@
 //! in a deadlock (the server's deadlock check would only run after `deadlock_timeout`).
 //! The log's drain batches hold the copy lock the same way.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
 use super::{is_lock_timeout, mirror, Event, Executor};
 use crate::error::EngineError;
-use crate::shadow::{self, log, sql, writer, CopyMethod, NewIndex, TableSpec};
+use crate::shadow::{log, sql, writer, CopyMethod, NewIndex, TableSpec};
 use crate::state::{self, Migration, Phase};
 
 /// One batch of the direct method: take the copy lock (deletes and key changes wait), then
@@ -134,7 +132,7 @@ pub(crate) async fn run(ex: &mut Executor, m: &Migration) -> Result<(), EngineEr
                     build_index(ex, spec, idx, true).await?;
                 }
             }
-            CopyMethod::Log => settle_log(ex, spec).await?,
+            CopyMethod::Log => super::drain::settle(ex, spec).await?,
         }
         finish_shadow(ex, spec).await?;
     }
@@ -228,6 +226,7 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     let mut last_throttle_check = Instant::now() - Duration::from_secs(10);
     let mut paused = false;
     let mut batches = 0u64;
+    let mut upkeep = super::drain::Upkeep::new();
     loop {
         batches += 1;
         if paused || last_throttle_check.elapsed() > Duration::from_secs(1) {
@@ -317,6 +316,7 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                         .execute(&log::prune(spec), &[&p.last_key, &bound])
                         .await
                         .map_err(EngineError::sql("prune the log"))?;
+                    upkeep.tend(ex, spec).await;
                 }
                 if finished {
                     return Ok(());
@@ -448,7 +448,7 @@ async fn rejected_row(
 /// left: `concurrently` when the triggers write the shadow (the direct method), plainly when
 /// only tandem does (the log method, before the forward trigger takes over: a sorted build,
 /// with no second scan and no wait for older transactions).
-async fn build_index(
+pub(super) async fn build_index(
     ex: &mut Executor,
     spec: &TableSpec,
     idx: &NewIndex,
@@ -536,301 +536,8 @@ async fn build_index(
     })
 }
 
-fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code() == "23505")
-}
-
-/// The log method after the copy: the key index (the drain finds rows by it), a drain, the
-/// other indexes, then [`switch`]. Each step is skipped when a resumed run finds it done.
-async fn settle_log(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    let log = shadow::log_table(spec.migration, spec.table_oid);
-    let switched: bool = ex
-        .client
-        .query_one(
-            log::SWITCHED,
-            &[
-                &spec.table_oid,
-                &shadow::forward_trigger(spec.migration).as_str(),
-            ],
-        )
-        .await
-        .map_err(EngineError::sql("look for the forward trigger"))?
-        .get(0);
-    if !switched {
-        // The key's index first: the drain finds rows by it.
-        let (keys, others): (Vec<&NewIndex>, Vec<&NewIndex>) =
-            spec.new_indexes.iter().partition(|i| i.key);
-        for idx in keys {
-            build_index(ex, spec, idx, false).await?;
-        }
-        drain(ex, spec, Drain::BeforeSwitch).await?;
-        for idx in others {
-            // A unique index can meet two rows that were never in the table at once (a
-            // value moved from one row to another, both copied before the move reached
-            // the log's drain): drain and build again before calling it a duplicate.
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match build_index(ex, spec, idx, false).await {
-                    Err(EngineError::Refused { .. }) if tries < 3 => {
-                        drain(ex, spec, Drain::BeforeSwitch).await?;
-                    }
-                    other => break other?,
-                }
-            }
-        }
-        super::failpoint("indexed").await;
-        switch(ex, spec).await?;
-        super::failpoint("switched").await;
-    }
-    // A run of an earlier version switched first and drained after: finish that drain.
-    let exists: bool = ex
-        .client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&log.to_string()])
-        .await
-        .map_err(EngineError::sql("look for the log"))?
-        .get(0);
-    if exists {
-        drain(ex, spec, Drain::AfterSwitch).await?;
-        ex.ddl_retry(
-            "drop the log",
-            &[format!("DROP TABLE IF EXISTS {log}")],
-            None,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Hand the shadow to the forward trigger: drain the log until it is nearly empty, then, in
-/// one transaction, create the forward trigger (its lock waits out the writers in flight and
-/// holds new ones back until the commit), stop the log triggers, drain what is left and drop
-/// the log. Writers wait only for that last, short drain. A row the new definition rejects
-/// among the last entries fails the transaction: the batched drain (which records it as a
-/// divergence) runs again, then the switch.
-async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    let mut statements = super::prepare::forward_trigger(spec);
-    statements.extend(log::disable_triggers(spec));
-    statements.extend(log::drain_and_drop(spec));
-    let what = format!(
-        "hand the shadow of {} to the forward trigger",
-        spec.table.display_plain()
-    );
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        drain(ex, spec, Drain::BeforeSwitch).await?;
-        let left: i64 = ex
-            .client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {}",
-                    shadow::log_table(spec.migration, spec.table_oid)
-                ),
-                &[],
-            )
-            .await
-            .map_err(EngineError::sql("count the log's last entries"))?
-            .get(0);
-        let t0 = Instant::now();
-        match ex.ddl_retry(&what, &statements, None).await {
-            Err(EngineError::Sql { error, .. }) if tries < 3 && is_data_error(&error) => {}
-            Ok(()) => {
-                ex.emit(Event::Note(format!(
-                    "{}: the forward trigger took over, with the log's last {left} entries, in {} ms",
-                    spec.table.display_plain(),
-                    t0.elapsed().as_millis()
-                )));
-                return Ok(());
-            }
-            other => return other,
-        }
-    }
-}
-
-/// When a drain runs, which decides its batches' size.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Drain {
-    /// After the copy, before the forward trigger: nothing waits for the copy lock yet, so
-    /// batches are sized like the copy's chunks.
-    BeforeSwitch,
-    /// With the forward trigger in: its deletes wait for the copy lock, so batches are sized
-    /// to `batch_time`.
-    AfterSwitch,
-}
-
-/// How a drain batch copies its keys again.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Care {
-    /// All keys in two statements.
-    Fast,
-    /// The last batch met a duplicate: first evict the stale shadow rows holding the taken
-    /// rows' unique values ([`log::evict`]), then all keys at once.
-    Evict,
-    /// Still failing: key by key in savepoints (evicting first), a row the new definition
-    /// rejects recorded in `tandem.divergence` (as the forward trigger does), which fails
-    /// verification with its key.
-    KeyByKey,
-}
-
-/// Drain the log until a batch finds fewer entries than it asked for (caught up).
-async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<(), EngineError> {
-    let (target, max_rows) = match when {
-        Drain::AfterSwitch => (ex.opts.batch_time, ex.opts.max_batch),
-        Drain::BeforeSwitch => (ex.opts.chunk_time, ex.opts.max_batch.saturating_mul(5)),
-    };
-    let mut batch: i64 = 1000.clamp(ex.opts.min_batch, max_rows);
-    let mut copied_total = 0u64;
-    let mut care = Care::Fast;
-    // The shadow's unique column sets, read when a batch first meets a duplicate.
-    let mut evictions: Option<Vec<String>> = None;
-    let started = Instant::now();
-    let mut last_throttle_check = Instant::now();
-    loop {
-        if last_throttle_check.elapsed() > Duration::from_secs(1) {
-            ex.throttle(false).await?;
-            last_throttle_check = Instant::now();
-        }
-        if care != Care::Fast && evictions.is_none() {
-            let sets = crate::catalog::table::unique_columns(&ex.client, &spec.shadow).await?;
-            evictions = Some(sets.iter().filter_map(|u| log::evict(spec, u)).collect());
-        }
-        let t0 = Instant::now();
-        let evict = evictions.as_deref().unwrap_or_default();
-        match drain_batch(ex, spec, batch, care, evict).await {
-            Ok((taken, copied)) => {
-                care = Care::Fast;
-                copied_total += copied;
-                if (taken as i64) < batch {
-                    if copied_total > 0 {
-                        ex.emit(Event::Note(format!(
-                            "{}: {copied_total} logged rows copied again in {:.1} s",
-                            spec.table.display_plain(),
-                            started.elapsed().as_secs_f64()
-                        )));
-                    }
-                    return Ok(());
-                }
-                let took = t0.elapsed().as_secs_f64().max(0.001);
-                let ideal = (batch as f64) * target.as_secs_f64() / took;
-                batch =
-                    ((batch as f64 * 0.5 + ideal * 0.5) as i64).clamp(ex.opts.min_batch, max_rows);
-            }
-            Err(e) if is_lock_timeout(&e) => {
-                batch = (batch / 2).max(ex.opts.min_batch);
-                tokio::time::sleep(super::backoff(2, Duration::from_millis(100))).await;
-            }
-            // A duplicate: a stale row to evict first. Any other row the new definition
-            // rejects: key by key, recording the rejected ones.
-            Err(e) if care == Care::Fast && is_unique_violation(&e) => care = Care::Evict,
-            Err(e) if care != Care::KeyByKey && is_data_error(&e) => care = Care::KeyByKey,
-            Err(e) => {
-                return Err(EngineError::sql(format!(
-                    "copy the logged changes of {} again",
-                    spec.table.display_plain()
-                ))(e))
-            }
-        }
-    }
-}
-
-fn is_data_error(e: &tokio_postgres::Error) -> bool {
-    e.code()
-        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
-}
-
-/// One drain batch, in its own transaction under the copy lock: take up to `batch` entries,
-/// delete the shadow's rows of their keys, copy the table's rows of them, as `care` says
-/// (`evict`: the eviction statements of [`Care::Evict`]). Returns the entries taken and the
-/// keys copied.
-async fn drain_batch(
-    ex: &mut Executor,
-    spec: &TableSpec,
-    batch: i64,
-    care: Care,
-    evict: &[String],
-) -> Result<(u64, u64), tokio_postgres::Error> {
-    let lock_timeout = ex.opts.batch_lock_timeout.as_millis().max(1);
-    let tx = ex.client.transaction().await?;
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = '{lock_timeout}ms'; SET LOCAL synchronous_commit = off"
-    ))
-    .await?;
-    tx.query_one(&sql::lock_batch(spec, false, false), &[])
-        .await?;
-    let taken = tx.query(&log::take(spec), &[&batch]).await?;
-    let keys: BTreeSet<Vec<String>> = taken.iter().map(|r| r.get(0)).collect();
-    let groups: Vec<Vec<&Vec<String>>> = if care == Care::KeyByKey {
-        keys.iter().map(|k| vec![k]).collect()
-    } else {
-        vec![keys.iter().collect()]
-    };
-    let (unlink, relink) = (log::unlink(spec), log::relink(spec));
-    for group in groups {
-        if group.is_empty() {
-            continue;
-        }
-        // One text array per key column.
-        let columns: Vec<Vec<&str>> = (0..spec.key.len())
-            .map(|i| group.iter().map(|k| k[i].as_str()).collect())
-            .collect();
-        let params: Vec<&(dyn ToSql + Sync)> =
-            columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let copy = async {
-            if let Some(act) = writer::act(spec) {
-                tx.batch_execute(&act).await?;
-            }
-            if care != Care::Fast {
-                for e in evict {
-                    tx.execute(e, &params).await?;
-                }
-            }
-            tx.execute(&unlink, &params).await?;
-            let n = tx.execute(&relink, &params).await?;
-            if spec.writer.is_some() {
-                tx.batch_execute(writer::BACK).await?;
-            }
-            Ok::<u64, tokio_postgres::Error>(n)
-        };
-        if care != Care::KeyByKey {
-            copy.await?;
-            continue;
-        }
-        tx.batch_execute("SAVEPOINT tandem_drain").await?;
-        match copy.await {
-            Ok(_) => tx.batch_execute("RELEASE SAVEPOINT tandem_drain").await?,
-            Err(e) if is_data_error(&e) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_drain")
-                    .await?;
-                if let Some(act) = writer::act(spec) {
-                    tx.batch_execute(&act).await?;
-                }
-                tx.execute(&unlink, &params).await?;
-                if spec.writer.is_some() {
-                    tx.batch_execute(writer::BACK).await?;
-                }
-                let (state, message) = e
-                    .as_db_error()
-                    .map(|d| (d.code().code().to_string(), d.message().to_string()))
-                    .unwrap_or_else(|| (String::new(), e.to_string()));
-                tx.execute(
-                    "INSERT INTO tandem.divergence (migration_id, direction, table_name, key, sqlstate, message)
-                     VALUES ($1, 'forward', $2, $3, $4, $5)",
-                    &[
-                        &spec.migration,
-                        &String::from(spec.table.clone()),
-                        &format!("({})", group[0].join(",")),
-                        &state,
-                        &message,
-                    ],
-                )
-                .await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    tx.commit().await?;
-    Ok((taken.len() as u64, keys.len() as u64))
 }
 
 /// After the copy and the index builds: statistics for the planner the moment the shadow goes

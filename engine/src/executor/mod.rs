@@ -8,6 +8,7 @@
 
 pub mod backfill;
 mod carry;
+mod drain;
 mod mirror;
 mod online;
 mod prepare;
@@ -45,8 +46,12 @@ pub struct Options {
     pub chunk_time: Duration,
     pub min_batch: i64,
     pub max_batch: i64,
-    /// Pause between backfill batches.
+    /// Pause between backfill batches (the copy's, and the log's drain batches before the
+    /// forward trigger takes over).
     pub batch_pause: Duration,
+    /// How long the log's drain may fall behind the writes before the forward trigger takes
+    /// over from an undrained log (`executor/drain.rs`).
+    pub drain_patience: Duration,
     /// How long a backfill batch waits for a row lock before it backs off and retries smaller.
     pub batch_lock_timeout: Duration,
     /// `lock_timeout` of the cutover transaction, and of every DDL the executor runs.
@@ -82,6 +87,7 @@ impl Default for Options {
             min_batch: 100,
             max_batch: 20_000,
             batch_pause: Duration::ZERO,
+            drain_patience: Duration::from_secs(30),
             batch_lock_timeout: Duration::from_millis(200),
             lock_timeout: Duration::from_millis(50),
             cutover_attempts: 30,
@@ -137,6 +143,12 @@ pub enum Event {
     /// The largest replay lag of the replicas, as read for `--max-replication-lag` (only
     /// then: without the option the executor does not look).
     ReplicationLag(Duration),
+    /// The log method's drain, before the forward trigger takes over: entries the writes
+    /// logged that it has not taken yet (read about once a second).
+    LogBacklog {
+        table: String,
+        entries: i64,
+    },
     /// The audit log's size and head after `after` (a phase, `rollback`, `finalize`): what an
     /// operator signs and keeps outside the database (`apply --checkpoint-dir`).
     AuditHead {

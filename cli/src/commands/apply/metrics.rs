@@ -31,6 +31,8 @@ struct State {
     /// Per table copied, in the order their copies started.
     tables: Vec<Copy>,
     replication_lag: Option<f64>,
+    /// Per table whose log drains: the entries not taken yet, as last read.
+    log_backlog: Vec<(String, i64)>,
     /// Per reason: waits (a run of checks counts once) and seconds waited.
     waits: Vec<(&'static str, u64, f64)>,
     cutover_attempts: u64,
@@ -135,6 +137,12 @@ impl RunMetrics {
                 }
             }
             Event::ReplicationLag(lag) => s.replication_lag = Some(lag.as_secs_f64()),
+            Event::LogBacklog { table, entries } => {
+                match s.log_backlog.iter_mut().find(|(t, _)| t == table) {
+                    Some(b) => b.1 = *entries,
+                    None => s.log_backlog.push((table.clone(), *entries)),
+                }
+            }
             Event::Warning(_) => s.warnings += 1,
             Event::Note(_) | Event::Verify { .. } | Event::Waiting(_) | Event::AuditHead { .. } => {
             }
@@ -219,6 +227,21 @@ impl RunMetrics {
                     "tandem_migration_{name}{{table=\"{}\"}} {}",
                     label(&c.table),
                     number(value(c))
+                );
+            }
+        }
+        if !s.log_backlog.is_empty() {
+            head(
+                &mut out,
+                "log_backlog_entries",
+                "gauge",
+                "entries of the key log the drain has not taken yet (before the forward trigger takes over)",
+            );
+            for (table, entries) in &s.log_backlog {
+                let _ = writeln!(
+                    out,
+                    "tandem_migration_log_backlog_entries{{table=\"{}\"}} {entries}",
+                    label(table)
                 );
             }
         }

@@ -1,0 +1,15 @@
+-- The indexes of table $1 (a name, for the shadow) that compare a row with the others (unique
+-- or exclusion), other than the key's ($2: the key's column names): with one of them, the
+-- forward trigger only takes over from a drained log (`executor/drain.rs`).
+SELECT c.relname::text
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid = $1::text::regclass
+   AND (i.indisunique OR i.indisexclusion)
+   AND NOT (i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
+            AND i.indnkeyatts = cardinality($2::text[])
+            AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                   FROM generate_series(0, i.indnkeyatts - 1) g(n)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.n])
+              = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))
+ ORDER BY 1

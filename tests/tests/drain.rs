@@ -1,0 +1,249 @@
+//! The log method's drain under writes it cannot keep up with (issue 10): the drain is
+//! slowed with `--batch-pause` and a tiny `--chunk-time` (about 100 entries a batch, one
+//! batch each 20 ms) while four clients write flat out. Before, the migration waited forever
+//! for the log to empty while the log grew.
+//! - On a table whose only unique index is its key, the forward trigger takes over from the
+//!   undrained log after `--drain-patience`, the rest drains behind it, the migration goes
+//!   live, and no write is lost, doubled or failed.
+//! - With a second unique index, the drain says it cannot hand over and why, and goes on;
+//!   when the writes stop, it catches up and the migration goes live.
+//!
+//! Through the real `tandem` binary against a real PostgreSQL 15.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fixtures::pg::TestDb;
+use tests::migrate::{on, plan_sql, scratch_dir, spawn, strategies, submit};
+use tokio_postgres::Client;
+
+/// What the writers did: the invariants the table must show after the migration.
+#[derive(Debug, Default)]
+struct Written {
+    committed: u64,
+    /// `bal` added in total (one per committed transaction).
+    increments: i64,
+    inserted: i64,
+    deleted: i64,
+    errors: Vec<String>,
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Client {
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+/// Four clients, flat out: add 1 to an existing row (each client its own), insert a row, and
+/// every third transaction delete its own oldest inserted row.
+async fn writers(config: tokio_postgres::Config, stop: Arc<AtomicBool>) -> Written {
+    let mut tasks = Vec::new();
+    for i in 0..4i64 {
+        let client = connect(&config).await;
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut w = Written::default();
+            let mut mine = std::collections::VecDeque::new();
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = 4 * ((n * 37) % 1_000) + i + 1;
+                let gone = (n % 3 == 0).then(|| mine.front().copied()).flatten();
+                let delete = gone
+                    .map(|g| format!("DELETE FROM accts WHERE id = {g};"))
+                    .unwrap_or_default();
+                // New keys from a sequence: above the copy's bound, as an application's are.
+                let sql = format!(
+                    "BEGIN; UPDATE accts SET bal = bal + 1 WHERE id = {key};
+                     INSERT INTO accts (id, bal) VALUES (nextval('ids'), 0); {delete}
+                     SELECT currval('ids')::text; COMMIT;"
+                );
+                match client.simple_query(&sql).await {
+                    Ok(out) => {
+                        let new: i64 = out
+                            .iter()
+                            .find_map(|m| match m {
+                                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
+                                _ => None,
+                            })
+                            .and_then(|v| v.parse().ok())
+                            .expect("currval");
+                        w.committed += 1;
+                        w.increments += 1;
+                        w.inserted += 1;
+                        if gone.is_some() {
+                            w.deleted += 1;
+                            mine.pop_front();
+                        }
+                        mine.push_back(new);
+                    }
+                    Err(e) => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        w.errors.push(e.to_string());
+                    }
+                }
+            }
+            w
+        }));
+    }
+    let mut all = Written::default();
+    for t in tasks {
+        let w = t.await.expect("writer");
+        all.committed += w.committed;
+        all.increments += w.increments;
+        all.inserted += w.inserted;
+        all.deleted += w.deleted;
+        all.errors.extend(w.errors);
+    }
+    all
+}
+
+async fn one(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+/// Load `accts` (4,000 rows, plus `extra` DDL), plan `bal` to bigint, and apply with the
+/// slowed drain while the writers run; `stop_writers_at` is the stderr line after which the
+/// writers stop (`None`: when apply has finished). Returns apply's stderr and what the writers
+/// did, after checking the table holds exactly what they wrote.
+async fn migrate_under_writes(
+    name: &str,
+    extra: &str,
+    stop_writers_at: Option<&str>,
+) -> (String, Written) {
+    let db = TestDb::new(name).await;
+    db.client()
+        .batch_execute(&format!(
+            "CREATE SEQUENCE ids START 1000000;
+             CREATE TABLE accts (id bigint PRIMARY KEY, bal integer NOT NULL);
+             INSERT INTO accts SELECT g, 0 FROM generate_series(1, 4000) g;
+             {extra}
+             ANALYZE accts;"
+        ))
+        .await
+        .expect("fixture loads");
+    let url = db.url();
+    let dir = scratch_dir(name);
+    let plan = dir.join("plan.json");
+    let run = plan_sql(&url, "ALTER TABLE accts ALTER bal TYPE bigint", &plan);
+    assert_eq!(strategies(&plan), ["shadow"], "{}", run.stderr);
+    let id = submit(&url, &plan, &[]);
+    let (sum0, rows0) = (
+        one(db.client(), "SELECT coalesce(sum(bal), 0)::int8 FROM accts").await,
+        one(db.client(), "SELECT count(*) FROM accts").await,
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        let config = db.config();
+        async move { writers(config, stop).await }
+    });
+    let id_text = id.to_string();
+    let args = [
+        "--database-url",
+        &url,
+        "apply",
+        &id_text,
+        "--yes",
+        "--batch-pause",
+        "20",
+        "--chunk-time",
+        "1",
+        "--drain-patience",
+        "2",
+    ];
+    let mut apply = spawn(&args, &[]);
+    let stop_at = stop_writers_at.map(str::to_string);
+    let stopper = stop.clone();
+    let (code, stderr) = tokio::task::spawn_blocking(move || {
+        if let Some(line) = stop_at {
+            apply.wait_for(&line, Duration::from_secs(120));
+            stopper.store(true, Ordering::Relaxed);
+        }
+        apply.wait_exit(Duration::from_secs(180))
+    })
+    .await
+    .expect("apply");
+    stop.store(true, Ordering::Relaxed);
+    let written = load.await.expect("writers");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("is live"), "{stderr}");
+    assert!(
+        written.errors.is_empty(),
+        "client errors: {:?}",
+        written.errors
+    );
+    assert!(written.committed > 0, "{written:?}");
+    assert_eq!(
+        one(db.client(), "SELECT coalesce(sum(bal), 0)::int8 FROM accts").await,
+        sum0 + written.increments,
+        "{written:?}"
+    );
+    assert_eq!(
+        one(db.client(), "SELECT count(*) FROM accts").await,
+        rows0 + written.inserted - written.deleted,
+        "{written:?}"
+    );
+    let bal_type: String = db
+        .client()
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'accts'::regclass AND attname = 'bal'",
+            &[],
+        )
+        .await
+        .expect("bal's type")
+        .get(0);
+    assert_eq!(bal_type, "bigint");
+    // The log and its triggers are gone.
+    assert_eq!(
+        one(db.client(), "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tandem' AND c.relname LIKE '%\\_log'").await,
+        0
+    );
+    let _ = on(&url, "finalize", id, &["--yes"]);
+    (stderr, written)
+}
+
+/// What apply said, without its progress lines, and the writers' count.
+fn report(stderr: &str, written: &Written) {
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("backfill "))
+        .collect();
+    eprintln!(
+        "{} transactions committed during the migration; apply said:\n{}",
+        written.committed,
+        said.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_behind_the_writes_hands_over_to_the_forward_trigger() {
+    let (stderr, written) = migrate_under_writes("drain_behind_key_only", "", None).await;
+    assert!(
+        stderr.contains("the writes outpace the log's drain")
+            && stderr.contains("the forward trigger takes over now"),
+        "{stderr}"
+    );
+    report(&stderr, &written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_behind_the_writes_with_a_second_unique_index_says_why_and_waits() {
+    let (stderr, written) = migrate_under_writes(
+        "drain_behind_unique",
+        "CREATE SEQUENCE tags;
+         ALTER TABLE accts ADD COLUMN tag bigint NOT NULL DEFAULT nextval('tags') UNIQUE;",
+        Some("compares rows with one another"),
+    )
+    .await;
+    assert!(
+        stderr.contains("accts_tag_key") && !stderr.contains("the forward trigger takes over now"),
+        "{stderr}"
+    );
+    report(&stderr, &written);
+}
