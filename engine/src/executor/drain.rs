@@ -588,7 +588,9 @@ mod tests {
         let seen = watch(5, &samples);
         let behind = seen[5].clone().expect("behind");
         assert!(
-            behind.to_string().contains("gains on the writes too slowly")
+            behind
+                .to_string()
+                .contains("gains on the writes too slowly")
                 && behind.to_string().contains("about 995 s to go"),
             "{behind}"
         );
