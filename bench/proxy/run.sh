@@ -261,6 +261,8 @@ start_tandem() {   # name, port, metrics port, upstream db, mirror_sample (empty
     echo "password_file = \"$PGDIR/secrets/password\"" >"$cfg"
     if [ -n "$sample" ]; then echo "mirror_sample = $sample" >>"$cfg"; fi
     if [ -n "${TANDEM_WORKERS:-}" ]; then echo "worker_threads = $TANDEM_WORKERS" >>"$cfg"; fi
+    # Room for the memory part's idle connections (the proxy's default is 1,000).
+    if [ "$MEM_CONNS" -gt 900 ]; then echo "max_connections = $((MEM_CONNS + 100))" >>"$cfg"; fi
     if [ -n "$sample" ] && [ -n "${MIRROR_RATE:-}" ]; then echo "mirror_rate = $MIRROR_RATE" >>"$cfg"; fi )
   # default log level (info: start, registration, holds; no per-session or per-query lines)
   "$TANDEM" proxy --listen "127.0.0.1:$port" --upstream "postgres://postgres@127.0.0.1:$PORT/$db" \

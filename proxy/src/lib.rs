@@ -12,6 +12,7 @@
 //! `metrics` serves Prometheus text and `/healthz`; `server` accepts connections and shuts
 //! down gracefully; `check` is `--check-config`.
 
+pub mod buffer;
 pub mod cancel;
 pub mod check;
 pub mod config;
