@@ -1,0 +1,345 @@
+//! Client → server: framing, where requests start and end, the hold at a transaction's
+//! start, the statements a session prepares (kept for a replay), sampled reads.
+
+use super::*;
+
+impl Session<'_> {
+    /// Client → server: frame, track requests, hold at transaction boundaries, sample reads.
+    pub(super) async fn client_to_server(
+        &self,
+        mut rd: Reader,
+        server_w: &tokio::sync::Mutex<Writer>,
+    ) -> End {
+        let metrics = &self.shared.metrics;
+        let max = self.shared.config.load().file.max_message_bytes;
+        let mut buf = buffer::quiet_buffer();
+        // The last read filled its room: more is waiting.
+        let mut filled = false;
+        // Bytes of a large message still to stream through.
+        let mut streaming = 0usize;
+        let mut draining = self.shared.draining.clone();
+        let mut closing = self.shared.closing.clone();
+        loop {
+            // Forward what is complete.
+            let mut pos = 0;
+            let mut fwd = 0;
+            loop {
+                if streaming > 0 {
+                    let n = streaming.min(buf.len() - pos);
+                    pos += n;
+                    streaming -= n;
+                    if streaming > 0 {
+                        break;
+                    }
+                    continue;
+                }
+                let h = match protocol::header(&buf[pos..], max) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return End::Protocol(format!("invalid message from the client: {e}"));
+                    }
+                };
+                let complete = buf.len() - pos >= h.total();
+                if !complete && h.total() <= STREAM_ABOVE {
+                    buf.reserve(h.total() - (buf.len() - pos));
+                    break;
+                }
+                // The message starts a request: wait here if a hold is on (after sending
+                // what came before it).
+                if self.needs_begin(h.tag) {
+                    if fwd < pos {
+                        if let Err(e) = server_w.lock().await.write_all(&buf[fwd..pos]).await {
+                            return End::ServerGone(e.to_string());
+                        }
+                        fwd = pos;
+                    }
+                    if let Err(e) = self.begin(server_w).await {
+                        return e;
+                    }
+                }
+                if h.tag == b'X' {
+                    // Terminate: what came before it still runs, as it would on the server.
+                    if let Err(e) = server_w.lock().await.write_all(&buf[fwd..pos]).await {
+                        return End::ServerGone(e.to_string());
+                    }
+                    return End::Terminated;
+                }
+                let body = complete.then(|| &buf[pos + 5..pos + h.total()]);
+                let whole = complete.then(|| &buf[pos..pos + h.total()]);
+                match self.on_client_message(h.tag, body, whole) {
+                    Ok(()) => {}
+                    Err(e) => return e,
+                }
+                if complete {
+                    pos += h.total();
+                } else {
+                    streaming = h.total() - (buf.len() - pos);
+                    pos = buf.len();
+                    break;
+                }
+            }
+            if fwd < pos {
+                let n = (pos - fwd) as u64;
+                if let Err(e) = server_w.lock().await.write_all(&buf[fwd..pos]).await {
+                    return End::ServerGone(e.to_string());
+                }
+                metrics.client_bytes.fetch_add(n, Relaxed);
+            }
+            buf.advance(pos);
+            if *draining.borrow() && buf.is_empty() {
+                let st = self.lock();
+                if !st.busy && st.open.is_none() {
+                    return End::Shutdown;
+                }
+            }
+            // A client waits for the answer to what it sent: the buffer is quiet.
+            buffer::quiet(&mut buf, filled);
+            buffer::make_room(&mut buf, filled, 16 * 1024);
+            let room = buf.capacity() - buf.len();
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                _ = draining.wait_for(|d| *d) , if !*draining.borrow() => continue,
+                _ = closing.wait_for(|c| *c) => return End::Shutdown,
+            };
+            match read {
+                Ok(0) | Err(_) => {
+                    if !buf.is_empty() || streaming > 0 {
+                        // Closed in the middle of a message.
+                        metrics.protocol_errors.fetch_add(1, Relaxed);
+                    }
+                    return End::ClientGone;
+                }
+                Ok(n) => filled = n >= room,
+            }
+        }
+    }
+
+    /// Does a message with `tag` start a request while the session is idle?
+    pub(super) fn needs_begin(&self, tag: u8) -> bool {
+        if matches!(tag, b'd' | b'c' | b'f' | b'X') {
+            return false;
+        }
+        let st = self.lock();
+        st.open.is_none() && (!st.busy || st.replaying)
+    }
+
+    /// Wait for a replay to finish and for any hold; then count the session busy.
+    pub(super) async fn begin(&self, server_w: &tokio::sync::Mutex<Writer>) -> Result<(), End> {
+        loop {
+            let notified = self.replay_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (replaying, busy) = {
+                let st = self.lock();
+                (st.replaying, st.busy)
+            };
+            if replaying {
+                notified.await;
+                continue;
+            }
+            if !busy {
+                self.shared.traffic.begin().await;
+                self.lock().busy = true;
+                self.reprepare_after_swap(server_w).await?;
+            }
+            return Ok(());
+        }
+    }
+
+    /// After a swap (a newer [`Traffic`] epoch), prepare again the statements this client
+    /// executes with its own Describe, before its next transaction starts: inside a
+    /// transaction a `cached plan must not change result type` cannot be replayed, since the
+    /// transaction is already aborted. Statements the client executes on a cached row
+    /// description are left alone: it must see the error and prepare them itself.
+    pub(super) async fn reprepare_after_swap(
+        &self,
+        server_w: &tokio::sync::Mutex<Writer>,
+    ) -> Result<(), End> {
+        let now = self.shared.traffic.epoch();
+        if self.epoch.swap(now, Relaxed) == now {
+            return Ok(());
+        }
+        let mut out = BytesMut::new();
+        let mut n = 0u64;
+        {
+            let mut st = self.lock();
+            if st.statements_unreliable || st.recovery != Recovery::None {
+                return Ok(());
+            }
+            for (name, stmt) in &st.statements {
+                if !name.is_empty() && stmt.own_describe && !stmt.cached {
+                    protocol::reprepare(&mut out, name, &stmt.query, &stmt.types);
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            protocol::put_message(&mut out, b'S', &[]);
+            st.recovery = Recovery::Proactive;
+            self.recovering.store(true, Relaxed);
+        }
+        tracing::info!(
+            statements = n,
+            "a table may have changed shape: preparing this session's statements again"
+        );
+        self.shared.metrics.prepared_recovered.fetch_add(n, Relaxed);
+        server_w
+            .lock()
+            .await
+            .write_all(&out)
+            .await
+            .map_err(|e| End::ServerGone(e.to_string()))
+    }
+
+    /// Track one client message. `body` and `whole` are `None` for a message streamed
+    /// through in pieces (too large to read whole).
+    pub(super) fn on_client_message(
+        &self,
+        tag: u8,
+        body: Option<&[u8]>,
+        whole: Option<&[u8]>,
+    ) -> Result<(), End> {
+        if matches!(tag, b'd' | b'c' | b'f') {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if tag == b'X' {
+            return Err(End::ClientGone);
+        }
+        if st.open.is_none() {
+            let idle = st.inflight.is_empty() && st.txn == b'I';
+            let raw = if idle {
+                Some(st.spare_raw.take().unwrap_or_default())
+            } else {
+                None
+            };
+            st.open = Some(Request {
+                began_idle: idle,
+                raw,
+                ..Request::default()
+            });
+        }
+        let state = &mut *st;
+        let req = state.open.as_mut().expect("opened above");
+        if let (Some(raw), Some(whole)) = (req.raw.as_mut(), whole) {
+            if raw.len() + whole.len() <= REPLAY_MAX {
+                raw.extend_from_slice(whole);
+            } else {
+                req.raw = None;
+            }
+        } else {
+            req.raw = None;
+        }
+        let bad = |e: ProtocolError| End::Protocol(format!("invalid message from the client: {e}"));
+        match tag {
+            b'P' => {
+                req.parses = true;
+                match body {
+                    Some(body) => {
+                        let p = protocol::parse_parse(body).map_err(bad)?;
+                        // Named statements for a replay (up to a limit); the unnamed one only
+                        // when its Binds may be sampled for the mirror.
+                        let old = state.statements.get(p.name).map_or(0, |s| s.query.len());
+                        let bytes = state.statement_bytes - old + p.query.len();
+                        let keep = bytes <= STATEMENT_BYTES_MAX
+                            && if p.name.is_empty() {
+                                self.mirror
+                            } else {
+                                state.statements.len() < STATEMENTS_MAX
+                                    || state.statements.contains_key(p.name)
+                            };
+                        if keep {
+                            self.kept_statement_bytes(state, bytes);
+                            state.statements.insert(
+                                p.name.to_string(),
+                                Statement {
+                                    query: Arc::from(p.query),
+                                    types: p.types,
+                                    own_describe: false,
+                                    cached: false,
+                                },
+                            );
+                        } else if let Some(gone) = state.statements.remove(p.name) {
+                            // Never the text the name had before.
+                            let bytes = state.statement_bytes - gone.query.len();
+                            self.kept_statement_bytes(state, bytes);
+                        }
+                    }
+                    None => state.statements_unreliable = true,
+                }
+            }
+            b'B' => match body {
+                Some(body) => {
+                    let b = protocol::parse_bind(body).map_err(bad)?;
+                    req.statement = Some(b.statement.to_string());
+                    if self.mirror && self.shared.mirror.wants() {
+                        if let Some(s) = state.statements.get(b.statement) {
+                            self.shared.mirror.offer_with(&s.query, || Sample {
+                                sql: s.query.clone(),
+                                role: Arc::from(self.started.user.as_str()),
+                                param_types: s.types.clone(),
+                                params: b
+                                    .params
+                                    .iter()
+                                    .map(|p| p.map(Bytes::copy_from_slice))
+                                    .collect(),
+                                param_formats: b.formats.clone(),
+                            });
+                        }
+                    }
+                }
+                None => req.raw = None,
+            },
+            b'D' => req.describes = true,
+            b'E' => req.executes += 1,
+            b'C' => {
+                if let Some(body) = body {
+                    if let Some(name) = protocol::statement_target(body).map_err(bad)? {
+                        if let Some(gone) = state.statements.remove(name) {
+                            let bytes = state.statement_bytes - gone.query.len();
+                            self.kept_statement_bytes(state, bytes);
+                        }
+                    }
+                }
+            }
+            b'Q' => {
+                if let Some(body) = body {
+                    if self.mirror && self.shared.mirror.wants() {
+                        let mut r = protocol::Reader::new(body);
+                        if let Ok(sql) = r.cstr() {
+                            self.shared.mirror.offer_with(sql, || Sample {
+                                sql: Arc::from(sql),
+                                role: Arc::from(self.started.user.as_str()),
+                                param_types: Vec::new(),
+                                params: Vec::new(),
+                                param_formats: Vec::new(),
+                            });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if matches!(tag, b'S' | b'Q' | b'F') {
+            let req = state.open.take().expect("opened above");
+            if req.executes > 0 {
+                if let Some(stmt) = req
+                    .statement
+                    .as_deref()
+                    .and_then(|n| state.statements.get_mut(n))
+                {
+                    if req.describes {
+                        stmt.own_describe = true;
+                    } else {
+                        stmt.cached = true;
+                    }
+                }
+            }
+            state.inflight.push_back(req);
+            self.shared.metrics.queries.fetch_add(1, Relaxed);
+        }
+        Ok(())
+    }
+}
