@@ -6,24 +6,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
 use crate::Config;
-
-/// Why the proxy could not serve as configured.
-#[derive(Debug)]
-pub enum Problem {
-    /// The settings or a file they name (exit 64).
-    Config(String),
-    /// The upstream, or tandem's rights there (exit 69).
-    Upstream(String),
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Problem::Config(why) | Problem::Upstream(why) => f.write_str(why),
-        }
-    }
-}
 
 /// The tables of tandem's the proxy writes or reads, and the rights it needs on each.
 const RIGHTS: &[(&str, &str)] = &[
@@ -37,13 +21,13 @@ const RIGHTS: &[(&str, &str)] = &[
 ];
 
 /// Check `config` (with the upstream password, if any): the lines to print, or the problem.
-pub async fn check(config: &Config, password: Option<&str>) -> Result<Vec<String>, Problem> {
+pub async fn check(config: &Config, password: Option<&str>) -> Result<Vec<String>, Error> {
     let mut lines = Vec::new();
-    config.file.validate().map_err(Problem::Config)?;
-    config.check_tls().map_err(Problem::Config)?;
+    config.file.validate()?;
+    config.check_tls()?;
     match (&config.file.tls_cert, &config.file.tls_key) {
         (Some(cert), Some(key)) => {
-            crate::tls::acceptor(cert, key).map_err(Problem::Config)?;
+            crate::tls::acceptor(cert, key)?;
             lines.push(format!(
                 "client TLS: terminated here with {}",
                 cert.display()
@@ -60,7 +44,7 @@ pub async fn check(config: &Config, password: Option<&str>) -> Result<Vec<String
         // Clients go through --upstream (a pooler); tandem's own connections elsewhere.
         let clients = config.upstream.describe();
         config.upstream.connect(timeout).await.map_err(|e| {
-            Problem::Upstream(format!(
+            Error::Upstream(format!(
                 "cannot reach --upstream {clients}, where clients' sessions go: {e}"
             ))
         })?;
@@ -72,7 +56,7 @@ pub async fn check(config: &Config, password: Option<&str>) -> Result<Vec<String
     let upstream = tandems.describe();
     let endpoint = tandems.pg_config(password, "tandem proxy --check-config");
     let unreachable = |why: String| {
-        Problem::Upstream(format!(
+        Error::Upstream(format!(
             "cannot reach the upstream {upstream} as tandem's user: {why} (is the server up, the address right, pg_hba.conf open to this host, and password_file the user's?)"
         ))
     };
@@ -91,13 +75,13 @@ async fn bookkeeping(
     client: &tokio_postgres::Client,
     upstream: &str,
     lines: &mut Vec<String>,
-) -> Result<(), Problem> {
+) -> Result<(), Error> {
     let failed = |e: tokio_postgres::Error| {
         let why = e
             .as_db_error()
             .map(|d| d.message().to_string())
             .unwrap_or_else(|| e.to_string());
-        Problem::Upstream(format!(
+        Error::Upstream(format!(
             "the upstream {upstream} answered with an error: {why}"
         ))
     };
@@ -123,7 +107,7 @@ async fn bookkeeping(
             return Ok(());
         }
         Some(false) => {
-            return Err(Problem::Upstream(format!(
+            return Err(Error::Upstream(format!(
                 "{user} has not the rights of tandem's role on schema tandem: the proxy's control connection and dual reads would fail; give --upstream tandem's own user"
             )))
         }
@@ -149,7 +133,7 @@ async fn bookkeeping(
             .await
             .map_err(failed)?;
         if !row.get::<_, Option<bool>>(0).unwrap_or(false) {
-            return Err(Problem::Upstream(format!(
+            return Err(Error::Upstream(format!(
                 "{user} has not {rights} on {table} (bookkeeping version {bookkeeping}): the proxy's control connection and dual reads would fail; give --upstream tandem's own user, or run `tandem submit` once with this tandem to upgrade the bookkeeping"
             )));
         }

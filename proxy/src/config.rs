@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::Error;
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone)]
@@ -34,13 +35,13 @@ impl Config {
     /// needs sslmode `require`, `verify-ca` or `verify-full` (`prefer` could fall back to
     /// plain text). A Unix socket or loopback upstream does not leave the host. Checked at
     /// start, so the proxy refuses to run rather than downgrade a session.
-    pub fn check_tls(&self) -> Result<(), String> {
+    pub fn check_tls(&self) -> Result<(), Error> {
         if self.file.tls_cert.is_some() && self.upstream.plain_over_network() {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "tls_cert is set, so clients reach the proxy over TLS, but the upstream {} has sslmode={}, which can carry their sessions over the network in plain text; add sslmode=verify-full&sslrootcert=/path/to/ca.pem (or sslmode=require) to --upstream, or reach the server over a Unix socket",
                 self.upstream.describe(),
                 self.upstream.tls.mode
-            ));
+            )));
         }
         Ok(())
     }
@@ -117,41 +118,55 @@ impl Default for FileConfig {
 }
 
 impl FileConfig {
-    pub fn load(path: &Path) -> Result<FileConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-        let config: FileConfig = toml::from_str(&text)
-            .map_err(|e| format!("the config file {} is not valid: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<FileConfig, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let config: FileConfig = toml::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "the config file {} is not valid: {e}",
+                path.display()
+            ))
+        })?;
         config
             .validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if let Some(text) = &self.control_upstream {
-            Upstream::parse(text)
-                .map_err(|e| format!("control_upstream: {}", e.replace("--upstream", "it")))?;
+            Upstream::parse(text).map_err(|e| {
+                Error::Config(format!(
+                    "control_upstream: {}",
+                    e.to_string().replace("--upstream", "it")
+                ))
+            })?;
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("tls_cert and tls_key go together: set both, or neither".into());
+            return Err(Error::Config(
+                "tls_cert and tls_key go together: set both, or neither".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.mirror_sample) {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "mirror_sample is {}, it must be between 0 and 1 (0.01 compares one read in a hundred)",
                 self.mirror_sample
-            ));
+            )));
         }
         if self.max_connections == 0 || self.max_startups == 0 || self.max_message_bytes < 1024 {
-            return Err(
+            return Err(Error::Config(
                 "max_connections and max_startups must be at least 1 and max_message_bytes at least 1024".into(),
-            );
+            ));
         }
         if self.hold_max_ms == 0 || self.hold_max_ms > 10_000 {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "hold_max_ms is {}, it must be between 1 and 10000: clients wait that long at most",
                 self.hold_max_ms
-            ));
+            )));
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod cancel;
 pub mod check;
 pub mod config;
 pub mod control;
+pub mod error;
 pub mod metrics;
 pub mod mirror;
 pub mod protocol;

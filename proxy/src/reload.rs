@@ -14,7 +14,7 @@ use crate::session::Shared;
 
 /// Apply `file` to the running proxy. Returns the changes that wait for a restart, or why
 /// nothing was applied.
-pub(crate) fn apply(shared: &Shared, file: FileConfig) -> Result<Vec<String>, String> {
+pub(crate) fn apply(shared: &Shared, file: FileConfig) -> Result<Vec<String>, crate::error::Error> {
     file.validate()?;
     let old = shared.config.load_full();
     let new = Config {

@@ -38,7 +38,7 @@ pub async fn serve(
     listener: TcpListener,
     proxy: Proxy,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), crate::error::Error> {
     let Proxy {
         config,
         metrics,
@@ -109,7 +109,9 @@ pub async fn serve(
         let thread = std::thread::Builder::new()
             .name(format!("tandem-proxy-{i}"))
             .spawn(move || worker(rx, shared, metrics))
-            .map_err(|e| format!("cannot start a proxy worker thread: {e}"))?;
+            .map_err(|e| {
+                crate::error::Error::System(format!("cannot start a proxy worker thread: {e}"))
+            })?;
         workers.push(thread);
     }
     let mut next = 0usize;

@@ -18,6 +18,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::error::Error;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
     Tcp {
@@ -47,21 +49,24 @@ pub struct Upstream {
 impl Upstream {
     /// `postgres://user@host:port/db`; a Unix socket directory as `?host=/path` or as a
     /// percent-encoded host (`postgres://user@%2Fvar%2Frun%2Fpostgresql:5432/db`).
-    pub fn parse(text: &str) -> Result<Upstream, String> {
-        let (text, keys) = pgtls::split(text).map_err(|e| format!("--upstream: {e}"))?;
+    pub fn parse(text: &str) -> Result<Upstream, Error> {
+        let (text, keys) =
+            pgtls::split(text).map_err(|e| Error::Config(format!("--upstream: {e}")))?;
         let text = text.as_str();
         let url = url::Url::parse(text).map_err(|e| {
             // Not the text itself: a malformed URL can still carry a password.
-            format!("--upstream is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE")
+            Error::Config(format!(
+                "--upstream is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE"
+            ))
         })?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "--upstream must start with postgres:// (it starts with {}://)",
                 url.scheme()
-            ));
+            )));
         }
         if url.password().is_some() {
-            return Err("--upstream must not carry a password: put tandem's in a file named by `password_file` in --config (clients authenticate end to end with their own)".into());
+            return Err(Error::Config("--upstream must not carry a password: put tandem's in a file named by `password_file` in --config (clients authenticate end to end with their own)".into()));
         }
         let mut host = url
             .host_str()
@@ -76,19 +81,19 @@ impl Upstream {
             match &*k {
                 "host" => host = v.into_owned(),
                 other => {
-                    return Err(format!(
+                    return Err(Error::Config(format!(
                         "--upstream option {other:?} is not supported: the upstream URL names host, port, user and database (and host= for a Unix socket directory), and sslmode, sslrootcert, sslcert, sslkey"
-                    ))
+                    )))
                 }
             }
         }
         if host.is_empty() {
-            return Err("--upstream names no host: write postgres://USER@HOST:PORT/DATABASE, or ?host=/socket/dir for a Unix socket".into());
+            return Err(Error::Config("--upstream names no host: write postgres://USER@HOST:PORT/DATABASE, or ?host=/socket/dir for a Unix socket".into()));
         }
         let port = url.port().unwrap_or(5432);
         let user = percent_decode(url.username());
         if user.is_empty() {
-            return Err("--upstream names no user: write postgres://USER@HOST:PORT/DATABASE (tandem's own user, for its control and mirror connections)".into());
+            return Err(Error::Config("--upstream names no user: write postgres://USER@HOST:PORT/DATABASE (tandem's own user, for its control and mirror connections)".into()));
         }
         let database = match percent_decode(url.path().trim_start_matches('/')) {
             d if d.is_empty() => user.clone(),
@@ -104,8 +109,9 @@ impl Upstream {
         };
         let tls = keys
             .resolve_here()
-            .map_err(|e| format!("--upstream: {e}"))?;
-        Upstream::new(addr, user, database, tls).map_err(|e| format!("--upstream: {e}"))
+            .map_err(|e| Error::Config(format!("--upstream: {e}")))?;
+        Upstream::new(addr, user, database, tls)
+            .map_err(|e| Error::Config(format!("--upstream: {e}")))
     }
 
     /// An upstream with these TLS settings; every certificate file is read now, so a wrong
@@ -351,22 +357,30 @@ mod tests {
 
     #[test]
     fn refuses_passwords_and_unknown_options() {
-        let e = Upstream::parse("postgres://u:secret@h/db").unwrap_err();
+        let e = Upstream::parse("postgres://u:secret@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("password_file") && !e.contains("secret"), "{e}");
         // Malformed (a port that is not a number): the password is not echoed either.
-        let e = Upstream::parse("postgres://u:secret@h:54x/db").unwrap_err();
+        let e = Upstream::parse("postgres://u:secret@h:54x/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a URL") && !e.contains("secret"), "{e}");
         assert!(Upstream::parse("postgres://u@h/db?application_name=x").is_err());
         // verify-* needs a root; a missing root file fails at parse, not at a session.
-        let e = Upstream::parse("postgres://u@h/db?sslmode=verify-full").unwrap_err();
+        let e = Upstream::parse("postgres://u@h/db?sslmode=verify-full")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sslrootcert"), "{e}");
         let e =
             Upstream::parse("postgres://u@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
         assert!(Upstream::parse("mysql://u@h/db").is_err());
         assert!(Upstream::parse("postgres://h/db")
             .unwrap_err()
+            .to_string()
             .contains("no user"));
     }
 }

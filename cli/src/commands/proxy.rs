@@ -78,7 +78,7 @@ pub async fn run(a: ProxyArgs) -> Result<u8, Failure> {
         shutdown,
     )
     .await
-    .map_err(|e| Failure::new(exit::USAGE, anyhow!(e)))?;
+    .map_err(failure)?;
     let _ = stop_metrics.0.send(true);
     tracing::info!("tandem proxy stopped");
     Ok(exit::OK)
@@ -143,12 +143,19 @@ async fn check_config(
             println!("the proxy can serve with these settings");
             Ok(exit::OK)
         }
-        Err(problem @ proxy::check::Problem::Config(_)) => Err(Failure::usage(problem.to_string())),
-        Err(problem) => Err(Failure::new(
-            exit::UNAVAILABLE,
-            anyhow!(problem.to_string()),
-        )),
+        Err(problem) => Err(failure(problem)),
     }
+}
+
+/// The exit code of the side the fix is on: the settings (64), the upstream (69), or this
+/// machine (1).
+fn failure(e: proxy::error::Error) -> Failure {
+    let code = match e {
+        proxy::error::Error::Config(_) => exit::USAGE,
+        proxy::error::Error::Upstream(_) => exit::UNAVAILABLE,
+        proxy::error::Error::System(_) => exit::FAILURE,
+    };
+    Failure::new(code, anyhow!(e))
 }
 
 /// The password file: one line, readable by its owner only.

@@ -21,6 +21,7 @@ use std::time::Duration;
 use coordination::{Pump, Signal};
 use tokio_postgres::Client;
 
+use crate::error::Error;
 use crate::metrics;
 use crate::mirror::Mirror;
 use crate::traffic::Traffic;
@@ -107,14 +108,14 @@ struct Conn {
     pump: Pump,
 }
 
-async fn connect(args: &ControlArgs) -> Result<Conn, String> {
+async fn connect(args: &ControlArgs) -> Result<Conn, Error> {
     let config = args.upstream.pg_config(
         args.password.as_deref(),
         &format!("tandem proxy control {}", args.proxy_id),
     );
     let (client, pump) = Pump::connect(&config)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| Error::Upstream(format!("connect: {e}")))?;
     Ok(Conn { client, pump })
 }
 
@@ -125,7 +126,7 @@ const PROBE: Duration = Duration::from_secs(2);
 /// does not when `--upstream` is a pooler in transaction mode (the LISTEN stays on one server
 /// connection, the next statement runs on another): then holds could never reach this
 /// proxy, and it says to set `control_upstream`.
-async fn listen_reaches(conn: &mut Conn) -> Result<(), String> {
+async fn listen_reaches(conn: &mut Conn) -> Result<(), Error> {
     let channel = format!("tandem_probe_{:016x}", rand::random::<u64>());
     let payload = format!("probe {:016x}", rand::random::<u64>());
     timed(
@@ -157,10 +158,10 @@ async fn listen_reaches(conn: &mut Conn) -> Result<(), String> {
     if arrived {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::Upstream(format!(
             "a notification this session listened for did not come back within {} s: --upstream looks like a pooler in transaction mode, which carries neither LISTEN nor session settings; set control_upstream in the proxy's config to PostgreSQL itself (clients keep going through --upstream)",
             PROBE.as_secs()
-        ))
+        )))
     }
 }
 
@@ -168,14 +169,14 @@ async fn listen_reaches(conn: &mut Conn) -> Result<(), String> {
 async fn timed<T>(
     what: &str,
     op: impl Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, String> {
+) -> Result<T, Error> {
     match tokio::time::timeout(STATEMENT, op).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(Error::Upstream(format!("{what}: {e}"))),
+        Err(_) => Err(Error::Upstream(format!(
             "{what}: no answer within {} s",
             STATEMENT.as_secs()
-        )),
+        ))),
     }
 }
 
@@ -184,7 +185,10 @@ async fn session<S: Future<Output = ()>>(
     args: &ControlArgs,
     mut shutdown: std::pin::Pin<&mut S>,
 ) -> Ended {
-    let lost = |error: String, registered: bool| Ended::Lost { error, registered };
+    let lost = |error: Error, registered: bool| Ended::Lost {
+        error: error.to_string(),
+        registered,
+    };
     let mut conn = tokio::select! {
         _ = shutdown.as_mut() => return Ended::Shutdown,
         c = connect(args) => match c {
@@ -292,7 +296,7 @@ async fn session<S: Future<Output = ()>>(
             }
             note = conn.pump.notes.recv() => {
                 let Some(payload) = note else {
-                    return lost("the server closed the connection".into(), true);
+                    return lost(Error::Upstream("the server closed the connection".into()), true);
                 };
                 if let Err(e) = follow(args, &conn.client, &mut holds, &mut last).await {
                     return lost(e, true);
@@ -306,7 +310,7 @@ async fn session<S: Future<Output = ()>>(
     }
 }
 
-async fn register(args: &ControlArgs, client: &Client) -> Result<(), String> {
+async fn register(args: &ControlArgs, client: &Client) -> Result<(), Error> {
     timed(
         "register",
         client.execute(
@@ -341,7 +345,7 @@ async fn follow(
     client: &Client,
     holds: &mut HashMap<String, u64>,
     last: &mut i64,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let rows = timed(
         "read the signals",
         client.query(coordination::READ, &[&*last]),
@@ -364,7 +368,7 @@ async fn handle(
     client: &Client,
     holds: &mut HashMap<String, u64>,
     signal: Signal,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     match signal {
         Signal::Targets => {
             // Sent in the swap's own transaction too: sessions re-prepare before their next

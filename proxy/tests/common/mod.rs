@@ -111,7 +111,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), String>>>,
+    task: Option<JoinHandle<Result<(), proxy::error::Error>>>,
 }
 
 impl Running {
@@ -147,7 +147,7 @@ impl Running {
     }
 
     /// Wait for `serve` to return.
-    pub async fn join(&mut self) -> Result<(), String> {
+    pub async fn join(&mut self) -> Result<(), proxy::error::Error> {
         let task = self.task.take().expect("joined once");
         task.await.expect("serve does not panic")
     }
