@@ -15,14 +15,3 @@ pub enum Error {
     #[error("{0}")]
     System(String),
 }
-
-impl Error {
-    /// The same error with `context` before it (`"context: error"`).
-    pub fn context(self, context: &str) -> Error {
-        match self {
-            Error::Config(e) => Error::Config(format!("{context}: {e}")),
-            Error::Upstream(e) => Error::Upstream(format!("{context}: {e}")),
-            Error::System(e) => Error::System(format!("{context}: {e}")),
-        }
-    }
-}
