@@ -35,6 +35,16 @@ pub fn quiet(buf: &mut BytesMut, filled: bool) {
     }
 }
 
+/// A message too large to buffer is streaming through, `streaming` bytes of it still to
+/// come: pass `pos` over what of it the buffer (`len` bytes) holds. `true` while the message
+/// goes on past the buffer (read more before framing the next one).
+pub fn stream_on(len: usize, pos: &mut usize, streaming: &mut usize) -> bool {
+    let n = (*streaming).min(len - *pos);
+    *pos += n;
+    *streaming -= n;
+    *streaming > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,13 +203,13 @@ enum Drained {
 
 /// A drain that is not gaining on the writes fast enough, over the last `drain_patience`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Behind {
+struct Behind {
     /// Entries logged and not taken yet.
-    pub backlog: i64,
+    backlog: i64,
     /// Entries logged a second.
-    pub logged: f64,
+    logged: f64,
     /// Entries taken a second.
-    pub taken: f64,
+    taken: f64,
 }
 
 impl std::fmt::Display for Behind {
@@ -237,13 +237,13 @@ impl std::fmt::Display for Behind {
 
 /// The drain's watch on its backlog: samples of the log's head (the last sequence number it
 /// handed out) and the drain's watermark, one a second.
-pub(crate) struct Backlog {
+struct Backlog {
     patience: Duration,
     samples: VecDeque<(Instant, i64, i64)>,
 }
 
 impl Backlog {
-    pub(crate) fn new(patience: Duration) -> Backlog {
+    fn new(patience: Duration) -> Backlog {
         Backlog {
             patience,
             samples: VecDeque::new(),
@@ -253,7 +253,7 @@ impl Backlog {
     /// Record a sample; [`Behind`] when the samples span `patience` and the backlog did not
     /// shrink over it fast enough to be gone within [`HORIZON`] times `patience` (a backlog
     /// that does not shrink at all included).
-    pub(crate) fn observe(&mut self, at: Instant, head: i64, watermark: i64) -> Option<Behind> {
+    fn observe(&mut self, at: Instant, head: i64, watermark: i64) -> Option<Behind> {
         self.samples.push_back((at, head, watermark));
         // Keep one sample at least `patience` old, and none older than needed.
         while self

@@ -25,10 +25,7 @@ impl Session<'_> {
             let mut fwd = 0;
             loop {
                 if streaming > 0 {
-                    let n = streaming.min(buf.len() - pos);
-                    pos += n;
-                    streaming -= n;
-                    if streaming > 0 {
+                    if buffer::stream_on(buf.len(), &mut pos, &mut streaming) {
                         break;
                     }
                     continue;
