@@ -21,6 +21,9 @@
 #        TANDEM_WORKERS=N (the proxies' worker_threads; default: the proxy's own, one per core)
 #        MIRROR_RATE=N (the dual part's mirror_rate, comparisons/s, 0 = no limit; default: the proxy's, 200)
 #        PG_EXTRA="-c log_lock_waits=on ..." (more server options, for diagnosis)
+#        SLOW_LOG_MS=50 (the tandem proxy logs each request this slow with its stages; 0: off)
+#        RUNQ=1 (sample the server's backends every 5 ms during each run: how long one waited runnable for a CPU)
+#        PROXY_SESSION=own (each proxy in a session of its own, as a service; shared: in this script's, beside pgbench)
 #        ACTIVITY=1 (cutover: sample the load's backends in pg_stat_activity every 0.1 s, for diagnosis)
 #        BENCH_DIR=/tmp/tandem-bench  REINIT=1 (re-create the pgbench template)  KEEP_DBS=1  KEEP_LOGS=1 (no gzip)
 # Output: $BENCH_DIR/proxy.md (tables, also printed), $BENCH_DIR/proxy.json (all figures),
@@ -63,6 +66,10 @@ MEM_CONNS=${MEM_CONNS:-500}
 PRE=${PRE:-5}
 POST=${POST:-5}
 WARMUP=${WARMUP:-3}
+SLOW_LOG_MS=${SLOW_LOG_MS:-50}   # the tandem proxy logs requests this slow with their stages (0: off)
+# PROXY_SESSION=shared starts both proxies in this script's session, beside pgbench (as before
+# 2026-12-06), to show what that does to the tails; own (the default): a session each
+case ${PROXY_SESSION:=own} in own) OWN_SESSION=setsid ;; shared) OWN_SESSION= ;; *) echo "PROXY_SESSION is own or shared" >&2; exit 64 ;; esac
 APPLY_TIMEOUT=${APPLY_TIMEOUT:-900}
 PARTS=${PARTS:-"memory throughput dual cutover"}
 ALTER_SQL="ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint"
@@ -246,8 +253,10 @@ pidfile = $d/pgbouncer.pid
 EOF
   chown postgres:postgres "$d"/*
   chmod 0600 "$d"/*
-  # setpriv execs pgbouncer as postgres (no forking wrapper): $! is pgbouncer's pid.
-  setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "$d/pgbouncer.ini" \
+  # setpriv execs pgbouncer as postgres (no forking wrapper): $! is pgbouncer's pid. In a
+  # session of its own (setsid, which execs too), as each tandem proxy and the server: see
+  # own_session below.
+  $OWN_SESSION setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "$d/pgbouncer.ini" \
     >"$RAW/pgbouncer.out" 2>&1 &
   echo $! >"$RUNDIR/pgbouncer.pid"
   wait_port "$PGB_PORT" pgbouncer "$(cat "$RUNDIR/pgbouncer.pid")"
@@ -255,17 +264,24 @@ EOF
 }
 
 # ------------------------------------------------------------------ tandem proxy
+# Each proxy runs in a session of its own (setsid), as PostgreSQL does (pg_ctl) and as a service
+# manager would run it. The kernel's autogroup scheduling (kernel.sched_autogroup_enabled = 1
+# here) shares the CPU between sessions first: a proxy started in this script's session would
+# share one share with pgbench's threads while the server's backends shared another, and
+# backends then waited runnable for 80-300 ms at a time (BENCHMARKS §6, 2026-12-06 tails).
 start_tandem() {   # name, port, metrics port, upstream db, mirror_sample (empty: default)
   local name=$1 port=$2 mport=$3 db=$4 sample=${5:-} cfg="$PGDIR/secrets/$1.toml" pid
   ( umask 077
     echo "password_file = \"$PGDIR/secrets/password\"" >"$cfg"
     if [ -n "$sample" ]; then echo "mirror_sample = $sample" >>"$cfg"; fi
     if [ -n "${TANDEM_WORKERS:-}" ]; then echo "worker_threads = $TANDEM_WORKERS" >>"$cfg"; fi
+    # Requests this slow are logged with their stages (the proxy's log, beside pgbench's).
+    echo "log_slow_requests_ms = $SLOW_LOG_MS" >>"$cfg"
     # Room for the memory part's idle connections (the proxy's default is 1,000).
     if [ "$MEM_CONNS" -gt 900 ]; then echo "max_connections = $((MEM_CONNS + 100))" >>"$cfg"; fi
     if [ -n "$sample" ] && [ -n "${MIRROR_RATE:-}" ]; then echo "mirror_rate = $MIRROR_RATE" >>"$cfg"; fi )
   # default log level (info: start, registration, holds; no per-session or per-query lines)
-  "$TANDEM" proxy --listen "127.0.0.1:$port" --upstream "postgres://postgres@127.0.0.1:$PORT/$db" \
+  $OWN_SESSION "$TANDEM" proxy --listen "127.0.0.1:$port" --upstream "postgres://postgres@127.0.0.1:$PORT/$db" \
     --config "$cfg" --metrics "127.0.0.1:$mport" >"$RAW/tandem-$name.log" 2>&1 &
   pid=$!
   echo "$pid" >"$RUNDIR/tandem-$name.pid"
@@ -327,6 +343,11 @@ run_pgbench() {
   q -d "$db" -c "CHECKPOINT"
   cpu_snapshot "$dir/cpu.before"
   l0=$(cut -d' ' -f1 /proc/loadavg); c0=$(cpu_ticks "$pid"); t0=$(now)
+  local runq=""
+  if [ -n "${RUNQ:-}" ]; then
+    python3 "$HERE/runq.py" sample --db "$db" --secs "$secs" --out "$dir/runq.raw" &
+    runq=$!
+  fi
   PGAPPNAME="bench_$wl" "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -M "$mode" "${script[@]}" \
     -c "$clients" -j "$JOBS" -T "$secs" -P 5 -l --log-prefix="$dir/txlog" --failures-detailed "$db" \
     >"$dir/pgbench.out" 2>"$dir/pgbench.err" || rc=$?
@@ -338,6 +359,11 @@ run_pgbench() {
           start="$t0" end="$t1" loadavg_before="$l0" loadavg_after="$l1" \
           proxy_cpu_ticks="${c0:+$((c1 - c0))}" clk_tck="$(getconf CLK_TCK)" "$@" \
     --logs "$dir"/txlog.* >/dev/null
+  if [ -n "$runq" ]; then
+    wait "$runq" || true
+    python3 "$HERE/runq.py" summary --raw "$dir/runq.raw" >"$dir/runq.json" && gzip -f "$dir/runq.raw"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["runq"]=json.load(open(sys.argv[2])); json.dump(r, open(sys.argv[1], "w"), indent=1)' "$dir/run.json" "$dir/runq.json"
+  fi
   [ -n "${KEEP_LOGS:-}" ] || gzip -f "$dir"/txlog.*
   return 0
 }
@@ -383,8 +409,15 @@ part_throughput() {
   for r in $(seq 1 "$ROUNDS"); do
     for w in $WORKLOADS; do
       for t in $TARGETS; do
-        run_pgbench "$RAW/throughput/r$r-$w-$t" "$(port_of "$t")" proxy_tp "$w" "$SECS" "$CLIENTS" "$(pid_of "$t")" target="$t" round="$r"
-        log "round $r/$ROUNDS $w $t: $(summary "$RAW/throughput/r$r-$w-$t")"
+        local d="$RAW/throughput/r$r-$w-$t"
+        mkdir -p "$d"
+        [ "$t" = tandem ] && metrics "$TP_METRICS" >"$d/metrics.before"
+        run_pgbench "$d" "$(port_of "$t")" proxy_tp "$w" "$SECS" "$CLIENTS" "$(pid_of "$t")" target="$t" round="$r"
+        if [ "$t" = tandem ]; then
+          metrics "$TP_METRICS" >"$d/metrics.after"
+          python3 "$HERE/analyze.py" stages --run "$d/run.json" --metrics-before "$d/metrics.before" --metrics-after "$d/metrics.after"
+        fi
+        log "round $r/$ROUNDS $w $t: $(summary "$d")"
       done
     done
   done
@@ -584,7 +617,7 @@ vmstat -n -t 1 >"$RAW/vmstat.log" 2>&1 &
 echo $! >"$RUNDIR/vmstat.pid"
 
 python3 - "$RAW/env.json" \
-  started="$(date -u +%Y-%m-%dT%H:%M:%SZ)" nproc="$(nproc)" kernel="$(uname -r)" \
+  started="$(date -u +%Y-%m-%dT%H:%M:%SZ)" nproc="$(nproc)" kernel="$(uname -r)" autogroup="$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a)" proxy_session="$PROXY_SESSION" \
   server_version="$(qa -d postgres -c 'SHOW server_version')" \
   pgbouncer_version="$(pgbouncer --version | head -1)" pgbench_version="$("$PGBIN/pgbench" --version)" \
   git="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \

@@ -91,6 +91,9 @@ pub struct FileConfig {
     pub mirror_rate: u32,
     /// Per comparison: `statement_timeout` on the mirror connection.
     pub mirror_timeout_ms: u64,
+    /// Log a request that took this long or longer, from its first byte read to its
+    /// ReadyForQuery written, with where the time went (0: never).
+    pub log_slow_requests_ms: u64,
 }
 
 impl Default for FileConfig {
@@ -113,6 +116,7 @@ impl Default for FileConfig {
             mirror_workers: 2,
             mirror_rate: 200,
             mirror_timeout_ms: 5_000,
+            log_slow_requests_ms: 0,
         }
     }
 }
@@ -182,6 +186,9 @@ impl FileConfig {
     }
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+    pub fn log_slow_requests(&self) -> Option<Duration> {
+        (self.log_slow_requests_ms > 0).then(|| Duration::from_millis(self.log_slow_requests_ms))
     }
     pub fn mirror_timeout(&self) -> Duration {
         Duration::from_millis(self.mirror_timeout_ms)

@@ -11,9 +11,127 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Upper bounds (seconds) of the hold-duration histogram's buckets.
-const HOLD_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0];
+const HOLD_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0];
+/// Upper bounds (seconds) of the request stages' and the workers' lag buckets: from a
+/// tenth of a millisecond (a request's own time in the proxy) to seconds (a stall).
+const TIME_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
+/// A Prometheus histogram of durations: per bucket a counter (cumulated when rendered, so an
+/// observation touches one bucket), the sum, and the largest observation (which the
+/// exposition format has no place for: rendered as a gauge, `NAME_max_seconds`). Each worker
+/// thread counts into a shard of its own ([`set_shard`]): the client path's observations
+/// never contend for a cache line across cores.
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// The bounds in microseconds, for the client path (no float arithmetic there).
+    bounds_micros: [u64; BUCKETS_MAX],
+    shards: Box<[Shard]>,
+}
+
+/// Buckets per histogram at most (the bounds and one above them all).
+const BUCKETS_MAX: usize = 16;
+/// Shards per histogram: worker threads beyond it share one.
+const SHARDS: usize = 8;
+
+#[repr(align(128))]
 #[derive(Default)]
+struct Shard {
+    /// `buckets[i]`: observations in (bounds[i-1], bounds[i]]; `buckets[bounds.len()]`,
+    /// above them all.
+    buckets: [AtomicU64; BUCKETS_MAX],
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+thread_local! {
+    /// This thread's shard, and whether it is the only thread writing it.
+    static SHARD: std::cell::Cell<(usize, bool)> = const { std::cell::Cell::new((0, false)) };
+}
+
+/// Observations made on this thread go to a shard of its own: worker `i` of `workers` calls
+/// it once. Shard 0 is for every other thread (they add atomically); with more workers than
+/// shards, workers share theirs and add atomically too.
+pub fn set_shard(i: usize, workers: usize) {
+    let shard = 1 + i % (SHARDS - 1);
+    SHARD.with(|s| s.set((shard, workers < SHARDS)));
+}
+
+/// Add `n` to `v`: a plain load and store when this thread is the only one writing it (no
+/// locked instruction on the client's path), an atomic add otherwise.
+fn add(v: &AtomicU64, n: u64, owned: bool) {
+    if owned {
+        v.store(v.load(Relaxed).wrapping_add(n), Relaxed);
+    } else {
+        v.fetch_add(n, Relaxed);
+    }
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        assert!(bounds.len() < BUCKETS_MAX, "too many buckets");
+        let mut bounds_micros = [u64::MAX; BUCKETS_MAX];
+        for (m, le) in bounds_micros.iter_mut().zip(bounds) {
+            *m = (le * 1e6).round() as u64;
+        }
+        Histogram {
+            bounds,
+            bounds_micros,
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    pub fn observe(&self, d: std::time::Duration) {
+        let (shard, owned) = SHARD.with(|s| s.get());
+        let shard = &self.shards[shard];
+        let micros = d.as_micros() as u64;
+        let i = self.bounds_micros[..self.bounds.len()].partition_point(|le| *le < micros);
+        add(&shard.buckets[i], 1, owned);
+        add(&shard.sum_micros, micros, owned);
+        if micros > shard.max_micros.load(Relaxed) {
+            shard.max_micros.fetch_max(micros, Relaxed);
+        }
+    }
+
+    fn bucket(&self, i: usize) -> u64 {
+        self.shards.iter().map(|s| s.buckets[i].load(Relaxed)).sum()
+    }
+
+    pub fn count(&self) -> u64 {
+        (0..=self.bounds.len()).map(|i| self.bucket(i)).sum()
+    }
+
+    fn max_secs(&self) -> f64 {
+        let max = self.shards.iter().map(|s| s.max_micros.load(Relaxed));
+        max.max().unwrap_or(0) as f64 / 1e6
+    }
+
+    /// Render the series `name` with `labels` (`stage="server"`, or empty). The HELP and
+    /// TYPE lines are the caller's, once per name.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, le) in self.bounds.iter().enumerate() {
+            cumulative += self.bucket(i);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = cumulative + self.bucket(self.bounds.len());
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum: u64 = self.shards.iter().map(|s| s.sum_micros.load(Relaxed)).sum();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{braces} {}", sum as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
 pub struct Metrics {
     pub connections_total: AtomicU64,
     pub connections_active: AtomicI64,
@@ -48,9 +166,76 @@ pub struct Metrics {
     /// Set when the proxy stops accepting (SIGTERM): `/healthz` says not ready at once, so a
     /// load balancer sends no new client while sessions drain.
     pub draining: std::sync::atomic::AtomicBool,
-    hold_buckets: [AtomicU64; HOLD_BUCKETS.len()],
-    hold_count: AtomicU64,
-    hold_sum_micros: AtomicU64,
+    /// How long client requests waited in a hold.
+    pub hold_wait: Histogram,
+    /// Where a request's time goes, by [`Stage`] (see `session::timing`).
+    pub stages: [Histogram; Stage::ALL.len()],
+    /// How late a worker thread's runtime woke a task that asked to sleep: the time every
+    /// session on that worker waited for the thread (CPU starvation, a long poll).
+    pub worker_lag: Histogram,
+}
+
+/// Where a request's time goes, from the read that brought its first byte to the write that
+/// gave its ReadyForQuery to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// In the proxy on the way in: read, framed, written to the server (a hold excluded).
+    In,
+    /// From its last byte written to the server to the first bytes of its answer read back.
+    Server,
+    /// The answer in the proxy, from its first bytes read to its ReadyForQuery written.
+    Out,
+    /// All of it, a hold included.
+    Total,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::In, Stage::Server, Stage::Out, Stage::Total];
+
+    fn label(self) -> &'static str {
+        match self {
+            Stage::In => "in",
+            Stage::Server => "server",
+            Stage::Out => "out",
+            Stage::Total => "total",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections_total: AtomicU64::default(),
+            connections_active: AtomicI64::default(),
+            connections_starting: AtomicI64::default(),
+            statement_bytes: AtomicI64::default(),
+            connections_refused: AtomicU64::default(),
+            client_bytes: AtomicU64::default(),
+            server_bytes: AtomicU64::default(),
+            queries: AtomicU64::default(),
+            server_errors: AtomicU64::default(),
+            protocol_errors: AtomicU64::default(),
+            upstream_errors: AtomicU64::default(),
+            cancels: AtomicU64::default(),
+            prepared_recovered: AtomicU64::default(),
+            mirror_sampled: AtomicU64::default(),
+            mirror_comparisons: AtomicU64::default(),
+            mirror_mismatches: AtomicU64::default(),
+            mirror_skipped: AtomicU64::default(),
+            mirror_dropped: AtomicU64::default(),
+            mirror_errors: AtomicU64::default(),
+            holds: AtomicU64::default(),
+            holds_acked: AtomicU64::default(),
+            clients_held: AtomicI64::default(),
+            clients_held_total: AtomicU64::default(),
+            control_ignored: AtomicU64::default(),
+            control_state: AtomicI64::default(),
+            draining: std::sync::atomic::AtomicBool::default(),
+            hold_wait: Histogram::new(HOLD_BUCKETS),
+            stages: Stage::ALL.map(|_| Histogram::new(TIME_BUCKETS)),
+            worker_lag: Histogram::new(TIME_BUCKETS),
+        }
+    }
 }
 
 /// The control connection is not up (not yet, or lost): holds and dual reads wait for it.
@@ -80,15 +265,9 @@ impl Metrics {
         }
     }
 
-    /// One client waited `secs` in a hold.
-    pub fn observe_hold(&self, secs: f64) {
-        for (i, le) in HOLD_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.hold_buckets[i].fetch_add(1, Relaxed);
-            }
-        }
-        self.hold_count.fetch_add(1, Relaxed);
-        self.hold_sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+    /// One request's time in `stage`.
+    pub fn observe_stage(&self, stage: Stage, d: std::time::Duration) {
+        self.stages[stage as usize].observe(d);
     }
 
     /// The text exposition format.
@@ -238,21 +417,41 @@ impl Metrics {
             out,
             "# HELP {name} how long client requests waited in a hold\n# TYPE {name} histogram"
         );
-        for (i, le) in HOLD_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{le}\"}} {}",
-                self.hold_buckets[i].load(Relaxed)
-            );
-        }
-        let count = self.hold_count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        self.hold_wait.render(&mut out, name, "");
+        let name = "tandem_proxy_request_stage_seconds";
         let _ = writeln!(
             out,
-            "{name}_sum {}",
-            self.hold_sum_micros.load(Relaxed) as f64 / 1e6
+            "# HELP {name} where requests' time goes: in (read to written to the server, a hold excluded), server (written to the answer's first bytes read), out (those bytes to the ReadyForQuery written to the client), total; requests sent while another was in flight are not timed\n# TYPE {name} histogram"
         );
-        let _ = writeln!(out, "{name}_count {count}");
+        for stage in Stage::ALL {
+            let label = format!("stage=\"{}\"", stage.label());
+            self.stages[stage as usize].render(&mut out, name, &label);
+        }
+        let name = "tandem_proxy_request_stage_max_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} the longest request seen in each stage since the proxy started\n# TYPE {name} gauge"
+        );
+        for stage in Stage::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{stage=\"{}\"}} {}",
+                stage.label(),
+                self.stages[stage as usize].max_secs()
+            );
+        }
+        let name = "tandem_proxy_worker_lag_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} how late a worker thread woke a task due every 10 ms: what every session on it waited for the thread\n# TYPE {name} histogram"
+        );
+        self.worker_lag.render(&mut out, name, "");
+        let name = "tandem_proxy_worker_lag_max_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} the longest worker lag seen since the proxy started\n# TYPE {name} gauge\n{name} {}",
+            self.worker_lag.max_secs()
+        );
         out
     }
 }

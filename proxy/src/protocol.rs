@@ -277,6 +277,27 @@ pub fn parse_bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
     })
 }
 
+/// The statement a Bind names, the rest of the message checked as [`parse_bind`] checks it
+/// but nothing copied: what every Bind costs when its parameters are not sampled.
+pub fn bind_statement(body: &[u8]) -> Result<&str, ProtocolError> {
+    let mut r = Reader::new(body);
+    let _portal = r.cstr()?;
+    let statement = r.cstr()?;
+    let nf = r.count(2)?;
+    r.bytes(nf * 2)?;
+    let np = r.count(4)?;
+    for _ in 0..np {
+        let len = r.i32()?;
+        if len < -1 {
+            return Err(ProtocolError::BadLength(len as i64));
+        }
+        if len > 0 {
+            r.bytes(len as usize)?;
+        }
+    }
+    Ok(statement)
+}
+
 /// The statement a Close or Describe names, if it names a statement (`S`) rather than a portal.
 pub fn statement_target(body: &[u8]) -> Result<Option<&str>, ProtocolError> {
     let mut r = Reader::new(body);

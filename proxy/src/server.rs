@@ -108,7 +108,7 @@ pub async fn serve(
         let metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name(format!("tandem-proxy-{i}"))
-            .spawn(move || worker(rx, shared, metrics))
+            .spawn(move || worker((i, threads), rx, shared, metrics))
             .map_err(|e| {
                 crate::error::Error::System(format!("cannot start a proxy worker thread: {e}"))
             })?;
@@ -252,9 +252,13 @@ async fn next_reload(
     }
 }
 
+/// How often a worker's lag probe asks to be woken.
+const LAG_PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// One worker thread: a single-threaded runtime running the sessions handed to it, until
 /// the accept loop stops and its sessions have ended.
 fn worker(
+    (index, workers): (usize, usize),
     mut rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
@@ -269,7 +273,18 @@ fn worker(
             return;
         }
     };
+    crate::metrics::set_shard(index, workers);
     runtime.block_on(async move {
+        // How late this thread wakes a task that sleeps: what its sessions wait for it. Ends
+        // with the runtime.
+        let probe = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                let asked = tokio::time::Instant::now() + LAG_PROBE_EVERY;
+                tokio::time::sleep_until(asked).await;
+                probe.worker_lag.observe(asked.elapsed());
+            }
+        });
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {

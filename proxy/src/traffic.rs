@@ -95,7 +95,7 @@ impl Traffic {
         }
         self.metrics.clients_held.fetch_sub(1, SeqCst);
         let waited = started.elapsed();
-        self.metrics.observe_hold(waited.as_secs_f64());
+        self.metrics.hold_wait.observe(waited);
         waited
     }
 

@@ -208,6 +208,95 @@ async fn a_pipeline_of_extended_queries_keeps_every_answer_in_order() {
     .await;
 }
 
+/// One series of the proxy's metrics text, by its full name and labels.
+fn metric(proxy: &Running, series: &str) -> f64 {
+    let text = proxy.metrics.render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    line[series.len() + 1..].parse().unwrap()
+}
+
+/// Each request sent with nothing else in flight is timed in three stages, and a slow one's
+/// time is where it was spent: a `pg_sleep` in the server's stage, not the proxy's. Requests
+/// of a pipeline overlap one another and are not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_timed_by_stage_and_a_slow_one_is_the_servers() {
+    within(async {
+        let (_db, target, proxy) = setup("proxy_stages").await;
+        let c = connect(&target.via(proxy.addr)).await;
+        let total = r#"tandem_proxy_request_stage_seconds_count{stage="total"}"#;
+        let before = metric(&proxy, total);
+        for _ in 0..20 {
+            c.client.simple_query("SELECT 1").await.unwrap();
+        }
+        // The proxy counts a request once its ReadyForQuery is written, which the client may
+        // read first.
+        eventually("20 requests timed", || {
+            metric(&proxy, total) - before >= 20.0
+        })
+        .await;
+        assert_eq!(metric(&proxy, total) - before, 20.0);
+        for stage in ["in", "server", "out"] {
+            let count = format!(r#"tandem_proxy_request_stage_seconds_count{{stage="{stage}"}}"#);
+            assert_eq!(metric(&proxy, &count), metric(&proxy, total), "{stage}");
+        }
+
+        c.client.simple_query("SELECT pg_sleep(0.2)").await.unwrap();
+        eventually("the sleep timed", || metric(&proxy, total) - before >= 21.0).await;
+        let max = |stage: &str| {
+            metric(
+                &proxy,
+                &format!(r#"tandem_proxy_request_stage_max_seconds{{stage="{stage}"}}"#),
+            )
+        };
+        assert!(max("server") >= 0.2, "server {}", max("server"));
+        assert!(max("total") >= max("server"));
+        assert!(
+            max("in") < 0.1 && max("out") < 0.1,
+            "{} {}",
+            max("in"),
+            max("out")
+        );
+        // The sleep is in the 0.25 s bucket of the server's stage, above the 0.1 s one.
+        let bucket = |le: &str| {
+            metric(
+                &proxy,
+                &format!(
+                    r#"tandem_proxy_request_stage_seconds_bucket{{stage="server",le="{le}"}}"#
+                ),
+            )
+        };
+        assert_eq!(bucket("0.25") - bucket("0.1"), 1.0);
+
+        // A pipeline of 100 (a Parse and a Bind request each): only a request that found
+        // nothing in flight is timed.
+        let before = metric(&proxy, total);
+        let requests_before = proxy.metrics.queries.load(Relaxed);
+        let client = &c.client;
+        let answers = futures_util::future::join_all(
+            (0..100i32).map(|i| async move { client.query_one("SELECT $1::int4", &[&i]).await }),
+        )
+        .await;
+        assert!(answers.into_iter().all(|a| a.is_ok()));
+        // Each query's statement is closed (Close, Sync) as it ends: the last answers may still
+        // be on their way, and the proxy counts a request after its answer is written.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let timed = metric(&proxy, total) - before;
+        let requests = (proxy.metrics.queries.load(Relaxed) - requests_before) as f64;
+        assert!(requests >= 300.0, "prepare, execute, close: {requests}");
+        assert!(
+            timed < requests / 2.0,
+            "{timed} of {requests} pipelined requests timed"
+        );
+
+        // The workers' lag probe woke every 10 ms or so meanwhile.
+        assert!(metric(&proxy, "tandem_proxy_worker_lag_seconds_count") >= 10.0);
+    })
+    .await;
+}
+
 /// COPY in both directions, in small CopyData messages and in one larger than the size the
 /// proxy streams through instead of buffering; the text comes back byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

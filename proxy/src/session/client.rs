@@ -17,8 +17,18 @@ impl Session<'_> {
         let mut filled = false;
         // Bytes of a large message still to stream through.
         let mut streaming = 0usize;
-        let mut draining = self.shared.draining.clone();
-        let mut closing = self.shared.closing.clone();
+        // The shutdown's two signals, each one future for the session's life (registered once,
+        // not again at every read).
+        let mut draining_rx = self.shared.draining.clone();
+        let draining_now = draining_rx.clone();
+        let mut closing_rx = self.shared.closing.clone();
+        let draining = async { draining_rx.wait_for(|d| *d).await.is_ok() };
+        let closing = async { closing_rx.wait_for(|c| *c).await.is_ok() };
+        tokio::pin!(draining, closing);
+        let mut drain_seen = *draining_now.borrow();
+        // When the last read returned, and what the request it opens waited in a hold.
+        let mut read_at = Instant::now();
+        let mut held = std::time::Duration::ZERO;
         loop {
             // Forward what is complete.
             let mut pos = 0;
@@ -49,10 +59,12 @@ impl Session<'_> {
                         if let Err(e) = server_w.lock().await.write_all(&buf[fwd..pos]).await {
                             return End::ServerGone(e.to_string());
                         }
+                        self.sent();
                         fwd = pos;
                     }
-                    if let Err(e) = self.begin(server_w).await {
-                        return e;
+                    match self.begin(server_w).await {
+                        Ok(waited) => held = waited,
+                        Err(e) => return e,
                     }
                 }
                 if h.tag == b'X' {
@@ -64,8 +76,8 @@ impl Session<'_> {
                 }
                 let body = complete.then(|| &buf[pos + 5..pos + h.total()]);
                 let whole = complete.then(|| &buf[pos..pos + h.total()]);
-                match self.on_client_message(h.tag, body, whole) {
-                    Ok(()) => {}
+                match self.on_client_message(h.tag, body, whole, (read_at, held)) {
+                    Ok(()) => held = std::time::Duration::ZERO,
                     Err(e) => return e,
                 }
                 if complete {
@@ -81,10 +93,11 @@ impl Session<'_> {
                 if let Err(e) = server_w.lock().await.write_all(&buf[fwd..pos]).await {
                     return End::ServerGone(e.to_string());
                 }
+                self.sent();
                 metrics.client_bytes.fetch_add(n, Relaxed);
             }
             buf.advance(pos);
-            if *draining.borrow() && buf.is_empty() {
+            if *draining_now.borrow() && buf.is_empty() {
                 let st = self.lock();
                 if !st.busy && st.open.is_none() {
                     return End::Shutdown;
@@ -95,9 +108,13 @@ impl Session<'_> {
             buffer::make_room(&mut buf, filled, 16 * 1024);
             let room = buf.capacity() - buf.len();
             let read = tokio::select! {
+                biased;
+                _ = &mut closing => return End::Shutdown,
+                _ = &mut draining, if !drain_seen => {
+                    drain_seen = true;
+                    continue;
+                }
                 r = rd.read_buf(&mut buf) => r,
-                _ = draining.wait_for(|d| *d) , if !*draining.borrow() => continue,
-                _ = closing.wait_for(|c| *c) => return End::Shutdown,
             };
             match read {
                 Ok(0) | Err(_) => {
@@ -107,8 +124,20 @@ impl Session<'_> {
                     }
                     return End::ClientGone;
                 }
-                Ok(n) => filled = n >= room,
+                Ok(n) => {
+                    filled = n >= room;
+                    read_at = Instant::now();
+                }
             }
+        }
+    }
+
+    /// What was read so far is written to the server: a timed request whose last byte went
+    /// out is sent.
+    fn sent(&self) {
+        let mut st = self.lock();
+        if let Some(t) = st.inflight.back_mut().and_then(|r| r.timing.as_mut()) {
+            t.sent(Instant::now());
         }
     }
 
@@ -121,26 +150,35 @@ impl Session<'_> {
         st.open.is_none() && (!st.busy || st.replaying)
     }
 
-    /// Wait for a replay to finish and for any hold; then count the session busy.
-    pub(super) async fn begin(&self, server_w: &tokio::sync::Mutex<Writer>) -> Result<(), End> {
+    /// Wait for a replay to finish and for any hold; then count the session busy. Returns
+    /// how long it waited in a hold.
+    pub(super) async fn begin(
+        &self,
+        server_w: &tokio::sync::Mutex<Writer>,
+    ) -> Result<std::time::Duration, End> {
         loop {
-            let notified = self.replay_done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let (replaying, busy) = {
                 let st = self.lock();
                 (st.replaying, st.busy)
             };
             if replaying {
-                notified.await;
+                // Both directions run in this one task: the server side cannot end the replay
+                // between the check above and this wait, so its notification is not missed.
+                let notified = self.replay_done.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.lock().replaying {
+                    notified.await;
+                }
                 continue;
             }
+            let mut held = std::time::Duration::ZERO;
             if !busy {
-                self.shared.traffic.begin().await;
+                held = self.shared.traffic.begin().await;
                 self.lock().busy = true;
                 self.reprepare_after_swap(server_w).await?;
             }
-            return Ok(());
+            return Ok(held);
         }
     }
 
@@ -191,12 +229,14 @@ impl Session<'_> {
     }
 
     /// Track one client message. `body` and `whole` are `None` for a message streamed
-    /// through in pieces (too large to read whole).
+    /// through in pieces (too large to read whole). `(read, held)`: when the read that
+    /// brought it returned, and what it waited in a hold (the marks of the request it opens).
     pub(super) fn on_client_message(
         &self,
         tag: u8,
         body: Option<&[u8]>,
         whole: Option<&[u8]>,
+        (read, held): (Instant, std::time::Duration),
     ) -> Result<(), End> {
         if matches!(tag, b'd' | b'c' | b'f') {
             return Ok(());
@@ -212,9 +252,11 @@ impl Session<'_> {
             } else {
                 None
             };
+            let timing = (st.inflight.is_empty() && !st.replaying).then(|| Timing::new(read, held));
             st.open = Some(Request {
                 began_idle: idle,
                 raw,
+                timing,
                 ..Request::default()
             });
         }
@@ -250,7 +292,7 @@ impl Session<'_> {
                         if keep {
                             self.kept_statement_bytes(state, bytes);
                             state.statements.insert(
-                                p.name.to_string(),
+                                Arc::from(p.name),
                                 Statement {
                                     query: Arc::from(p.query),
                                     types: p.types,
@@ -269,9 +311,12 @@ impl Session<'_> {
             }
             b'B' => match body {
                 Some(body) => {
-                    let b = protocol::parse_bind(body).map_err(bad)?;
-                    req.statement = Some(b.statement.to_string());
+                    // The name only (a kept statement's, shared): a Bind of a statement not
+                    // kept can be neither replayed nor sampled.
+                    let name = protocol::bind_statement(body).map_err(bad)?;
+                    req.statement = state.statements.get_key_value(name).map(|(k, _)| k.clone());
                     if self.mirror && self.shared.mirror.wants() {
+                        let b = protocol::parse_bind(body).map_err(bad)?;
                         if let Some(s) = state.statements.get(b.statement) {
                             self.shared.mirror.offer_with(&s.query, || Sample {
                                 sql: s.query.clone(),

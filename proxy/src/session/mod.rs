@@ -59,10 +59,12 @@ mod relay;
 mod server;
 mod startup;
 mod stream;
+mod timing;
 
 use startup::{startup, Starting};
 pub use stream::ClientStream;
 use stream::{IntoHalves, Reader, Writer};
+use timing::Timing;
 
 /// Messages larger than this are not buffered whole: they are forwarded as they arrive.
 pub const STREAM_ABOVE: usize = 256 * 1024;
@@ -168,11 +170,13 @@ struct Request {
     describes: bool,
     parses: bool,
     /// The statement the request's Bind named.
-    statement: Option<String>,
+    statement: Option<Arc<str>>,
     /// The request's bytes, kept for a replay while it may still qualify.
     raw: Option<BytesMut>,
     /// Replayed once already: never again.
     replayed: bool,
+    /// Its stages, when it was sent with nothing else in flight.
+    timing: Option<Timing>,
 }
 
 impl Request {
@@ -223,13 +227,15 @@ struct State {
     /// A replay is under way: the client side waits before sending anything new.
     replaying: bool,
     recovery: Recovery,
-    statements: HashMap<String, Statement>,
+    statements: HashMap<Arc<str>, Statement>,
     /// A Parse too large to read went by: remembered statements may be stale, recover none.
     statements_unreliable: bool,
     /// The text bytes of `statements`, against [`STATEMENT_BYTES_MAX`].
     statement_bytes: usize,
     /// A request buffer to use again (one allocation per session, not per request).
     spare_raw: Option<BytesMut>,
+    /// A timed request whose ReadyForQuery is on its way to the client.
+    answered: Option<Timing>,
 }
 
 struct Session<'a> {
@@ -278,6 +284,7 @@ impl<'a> Session<'a> {
                 statements_unreliable: false,
                 statement_bytes: 0,
                 spare_raw: None,
+                answered: None,
             }),
             replay_done: Notify::new(),
             recovering: AtomicBool::new(false),

@@ -5,16 +5,18 @@ use super::*;
 
 impl Session<'_> {
     pub(super) async fn relay(&self, client: Client, server: Stream) -> End {
-        let (client_r, client_w) = client.into_halves();
+        let (client_r, mut client_w) = client.into_halves();
         let (server_r, server_w) = server.into_halves();
         let server_w = tokio::sync::Mutex::new(server_w);
-        let client_w = tokio::sync::Mutex::new(client_w);
+        // The client's writer is the server side's alone while the relay runs (then the
+        // closing's); the server's is shared: the client side forwards, the server side
+        // replays.
         let end = tokio::select! {
             end = self.client_to_server(client_r, &server_w) => end,
-            end = self.server_to_client(server_r, &client_w, &server_w) => end,
+            end = self.server_to_client(server_r, &mut client_w, &server_w) => end,
         };
         // Boxed: the closing's state is not part of every session's relay for its whole life.
-        Box::pin(self.close(end, &client_w, &server_w)).await
+        Box::pin(self.close(end, &mut client_w, &server_w)).await
     }
 
     /// After the relay: cancel a query a client left behind, tell the client why the session
@@ -22,7 +24,7 @@ impl Session<'_> {
     pub(super) async fn close(
         &self,
         end: End,
-        client_w: &tokio::sync::Mutex<Writer>,
+        client_w: &mut Writer,
         server_w: &tokio::sync::Mutex<Writer>,
     ) -> End {
         let busy = {
@@ -47,7 +49,7 @@ impl Session<'_> {
             End::ServerGone(e) => {
                 self.shared.metrics.upstream_errors.fetch_add(1, Relaxed);
                 let msg = format!("the connection to PostgreSQL was lost: {e}");
-                let mut w = client_w.lock().await;
+                let w = &mut *client_w;
                 let _ = w
                     .write_all(&protocol::error_response(
                         "FATAL",
@@ -60,14 +62,14 @@ impl Session<'_> {
             }
             End::Protocol(msg) => {
                 self.shared.metrics.protocol_errors.fetch_add(1, Relaxed);
-                let mut w = client_w.lock().await;
+                let w = &mut *client_w;
                 let _ = w
                     .write_all(&protocol::error_response("FATAL", "08P01", msg, None))
                     .await;
                 let _ = w.flush().await;
             }
             End::Shutdown => {
-                let mut w = client_w.lock().await;
+                let w = &mut *client_w;
                 let _ = w
                     .write_all(&protocol::error_response(
                         "FATAL",

@@ -8,17 +8,20 @@ impl Session<'_> {
     pub(super) async fn server_to_client(
         &self,
         mut rd: Reader,
-        client_w: &tokio::sync::Mutex<Writer>,
+        client_w: &mut Writer,
         server_w: &tokio::sync::Mutex<Writer>,
     ) -> End {
         let metrics = &self.shared.metrics;
         let mut buf = buffer::quiet_buffer();
         let mut filled = false;
         let mut streaming = 0usize;
+        // When the first bytes of the answer being forwarded were read.
+        let mut answer_began: Option<Instant> = None;
         loop {
             let mut pos = 0;
             let mut fwd = 0;
             let mut idle_now = false;
+            let mut ready = false;
             loop {
                 if streaming > 0 {
                     if buffer::stream_on(buf.len(), &mut pos, &mut streaming) {
@@ -47,13 +50,14 @@ impl Session<'_> {
                     break;
                 }
                 let body = &buf[pos + 5..pos + h.total()];
+                ready |= h.tag == b'Z';
                 let action = self.on_server_message(h.tag, body);
                 match action {
                     Server::Forward => {}
                     Server::ForwardIdle => idle_now = true,
                     Server::Swallow | Server::Replay(_) => {
                         if fwd < pos {
-                            if let Err(_e) = client_w.lock().await.write_all(&buf[fwd..pos]).await {
+                            if let Err(_e) = client_w.write_all(&buf[fwd..pos]).await {
                                 return End::ClientGone;
                             }
                             metrics.server_bytes.fetch_add((pos - fwd) as u64, Relaxed);
@@ -69,18 +73,27 @@ impl Session<'_> {
                 pos += h.total();
             }
             if fwd < pos {
-                if client_w
-                    .lock()
-                    .await
-                    .write_all(&buf[fwd..pos])
-                    .await
-                    .is_err()
-                {
+                if client_w.write_all(&buf[fwd..pos]).await.is_err() {
                     return End::ClientGone;
                 }
                 metrics.server_bytes.fetch_add((pos - fwd) as u64, Relaxed);
             }
             buf.advance(pos);
+            if ready {
+                let answered = self.lock().answered.take();
+                if let (Some(t), Some(began)) = (answered, answer_began) {
+                    let slow = || self.shared.config.load().file.log_slow_requests();
+                    t.finish(
+                        began,
+                        Instant::now(),
+                        metrics,
+                        slow,
+                        self.started.server_pid,
+                    );
+                }
+                // What is left belongs to the next answer, read with this one.
+                answer_began = answer_began.filter(|_| !buf.is_empty());
+            }
             if idle_now && *self.shared.draining.borrow() {
                 return End::Shutdown;
             }
@@ -93,7 +106,10 @@ impl Session<'_> {
             match rd.read_buf(&mut buf).await {
                 Ok(0) => return End::ServerGone("the server closed the connection".into()),
                 Err(e) => return End::ServerGone(e.to_string()),
-                Ok(n) => filled = n >= room,
+                Ok(n) => {
+                    filled = n >= room;
+                    answer_began.get_or_insert_with(Instant::now);
+                }
             }
         }
     }
@@ -157,7 +173,7 @@ impl Session<'_> {
                 }
                 if st.recovery == Recovery::SkipToReady {
                     let req = &st.inflight[0];
-                    let name = req.statement.clone().unwrap_or_default();
+                    let name = req.statement.clone().unwrap_or_else(|| Arc::from(""));
                     let Some(stmt) = st.statements.get(&name).cloned() else {
                         // Checked when the error came and nothing changes the map until the
                         // replay ends; should it happen, the client gets this ReadyForQuery
@@ -180,10 +196,13 @@ impl Session<'_> {
                 }
                 st.recovery = Recovery::None;
                 self.recovering.store(false, Relaxed);
-                if let Some(mut raw) = st.inflight.pop_front().and_then(|r| r.raw) {
-                    if raw.capacity() <= REPLAY_MAX {
-                        raw.clear();
-                        st.spare_raw = Some(raw);
+                if let Some(req) = st.inflight.pop_front() {
+                    st.answered = req.timing;
+                    if let Some(mut raw) = req.raw {
+                        if raw.capacity() <= REPLAY_MAX {
+                            raw.clear();
+                            st.spare_raw = Some(raw);
+                        }
                     }
                 }
                 st.txn = status;
