@@ -57,7 +57,11 @@ proptest! {
         let _ = protocol::parse_startup(&bytes);
         let _ = protocol::parse_startup(&framed_startup(&bytes));
         let _ = protocol::parse_parse(&bytes);
-        let _ = protocol::parse_bind(&bytes);
+        // The client path's Bind check (no copy) accepts what the full decoder accepts.
+        prop_assert_eq!(
+            protocol::bind_statement(&bytes).ok(),
+            protocol::parse_bind(&bytes).ok().map(|b| b.statement)
+        );
         let _ = protocol::statement_target(&bytes);
         let _ = protocol::sqlstate(&bytes);
         let _ = protocol::error_fields(&bytes);
@@ -73,7 +77,11 @@ proptest! {
         let _ = protocol::parse_startup(&bytes);
         let _ = protocol::parse_startup(&framed_startup(&bytes));
         let _ = protocol::parse_parse(&bytes);
-        let _ = protocol::parse_bind(&bytes);
+        // The client path's Bind check (no copy) accepts what the full decoder accepts.
+        prop_assert_eq!(
+            protocol::bind_statement(&bytes).ok(),
+            protocol::parse_bind(&bytes).ok().map(|b| b.statement)
+        );
         let _ = protocol::statement_target(&bytes);
         let _ = protocol::sqlstate(&bytes);
         let _ = protocol::error_fields(&bytes);
@@ -194,7 +202,9 @@ proptest! {
         let params_end = body.len() - 2 - 2 * result_formats.len();
         for cut in 0..params_end {
             prop_assert!(protocol::parse_bind(&body[..cut]).is_err(), "a Bind cut at {} of {} decoded", cut, body.len());
+            prop_assert!(protocol::bind_statement(&body[..cut]).is_err(), "a Bind cut at {} of {} checked", cut, body.len());
         }
+        prop_assert_eq!(protocol::bind_statement(body).unwrap(), statement.as_str());
     }
 
     /// A startup packet as a driver builds it decodes to its version and parameters, and the
