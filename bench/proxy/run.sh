@@ -276,7 +276,8 @@ start_tandem() {   # name, port, metrics port, upstream db, mirror_sample (empty
     if [ -n "$sample" ]; then echo "mirror_sample = $sample" >>"$cfg"; fi
     if [ -n "${TANDEM_WORKERS:-}" ]; then echo "worker_threads = $TANDEM_WORKERS" >>"$cfg"; fi
     # Requests this slow are logged with their stages (the proxy's log, beside pgbench's).
-    echo "log_slow_requests_ms = $SLOW_LOG_MS" >>"$cfg"
+    # (not written when 0, so binaries older than the setting run too)
+    if [ "$SLOW_LOG_MS" != 0 ]; then echo "log_slow_requests_ms = $SLOW_LOG_MS" >>"$cfg"; fi
     # Room for the memory part's idle connections (the proxy's default is 1,000).
     if [ "$MEM_CONNS" -gt 900 ]; then echo "max_connections = $((MEM_CONNS + 100))" >>"$cfg"; fi
     if [ -n "$sample" ] && [ -n "${MIRROR_RATE:-}" ]; then echo "mirror_rate = $MIRROR_RATE" >>"$cfg"; fi )

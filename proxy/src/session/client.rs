@@ -311,11 +311,10 @@ impl Session<'_> {
             }
             b'B' => match body {
                 Some(body) => {
-                    // The name only (a kept statement's, shared): a Bind of a statement not
-                    // kept can be neither replayed nor sampled.
-                    let name = protocol::bind_statement(body).map_err(bad)?;
-                    req.statement = state.statements.get_key_value(name).map(|(k, _)| k.clone());
-                    if self.mirror && self.shared.mirror.wants() {
+                    // Decoded whole only when its parameters may be sampled; otherwise
+                    // checked for its statement's name alone. Only a kept statement's name
+                    // is kept (shared): a Bind of any other can be neither replayed nor sampled.
+                    let name = if self.mirror && self.shared.mirror.wants() {
                         let b = protocol::parse_bind(body).map_err(bad)?;
                         if let Some(s) = state.statements.get(b.statement) {
                             self.shared.mirror.offer_with(&s.query, || Sample {
@@ -330,7 +329,11 @@ impl Session<'_> {
                                 param_formats: b.formats.clone(),
                             });
                         }
-                    }
+                        b.statement
+                    } else {
+                        protocol::bind_statement(body).map_err(bad)?
+                    };
+                    req.statement = state.statements.get_key_value(name).map(|(k, _)| k.clone());
                 }
                 None => req.raw = None,
             },
