@@ -17,15 +17,8 @@ impl Session<'_> {
         let mut filled = false;
         // Bytes of a large message still to stream through.
         let mut streaming = 0usize;
-        // The shutdown's two signals, each one future for the session's life (registered once,
-        // not again at every read).
-        let mut draining_rx = self.shared.draining.clone();
-        let draining_now = draining_rx.clone();
-        let mut closing_rx = self.shared.closing.clone();
-        let draining = async { draining_rx.wait_for(|d| *d).await.is_ok() };
-        let closing = async { closing_rx.wait_for(|c| *c).await.is_ok() };
-        tokio::pin!(draining, closing);
-        let mut drain_seen = *draining_now.borrow();
+        let mut draining = self.shared.draining.clone();
+        let mut closing = self.shared.closing.clone();
         // When the last read returned, and what the request it opens waited in a hold.
         let mut read_at = Instant::now();
         let mut held = std::time::Duration::ZERO;
@@ -97,7 +90,7 @@ impl Session<'_> {
                 metrics.client_bytes.fetch_add(n, Relaxed);
             }
             buf.advance(pos);
-            if *draining_now.borrow() && buf.is_empty() {
+            if *draining.borrow() && buf.is_empty() {
                 let st = self.lock();
                 if !st.busy && st.open.is_none() {
                     return End::Shutdown;
@@ -108,13 +101,9 @@ impl Session<'_> {
             buffer::make_room(&mut buf, filled, 16 * 1024);
             let room = buf.capacity() - buf.len();
             let read = tokio::select! {
-                biased;
-                _ = &mut closing => return End::Shutdown,
-                _ = &mut draining, if !drain_seen => {
-                    drain_seen = true;
-                    continue;
-                }
                 r = rd.read_buf(&mut buf) => r,
+                _ = draining.wait_for(|d| *d) , if !*draining.borrow() => continue,
+                _ = closing.wait_for(|c| *c) => return End::Shutdown,
             };
             match read {
                 Ok(0) | Err(_) => {
@@ -136,8 +125,10 @@ impl Session<'_> {
     /// out is sent.
     fn sent(&self) {
         let mut st = self.lock();
-        if let Some(t) = st.inflight.back_mut().and_then(|r| r.timing.as_mut()) {
-            t.sent(Instant::now());
+        if st.inflight.back().is_some_and(|r| r.timed) {
+            if let Some(t) = st.timing.as_mut() {
+                t.sent(Instant::now());
+            }
         }
     }
 
@@ -252,11 +243,14 @@ impl Session<'_> {
             } else {
                 None
             };
-            let timing = (st.inflight.is_empty() && !st.replaying).then(|| Timing::new(read, held));
+            let timed = st.inflight.is_empty() && !st.replaying;
+            if timed {
+                st.timing = Some(Timing::new(read, held));
+            }
             st.open = Some(Request {
                 began_idle: idle,
                 raw,
-                timing,
+                timed,
                 ..Request::default()
             });
         }

@@ -175,8 +175,8 @@ struct Request {
     raw: Option<BytesMut>,
     /// Replayed once already: never again.
     replayed: bool,
-    /// Its stages, when it was sent with nothing else in flight.
-    timing: Option<Timing>,
+    /// Timed: sent with nothing else in flight (its marks are `State::timing`).
+    timed: bool,
 }
 
 impl Request {
@@ -234,8 +234,9 @@ struct State {
     statement_bytes: usize,
     /// A request buffer to use again (one allocation per session, not per request).
     spare_raw: Option<BytesMut>,
-    /// A timed request whose ReadyForQuery is on its way to the client.
-    answered: Option<Timing>,
+    /// The marks of the one timed request open or in flight (only a request that found
+    /// nothing in flight is timed, so there is at most one).
+    timing: Option<Timing>,
 }
 
 struct Session<'a> {
@@ -284,7 +285,7 @@ impl<'a> Session<'a> {
                 statements_unreliable: false,
                 statement_bytes: 0,
                 spare_raw: None,
-                answered: None,
+                timing: None,
             }),
             replay_done: Notify::new(),
             recovering: AtomicBool::new(false),

@@ -15,8 +15,10 @@ impl Session<'_> {
         let mut buf = buffer::quiet_buffer();
         let mut filled = false;
         let mut streaming = 0usize;
-        // When the first bytes of the answer being forwarded were read.
+        // When the first bytes of the answer being forwarded were read, and the marks of a
+        // timed request whose ReadyForQuery is on its way to the client.
         let mut answer_began: Option<Instant> = None;
+        let mut answered: Option<Timing> = None;
         loop {
             let mut pos = 0;
             let mut fwd = 0;
@@ -51,7 +53,7 @@ impl Session<'_> {
                 }
                 let body = &buf[pos + 5..pos + h.total()];
                 ready |= h.tag == b'Z';
-                let action = self.on_server_message(h.tag, body);
+                let action = self.on_server_message(h.tag, body, &mut answered);
                 match action {
                     Server::Forward => {}
                     Server::ForwardIdle => idle_now = true,
@@ -80,8 +82,7 @@ impl Session<'_> {
             }
             buf.advance(pos);
             if ready {
-                let answered = self.lock().answered.take();
-                if let (Some(t), Some(began)) = (answered, answer_began) {
+                if let (Some(t), Some(began)) = (answered.take(), answer_began) {
                     let slow = || self.shared.config.load().file.log_slow_requests();
                     t.finish(
                         began,
@@ -114,7 +115,14 @@ impl Session<'_> {
         }
     }
 
-    pub(super) fn on_server_message(&self, tag: u8, body: &[u8]) -> Server {
+    /// Track one server message; a ReadyForQuery that ends a timed request puts its marks
+    /// in `answered`.
+    pub(super) fn on_server_message(
+        &self,
+        tag: u8,
+        body: &[u8],
+        answered: &mut Option<Timing>,
+    ) -> Server {
         match tag {
             b'E' => {
                 self.shared.metrics.server_errors.fetch_add(1, Relaxed);
@@ -197,7 +205,9 @@ impl Session<'_> {
                 st.recovery = Recovery::None;
                 self.recovering.store(false, Relaxed);
                 if let Some(req) = st.inflight.pop_front() {
-                    st.answered = req.timing;
+                    if req.timed {
+                        *answered = st.timing.take();
+                    }
                     if let Some(mut raw) = req.raw {
                         if raw.capacity() <= REPLAY_MAX {
                             raw.clear();

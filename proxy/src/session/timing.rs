@@ -4,32 +4,54 @@
 //! is counted apart. Only a request sent while nothing else was in flight is timed (the
 //! common case; a pipelined request's stages overlap its neighbours').
 
+use std::num::NonZeroU64;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::metrics::{Metrics, Stage};
 
-/// One request's marks so far.
+/// One request's marks so far, in 16 bytes: every session keeps one in its state, and a
+/// few bytes more per session would put its task into a larger allocation (4.0 KiB per idle
+/// connection, BENCHMARKS §6). Microseconds: since the process's first timing, and from the
+/// read (saturating at 71 minutes).
 #[derive(Debug)]
 pub(super) struct Timing {
-    /// The read that brought its first byte returned.
-    read: Instant,
-    /// Waited in a cutover hold before it was forwarded.
-    held: Duration,
-    /// Its last byte was written to the server.
-    sent: Option<Instant>,
+    /// The read that brought its first byte returned, µs after [`epoch`], plus one.
+    read: NonZeroU64,
+    /// Waited in a cutover hold before it was forwarded, µs.
+    held: u32,
+    /// Its last byte was written to the server, µs after `read`; 0: not yet.
+    sent: u32,
+}
+
+/// The instant the marks count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 impl Timing {
     pub(super) fn new(read: Instant, held: Duration) -> Timing {
+        let since = read.saturating_duration_since(epoch()).as_micros() as u64;
         Timing {
-            read,
-            held,
-            sent: None,
+            read: NonZeroU64::MIN.saturating_add(since),
+            held: micros(held),
+            sent: 0,
         }
     }
 
+    fn read(&self) -> Instant {
+        epoch() + Duration::from_micros(self.read.get() - 1)
+    }
+
     pub(super) fn sent(&mut self, at: Instant) {
-        self.sent.get_or_insert(at);
+        if self.sent == 0 {
+            self.sent = micros(at.saturating_duration_since(self.read())).max(1);
+        }
     }
 
     /// The answer's first bytes were read at `answered` and its ReadyForQuery written at
@@ -43,16 +65,20 @@ impl Timing {
         slow: impl FnOnce() -> Option<Duration>,
         server_pid: u32,
     ) {
-        let Some(sent) = self.sent else { return };
+        if self.sent == 0 {
+            return;
+        }
+        let read = self.read();
+        let sent = read + Duration::from_micros(self.sent.into());
+        let held = Duration::from_micros(self.held.into());
         let stages = [
             (
                 Stage::In,
-                sent.saturating_duration_since(self.read)
-                    .saturating_sub(self.held),
+                sent.saturating_duration_since(read).saturating_sub(held),
             ),
             (Stage::Server, answered.saturating_duration_since(sent)),
             (Stage::Out, written.saturating_duration_since(answered)),
-            (Stage::Total, written.saturating_duration_since(self.read)),
+            (Stage::Total, written.saturating_duration_since(read)),
         ];
         for (stage, d) in stages {
             metrics.observe_stage(stage, d);
@@ -66,7 +92,7 @@ impl Timing {
             tracing::info!(
                 total_ms = ms(total),
                 in_ms = ms(stages[0].1),
-                held_ms = ms(self.held),
+                held_ms = ms(held),
                 server_ms = ms(stages[1].1),
                 out_ms = ms(stages[2].1),
                 slow_ms = slow.as_millis() as u64,
@@ -107,6 +133,12 @@ mod tests {
             .contains("tandem_proxy_request_stage_seconds_bucket{stage=\"total\",le=\"0.025\"} 0"));
         assert!(render
             .contains("tandem_proxy_request_stage_seconds_bucket{stage=\"total\",le=\"0.05\"} 1"));
+    }
+
+    #[test]
+    fn a_timing_is_small_and_so_is_its_option() {
+        assert_eq!(std::mem::size_of::<Timing>(), 16);
+        assert_eq!(std::mem::size_of::<Option<Timing>>(), 16);
     }
 
     #[test]
