@@ -68,6 +68,29 @@ fn add(v: &AtomicU64, n: u64, owned: bool) {
     }
 }
 
+/// Durations from a tenth of a millisecond to seconds ([`TIME_BUCKETS`]).
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(TIME_BUCKETS)
+    }
+}
+
+/// A [`Histogram`] over [`HOLD_BUCKETS`]: how long requests waited in a hold.
+pub struct HoldHistogram(Histogram);
+
+impl Default for HoldHistogram {
+    fn default() -> Self {
+        HoldHistogram(Histogram::new(HOLD_BUCKETS))
+    }
+}
+
+impl std::ops::Deref for HoldHistogram {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        &self.0
+    }
+}
+
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Histogram {
         assert!(bounds.len() < BUCKETS_MAX, "too many buckets");
@@ -132,6 +155,7 @@ impl Histogram {
     }
 }
 
+#[derive(Default)]
 pub struct Metrics {
     pub connections_total: AtomicU64,
     pub connections_active: AtomicI64,
@@ -167,7 +191,7 @@ pub struct Metrics {
     /// load balancer sends no new client while sessions drain.
     pub draining: std::sync::atomic::AtomicBool,
     /// How long client requests waited in a hold.
-    pub hold_wait: Histogram,
+    pub hold_wait: HoldHistogram,
     /// Where a request's time goes, by [`Stage`] (see `session::timing`).
     pub stages: [Histogram; Stage::ALL.len()],
     /// How late a worker thread's runtime woke a task that asked to sleep: the time every
@@ -198,42 +222,6 @@ impl Stage {
             Stage::Server => "server",
             Stage::Out => "out",
             Stage::Total => "total",
-        }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            connections_total: AtomicU64::default(),
-            connections_active: AtomicI64::default(),
-            connections_starting: AtomicI64::default(),
-            statement_bytes: AtomicI64::default(),
-            connections_refused: AtomicU64::default(),
-            client_bytes: AtomicU64::default(),
-            server_bytes: AtomicU64::default(),
-            queries: AtomicU64::default(),
-            server_errors: AtomicU64::default(),
-            protocol_errors: AtomicU64::default(),
-            upstream_errors: AtomicU64::default(),
-            cancels: AtomicU64::default(),
-            prepared_recovered: AtomicU64::default(),
-            mirror_sampled: AtomicU64::default(),
-            mirror_comparisons: AtomicU64::default(),
-            mirror_mismatches: AtomicU64::default(),
-            mirror_skipped: AtomicU64::default(),
-            mirror_dropped: AtomicU64::default(),
-            mirror_errors: AtomicU64::default(),
-            holds: AtomicU64::default(),
-            holds_acked: AtomicU64::default(),
-            clients_held: AtomicI64::default(),
-            clients_held_total: AtomicU64::default(),
-            control_ignored: AtomicU64::default(),
-            control_state: AtomicI64::default(),
-            draining: std::sync::atomic::AtomicBool::default(),
-            hold_wait: Histogram::new(HOLD_BUCKETS),
-            stages: Stage::ALL.map(|_| Histogram::new(TIME_BUCKETS)),
-            worker_lag: Histogram::new(TIME_BUCKETS),
         }
     }
 }
