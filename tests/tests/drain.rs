@@ -6,8 +6,11 @@
 //! - On a table whose only unique index is its key, the forward trigger takes over from the
 //!   undrained log after `--drain-patience`, the rest drains behind it, the migration goes
 //!   live, and no write is lost, doubled or failed.
-//! - With a second unique index, the drain says it cannot hand over and why, and goes on;
-//!   when the writes stop, it catches up and the migration goes live.
+//! - With a second unique index on a column whose values the writers move from row to row
+//!   (a value one transaction gives up, a later one takes), the forward trigger takes over
+//!   too, evicting the stale shadow rows that still hold a value; no client write fails.
+//! - With a unique index on an expression, the drain says it cannot hand over and why, and
+//!   goes on; when the writes stop, it catches up and the migration goes live.
 //!
 //! Through the real `tandem` binary against a real PostgreSQL 15.
 
@@ -40,8 +43,16 @@ async fn connect(config: &tokio_postgres::Config) -> Client {
 }
 
 /// Four clients, flat out: add 1 to an existing row (each client its own), insert a row, and
-/// every third transaction delete its own oldest inserted row.
-async fn writers(config: tokio_postgres::Config, stop: Arc<AtomicBool>) -> Written {
+/// every third transaction delete its own oldest inserted row. With `move_tags`, every tenth
+/// transaction also gives a row of the fixture (each at most once) a new `tag`, and a row
+/// inserted a second later takes the tag it gave up: a unique value given up in one
+/// transaction and taken in a later one, which the log's drain, far behind, has not copied
+/// yet (the shadow's row still holds it).
+async fn writers(
+    config: tokio_postgres::Config,
+    stop: Arc<AtomicBool>,
+    move_tags: bool,
+) -> Written {
     let mut tasks = Vec::new();
     for i in 0..4i64 {
         let client = connect(&config).await;
@@ -49,6 +60,9 @@ async fn writers(config: tokio_postgres::Config, stop: Arc<AtomicBool>) -> Writt
         tasks.push(tokio::spawn(async move {
             let mut w = Written::default();
             let mut mine = std::collections::VecDeque::new();
+            // Tags given up, and when.
+            let mut freed = std::collections::VecDeque::<(std::time::Instant, i64)>::new();
+            let mut retagged = 0i64;
             let mut n = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -57,22 +71,49 @@ async fn writers(config: tokio_postgres::Config, stop: Arc<AtomicBool>) -> Writt
                 let delete = gone
                     .map(|g| format!("DELETE FROM accts WHERE id = {g};"))
                     .unwrap_or_default();
+                let retag = (move_tags && n % 10 == 0 && retagged < 1_000).then(|| {
+                    retagged += 1;
+                    let row = 4 * (retagged - 1) + i + 1;
+                    format!(
+                        "WITH old AS (SELECT tag FROM accts WHERE id = {row} FOR UPDATE)
+                         UPDATE accts a SET tag = nextval('tags') FROM old
+                          WHERE a.id = {row} RETURNING old.tag::text;"
+                    )
+                });
+                let taken = freed
+                    .front()
+                    .filter(|(at, _)| at.elapsed() > Duration::from_secs(1))
+                    .map(|&(_, tag)| tag);
+                let tag = taken.map_or("DEFAULT".to_string(), |t| t.to_string());
+                let (tag_column, tag_value) = if move_tags {
+                    (", tag", format!(", {tag}"))
+                } else {
+                    ("", String::new())
+                };
                 // New keys from a sequence: above the copy's bound, as an application's are.
                 let sql = format!(
-                    "BEGIN; UPDATE accts SET bal = bal + 1 WHERE id = {key};
-                     INSERT INTO accts (id, bal) VALUES (nextval('ids'), 0); {delete}
-                     SELECT currval('ids')::text; COMMIT;"
+                    "BEGIN; {retag} UPDATE accts SET bal = bal + 1 WHERE id = {key};
+                     INSERT INTO accts (id, bal{tag_column}) VALUES (nextval('ids'), 0{tag_value}); {delete}
+                     SELECT currval('ids')::text; COMMIT;",
+                    retag = retag.as_deref().unwrap_or_default(),
                 );
                 match client.simple_query(&sql).await {
                     Ok(out) => {
-                        let new: i64 = out
+                        let values: Vec<i64> = out
                             .iter()
-                            .find_map(|m| match m {
+                            .filter_map(|m| match m {
                                 tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
                                 _ => None,
                             })
-                            .and_then(|v| v.parse().ok())
-                            .expect("currval");
+                            .map(|v| v.parse().expect("a number"))
+                            .collect();
+                        let new = *values.last().expect("currval");
+                        if retag.is_some() {
+                            freed.push_back((std::time::Instant::now(), values[0]));
+                        }
+                        if taken.is_some() {
+                            freed.pop_front();
+                        }
                         w.committed += 1;
                         w.increments += 1;
                         w.inserted += 1;
@@ -84,7 +125,10 @@ async fn writers(config: tokio_postgres::Config, stop: Arc<AtomicBool>) -> Writt
                     }
                     Err(e) => {
                         let _ = client.batch_execute("ROLLBACK").await;
-                        w.errors.push(e.to_string());
+                        w.errors.push(
+                            e.as_db_error()
+                                .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+                        );
                     }
                 }
             }
@@ -108,12 +152,14 @@ async fn one(client: &Client, sql: &str) -> i64 {
 }
 
 /// Load `accts` (4,000 rows, plus `extra` DDL), plan `bal` to bigint, and apply with the
-/// slowed drain while the writers run; `stop_writers_at` is the stderr line after which the
-/// writers stop (`None`: when apply has finished). Returns apply's stderr and what the writers
-/// did, after checking the table holds exactly what they wrote.
+/// slowed drain while the writers run (`move_tags`: see [`writers`]); `stop_writers_at` is
+/// the stderr line after which the writers stop (`None`: when apply has finished). Returns
+/// apply's stderr and what the writers did, after checking the table holds exactly what they
+/// wrote.
 async fn migrate_under_writes(
     name: &str,
     extra: &str,
+    move_tags: bool,
     stop_writers_at: Option<&str>,
 ) -> (String, Written) {
     let db = TestDb::new(name).await;
@@ -142,7 +188,7 @@ async fn migrate_under_writes(
     let load = tokio::spawn({
         let stop = stop.clone();
         let config = db.config();
-        async move { writers(config, stop).await }
+        async move { writers(config, stop, move_tags).await }
     });
     let id_text = id.to_string();
     let args = [
@@ -224,7 +270,7 @@ fn report(stderr: &str, written: &Written) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drain_behind_the_writes_hands_over_to_the_forward_trigger() {
-    let (stderr, written) = migrate_under_writes("drain_behind_key_only", "", None).await;
+    let (stderr, written) = migrate_under_writes("drain_behind_key_only", "", false, None).await;
     assert!(
         stderr.contains("the writes outpace the log's drain")
             && stderr.contains("the forward trigger takes over now"),
@@ -234,12 +280,33 @@ async fn a_drain_behind_the_writes_hands_over_to_the_forward_trigger() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_drain_behind_the_writes_with_a_second_unique_index_says_why_and_waits() {
+async fn a_drain_behind_the_writes_hands_over_with_a_unique_column_whose_values_move() {
     let (stderr, written) = migrate_under_writes(
         "drain_behind_unique",
         "CREATE SEQUENCE tags;
          ALTER TABLE accts ADD COLUMN tag bigint NOT NULL DEFAULT nextval('tags') UNIQUE;",
-        Some("compares rows with one another"),
+        true,
+        None,
+    )
+    .await;
+    assert!(
+        stderr.contains("the writes outpace the log's drain")
+            && stderr.contains("the forward trigger takes over now")
+            && stderr.contains("evicting the shadow's stale rows"),
+        "{stderr}"
+    );
+    report(&stderr, &written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_behind_the_writes_with_a_unique_expression_index_says_why_and_waits() {
+    let (stderr, written) = migrate_under_writes(
+        "drain_behind_unique_expr",
+        "CREATE SEQUENCE tags;
+         ALTER TABLE accts ADD COLUMN tag bigint NOT NULL DEFAULT nextval('tags');
+         CREATE UNIQUE INDEX accts_tag_key ON accts ((tag * 2));",
+        false,
+        Some("compares rows in a way"),
     )
     .await;
     assert!(

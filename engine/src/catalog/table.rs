@@ -148,11 +148,19 @@ pub(crate) async fn unique_columns(
         .collect())
 }
 
-/// The names of the shadow's unique and exclusion indexes other than its key's.
+/// One of the shadow's unique or exclusion indexes other than its key's.
+pub(crate) struct CrossRowIndex {
+    pub(crate) name: String,
+    /// Its columns, when a stale row holding its values can be found by them (a unique
+    /// index on plain columns whose NULLs are distinct); `None` otherwise.
+    pub(crate) unique_columns: Option<Vec<Ident>>,
+}
+
+/// The shadow's unique and exclusion indexes other than its key's.
 pub(crate) async fn cross_row_indexes(
     c: &impl GenericClient,
     spec: &crate::shadow::TableSpec,
-) -> Result<Vec<String>, EngineError> {
+) -> Result<Vec<CrossRowIndex>, EngineError> {
     let key: Vec<String> = spec
         .new_key
         .iter()
@@ -162,7 +170,19 @@ pub(crate) async fn cross_row_indexes(
         .query(CROSS_ROW_INDEXES.sql, &[&spec.shadow.to_string(), &key])
         .await
         .map_err(EngineError::sql(format!("read {}", CROSS_ROW_INDEXES.what)))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| CrossRowIndex {
+            name: r.get(0),
+            // Catalog names are never empty.
+            unique_columns: r.get::<_, Option<Vec<String>>>(1).and_then(|cols| {
+                cols.into_iter()
+                    .map(Ident::new)
+                    .collect::<Result<Vec<_>, _>>()
+                    .ok()
+            }),
+        })
+        .collect())
 }
 
 /// The columns of table `oid`, in order.

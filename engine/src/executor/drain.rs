@@ -11,13 +11,18 @@
 //! forever, and the log grows without bound. The drain watches its backlog ([`Backlog`]);
 //! when, over `drain_patience` (30 s by default), it has not shrunk fast enough to be gone
 //! within ten more (the writes outpace the drain, or nearly):
-//! - if the shadow compares rows only on its key (no other unique or exclusion index), the
-//!   forward trigger takes over at once, without the last drain: from then on every write
+//! - the forward trigger takes over at once, without the last drain: from then on every write
 //!   copies its own row to the shadow, so the backlog stops growing, and the rest of the log
 //!   drains behind the trigger (the batches hold the copy lock, as the direct method's copy
-//!   does, so a re-copied row is never one a delete has missed);
-//! - otherwise the drain says so, naming the index, and goes on: the cutover waits until the
-//!   writes slow down.
+//!   does, so a re-copied row is never one a delete has missed). A stale shadow row may hold
+//!   a unique value its row has since given up, and a write that takes the value over would
+//!   fail on it: for each unique index besides the key's, this trigger first deletes a shadow
+//!   row that holds the written row's values under another key while the table's row of that
+//!   key no longer does (`log::evict_new`; the row's key is still in the log, which copies it
+//!   again). Once the log is drained, the trigger's function is replaced by the plain one;
+//! - when the shadow has an index on which a stale row cannot be found that way (an
+//!   expression or exclusion index, or one whose NULLs are not distinct), the drain says so,
+//!   naming the index, and goes on: the cutover waits until the writes slow down.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -83,9 +88,15 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
         .get(0);
     if exists {
         drain(ex, spec, Drain::AfterSwitch).await?;
+        // The shadow holds no stale row now: the forward trigger stops evicting (its
+        // function is replaced in place; no lock on the table).
+        let f = shadow::forward_function(spec.migration, spec.table_oid);
         ex.ddl_retry(
             "drop the log",
-            &[format!("DROP TABLE IF EXISTS {log}")],
+            &[
+                format!("DROP TABLE IF EXISTS {log}"),
+                sql::trigger_function(spec, sql::Direction::Forward, &f, &[]),
+            ],
             None,
         )
         .await?;
@@ -101,7 +112,7 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
 /// divergence) runs again, then the switch. A drain that falls behind the writes hands over
 /// early, or says why it cannot (the module's comment).
 async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    let mut handover = super::prepare::forward_trigger(spec);
+    let mut handover = super::prepare::forward_trigger(spec, &[]);
     handover.extend(log::disable_triggers(spec));
     let mut statements = handover.clone();
     statements.extend(log::drain_and_drop(spec));
@@ -110,33 +121,53 @@ async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> 
     let mut tries = 0;
     loop {
         if let Drained::Behind(behind) = drain(ex, spec, Drain::BeforeSwitch).await? {
-            // Named as they will be after the cutover (the shadow's are tandem's).
-            let others: Vec<String> = crate::catalog::table::cross_row_indexes(&ex.client, spec)
-                .await?
-                .into_iter()
-                .map(|n| {
-                    spec.new_indexes
-                        .iter()
-                        .find(|i| i.temp_name.as_str() == n)
-                        .map_or(n, |i| i.final_name.to_string())
+            let others = crate::catalog::table::cross_row_indexes(&ex.client, spec).await?;
+            // For each other unique index, the statement that evicts a stale row holding the
+            // written row's values; none when one index has no such statement.
+            let evict: Option<Vec<String>> = others
+                .iter()
+                .map(|i| {
+                    i.unique_columns
+                        .as_ref()
+                        .and_then(|cols| log::evict_new(spec, cols))
                 })
                 .collect();
-            if others.is_empty() {
+            if let Some(evict) = evict {
+                let also = if evict.is_empty() {
+                    String::new()
+                } else {
+                    " (evicting the shadow's stale rows that hold its unique values first)"
+                        .to_string()
+                };
                 ex.emit(Event::Warning(format!(
                     "{table}: {behind}; the forward trigger takes over now, so that each write \
-                     copies its own row to the shadow, and the log's {} entries left drain \
-                     behind it",
+                     copies its own row to the shadow{also}, and the log's {} entries left \
+                     drain behind it",
                     behind.backlog
                 )));
-                ex.ddl_retry(&what, &handover, None).await?;
+                let mut early = super::prepare::forward_trigger(spec, &evict);
+                early.extend(log::disable_triggers(spec));
+                ex.ddl_retry(&what, &early, None).await?;
                 return Ok(());
             }
+            // Named as they will be after the cutover (the shadow's are tandem's).
+            let blocking: Vec<String> = others
+                .into_iter()
+                .filter(|i| i.unique_columns.is_none())
+                .map(|i| {
+                    spec.new_indexes
+                        .iter()
+                        .find(|n| n.temp_name.as_str() == i.name)
+                        .map_or(i.name, |n| n.final_name.to_string())
+                })
+                .collect();
             ex.emit(Event::Warning(format!(
-                "{table}: {behind}. The shadow's {} compares rows with one another, so the \
-                 forward trigger can only take over from a drained log (a value moved between \
-                 rows would fail a client's write): the drain goes on, and the cutover waits \
-                 until the table's writes slow down",
-                others.join(", ")
+                "{table}: {behind}. The shadow's {} compares rows in a way a write cannot \
+                 check for a stale row (an expression, an exclusion, or NULLS NOT DISTINCT), \
+                 so the forward trigger can only take over from a drained log (a value moved \
+                 between rows would fail a client's write): the drain goes on, and the \
+                 cutover waits until the table's writes slow down",
+                blocking.join(", ")
             )));
             continue;
         }

@@ -277,6 +277,28 @@ pub fn drain_and_drop(spec: &TableSpec) -> Vec<String> {
 /// to be reported. `None` for the key's own index, or when a unique column is not one the
 /// copy writes.
 pub fn evict(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<String> {
+    evict_for(
+        spec,
+        unique,
+        &format!(
+            "{} AS o WHERE ({}) IN {}",
+            spec.table,
+            cols(&spec.key, "o"),
+            keys_param(spec)
+        ),
+    )
+}
+
+/// [`evict`] for the row a forward trigger is about to write (`NEW`), when it took over from
+/// a log that was not drained (`executor/drain.rs`): a stale shadow row, whose key the log
+/// still holds, may hold the unique value the row now has.
+pub fn evict_new(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<String> {
+    evict_for(spec, unique, "(SELECT NEW.*) AS o")
+}
+
+/// The eviction of stale shadow rows holding the `unique` values of the rows `source` (a
+/// `FROM` item, the table's rows as `o`) gives.
+fn evict_for(spec: &TableSpec, unique: &[planner::ident::Ident], source: &str) -> Option<String> {
     // The key's own index: the unlink already clears its rows.
     if unique.len() == spec.new_key.len() && spec.new_key.iter().all(|k| unique.contains(&k.name)) {
         return None;
@@ -306,7 +328,7 @@ pub fn evict(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<Strin
         .collect();
     Some(format!(
         "DELETE FROM {shadow} AS t
-  USING (SELECT {values}, {new_key} FROM {table} AS o WHERE ({okey}) IN {keys}) AS n
+  USING (SELECT {values}, {new_key} FROM {source}) AS n
   WHERE ({tvals}) = ({us}) AND ({tkey}) <> ({ks})
     AND NOT EXISTS (SELECT 1 FROM (SELECT {values} FROM {table} AS o WHERE ({okey}) = ({tkey})) AS c
                      WHERE ({cs}) = ({tvals}))",
@@ -315,7 +337,6 @@ pub fn evict(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<Strin
         new_key = new_key.join(", "),
         table = spec.table,
         okey = cols(&spec.key, "o"),
-        keys = keys_param(spec),
         tvals = shadow_values.join(", "),
         us = us.join(", "),
         tkey = cols(&spec.new_key, "t"),

@@ -117,7 +117,16 @@ fn order(cols: &[Column], alias: &str, desc: bool) -> String {
 /// recorded in `tandem.divergence`, which fails verification (forward) or blocks a rollback
 /// (reverse) with the key. The spec's guard says whether that takes a test before the write
 /// or an `EXCEPTION` block (a subtransaction per row).
-pub fn trigger_function(spec: &TableSpec, direction: Direction, function: &QualName) -> String {
+///
+/// `evict` (forward only): statements that run before the write, deleting stale shadow rows
+/// that hold the row's unique values (`log::evict_new`), for a forward trigger that took over
+/// from a log not yet drained.
+pub fn trigger_function(
+    spec: &TableSpec,
+    direction: Direction,
+    function: &QualName,
+    evict: &[String],
+) -> String {
     let f = spec.flow(direction);
     let src_old: Vec<String> = f
         .source_key
@@ -242,10 +251,14 @@ BEGIN
 {copy_lock}    DELETE FROM {target} AS t WHERE ({tkeys}) = ({old});
   END IF;
   IF TG_OP <> 'DELETE' THEN
-{write}
+{evict}{write}
   END IF;
   RETURN NULL;
 {catch}END",
+        evict = evict
+            .iter()
+            .map(|e| format!("    {};\n", e.replace('\n', "\n    ")))
+            .collect::<String>(),
         old = src_old.join(", "),
         new = src_new.join(", "),
         target = f.target,

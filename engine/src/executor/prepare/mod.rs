@@ -180,7 +180,7 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
         statements.push(sql::truncate_function(spec, sql::Direction::Forward, &f));
         statements.extend(writer::recorder_function(spec));
         match spec.copy {
-            CopyMethod::Direct => statements.extend(forward_trigger(spec)),
+            CopyMethod::Direct => statements.extend(forward_trigger(spec, &[])),
             CopyMethod::Log => {
                 statements.push(log::create_table(spec));
                 statements.extend(writer::log_grants(
@@ -227,11 +227,17 @@ pub(crate) async fn dual_write(ex: &mut Executor, m: &Migration) -> Result<(), E
 /// The forward trigger and its function: every write to the table applied to the shadow.
 /// Only `CREATE TRIGGER`'s SHARE ROW EXCLUSIVE lock (readers go on; a `DROP TRIGGER IF
 /// EXISTS` would take ACCESS EXCLUSIVE): the statements run in one transaction with what
-/// they record, so no earlier attempt left a trigger behind.
-pub(crate) fn forward_trigger(spec: &TableSpec) -> Vec<String> {
+/// they record, so no earlier attempt left a trigger behind. `evict`: see
+/// [`sql::trigger_function`].
+pub(crate) fn forward_trigger(spec: &TableSpec, evict: &[String]) -> Vec<String> {
     let f = shadow::forward_function(spec.migration, spec.table_oid);
     let t = shadow::forward_trigger(spec.migration);
-    let mut out = vec![sql::trigger_function(spec, sql::Direction::Forward, &f)];
+    let mut out = vec![sql::trigger_function(
+        spec,
+        sql::Direction::Forward,
+        &f,
+        evict,
+    )];
     out.extend(writer::hand_over(spec, &f));
     out.extend([
         format!(

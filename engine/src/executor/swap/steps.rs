@@ -515,7 +515,7 @@ pub(super) async fn reverse_dual_write(
     let f = shadow::reverse_function(m.id, spec.table_oid);
     exec(
         tx,
-        &sql::trigger_function(spec, sql::Direction::Reverse, &f),
+        &sql::trigger_function(spec, sql::Direction::Reverse, &f, &[]),
         "create the reverse trigger function",
     )
     .await?;

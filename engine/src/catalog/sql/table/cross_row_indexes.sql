@@ -1,7 +1,16 @@
 -- The indexes of table $1 (a name, for the shadow) that compare a row with the others (unique
--- or exclusion), other than the key's ($2: the key's column names): with one of them, the
--- forward trigger only takes over from a drained log (`executor/drain.rs`).
-SELECT c.relname::text
+-- or exclusion), other than the key's ($2: the key's column names), each with its columns
+-- when a forward trigger can evict a stale row holding its values (a unique index on plain
+-- columns whose NULLs are distinct; NULL otherwise): a forward trigger takes over from a log
+-- not yet drained only when it can evict for every one (`executor/drain.rs`).
+-- `indnullsnotdistinct` is read through to_jsonb: the column is new in PostgreSQL 15.
+SELECT c.relname::text,
+       CASE WHEN i.indisunique AND i.indexprs IS NULL
+                 AND NOT coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false)
+            THEN array(SELECT a.attname::text FROM generate_series(0, i.indnkeyatts - 1) g(n)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[g.n]
+                        ORDER BY g.n)
+       END
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid
  WHERE i.indrelid = $1::text::regclass
