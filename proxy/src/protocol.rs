@@ -438,17 +438,39 @@ pub fn cancel_request(pid: u32, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Close statement `name`, then Parse it again from its text: sent before a request is replayed.
-pub fn reprepare(out: &mut BytesMut, name: &str, query: &str, types: &[u32]) {
+/// Why a statement is prepared again, which [`reprepare`] writes into its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// After swap number `n` (the traffic epoch): every session prepares its statement with
+    /// the same text, so a pooler prepares it once per server connection.
+    Change(u64),
+    /// After `cached plan must not change result type`; `n` is unique in the process.
+    Error(u64),
+}
+
+/// Close statement `name`, then Parse it again from its text, with a comment that says why
+/// (`again`): sent after a swap, or before a request is replayed.
+///
+/// The comment makes the text one a pooler between the proxy and PostgreSQL has not seen: a
+/// pooler that keeps prepared statements on its server connections (pgbouncer's
+/// `max_prepared_statements`) answers the Close itself and, for a text it has prepared
+/// before, skips the Parse, so the server would go on executing the statement planned for
+/// the table's old shape. PostgreSQL ignores the comment.
+pub fn reprepare(out: &mut BytesMut, name: &str, query: &str, types: &[u32], again: Again) {
+    let note = match again {
+        Again::Change(n) => format!("\n/* tandem: prepared again after change {n} */"),
+        Again::Error(n) => format!("\n/* tandem: prepared again after error {n} */"),
+    };
     let mut close = Vec::with_capacity(name.len() + 2);
     close.push(b'S');
     close.extend_from_slice(name.as_bytes());
     close.push(0);
     put_message(out, b'C', &close);
-    let mut parse = Vec::with_capacity(name.len() + query.len() + 4 + 4 * types.len());
+    let mut parse = Vec::with_capacity(name.len() + query.len() + note.len() + 4 + 4 * types.len());
     parse.extend_from_slice(name.as_bytes());
     parse.push(0);
     parse.extend_from_slice(query.as_bytes());
+    parse.extend_from_slice(note.as_bytes());
     parse.push(0);
     parse.extend_from_slice(&(types.len() as i16).to_be_bytes());
     for t in types {

@@ -141,15 +141,18 @@ proptest! {
     }
 
     /// What the proxy sends before a replay (Close, then Parse) decodes as that Close and
-    /// that Parse.
+    /// that Parse, of the text with the comment that says why.
     #[test]
     fn reprepare_and_parse_parse_round_trip(
         name in "[^\u{0}]{1,24}",
         query in cstring(),
         types in prop::collection::vec(any::<u32>(), 0..40),
+        n in any::<u64>(),
+        error in any::<bool>(),
     ) {
         let mut out = BytesMut::new();
-        protocol::reprepare(&mut out, &name, &query, &types);
+        let again = if error { protocol::Again::Error(n) } else { protocol::Again::Change(n) };
+        protocol::reprepare(&mut out, &name, &query, &types, again);
         let close = protocol::header(&out, usize::MAX).unwrap().unwrap();
         prop_assert_eq!(close.tag, b'C');
         prop_assert_eq!(protocol::statement_target(&out[5..close.total()]), Ok(Some(name.as_str())));
@@ -159,7 +162,9 @@ proptest! {
         prop_assert_eq!(parse.total(), rest.len());
         let p = protocol::parse_parse(&rest[5..]).unwrap();
         prop_assert_eq!(p.name, name.as_str());
-        prop_assert_eq!(p.query, query.as_str());
+        // The text, then the comment that makes it new to a pooler.
+        let kind = if error { "error" } else { "change" };
+        prop_assert_eq!(p.query, format!("{query}\n/* tandem: prepared again after {kind} {n} */"));
         prop_assert_eq!(p.types, types);
     }
 

@@ -195,7 +195,13 @@ impl Session<'_> {
             }
             for (name, stmt) in &st.statements {
                 if !name.is_empty() && stmt.own_describe && !stmt.cached {
-                    protocol::reprepare(&mut out, name, &stmt.query, &stmt.types);
+                    protocol::reprepare(
+                        &mut out,
+                        name,
+                        &stmt.query,
+                        &stmt.types,
+                        protocol::Again::Change(now),
+                    );
                     n += 1;
                 }
             }

@@ -196,10 +196,17 @@ impl Session<'_> {
                         return Server::Forward;
                     };
                     let mut out = BytesMut::new();
-                    protocol::reprepare(&mut out, &name, &stmt.query, &stmt.types);
+                    // The counter's value before: unique in the process.
+                    let n = self.shared.metrics.prepared_recovered.fetch_add(1, Relaxed);
+                    protocol::reprepare(
+                        &mut out,
+                        &name,
+                        &stmt.query,
+                        &stmt.types,
+                        protocol::Again::Error(n),
+                    );
                     out.extend_from_slice(req.raw.as_deref().unwrap_or_default());
                     st.recovery = Recovery::Swallow(2);
-                    self.shared.metrics.prepared_recovered.fetch_add(1, Relaxed);
                     return Server::Replay(out);
                 }
                 st.recovery = Recovery::None;
