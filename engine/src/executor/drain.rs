@@ -112,9 +112,8 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
 /// divergence) runs again, then the switch. A drain that falls behind the writes hands over
 /// early, or says why it cannot (the module's comment).
 async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
-    let mut handover = super::prepare::forward_trigger(spec, &[]);
-    handover.extend(log::disable_triggers(spec));
-    let mut statements = handover.clone();
+    let mut statements = super::prepare::forward_trigger(spec, &[]);
+    statements.extend(log::disable_triggers(spec));
     statements.extend(log::drain_and_drop(spec));
     let table = spec.table.display_plain();
     let what = format!("hand the shadow of {table} to the forward trigger");
@@ -123,16 +122,24 @@ async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> 
         if let Drained::Behind(behind) = drain(ex, spec, Drain::BeforeSwitch).await? {
             let others = crate::catalog::table::cross_row_indexes(&ex.client, spec).await?;
             // For each other unique index, the statement that evicts a stale row holding the
-            // written row's values; none when one index has no such statement.
-            let evict: Option<Vec<String>> = others
-                .iter()
+            // written row's values (none needed on the key's columns), or `Err` when a
+            // stale row cannot be found that way.
+            let evictions: Vec<(String, Result<Option<String>, ()>)> = others
+                .into_iter()
                 .map(|i| {
-                    i.unique_columns
-                        .as_ref()
-                        .and_then(|cols| log::evict_new(spec, cols))
+                    let evict = match &i.unique_columns {
+                        Some(cols) if log::is_key(spec, cols) => Ok(None),
+                        Some(cols) => log::evict_new(spec, cols).map(Some).ok_or(()),
+                        None => Err(()),
+                    };
+                    (i.name, evict)
                 })
                 .collect();
-            if let Some(evict) = evict {
+            if evictions.iter().all(|(_, e)| e.is_ok()) {
+                let evict: Vec<String> = evictions
+                    .into_iter()
+                    .filter_map(|(_, e)| e.ok().flatten())
+                    .collect();
                 let also = if evict.is_empty() {
                     String::new()
                 } else {
@@ -151,22 +158,22 @@ async fn switch(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> 
                 return Ok(());
             }
             // Named as they will be after the cutover (the shadow's are tandem's).
-            let blocking: Vec<String> = others
+            let blocking: Vec<String> = evictions
                 .into_iter()
-                .filter(|i| i.unique_columns.is_none())
-                .map(|i| {
+                .filter(|(_, e)| e.is_err())
+                .map(|(name, _)| {
                     spec.new_indexes
                         .iter()
-                        .find(|n| n.temp_name.as_str() == i.name)
-                        .map_or(i.name, |n| n.final_name.to_string())
+                        .find(|n| n.temp_name.as_str() == name)
+                        .map_or(name, |n| n.final_name.to_string())
                 })
                 .collect();
             ex.emit(Event::Warning(format!(
                 "{table}: {behind}. The shadow's {} compares rows in a way a write cannot \
-                 check for a stale row (an expression, an exclusion, or NULLS NOT DISTINCT), \
-                 so the forward trigger can only take over from a drained log (a value moved \
-                 between rows would fail a client's write): the drain goes on, and the \
-                 cutover waits until the table's writes slow down",
+                 check for a stale row (an expression, an exclusion, NULLS NOT DISTINCT, or a \
+                 column the copy does not write), so the forward trigger can only take over \
+                 from a drained log (a value moved between rows would fail a client's write): \
+                 the drain goes on, and the cutover waits until the table's writes slow down",
                 blocking.join(", ")
             )));
             continue;

@@ -296,11 +296,17 @@ pub fn evict_new(spec: &TableSpec, unique: &[planner::ident::Ident]) -> Option<S
     evict_for(spec, unique, "(SELECT NEW.*) AS o")
 }
 
+/// Whether the unique columns `unique` are the shadow's key's (a stale row cannot hold a
+/// value of them under another key: nothing to evict).
+pub fn is_key(spec: &TableSpec, unique: &[planner::ident::Ident]) -> bool {
+    unique.len() == spec.new_key.len() && spec.new_key.iter().all(|k| unique.contains(&k.name))
+}
+
 /// The eviction of stale shadow rows holding the `unique` values of the rows `source` (a
 /// `FROM` item, the table's rows as `o`) gives.
 fn evict_for(spec: &TableSpec, unique: &[planner::ident::Ident], source: &str) -> Option<String> {
     // The key's own index: the unlink already clears its rows.
-    if unique.len() == spec.new_key.len() && spec.new_key.iter().all(|k| unique.contains(&k.name)) {
+    if is_key(spec, unique) {
         return None;
     }
     let expr = |name: &planner::ident::Ident| {
