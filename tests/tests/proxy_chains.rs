@@ -96,11 +96,7 @@ struct Pgbouncer {
 }
 
 impl Pgbouncer {
-    fn start(server: (&str, u16), db: &str, user: &str, password: &str, mode: &str) -> Pgbouncer {
-        Self::start_with(Bouncer::Host, server, (db, user, password), mode, "")
-    }
-
-    fn start_with(
+    fn start(
         bouncer: Bouncer,
         server: (&str, u16),
         (db, user, password): (&str, &str, &str),
@@ -361,19 +357,91 @@ async fn migrate_under(
     .unwrap()
 }
 
+/// The bank on a database of its own, and what a chain around it needs.
+struct Bank {
+    db: TestDb,
+    endpoint: Endpoint,
+    password: String,
+    passfile: PassFile,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Bank {
+    async fn new(name: &str) -> Bank {
+        let db = TestDb::new(name).await;
+        let (endpoint, password) = tcp_endpoint(&db);
+        let passfile = PassFile::new(&password);
+        init(&endpoint, &passfile);
+        let url = db.url();
+        Bank {
+            db,
+            endpoint,
+            password,
+            passfile,
+            url,
+            dir: scratch_dir(name),
+        }
+    }
+
+    /// A pgbouncer in front of `server`, for the bank's database and user.
+    fn bouncer(&self, bouncer: Bouncer, server: (&str, u16), mode: &str, extra: &str) -> Pgbouncer {
+        let e = &self.endpoint;
+        Pgbouncer::start(
+            bouncer,
+            server,
+            (&e.dbname, &e.user, &self.password),
+            mode,
+            extra,
+        )
+    }
+
+    /// A tandem proxy straight on PostgreSQL, registered with tandem; and its metrics address.
+    async fn proxy(&self) -> (Proxy, String) {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let mut c = self.db.connect().await;
+        engine::state::install(&mut c).await.expect("install");
+        let proxy = Proxy::for_db_with(&self.db, "", &["--metrics", &metrics]);
+        registered(&self.db, &metrics).await;
+        (proxy, metrics)
+    }
+
+    /// A tandem proxy whose upstream is `bouncer`, its own connections straight to
+    /// PostgreSQL (`control_upstream`), registered with tandem; its metrics address, and the
+    /// directory of its configuration (kept while it runs).
+    async fn proxy_through(&self, bouncer: &Pgbouncer) -> (Proxy, String, tempfile::TempDir) {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let (cfg_dir, config) = config_file(
+            &self.password,
+            &format!("control_upstream = \"{}\"", self.endpoint.url()),
+        );
+        let through_bouncer = self.endpoint.with_port(bouncer.port);
+        let config_arg = config.display().to_string();
+        let proxy = Proxy::start_with(
+            &through_bouncer.url(),
+            &["--config", &config_arg, "--metrics", &metrics],
+            &[],
+        );
+        registered(&self.db, &metrics).await;
+        (proxy, metrics, cfg_dir)
+    }
+
+    /// `pgbench` through `port` on 127.0.0.1 ([`pgbench`]).
+    fn load(&self, port: u16, mode: &str, secs: u32) -> std::process::Child {
+        pgbench(
+            ("127.0.0.1", port),
+            &self.endpoint,
+            &self.passfile,
+            mode,
+            secs,
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbouncer_in_front_of_the_proxy_through_cutover_and_rollback() {
-    let db = TestDb::new("proxy_chain_front").await;
-    let (endpoint, password) = tcp_endpoint(&db);
-    let passfile = PassFile::new(&password);
-    init(&endpoint, &passfile);
-    let url = db.url();
-    let dir = scratch_dir("proxy_chain_front");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut c = db.connect().await;
-    engine::state::install(&mut c).await.expect("install");
-    let proxy = Proxy::for_db_with(&db, "", &["--metrics", &metrics]);
-    registered(&db, &metrics).await;
+    let bank = Bank::new("proxy_chain_front").await;
+    let (proxy, metrics) = bank.proxy().await;
 
     // abalance: integer -> bigint, finalized; then bigint -> numeric and back (a prepared
     // `SELECT abalance` changes result type at each swap).
@@ -381,23 +449,11 @@ async fn pgbouncer_in_front_of_the_proxy_through_cutover_and_rollback() {
         ("transaction", "extended", ("bigint", false)),
         ("session", "prepared", ("numeric", true)),
     ] {
-        let bouncer = Pgbouncer::start(
-            ("127.0.0.1", proxy.port()),
-            &endpoint.dbname,
-            &endpoint.user,
-            &password,
-            mode,
-        );
+        let bouncer = bank.bouncer(Bouncer::Host, ("127.0.0.1", proxy.port()), mode, "");
         let before = holds_acked(&metrics);
-        let load = pgbench(
-            ("127.0.0.1", bouncer.port),
-            &endpoint,
-            &passfile,
-            bench_mode,
-            10,
-        );
+        let load = bank.load(bouncer.port, bench_mode, 10);
         let what = format!("pgbouncer ({mode}) -> tandem proxy, pgbench -M {bench_mode}");
-        let out = migrate_under(&url, &dir, load, change, &format!("front_{mode}")).await;
+        let out = migrate_under(&bank.url, &bank.dir, load, change, &format!("front_{mode}")).await;
         eprintln!("{what}:\n{out}");
         assert!(
             holds_acked(&metrics) > before,
@@ -411,40 +467,12 @@ async fn pgbouncer_in_front_of_the_proxy_through_cutover_and_rollback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_in_front_of_pgbouncer_with_its_own_connections_straight_to_postgres() {
-    let db = TestDb::new("proxy_chain_behind").await;
-    let (endpoint, password) = tcp_endpoint(&db);
-    let passfile = PassFile::new(&password);
-    init(&endpoint, &passfile);
-    let url = db.url();
-    let dir = scratch_dir("proxy_chain_behind");
-    let bouncer = Pgbouncer::start(
-        (&endpoint.host, endpoint.port),
-        &endpoint.dbname,
-        &endpoint.user,
-        &password,
-        "transaction",
-    );
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let (_cfg_dir, config) = config_file(
-        &password,
-        &format!("control_upstream = \"{}\"", endpoint.url()),
-    );
-    let through_bouncer = endpoint.with_port(bouncer.port);
-    let config_arg = config.display().to_string();
-    let proxy = Proxy::start_with(
-        &through_bouncer.url(),
-        &["--config", &config_arg, "--metrics", &metrics],
-        &[],
-    );
-    registered(&db, &metrics).await;
-    let load = pgbench(
-        ("127.0.0.1", proxy.port()),
-        &endpoint,
-        &passfile,
-        "extended",
-        10,
-    );
-    let out = migrate_under(&url, &dir, load, ("bigint", true), "behind").await;
+    let bank = Bank::new("proxy_chain_behind").await;
+    let e = &bank.endpoint;
+    let bouncer = bank.bouncer(Bouncer::Host, (&e.host, e.port), "transaction", "");
+    let (proxy, metrics, _cfg_dir) = bank.proxy_through(&bouncer).await;
+    let load = bank.load(proxy.port(), "extended", 10);
+    let out = migrate_under(&bank.url, &bank.dir, load, ("bigint", true), "behind").await;
     eprintln!("tandem proxy -> pgbouncer (transaction):\n{out}");
     assert!(
         holds_acked(&metrics) > 0,
@@ -459,32 +487,12 @@ const PREPARED: &str = "max_prepared_statements = 100";
 /// the proxy re-prepares them after the swap and after the rollback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbouncer_1_24_with_prepared_statements_in_front_of_the_proxy() {
-    let db = TestDb::new("proxy_chain_front_124").await;
-    let (endpoint, password) = tcp_endpoint(&db);
-    let passfile = PassFile::new(&password);
-    init(&endpoint, &passfile);
-    let url = db.url();
-    let dir = scratch_dir("proxy_chain_front_124");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut c = db.connect().await;
-    engine::state::install(&mut c).await.expect("install");
-    let proxy = Proxy::for_db_with(&db, "", &["--metrics", &metrics]);
-    registered(&db, &metrics).await;
-    let bouncer = Pgbouncer::start_with(
-        Bouncer::Trixie,
-        ("127.0.0.1", proxy.port()),
-        (&endpoint.dbname, &endpoint.user, &password),
-        "transaction",
-        PREPARED,
-    );
-    let load = pgbench(
-        ("127.0.0.1", bouncer.port),
-        &endpoint,
-        &passfile,
-        "prepared",
-        10,
-    );
-    let out = migrate_under(&url, &dir, load, ("bigint", true), "front_124").await;
+    let bank = Bank::new("proxy_chain_front_124").await;
+    let (proxy, metrics) = bank.proxy().await;
+    let server = ("127.0.0.1", proxy.port());
+    let bouncer = bank.bouncer(Bouncer::Trixie, server, "transaction", PREPARED);
+    let load = bank.load(bouncer.port, "prepared", 10);
+    let out = migrate_under(&bank.url, &bank.dir, load, ("bigint", true), "front_124").await;
     eprintln!(
         "pgbouncer 1.24 (transaction, {PREPARED}) -> tandem proxy, pgbench -M prepared:\n{out}"
     );
@@ -496,50 +504,22 @@ async fn pgbouncer_1_24_with_prepared_statements_in_front_of_the_proxy() {
 /// pgbouncer's `RECONNECT` has cleared its server connections' statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_in_front_of_pgbouncer_1_24_with_prepared_statements() {
-    let db = TestDb::new("proxy_chain_behind_124").await;
-    let (endpoint, password) = tcp_endpoint(&db);
-    let passfile = PassFile::new(&password);
-    init(&endpoint, &passfile);
-    let url = db.url();
-    let dir = scratch_dir("proxy_chain_behind_124");
-    let bouncer = Pgbouncer::start_with(
-        Bouncer::Trixie,
-        (&endpoint.host, endpoint.port),
-        (&endpoint.dbname, &endpoint.user, &password),
-        "transaction",
-        PREPARED,
-    );
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let (_cfg_dir, config) = config_file(
-        &password,
-        &format!("control_upstream = \"{}\"", endpoint.url()),
-    );
-    let through_bouncer = endpoint.with_port(bouncer.port);
-    let config_arg = config.display().to_string();
-    let proxy = Proxy::start_with(
-        &through_bouncer.url(),
-        &["--config", &config_arg, "--metrics", &metrics],
-        &[],
-    );
-    registered(&db, &metrics).await;
-    let load = pgbench(
-        ("127.0.0.1", proxy.port()),
-        &endpoint,
-        &passfile,
-        "prepared",
-        10,
-    );
-    let out = migrate_under(&url, &dir, load, ("bigint", false), "behind_124").await;
+    let bank = Bank::new("proxy_chain_behind_124").await;
+    let e = &bank.endpoint;
+    let bouncer = bank.bouncer(Bouncer::Trixie, (&e.host, e.port), "transaction", PREPARED);
+    let (proxy, metrics, _cfg_dir) = bank.proxy_through(&bouncer).await;
+    let load = bank.load(proxy.port(), "prepared", 10);
+    let out = migrate_under(&bank.url, &bank.dir, load, ("bigint", false), "behind_124").await;
     eprintln!(
         "tandem proxy -> pgbouncer 1.24 (transaction, {PREPARED}), pgbench -M prepared:\n{out}"
     );
     // A session that first prepares a statement after the swap sends its text as it is, and
     // the pooler may hold that text prepared, for the old shape, on a server connection: a
-    // limit (README, "Behind a pooler"). pgbouncer's RECONNECT (its server connections are
+    // limit (README, "With pgbouncer"). pgbouncer's RECONNECT (its server connections are
     // closed once released) clears them; new sessions then run clean.
     let reconnect = Command::new(pg_bin("psql"))
         .env_clear()
-        .env("PGPASSFILE", passfile.path())
+        .env("PGPASSFILE", bank.passfile.path())
         .args([
             "-X",
             "-h",
@@ -547,7 +527,7 @@ async fn the_proxy_in_front_of_pgbouncer_1_24_with_prepared_statements() {
             "-p",
             &bouncer.port.to_string(),
             "-U",
-            &endpoint.user,
+            &e.user,
         ])
         .args(["-d", "pgbouncer", "-c", "RECONNECT"])
         .output()
@@ -557,13 +537,7 @@ async fn the_proxy_in_front_of_pgbouncer_1_24_with_prepared_statements() {
         "RECONNECT on pgbouncer's console: {}",
         String::from_utf8_lossy(&reconnect.stderr)
     );
-    let after = pgbench(
-        ("127.0.0.1", proxy.port()),
-        &endpoint,
-        &passfile,
-        "prepared",
-        3,
-    );
+    let after = bank.load(proxy.port(), "prepared", 3);
     let out = finished(after, "new sessions after the swap and RECONNECT");
     eprintln!("new sessions after RECONNECT:\n{out}");
     assert!(
