@@ -11,6 +11,9 @@
 //!   too, evicting the stale shadow rows that still hold a value; no client write fails.
 //! - With a unique index on an expression, the drain says it cannot hand over and why, and
 //!   goes on; when the writes stop, it catches up and the migration goes live.
+//! - With transactions that write several rows, highest key first, and a `deadlock_timeout`
+//!   lowered below the drain's lock wait, a drain batch and a client that wait for each
+//!   other never end with the client failed: the batch gives up first.
 //!
 //! Through the real `tandem` binary against a real PostgreSQL 15.
 
@@ -26,7 +29,7 @@ use tokio_postgres::Client;
 #[derive(Debug, Default)]
 struct Written {
     committed: u64,
-    /// `bal` added in total (one per committed transaction).
+    /// `bal` added in total (one per row a committed transaction updated).
     increments: i64,
     inserted: i64,
     deleted: i64,
@@ -42,16 +45,26 @@ async fn connect(config: &tokio_postgres::Config) -> Client {
     client
 }
 
+/// What the writers do besides their plain work (see [`writers`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Traffic {
+    /// Every tenth transaction gives a row of the fixture (each at most once) a new `tag`,
+    /// and a row inserted a second later takes the tag it gave up: a unique value given up in
+    /// one transaction and taken in a later one, which the log's drain, far behind, has not
+    /// copied yet (the shadow's row still holds it).
+    move_tags: bool,
+    /// Each transaction adds 1 to four of the client's rows, not one, in four statements,
+    /// highest key first: against a drain batch, which deletes and copies its keys in an
+    /// order of its own, a transaction holding one shadow row and waiting for another.
+    crossing: bool,
+}
+
 /// Four clients, flat out: add 1 to an existing row (each client its own), insert a row, and
-/// every third transaction delete its own oldest inserted row. With `move_tags`, every tenth
-/// transaction also gives a row of the fixture (each at most once) a new `tag`, and a row
-/// inserted a second later takes the tag it gave up: a unique value given up in one
-/// transaction and taken in a later one, which the log's drain, far behind, has not copied
-/// yet (the shadow's row still holds it).
+/// every third transaction delete its own oldest inserted row; and what `traffic` adds.
 async fn writers(
     config: tokio_postgres::Config,
     stop: Arc<AtomicBool>,
-    move_tags: bool,
+    traffic: Traffic,
 ) -> Written {
     let mut tasks = Vec::new();
     for i in 0..4i64 {
@@ -66,12 +79,22 @@ async fn writers(
             let mut n = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let key = 4 * ((n * 37) % 1_000) + i + 1;
+                let own = |x: i64| 4 * (x % 1_000) + i + 1;
+                let mut keys = vec![own(n * 37)];
+                if traffic.crossing {
+                    keys.extend([own(n * 53), own(n * 53 + 333), own(n * 53 + 666)]);
+                    keys.sort_unstable_by(|a, b| b.cmp(a));
+                    keys.dedup();
+                }
+                let updates: String = keys
+                    .iter()
+                    .map(|k| format!("UPDATE accts SET bal = bal + 1 WHERE id = {k};\n"))
+                    .collect();
                 let gone = (n % 3 == 0).then(|| mine.front().copied()).flatten();
                 let delete = gone
                     .map(|g| format!("DELETE FROM accts WHERE id = {g};"))
                     .unwrap_or_default();
-                let retag = (move_tags && n % 10 == 0 && retagged < 1_000).then(|| {
+                let retag = (traffic.move_tags && n % 10 == 0 && retagged < 1_000).then(|| {
                     retagged += 1;
                     let row = 4 * (retagged - 1) + i + 1;
                     format!(
@@ -85,14 +108,14 @@ async fn writers(
                     .filter(|(at, _)| at.elapsed() > Duration::from_secs(1))
                     .map(|&(_, tag)| tag);
                 let tag = taken.map_or("DEFAULT".to_string(), |t| t.to_string());
-                let (tag_column, tag_value) = if move_tags {
+                let (tag_column, tag_value) = if traffic.move_tags {
                     (", tag", format!(", {tag}"))
                 } else {
                     ("", String::new())
                 };
                 // New keys from a sequence: above the copy's bound, as an application's are.
                 let sql = format!(
-                    "BEGIN; {retag} UPDATE accts SET bal = bal + 1 WHERE id = {key};
+                    "BEGIN; {retag} {updates}
                      INSERT INTO accts (id, bal{tag_column}) VALUES (nextval('ids'), 0{tag_value}); {delete}
                      SELECT currval('ids')::text; COMMIT;",
                     retag = retag.as_deref().unwrap_or_default(),
@@ -115,7 +138,7 @@ async fn writers(
                             freed.pop_front();
                         }
                         w.committed += 1;
-                        w.increments += 1;
+                        w.increments += keys.len() as i64;
                         w.inserted += 1;
                         if gone.is_some() {
                             w.deleted += 1;
@@ -152,15 +175,16 @@ async fn one(client: &Client, sql: &str) -> i64 {
 }
 
 /// Load `accts` (4,000 rows, plus `extra` DDL), plan `bal` to bigint, and apply with the
-/// slowed drain while the writers run (`move_tags`: see [`writers`]); `stop_writers_at` is
-/// the stderr line after which the writers stop (`None`: when apply has finished). Returns
+/// slowed drain while the writers run (with `traffic`: see [`writers`]); `stop_writers_at` is
+/// the stderr line after which the writers stop, and how long after it (`None`: when apply
+/// has finished). Returns
 /// apply's stderr and what the writers did, after checking the table holds exactly what they
 /// wrote.
 async fn migrate_under_writes(
     name: &str,
     extra: &str,
-    move_tags: bool,
-    stop_writers_at: Option<&str>,
+    traffic: Traffic,
+    stop_writers_at: Option<(&str, Duration)>,
 ) -> (String, Written) {
     let db = TestDb::new(name).await;
     db.client()
@@ -188,7 +212,7 @@ async fn migrate_under_writes(
     let load = tokio::spawn({
         let stop = stop.clone();
         let config = db.config();
-        async move { writers(config, stop, move_tags).await }
+        async move { writers(config, stop, traffic).await }
     });
     let id_text = id.to_string();
     let args = [
@@ -205,11 +229,12 @@ async fn migrate_under_writes(
         "2",
     ];
     let mut apply = spawn(&args, &[]);
-    let stop_at = stop_writers_at.map(str::to_string);
+    let stop_at = stop_writers_at.map(|(line, after)| (line.to_string(), after));
     let stopper = stop.clone();
     let (code, stderr) = tokio::task::spawn_blocking(move || {
-        if let Some(line) = stop_at {
+        if let Some((line, after)) = stop_at {
             apply.wait_for(&line, Duration::from_secs(120));
+            std::thread::sleep(after);
             stopper.store(true, Ordering::Relaxed);
         }
         apply.wait_exit(Duration::from_secs(180))
@@ -270,7 +295,8 @@ fn report(stderr: &str, written: &Written) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drain_behind_the_writes_hands_over_to_the_forward_trigger() {
-    let (stderr, written) = migrate_under_writes("drain_behind_key_only", "", false, None).await;
+    let (stderr, written) =
+        migrate_under_writes("drain_behind_key_only", "", Traffic::default(), None).await;
     assert!(
         stderr.contains("the writes outpace the log's drain")
             && stderr.contains("the forward trigger takes over now"),
@@ -285,7 +311,10 @@ async fn a_drain_behind_the_writes_hands_over_with_a_unique_column_whose_values_
         "drain_behind_unique",
         "CREATE SEQUENCE tags;
          ALTER TABLE accts ADD COLUMN tag bigint NOT NULL DEFAULT nextval('tags') UNIQUE;",
-        true,
+        Traffic {
+            move_tags: true,
+            ..Traffic::default()
+        },
         None,
     )
     .await;
@@ -305,12 +334,41 @@ async fn a_drain_behind_the_writes_with_a_unique_expression_index_says_why_and_w
         "CREATE SEQUENCE tags;
          ALTER TABLE accts ADD COLUMN tag bigint NOT NULL DEFAULT nextval('tags');
          CREATE UNIQUE INDEX accts_tag_key ON accts ((tag * 2));",
-        false,
-        Some("compares rows in a way"),
+        Traffic::default(),
+        Some(("compares rows in a way", Duration::ZERO)),
     )
     .await;
     assert!(
         stderr.contains("accts_tag_key") && !stderr.contains("the forward trigger takes over now"),
+        "{stderr}"
+    );
+    report(&stderr, &written);
+}
+
+/// Clients whose transactions write several rows, highest key first, against the drain
+/// batches that run behind the forward trigger: a batch deletes and copies its keys in an
+/// order of its own, so a batch and a client can each hold a shadow row the other waits for.
+/// PostgreSQL's deadlock check ends such a cycle by failing whichever waiter runs it first:
+/// here, `deadlock_timeout` is lowered to 100 ms for the database (DBAs do lower it), below
+/// the 200 ms a drain batch waits for a lock by default. The batch must be the one that gives
+/// up, always: no client sees a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_behind_the_writes_never_fails_a_client_in_a_deadlock() {
+    let (stderr, written) = migrate_under_writes(
+        "drain_behind_crossing",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET deadlock_timeout = %L', current_database(), '100ms'); END $$;",
+        Traffic {
+            crossing: true,
+            ..Traffic::default()
+        },
+        // Ten seconds of drain batches among the writes meet the cycle often enough: with the
+        // batches waiting 200 ms, as they did before, 59 client transactions failed with
+        // "deadlock detected" in them. The rest drains faster alone.
+        Some(("the forward trigger takes over now", Duration::from_secs(10))),
+    )
+    .await;
+    assert!(
+        stderr.contains("the forward trigger takes over now"),
         "{stderr}"
     );
     report(&stderr, &written);

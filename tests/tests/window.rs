@@ -405,3 +405,103 @@ async fn status_warns_when_the_window_ends_within_a_day() {
     let s = status_json(&url, near);
     assert_eq!(s["window_warning"], serde_json::Value::Null, "{s}");
 }
+
+/// After a cutover the new table's first autovacuum (every row the copy inserted counts) can
+/// run for minutes on a large table, and it holds a lock that `finalize`'s DROP TRIGGER waits
+/// for. PostgreSQL cancels an autovacuum that blocks a waiter only when the waiter's deadlock
+/// check runs, after `deadlock_timeout` (1 s), longer than each attempt's 50 ms `lock_timeout`:
+/// so every attempt timed out behind it, and finalize gave up after 30 (seen in
+/// `bench/engine/run.sh` at scale 100: "finalize: canceling statement due to lock timeout").
+/// Its attempts now run the deadlock check after 5 ms when tandem may set it, which cancels
+/// the autovacuum as any waiter would a second later. On a cluster of the test's own with
+/// `autovacuum_naptime = 1s`, a slowed autovacuum (cost limit 1) is caught running on the new
+/// table, then finalize must succeed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_it() {
+    let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
+        .await
+        .expect("join")
+        .expect("a throwaway cluster starts");
+    let connect = |config: tokio_postgres::Config| async move {
+        let (client, conn) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+    };
+    let admin = connect(cluster.config("postgres")).await;
+    admin
+        .batch_execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
+        .await
+        .expect("naptime");
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+    admin
+        .batch_execute("CREATE DATABASE vac")
+        .await
+        .expect("create database");
+    let client = connect(cluster.config("vac")).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (id integer PRIMARY KEY, n integer)
+               WITH (autovacuum_enabled = false, autovacuum_vacuum_cost_delay = 100,
+                     autovacuum_vacuum_cost_limit = 1);
+             INSERT INTO items SELECT g, g FROM generate_series(1, 200000) g;
+             ANALYZE items;",
+        )
+        .await
+        .expect("fixture loads");
+    let url = cluster.url("vac");
+    let id = submitted(&url, "finalize_autovacuum", "items", &[]);
+    let run = apply(&url, id, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The new table inherited `autovacuum_enabled = false`; give it back, as a DBA's
+    // settings would, and wait for its first autovacuum to be running.
+    client
+        .batch_execute("ALTER TABLE items SET (autovacuum_enabled = true)")
+        .await
+        .expect("autovacuum on");
+    let start = Instant::now();
+    loop {
+        let running: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
+                &[],
+            )
+            .await
+            .expect("progress")
+            .get(0);
+        if running > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no autovacuum started on the new table"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let t0 = Instant::now();
+    let run = on(&url, "finalize", id, &["--yes"]);
+    let took = t0.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        took < Duration::from_secs(10),
+        "finalize took {took:?}: {}",
+        run.stderr
+    );
+    assert_eq!(
+        status_json(&url, id)["phase"],
+        "finalized",
+        "{}",
+        run.stderr
+    );
+    eprintln!(
+        "finalize took {took:?} with an autovacuum on the new table:\n{}",
+        run.stderr
+    );
+}

@@ -262,6 +262,7 @@ impl Executor {
         }
         state::install(&mut client).await?;
         Migration::load(&client, id).await?;
+        let (opts, lowered) = under_deadlock_check(&client, opts).await?;
         let ex = Executor {
             config,
             client,
@@ -272,6 +273,13 @@ impl Executor {
             id,
         };
         ex.lock().await?;
+        if let Some(deadlock_timeout) = lowered {
+            ex.emit(Event::Note(format!(
+                "deadlock_timeout is {} ms: a batch waits at most {} ms for a lock, so that it, not an application, gives up when the two wait for each other",
+                deadlock_timeout.as_millis(),
+                ex.opts.batch_lock_timeout.as_millis()
+            )));
+        }
         if ex.opts.max_load.is_some() {
             ex.warn_if_load_unseen().await;
         }
@@ -778,10 +786,13 @@ impl Executor {
         statements: &[String],
         phase: Option<Phase>,
     ) -> Result<(), EngineError> {
+        let check_deadlocks = swap::locks::can_check_deadlocks(&self.client).await;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = self.ddl_once(what, statements, phase).await;
+            let result = self
+                .ddl_once(what, statements, phase, check_deadlocks)
+                .await;
             match result {
                 Err(EngineError::Sql { error: source, .. })
                     if is_lock_timeout(&source) && attempt < self.opts.cutover_attempts =>
@@ -800,11 +811,19 @@ impl Executor {
         }
     }
 
+    /// One attempt of [`Executor::ddl_retry`]. With `check_deadlocks` (tandem may set
+    /// `deadlock_timeout`), a statement that has waited [`swap::locks::DEADLOCK_CHECK`] for a
+    /// lock runs PostgreSQL's deadlock check, which also cancels an autovacuum worker that holds
+    /// the lock (what any waiter gets after `deadlock_timeout`, 1 s by default, always longer
+    /// than the attempt's `lock_timeout`): after a cutover the new table's first autovacuum
+    /// can run for minutes, and without this every attempt of a finalize or an abandon timed
+    /// out behind it. An anti-wraparound autovacuum is not cancelled: the attempts wait it out.
     async fn ddl_once(
         &mut self,
         what: &str,
         statements: &[String],
         phase: Option<Phase>,
+        check_deadlocks: bool,
     ) -> Result<(), EngineError> {
         let id = self.id;
         let lock_timeout = ms(self.opts.lock_timeout);
@@ -818,6 +837,14 @@ impl Executor {
         ))
         .await
         .map_err(EngineError::sql(format!("set up {what}")))?;
+        if check_deadlocks {
+            tx.batch_execute(&format!(
+                "SET LOCAL deadlock_timeout = '{}'",
+                ms(swap::locks::DEADLOCK_CHECK)
+            ))
+            .await
+            .map_err(EngineError::sql(format!("set up {what}")))?;
+        }
         // One round trip: the locks these statements take are held from the first to the
         // commit (a partitioned table's triggers are hundreds of statements).
         if !statements.is_empty() {
@@ -833,6 +860,34 @@ impl Executor {
             .await
             .map_err(EngineError::sql(what.to_string()))
     }
+}
+
+/// The batches that write the shadow (the direct method's copy, the log's drain, verify's
+/// re-copy) can hold a row an application's transaction waits for while they wait for one it
+/// holds. PostgreSQL ends such a cycle by failing the waiter whose `deadlock_timeout` runs
+/// out first, and that must never be the application: a batch waits for a lock at most a
+/// quarter of `deadlock_timeout` (the server's, as this session sees it), then backs off and
+/// retries smaller. Returns the options with that bound, and `deadlock_timeout` when it
+/// lowered the batches' wait.
+async fn under_deadlock_check(
+    client: &Client,
+    mut opts: Options,
+) -> Result<(Options, Option<Duration>), EngineError> {
+    let ms: i64 = client
+        .query_one(
+            "SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout'",
+            &[],
+        )
+        .await
+        .map_err(EngineError::sql("read deadlock_timeout"))?
+        .get(0);
+    let deadlock_timeout = Duration::from_millis(ms.max(1) as u64);
+    let bound = (deadlock_timeout / 4).max(Duration::from_millis(1));
+    if opts.batch_lock_timeout <= bound {
+        return Ok((opts, None));
+    }
+    opts.batch_lock_timeout = bound;
+    Ok((opts, Some(deadlock_timeout)))
 }
 
 pub(crate) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {

@@ -17,7 +17,7 @@ const LOCK_SET: &str = include_str!("../../catalog/sql/swap_locks.sql");
 
 /// How long a swap waits, holding locks, before PostgreSQL checks whether it is in a deadlock
 /// (and ends the swap's transaction, never the application's) when tandem may set it.
-const DEADLOCK_CHECK: Duration = Duration::from_millis(5);
+pub(crate) const DEADLOCK_CHECK: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Mode {

@@ -4,7 +4,7 @@
 //! rollback window, and finalize (phase 7, cleanup).
 
 pub(crate) mod in_force;
-mod locks;
+pub(crate) mod locks;
 mod steps;
 
 use std::time::{Duration, Instant};
