@@ -778,8 +778,8 @@ impl Executor {
     }
 
     /// Run `statements` in one transaction under the DDL lock timeout, retrying with capped,
-    /// jittered backoff while a lock is not granted in time. `record` runs in the same
-    /// transaction after the statements.
+    /// jittered backoff while a lock is not granted in time. `phase`, when given, is recorded
+    /// in the same transaction after the statements.
     pub(crate) async fn ddl_retry(
         &mut self,
         what: &str,
