@@ -505,3 +505,38 @@ async fn finalize_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_
         run.stderr
     );
 }
+
+/// A finalize that cannot get its locks (a session keeps the table locked) gives up after its
+/// attempts, says it changed nothing, why, and what to do, and the window stays open; once the
+/// session is gone, the same command finalizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_that_never_gets_its_locks_says_why_and_changes_nothing() {
+    let db = db("win_locked_out").await;
+    let url = db.url();
+    let id = submitted(&url, "win_locked_out", "items", &[]);
+    let run = apply(&url, id, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM items")
+        .await
+        .expect("a reader keeps its transaction open");
+    let run = on(&url, "finalize", id, &["--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("finalize gave up after 30 attempts")
+            && run.stderr.contains("changed nothing")
+            && run.stderr.contains("sessions held locks")
+            && run.stderr.contains("run the same command again"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&url, id)["phase"], "rollback_window");
+    eprintln!("{}", run.stderr.lines().last().unwrap_or_default());
+
+    holder.batch_execute("COMMIT").await.expect("commit");
+    let run = on(&url, "finalize", id, &["--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(status_json(&url, id)["phase"], "finalized");
+}

@@ -806,6 +806,35 @@ impl Executor {
                     self.emit(Event::Waiting(w));
                     tokio::time::sleep(wait).await;
                 }
+                Err(EngineError::Sql { error, .. }) if is_lock_timeout(&error) => {
+                    let vacuums = autovacuums(&self.client).await;
+                    let why = if vacuums.is_empty() {
+                        "each time, sessions held locks on what it changes longer than that \
+                         (pg_locks and pg_stat_activity show who)"
+                            .to_string()
+                    } else if check_deadlocks {
+                        format!(
+                            "an autovacuum that is not cancelled ({}) holds what it changes",
+                            vacuums.join("; ")
+                        )
+                    } else {
+                        format!(
+                            "an autovacuum ({}) holds what it changes, and tandem's role may not \
+                             set deadlock_timeout, so its attempts cannot cancel it as a waiter \
+                             does: grant that (`GRANT SET ON PARAMETER deadlock_timeout TO <role>`, \
+                             PostgreSQL 15+), or wait for the autovacuum",
+                            vacuums.join("; ")
+                        )
+                    };
+                    return Err(EngineError::Refused {
+                        reason: format!(
+                            "{what} gave up after {attempt} attempts, each waiting at most {} \
+                             for a lock, and changed nothing: {why}",
+                            ms(self.opts.lock_timeout)
+                        ),
+                        remedy: "run the same command again".into(),
+                    });
+                }
                 other => return other,
             }
         }
@@ -860,6 +889,25 @@ impl Executor {
             .await
             .map_err(EngineError::sql(what.to_string()))
     }
+}
+
+/// The autovacuum workers running in this database: `pid N on TABLE`, and whether one runs
+/// to prevent wraparound (those are never cancelled). Empty when none, or when this role
+/// cannot see them.
+async fn autovacuums(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT format('pid %s on %s%s', p.pid, p.relid::regclass,
+                    CASE WHEN a.query LIKE '%to prevent wraparound%' THEN ', to prevent wraparound' ELSE '' END)
+               FROM pg_catalog.pg_stat_progress_vacuum p
+               JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
+              WHERE a.backend_type = 'autovacuum worker' AND p.datname = current_database()
+              ORDER BY p.pid",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
 }
 
 /// The batches that write the shadow (the direct method's copy, the log's drain, verify's
