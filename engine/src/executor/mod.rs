@@ -217,7 +217,25 @@ pub(crate) async fn connect(config: &Endpoint) -> Result<Client, tokio_postgres:
     // better match than the built-in for a call with an int4 argument. The plan's own
     // statements run under the database's default (`online.rs`, `prepare/table.rs`).
     client.batch_execute(PINNED_SEARCH_PATH).await?;
+    compress_wal(&client).await;
     Ok(client)
+}
+
+/// The full-page images tandem's own statements put in the WAL, compressed with lz4 where
+/// the server leaves `wal_compression` off and lets this role set it (a superuser, or
+/// `GRANT SET ON PARAMETER wal_compression`). An index build WAL-logs every page it writes,
+/// as whole pages: a 3,000,000-row key index wrote 58 MB of WAL uncompressed and 33 MB with
+/// lz4, in the same time (BENCHMARKS.md, 2026-12-07). Every client commit waits for the WAL
+/// before it to be flushed, tandem's included, so less of it is shorter stalls for clients.
+/// A server built without lz4 refuses the value, and the setting stays as it was.
+async fn compress_wal(client: &Client) {
+    let off = client
+        .query_one("SELECT current_setting('wal_compression') = 'off'", &[])
+        .await
+        .is_ok_and(|r| r.get::<_, bool>(0));
+    if off {
+        let _ = client.batch_execute("SET wal_compression = lz4").await;
+    }
 }
 
 /// The approval action that covers starting `phase`.
