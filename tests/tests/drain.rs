@@ -57,6 +57,8 @@ struct Traffic {
     /// highest key first: against a drain batch, which deletes and copies its keys in an
     /// order of its own, a transaction holding one shadow row and waiting for another.
     crossing: bool,
+    /// The role the writers log in as (the harness's superuser when `None`).
+    as_role: Option<&'static str>,
 }
 
 /// Four clients, flat out: add 1 to an existing row (each client its own), insert a row, and
@@ -211,7 +213,10 @@ async fn migrate_under_writes(
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn({
         let stop = stop.clone();
-        let config = db.config();
+        let mut config = db.config();
+        if let Some(role) = traffic.as_role {
+            config.user(role);
+        }
         async move { writers(config, stop, traffic).await }
     });
     let id_text = id.to_string();
@@ -369,6 +374,33 @@ async fn a_drain_behind_the_writes_never_fails_a_client_in_a_deadlock() {
     .await;
     assert!(
         stderr.contains("the forward trigger takes over now"),
+        "{stderr}"
+    );
+    report(&stderr, &written);
+}
+
+/// The same, with the lowered `deadlock_timeout` set where tandem's own session does not see
+/// it: for the application's role, in this database (`ALTER ROLE ... IN DATABASE ... SET`).
+/// tandem reads the role settings too and bounds its batches by the lowest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_behind_the_writes_never_fails_a_client_whose_role_lowers_deadlock_timeout() {
+    let (stderr, written) = migrate_under_writes(
+        "drain_behind_crossing_role",
+        "DO $$ BEGIN CREATE ROLE tandem_drain_app LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON accts TO tandem_drain_app;
+         GRANT USAGE ON SEQUENCE ids TO tandem_drain_app;
+         DO $$ BEGIN EXECUTE format('ALTER ROLE tandem_drain_app IN DATABASE %I SET deadlock_timeout = %L', current_database(), '100ms'); END $$;",
+        Traffic {
+            crossing: true,
+            as_role: Some("tandem_drain_app"),
+            ..Traffic::default()
+        },
+        Some(("the forward trigger takes over now", Duration::from_secs(10))),
+    )
+    .await;
+    assert!(
+        stderr.contains("deadlock_timeout is 100 ms: a batch waits at most 25 ms")
+            && stderr.contains("the forward trigger takes over now"),
         "{stderr}"
     );
     report(&stderr, &written);

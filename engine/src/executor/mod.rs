@@ -8,6 +8,7 @@
 
 pub mod backfill;
 mod carry;
+mod deadlock;
 mod drain;
 mod mirror;
 mod online;
@@ -280,7 +281,7 @@ impl Executor {
         }
         state::install(&mut client).await?;
         Migration::load(&client, id).await?;
-        let (opts, lowered) = under_deadlock_check(&client, opts).await?;
+        let (opts, lowered) = deadlock::bound_batches(&client, opts).await?;
         let ex = Executor {
             config,
             client,
@@ -926,34 +927,6 @@ async fn autovacuums(client: &Client) -> Vec<String> {
         .await
         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
         .unwrap_or_default()
-}
-
-/// The batches that write the shadow (the direct method's copy, the log's drain, verify's
-/// re-copy) can hold a row an application's transaction waits for while they wait for one it
-/// holds. PostgreSQL ends such a cycle by failing the waiter whose `deadlock_timeout` runs
-/// out first, and that must never be the application: a batch waits for a lock at most a
-/// quarter of `deadlock_timeout` (the server's, as this session sees it), then backs off and
-/// retries smaller. Returns the options with that bound, and `deadlock_timeout` when it
-/// lowered the batches' wait.
-async fn under_deadlock_check(
-    client: &Client,
-    mut opts: Options,
-) -> Result<(Options, Option<Duration>), EngineError> {
-    let ms: i64 = client
-        .query_one(
-            "SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout'",
-            &[],
-        )
-        .await
-        .map_err(EngineError::sql("read deadlock_timeout"))?
-        .get(0);
-    let deadlock_timeout = Duration::from_millis(ms.max(1) as u64);
-    let bound = (deadlock_timeout / 4).max(Duration::from_millis(1));
-    if opts.batch_lock_timeout <= bound {
-        return Ok((opts, None));
-    }
-    opts.batch_lock_timeout = bound;
-    Ok((opts, Some(deadlock_timeout)))
 }
 
 pub(crate) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
