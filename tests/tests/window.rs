@@ -418,6 +418,20 @@ async fn status_warns_when_the_window_ends_within_a_day() {
 /// table, then finalize must succeed at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_it() {
+    end_the_window_during_an_autovacuum("finalize", "finalized").await;
+}
+
+/// The same for a rollback: its swap takes the new table's lock, then it drops the new table
+/// (a DDL attempt like finalize's). This one passed before the change too: the swap already
+/// ran the deadlock check after 5 ms, which cancels the autovacuum before the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_it() {
+    end_the_window_during_an_autovacuum("rollback", "rolled_back").await;
+}
+
+/// Apply on a cluster of its own, catch the new table's first autovacuum running, then run
+/// `command` (finalize or rollback): it must end in `phase` within 10 s.
+async fn end_the_window_during_an_autovacuum(command: &str, phase: &str) {
     let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
         .await
         .expect("join")
@@ -455,7 +469,7 @@ async fn finalize_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_
         .await
         .expect("fixture loads");
     let url = cluster.url("vac");
-    let id = submitted(&url, "finalize_autovacuum", "items", &[]);
+    let id = submitted(&url, &format!("{command}_autovacuum"), "items", &[]);
     let run = apply(&url, id, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 
@@ -486,22 +500,17 @@ async fn finalize_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_
     }
 
     let t0 = Instant::now();
-    let run = on(&url, "finalize", id, &["--yes"]);
+    let run = on(&url, command, id, &["--yes"]);
     let took = t0.elapsed();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         took < Duration::from_secs(10),
-        "finalize took {took:?}: {}",
+        "{command} took {took:?}: {}",
         run.stderr
     );
-    assert_eq!(
-        status_json(&url, id)["phase"],
-        "finalized",
-        "{}",
-        run.stderr
-    );
+    assert_eq!(status_json(&url, id)["phase"], phase, "{}", run.stderr);
     eprintln!(
-        "finalize took {took:?} with an autovacuum on the new table:\n{}",
+        "{command} took {took:?} with an autovacuum on the new table:\n{}",
         run.stderr
     );
 }
