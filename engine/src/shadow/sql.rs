@@ -416,25 +416,74 @@ fn shadow_row(spec: &TableSpec) -> String {
 
 /// Count and order-independent checksum of a whole side, the original's rows mapped and cast
 /// (`shadow` false) or the shadow's: `(count, sum as text)`. Each side is one sequential
-/// scan; the two run at once on two sessions that share a snapshot. With `typed`, each row is
-/// hashed as a record by its columns' own hash functions (`hash_record_extended`, PostgreSQL
-/// 14 and later, 40 % cheaper than through text); a column type with no hash function makes
-/// that an error, and the caller hashes the text form instead.
+/// scan. With `typed`, a row's hash is the XOR of its columns' hashes, each by its type's own
+/// extended hash function ([`column_hash`]; the text form's for the other types) seeded with
+/// the column's position, so that values swapped between two columns change it; a NULL
+/// counts as 0, as in `hash_record_extended`. That is half the time of hashing the row as a
+/// record with `hash_record_extended` (10,000,000 pgbench rows: 1.5–1.6 s against 2.7–3.5 s,
+/// the scan alone 0.5 s), which builds and takes apart a record for every row. Without
+/// `typed` (the fallback when the typed query fails), the hash of the row's text.
 pub fn table_sums(spec: &TableSpec, shadow: bool, typed: bool) -> String {
-    let (row, table, alias) = if shadow {
-        (shadow_row(spec), &spec.shadow, "t")
+    let (table, alias) = if shadow {
+        (&spec.shadow, "t")
     } else {
-        (mapped_row(spec), &spec.table, "o")
+        (&spec.table, "o")
     };
     let hash = if typed {
-        format!(
-            "pg_catalog.hash_record_extended({}, 0::int8)",
-            row.trim_end_matches("::text")
-        )
+        spec.forward
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let value = if shadow {
+                    format!("t.{}", m.column.name)
+                } else {
+                    format!("({})::{}", m.expr, m.column.sql_type)
+                };
+                let seed = i + 1;
+                match column_hash(&m.column.sql_type) {
+                    Some(f) => format!("coalesce({f}({value}, {seed}::int8), 0)"),
+                    None => format!(
+                        "coalesce(pg_catalog.hashtextextended(({value})::text, {seed}::int8), 0)"
+                    ),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" # ")
     } else {
+        let row = if shadow {
+            shadow_row(spec)
+        } else {
+            mapped_row(spec)
+        };
         format!("pg_catalog.hashtextextended({row}, 0::int8)")
     };
     format!("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {table} AS {alias}")
+}
+
+/// The extended hash function (the default hash operator class's) of a column type, spelled
+/// as `format_type` spells it, for the types whose function takes the value as it is; `None`
+/// for the others (arrays, domains, types with a precision such as `timestamp(3)`, and any
+/// type not listed), which [`table_sums`] hashes through their text form.
+fn column_hash(sql_type: &str) -> Option<&'static str> {
+    if sql_type.ends_with(']') {
+        return None;
+    }
+    // `character varying(20)`, `numeric(10,2)`, `character(84)`: the type's name.
+    let name = sql_type.split('(').next().unwrap_or(sql_type).trim_end();
+    Some(match name {
+        "smallint" => "pg_catalog.hashint2extended",
+        "integer" => "pg_catalog.hashint4extended",
+        "bigint" => "pg_catalog.hashint8extended",
+        "real" => "pg_catalog.hashfloat4extended",
+        "double precision" => "pg_catalog.hashfloat8extended",
+        "numeric" => "pg_catalog.hash_numeric_extended",
+        "text" | "character varying" => "pg_catalog.hashtextextended",
+        "character" => "pg_catalog.hashbpcharextended",
+        "uuid" => "pg_catalog.uuid_hash_extended",
+        "jsonb" => "pg_catalog.jsonb_hash_extended",
+        "timestamp without time zone" => "pg_catalog.timestamp_hash_extended",
+        _ => return None,
+    })
 }
 
 /// Count and order-independent checksum of one key range on both sides.
