@@ -429,76 +429,68 @@ async fn rollback_cancels_the_new_tables_autovacuum_rather_than_time_out_behind_
     end_the_window_during_an_autovacuum("rollback", "rolled_back").await;
 }
 
+/// tandem run by a role that is not a superuser and may not set `deadlock_timeout`: its
+/// finalize attempts cannot cancel the autovacuum, so finalize gives up, says which right
+/// would let it cancel one, and changes nothing. (Such a role does not see the server's
+/// workers in pg_stat_activity either, so the message cannot name the autovacuum; a role
+/// with pg_read_all_stats gets it named.) Granted that right (`GRANT SET ON PARAMETER`,
+/// PostgreSQL 15), the same finalize succeeds at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_by_a_role_that_may_not_cancel_an_autovacuum_says_which_right_it_lacks() {
+    let (cluster, client, id) =
+        migrated_with_autovacuum_running("finalize_autovacuum_role", Some("tandem_window_role"))
+            .await;
+    let url = role_url(&cluster, "tandem_window_role");
+    let run = on(&url, "finalize", id, &["--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("finalize gave up after 30 attempts")
+            && run.stderr.contains("changed nothing")
+            && run.stderr.contains("If one is an autovacuum")
+            && run
+                .stderr
+                .contains("GRANT SET ON PARAMETER deadlock_timeout"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(status_json(&url, id)["phase"], "rollback_window");
+    eprintln!("{}", run.stderr.lines().last().unwrap_or_default());
+
+    client
+        .batch_execute("GRANT SET ON PARAMETER deadlock_timeout TO tandem_window_role")
+        .await
+        .expect("grant");
+    let running: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
+            &[],
+        )
+        .await
+        .expect("progress")
+        .get(0);
+    assert_eq!(running, 1, "the autovacuum still runs");
+    let t0 = Instant::now();
+    let run = on(&url, "finalize", id, &["--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{}", run.stderr);
+    assert_eq!(status_json(&url, id)["phase"], "finalized");
+}
+
+/// The cluster's connection string for `role` (which logs in over the socket with no
+/// password, as the harness's superuser does).
+fn role_url(cluster: &fixtures::pg::Cluster, role: &str) -> String {
+    let url = cluster.url("vac");
+    let swapped = url.replace("user=postgres", &format!("user={role}"));
+    assert_ne!(swapped, url, "the harness's url names its user: {url}");
+    swapped
+}
+
 /// Apply on a cluster of its own, catch the new table's first autovacuum running, then run
 /// `command` (finalize or rollback): it must end in `phase` within 10 s.
 async fn end_the_window_during_an_autovacuum(command: &str, phase: &str) {
-    let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
-        .await
-        .expect("join")
-        .expect("a throwaway cluster starts");
-    let connect = |config: tokio_postgres::Config| async move {
-        let (client, conn) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(conn);
-        client
-    };
-    let admin = connect(cluster.config("postgres")).await;
-    admin
-        .batch_execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
-        .await
-        .expect("naptime");
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .expect("reload");
-    admin
-        .batch_execute("CREATE DATABASE vac")
-        .await
-        .expect("create database");
-    let client = connect(cluster.config("vac")).await;
-    client
-        .batch_execute(
-            "CREATE TABLE items (id integer PRIMARY KEY, n integer)
-               WITH (autovacuum_enabled = false, autovacuum_vacuum_cost_delay = 100,
-                     autovacuum_vacuum_cost_limit = 1);
-             INSERT INTO items SELECT g, g FROM generate_series(1, 200000) g;
-             ANALYZE items;",
-        )
-        .await
-        .expect("fixture loads");
+    let (cluster, _client, id) =
+        migrated_with_autovacuum_running(&format!("{command}_autovacuum"), None).await;
     let url = cluster.url("vac");
-    let id = submitted(&url, &format!("{command}_autovacuum"), "items", &[]);
-    let run = apply(&url, id, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-
-    // The new table inherited `autovacuum_enabled = false`; give it back, as a DBA's
-    // settings would, and wait for its first autovacuum to be running.
-    client
-        .batch_execute("ALTER TABLE items SET (autovacuum_enabled = true)")
-        .await
-        .expect("autovacuum on");
-    let start = Instant::now();
-    loop {
-        let running: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
-                &[],
-            )
-            .await
-            .expect("progress")
-            .get(0);
-        if running > 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "no autovacuum started on the new table"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
     let t0 = Instant::now();
     let run = on(&url, command, id, &["--yes"]);
     let took = t0.elapsed();
@@ -548,4 +540,103 @@ async fn finalize_that_never_gets_its_locks_says_why_and_changes_nothing() {
     let run = on(&url, "finalize", id, &["--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(status_json(&url, id)["phase"], "finalized");
+}
+
+/// A cluster of the test's own with `autovacuum_naptime = 1s`, database `vac` with a
+/// 200,000-row `items` migrated (`ALTER id TYPE bigint`) through cutover, by `role` when given
+/// (created here: a login role that owns the table and may create schemas, nothing more), and
+/// the new table's first autovacuum running, slowed (cost limit 1) so that it lasts. Returns
+/// the cluster, a superuser session on `vac`, and the migration's id.
+async fn migrated_with_autovacuum_running(
+    test: &str,
+    role: Option<&str>,
+) -> (fixtures::pg::Cluster, tokio_postgres::Client, i64) {
+    let cluster = tokio::task::spawn_blocking(fixtures::pg::Cluster::start_throwaway)
+        .await
+        .expect("join")
+        .expect("a throwaway cluster starts");
+    let connect = |config: tokio_postgres::Config| async move {
+        let (client, conn) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+    };
+    let admin = connect(cluster.config("postgres")).await;
+    admin
+        .batch_execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
+        .await
+        .expect("naptime");
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+    admin
+        .batch_execute("CREATE DATABASE vac")
+        .await
+        .expect("create database");
+    let client = connect(cluster.config("vac")).await;
+    if let Some(r) = role {
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {r} LOGIN; GRANT CREATE ON DATABASE vac TO {r};
+                 GRANT CREATE ON SCHEMA public TO {r}"
+            ))
+            .await
+            .expect("the role");
+    }
+    let owner = connect({
+        let mut c = cluster.config("vac");
+        if let Some(r) = role {
+            c.user(r);
+        }
+        c
+    })
+    .await;
+    owner
+        .batch_execute(
+            "CREATE TABLE items (id integer PRIMARY KEY, n integer)
+               WITH (autovacuum_enabled = false, autovacuum_vacuum_cost_delay = 100,
+                     autovacuum_vacuum_cost_limit = 1);
+             INSERT INTO items SELECT g, g FROM generate_series(1, 200000) g;
+             ANALYZE items;",
+        )
+        .await
+        .expect("fixture loads");
+    let url = match role {
+        Some(r) => role_url(&cluster, r),
+        None => cluster.url("vac"),
+    };
+    let id = submitted(&url, test, "items", &[]);
+    let run = apply(&url, id, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The new table inherited `autovacuum_enabled = false`; give it back, as a DBA's
+    // settings would, and wait for its first autovacuum to be running.
+    client
+        .batch_execute("ALTER TABLE items SET (autovacuum_enabled = true)")
+        .await
+        .expect("autovacuum on");
+    let start = Instant::now();
+    loop {
+        let running: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
+                &[],
+            )
+            .await
+            .expect("progress")
+            .get(0);
+        if running > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no autovacuum started on the new table"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    (cluster, client, id)
 }

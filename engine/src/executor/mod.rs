@@ -829,9 +829,17 @@ impl Executor {
                 }
                 Err(EngineError::Sql { error, .. }) if is_lock_timeout(&error) => {
                     let vacuums = autovacuums(&self.client).await;
-                    let why = if vacuums.is_empty() {
+                    let why = if vacuums.is_empty() && check_deadlocks {
                         "each time, sessions held locks on what it changes longer than that \
                          (pg_locks and pg_stat_activity show who)"
+                            .to_string()
+                    } else if vacuums.is_empty() {
+                        // A role without pg_read_all_stats does not see the server's workers.
+                        "each time, sessions held locks on what it changes longer than that \
+                         (pg_locks and pg_stat_activity show who). If one is an autovacuum, \
+                         tandem's role may not set deadlock_timeout, so its attempts cannot \
+                         cancel it as a waiter does: grant that (`GRANT SET ON PARAMETER \
+                         deadlock_timeout TO <role>`, PostgreSQL 15+), or wait for the autovacuum"
                             .to_string()
                     } else if check_deadlocks {
                         format!(
