@@ -530,22 +530,7 @@ async fn verify_repairs_a_damaged_shadow() {
     )
     .await
     .unwrap();
-    let id = common::submit(&db, "ALTER TABLE t ALTER n TYPE bigint", None).await;
-    let mut ex = common::open(
-        &db,
-        id,
-        Options {
-            until: Phase::Backfill,
-            ..options()
-        },
-        "verify repairs",
-    )
-    .await;
-    let p = within(30, "apply --until backfill", ex.apply())
-        .await
-        .unwrap_or_else(|e| panic!("apply --until backfill: {e}"));
-    assert_eq!(p, Phase::Backfill);
-    drop(ex);
+    let id = backfilled(&db, "ALTER TABLE t ALTER n TYPE bigint", "verify repairs").await;
     let spec = common::spec(c, id).await;
     let shadow = spec.shadow.to_string();
     assert!(diff(c, "t", &shadow).await.equal());
@@ -600,6 +585,26 @@ async fn verify_repairs_a_damaged_shadow() {
         events.contains("mismatched_ranges: 3"),
         "three chunks differ: {events}"
     );
+}
+
+/// Submit `sql` and apply it through the backfill (the shadow copied, not yet verified).
+async fn backfilled(db: &TestDb, sql: &str, tag: &str) -> i64 {
+    let id = common::submit(db, sql, None).await;
+    let mut ex = common::open(
+        db,
+        id,
+        Options {
+            until: Phase::Backfill,
+            ..options()
+        },
+        tag,
+    )
+    .await;
+    let p = within(30, "apply --until backfill", ex.apply())
+        .await
+        .unwrap_or_else(|e| panic!("apply --until backfill: {e}"));
+    assert_eq!(p, Phase::Backfill);
+    id
 }
 
 /// Verification hashes each row by its columns' own hash functions; a column type that has
@@ -725,21 +730,12 @@ async fn verify_checksum_sees_a_change_in_any_column() {
     )
     .await
     .unwrap();
-    let id = common::submit(&db, "ALTER TABLE kinds ALTER n TYPE bigint", None).await;
-    let mut ex = common::open(
+    let id = backfilled(
         &db,
-        id,
-        Options {
-            until: Phase::Backfill,
-            ..options()
-        },
+        "ALTER TABLE kinds ALTER n TYPE bigint",
         "verify checksum",
     )
     .await;
-    within(30, "apply --until backfill", ex.apply())
-        .await
-        .unwrap_or_else(|e| panic!("apply --until backfill: {e}"));
-    drop(ex);
     let spec = common::spec(c, id).await;
     let shadow = spec.shadow.to_string();
     let table_sql = engine::shadow::sql::table_sums(&spec, false, true);

@@ -460,15 +460,11 @@ async fn finalize_by_a_role_that_may_not_cancel_an_autovacuum_says_which_right_i
         .batch_execute("GRANT SET ON PARAMETER deadlock_timeout TO tandem_window_role")
         .await
         .expect("grant");
-    let running: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
-            &[],
-        )
-        .await
-        .expect("progress")
-        .get(0);
-    assert_eq!(running, 1, "the autovacuum still runs");
+    assert_eq!(
+        vacuums_of_items(&client).await,
+        1,
+        "the autovacuum still runs"
+    );
     let t0 = Instant::now();
     let run = on(&url, "finalize", id, &["--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -620,15 +616,7 @@ async fn migrated_with_autovacuum_running(
         .expect("autovacuum on");
     let start = Instant::now();
     loop {
-        let running: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
-                &[],
-            )
-            .await
-            .expect("progress")
-            .get(0);
-        if running > 0 {
+        if vacuums_of_items(&client).await > 0 {
             break;
         }
         assert!(
@@ -639,4 +627,16 @@ async fn migrated_with_autovacuum_running(
     }
 
     (cluster, client, id)
+}
+
+/// The vacuums running on `items` (an autovacuum, in these tests).
+async fn vacuums_of_items(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'items'::regclass",
+            &[],
+        )
+        .await
+        .expect("progress")
+        .get(0)
 }
