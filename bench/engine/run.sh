@@ -13,6 +13,7 @@
 #        CLIENTS=8 JOBS=2   CHANGE_TIMEOUT=1800   REINIT=1 (re-create the template database)
 #        KEEP_DBS=1 (keep each scenario's database)
 #        TANDEM_APPLY_ARGS="--batch-pause 20"  (extra arguments for `tandem apply`)
+#        TANDEM_URL_PARAMS="options=-c%20backend_flush_after%3D256kB"  (added to tandem's URL)
 #        PARTITIONS=N  (pgbench_accounts range-partitioned into N; the change is abalance alone)
 # Output: $BENCH_DIR/engine-SCALE.md (tables), $BENCH_DIR/engine-SCALE.json (all figures),
 #         raw files (pgbench logs, progress, change output, timeline) in $BENCH_DIR/engine-SCALE/
@@ -195,7 +196,7 @@ scenario_error() {   # name, message: a result file that says why the scenario d
 # ------------------------------------------------------------------ one scenario
 run_scenario() {
   local name=$1 dir="$RAW/$1" db="engine_$1" url id="" change_rc=0 pg_rc=0 alive
-  url="postgresql:///$db?host=$PGDIR&port=$PORT&user=postgres"
+  url="postgresql:///$db?host=$PGDIR&port=$PORT&user=postgres${TANDEM_URL_PARAMS:+&$TANDEM_URL_PARAMS}"
   rm -rf "$dir"
   mkdir -p "$dir"
   case $name in

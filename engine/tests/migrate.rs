@@ -706,6 +706,89 @@ async fn prepare_reports_the_size_of_a_plain_and_of_a_partitioned_table() {
     }
 }
 
+/// The backfill sizes its progress by the planner's estimate, not by counting the table (a
+/// scan of the whole table before the copy starts): half the rows deleted since the last
+/// ANALYZE, with autovacuum off, leave the estimate at the rows before the delete, which a
+/// count would not. A table never analyzed has no estimate and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_progress_takes_the_planners_estimate_and_counts_only_without_one() {
+    let db = TestDb::new("backfill_estimate").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE plain (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
+         INSERT INTO plain SELECT g, g FROM generate_series(1, 20000) g;
+         CREATE TABLE tree (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+         CREATE TABLE tree_a PARTITION OF tree FOR VALUES FROM (0) TO (10000) WITH (autovacuum_enabled = false);
+         CREATE TABLE tree_b PARTITION OF tree FOR VALUES FROM (10000) TO (30000) WITH (autovacuum_enabled = false);
+         INSERT INTO tree SELECT g, g FROM generate_series(1, 20000) g;
+         ANALYZE plain; ANALYZE tree;
+         DELETE FROM plain WHERE id % 2 = 0; DELETE FROM tree WHERE id % 2 = 0;
+         CREATE TABLE fresh (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
+         INSERT INTO fresh SELECT g, g FROM generate_series(1, 7000) g;",
+    )
+    .await
+    .unwrap();
+    for (table, total, copied) in [
+        ("plain", 20_000, 10_000),
+        ("tree", 20_000, 10_000),
+        ("fresh", 7_000, 7_000),
+    ] {
+        let id = backfilled(
+            &db,
+            &format!("ALTER TABLE {table} ALTER v TYPE bigint"),
+            table,
+        )
+        .await;
+        let (rows_copied, rows_total, _) = common::progress(c, id).await;
+        assert_eq!(
+            (rows_total, rows_copied),
+            (total, copied),
+            "{table}: (rows_total, rows_copied)"
+        );
+        let mut ex = common::open(&db, id, Options::default(), "abandon").await;
+        within(60, "abandon", ex.rollback()).await.expect("abandon");
+    }
+}
+
+/// tandem's own sessions compress their full-page images and ask for the writeback of what
+/// they write every 256 kB (`executor::tune_session`), where the server leaves both off: read
+/// back from inside the executor's session by a statement of the plan (run on that session)
+/// that records them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executors_session_compresses_its_wal_and_flushes_its_writes_early() {
+    let db = TestDb::new("session_tuned").await;
+    let c = db.client();
+    let server: (String, String) = {
+        let r = c
+            .query_one(
+                "SELECT current_setting('wal_compression'), current_setting('backend_flush_after')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(server, ("off".into(), "0".into()), "the server's defaults");
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1)")
+        .await
+        .unwrap();
+    let id = common::submit(
+        &db,
+        "ALTER TABLE t ALTER v TYPE bigint;
+         CREATE TABLE tuned AS SELECT current_setting('wal_compression') AS wal, current_setting('backend_flush_after') AS flush",
+        None,
+    )
+    .await;
+    let mut ex = common::open(&db, id, options(), "tuned").await;
+    within(60, "apply", ex.apply()).await.expect("apply");
+    let r = c
+        .query_one("SELECT wal, flush FROM tuned", &[])
+        .await
+        .unwrap();
+    let session: (String, String) = (r.get(0), r.get(1));
+    assert_eq!(session, ("lz4".into(), "256kB".into()));
+}
+
 /// Verification's whole-table checksum hashes each column by its type's own hash function
 /// (the text form's for types without one in its list) and XORs them, seeded by position:
 /// every kind of damage to one shadow row changes it. Data-driven: each case damages row 7 of

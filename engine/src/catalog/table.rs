@@ -52,6 +52,11 @@ query!(
     "the shadow's unique and exclusion indexes"
 );
 query!(SIZE, "table/size.sql", "the table's size");
+query!(
+    ROW_ESTIMATE,
+    "table/row_estimate.sql",
+    "the planner's estimate of the table's rows"
+);
 query!(GRANTS, "table/grants.sql", "the privileges granted on it");
 query!(
     TRIGGER_NAMES,

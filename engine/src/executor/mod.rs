@@ -218,24 +218,39 @@ pub(crate) async fn connect(config: &Endpoint) -> Result<Client, tokio_postgres:
     // better match than the built-in for a call with an int4 argument. The plan's own
     // statements run under the database's default (`online.rs`, `prepare/table.rs`).
     client.batch_execute(PINNED_SEARCH_PATH).await?;
-    compress_wal(&client).await;
+    tune_session(&client).await;
     Ok(client)
 }
 
-/// The full-page images tandem's own statements put in the WAL, compressed with lz4 where
-/// the server leaves `wal_compression` off and lets this role set it (a superuser, or
-/// `GRANT SET ON PARAMETER wal_compression`). An index build WAL-logs every page it writes,
-/// as whole pages: a 3,000,000-row key index wrote 58 MB of WAL uncompressed and 33 MB with
-/// lz4, in the same time (BENCHMARKS.md, 2026-12-07). Every client commit waits for the WAL
-/// before it to be flushed, tandem's included, so less of it is shorter stalls for clients.
-/// A role that may not set it, or a server built without lz4, gets nothing: the `DO` block
-/// catches the refusal, so it does not land in the server's log at every connection.
-async fn compress_wal(client: &Client) {
+/// Two settings of tandem's own sessions, for the clients' commits, each set in a `DO` block
+/// that swallows a refusal (so it does not land in the server's log at every connection):
+///
+/// - **`wal_compression = lz4`**, where the server leaves it off and this role may set it (a
+///   superuser, or `GRANT SET ON PARAMETER wal_compression`). An index build WAL-logs every
+///   page it writes, as whole pages: a 3,000,000-row key index wrote 58 MB of WAL
+///   uncompressed and 33 MB with lz4, in the same time (BENCHMARKS.md, 2026-12-07). Every
+///   client commit waits for the WAL before it to be flushed, tandem's included. A server
+///   built without lz4 gets nothing.
+/// - **`backend_flush_after = 256kB`**, where the server leaves it at 0 (the default on
+///   Linux; any role may set it; platforms without `sync_file_range` refuse it). The copy
+///   writes the shadow's pages as fast as one core goes; left to the kernel, they pile up as
+///   dirty page cache (gigabytes, under the default `dirty_background_ratio`) and go to disk
+///   in bursts that the clients' WAL flushes queue behind: every client's `COMMIT` stalled
+///   together for 0.4–1.4 s. Asking for the writeback of every 256 kB written keeps the disk's
+///   queue short: at pgbench scale 100, the slowest client transaction 369–503 ms instead of
+///   1,229–1,658 ms, in alternating runs (BENCHMARKS.md, 2026-12-07, later).
+async fn tune_session(client: &Client) {
     let _ = client
         .batch_execute(
             "DO $$ BEGIN
-               IF current_setting('wal_compression') = 'off' THEN SET wal_compression = lz4; END IF;
-             EXCEPTION WHEN OTHERS THEN NULL;
+               BEGIN
+                 IF current_setting('wal_compression') = 'off' THEN SET wal_compression = lz4; END IF;
+               EXCEPTION WHEN OTHERS THEN NULL;
+               END;
+               BEGIN
+                 IF current_setting('backend_flush_after') = '0' THEN SET backend_flush_after = '256kB'; END IF;
+               EXCEPTION WHEN OTHERS THEN NULL;
+               END;
              END $$",
         )
         .await;
