@@ -750,6 +750,64 @@ async fn backfill_progress_takes_the_planners_estimate_and_counts_only_without_o
     }
 }
 
+/// The shadow is analyzed before cutover, on a connection of its own beside the drain once
+/// its last index is built (`backfill::analyze_aside`): after the cutover the table has its
+/// planner statistics, for a table whose only index is its key's and for one with another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shadow_is_analyzed_beside_the_drain_before_cutover() {
+    let db = TestDb::new("analyze_aside").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE keyed (id int PRIMARY KEY, v int, w text);
+         INSERT INTO keyed SELECT g, g % 100, md5(g::text) FROM generate_series(1, 20000) g;
+         CREATE TABLE indexed (id int PRIMARY KEY, v int, w text);
+         CREATE INDEX indexed_w ON indexed (w);
+         INSERT INTO indexed SELECT g, g % 100, md5(g::text) FROM generate_series(1, 20000) g;",
+    )
+    .await
+    .unwrap();
+    for table in ["keyed", "indexed"] {
+        let id = common::submit(
+            &db,
+            &format!("ALTER TABLE {table} ALTER v TYPE bigint"),
+            None,
+        )
+        .await;
+        let (o, seen) = common::observer(table);
+        let mut ex =
+            engine::executor::Executor::open(&db.config(), id, options(), Box::new(gates::Open), o)
+                .await
+                .unwrap();
+        within(60, "apply", ex.apply()).await.expect("apply");
+        drop(ex);
+        let events = seen.lock().unwrap().join("\n");
+        assert!(
+            events.contains("analyzed in") && events.contains("beside the drain"),
+            "{table}: {events}"
+        );
+        let columns: Vec<String> = c
+            .query(
+                "SELECT attname::text FROM pg_stats WHERE schemaname = 'public' AND tablename = $1 ORDER BY 1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            columns,
+            ["id", "v", "w"],
+            "{table}: the new table's statistics"
+        );
+        assert_eq!(
+            column_type(c, table, "v").await,
+            "bigint",
+            "{table}: switched"
+        );
+    }
+}
+
 /// tandem's own sessions compress their full-page images and ask for the writeback of what
 /// they write every 256 kB (`executor::tune_session`), where the server leaves both off: read
 /// back from inside the executor's session by a statement of the plan (run on that session)

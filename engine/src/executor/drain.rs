@@ -36,7 +36,10 @@ use crate::shadow::{self, log, sql, writer, NewIndex, TableSpec};
 
 /// The log method after the copy: the key index (the drain finds rows by it), a drain, the
 /// other indexes, then [`switch`]. Each step is skipped when a resumed run finds it done.
-pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineError> {
+pub(super) async fn settle(
+    ex: &mut Executor,
+    spec: &TableSpec,
+) -> Result<Option<super::backfill::AnalyzeAside>, EngineError> {
     let log = shadow::log_table(spec.migration, spec.table_oid);
     let switched: bool = ex
         .client
@@ -50,6 +53,7 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
         .await
         .map_err(EngineError::sql("look for the forward trigger"))?
         .get(0);
+    let mut analyzing = None;
     if !switched {
         // The key's index first: the drain finds rows by it.
         let (keys, others): (Vec<&NewIndex>, Vec<&NewIndex>) =
@@ -57,9 +61,13 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
         for idx in keys {
             build_index(ex, spec, idx, false).await?;
         }
+        // Once the last index is built, the shadow's ANALYZE runs beside the drains.
+        if others.is_empty() {
+            analyzing = super::backfill::analyze_aside(ex, spec).await;
+        }
         // Behind or not, the other indexes come next: the switch drains again.
         drain(ex, spec, Drain::BeforeSwitch).await?;
-        for idx in others {
+        for &idx in &others {
             // A unique index can meet two rows that were never in the table at once (a
             // value moved from one row to another, both copied before the move reached
             // the log's drain): drain and build again before calling it a duplicate.
@@ -73,6 +81,9 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
                     other => break other?,
                 }
             }
+        }
+        if analyzing.is_none() && !others.is_empty() {
+            analyzing = super::backfill::analyze_aside(ex, spec).await;
         }
         super::failpoint("indexed").await;
         switch(ex, spec).await?;
@@ -101,7 +112,7 @@ pub(super) async fn settle(ex: &mut Executor, spec: &TableSpec) -> Result<(), En
         )
         .await?;
     }
-    Ok(())
+    Ok(analyzing)
 }
 
 /// Hand the shadow to the forward trigger: drain the log until it is nearly empty, then, in
