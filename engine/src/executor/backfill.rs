@@ -32,7 +32,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement, ToStatement};
 
 use super::{is_lock_timeout, mirror, Event, Executor};
 use crate::error::EngineError;
@@ -62,6 +62,26 @@ async fn copy_rows(
     direct: bool,
     counted: bool,
 ) -> Result<(i64, u64), tokio_postgres::Error> {
+    let lower = lo.is_some();
+    let statement = if counted {
+        sql::copy_batch_counted(spec, lower, direct)
+    } else {
+        sql::copy_batch(spec, lower, direct)
+    };
+    copy_with(client, spec, lo, hi, direct, counted, statement.as_str()).await
+}
+
+/// [`copy_rows`] with its statement given: `sql::copy_batch_counted` when `counted`, else
+/// `sql::copy_batch` (prepared once by the copy's loop, or text).
+async fn copy_with<S: ToStatement + Sync + Send + ?Sized>(
+    client: &impl GenericClient,
+    spec: &TableSpec,
+    lo: Option<&[String]>,
+    hi: &[String],
+    direct: bool,
+    counted: bool,
+    statement: &S,
+) -> Result<(i64, u64), tokio_postgres::Error> {
     if direct {
         client
             .query_one(&sql::lock_batch(spec, lo.is_some(), false), &[])
@@ -71,18 +91,13 @@ async fn copy_rows(
     if let Some(act) = writer::act(spec) {
         client.batch_execute(&act).await?;
     }
-    let lower = lo.is_some();
     let (lo, hi) = (lo.map(<[String]>::to_vec), hi.to_vec());
     let copied = if counted {
-        let row = client
-            .query_one(&sql::copy_batch_counted(spec, lower, direct), &[&lo, &hi])
-            .await?;
+        let row = client.query_one(statement, &[&lo, &hi]).await?;
         let (seen, copied): (i64, i64) = (row.get(0), row.get(1));
         (seen, copied as u64)
     } else {
-        let n = client
-            .execute(&sql::copy_batch(spec, lower, direct), &[&lo, &hi])
-            .await?;
+        let n = client.execute(statement, &[&lo, &hi]).await?;
         (n as i64, n)
     };
     if spec.writer.is_some() {
@@ -233,6 +248,7 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
         return Ok(());
     }
 
+    let st = ChunkStatements::prepare(ex, spec, direct).await?;
     let mut batch: i64 = 1000.clamp(ex.opts.min_batch, max_rows);
     let started = Instant::now();
     let done_at_start = p.done;
@@ -255,37 +271,52 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             .await
             .map_err(EngineError::sql("begin a backfill batch"))?;
         let result: Result<(Vec<String>, i64, bool), tokio_postgres::Error> = async {
+            // Commits need not wait for the WAL flush: a batch lost in a crash loses its
+            // checkpoint with it, and is copied again.
             tx.batch_execute(&format!(
-                "SET LOCAL lock_timeout = '{}ms'",
+                "SET LOCAL lock_timeout = '{}ms'; SET LOCAL synchronous_commit = off",
                 ex.opts.batch_lock_timeout.as_millis().max(1)
             ))
             .await?;
+            let lower = usize::from(lo.is_some());
             let end = tx
-                .query_opt(&sql::batch_end(spec, lo.is_some()), &[&lo, &bound, &batch])
+                .query_opt(&st.batch_end[lower], &[&lo, &bound, &batch])
                 .await?;
             let hi: Vec<String> = end
                 .as_ref()
                 .map(|r| r.get(0))
                 .unwrap_or_else(|| bound.clone());
             // A full batch holds exactly `batch` rows (its end is the batch-th key); only the
-            // last one is counted. Commits need not wait for the WAL flush: a batch lost in a
-            // crash loses its checkpoint with it, and is copied again.
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
+            // last one is counted.
             let full = end.is_some();
             let locked = if full {
-                copy_rows(&tx, spec, lo.as_deref(), &hi, direct, false).await?;
+                copy_with(
+                    &tx,
+                    spec,
+                    lo.as_deref(),
+                    &hi,
+                    direct,
+                    false,
+                    &st.copy[lower],
+                )
+                .await?;
                 batch
             } else {
-                copy_rows(&tx, spec, lo.as_deref(), &hi, direct, true)
-                    .await?
-                    .0
+                copy_with(
+                    &tx,
+                    spec,
+                    lo.as_deref(),
+                    &hi,
+                    direct,
+                    true,
+                    &st.copy_counted[lower],
+                )
+                .await?
+                .0
             };
             let row = tx
                 .query_one(
-                    "UPDATE tandem.shadow_tables SET last_key = $3, rows_copied = rows_copied + $4
-                      WHERE migration_id = $1 AND table_oid = $2
-                     RETURNING (SELECT paused FROM tandem.migrations WHERE id = $1)",
+                    &st.checkpoint,
                     &[&ex.id, &spec.table_oid, &json!(hi), &locked],
                 )
                 .await?;
@@ -324,10 +355,10 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                     });
                     last_report = Instant::now();
                 }
-                if !direct && !finished {
+                if let (Some(prune), false) = (&st.prune, finished) {
                     // Keep the log to what the copy has passed.
                     ex.client
-                        .execute(&log::prune(spec), &[&p.last_key, &bound])
+                        .execute(prune, &[&p.last_key, &bound])
                         .await
                         .map_err(EngineError::sql("prune the log"))?;
                     upkeep.tend(ex, spec).await;
@@ -405,6 +436,54 @@ impl AnalyzeAside {
             Ok(Ok(took)) => Some(took),
             _ => None,
         }
+    }
+}
+
+/// The statements of the copy's loop, prepared once: sent as text, each would be parsed and
+/// described in a round trip of its own at every chunk, and on a loaded server a round trip
+/// of tandem's waits for a core like every client's. `[0]` from the start, `[1]` after a key.
+struct ChunkStatements {
+    batch_end: [Statement; 2],
+    copy: [Statement; 2],
+    copy_counted: [Statement; 2],
+    checkpoint: Statement,
+    /// `log::prune`; the direct method has no log.
+    prune: Option<Statement>,
+}
+
+impl ChunkStatements {
+    async fn prepare(ex: &Executor, spec: &TableSpec, direct: bool) -> Result<Self, EngineError> {
+        let c = &ex.client;
+        let prepare = |text: String| async move {
+            c.prepare(&text)
+                .await
+                .map_err(EngineError::sql("prepare the copy's statements"))
+        };
+        Ok(ChunkStatements {
+            batch_end: [
+                prepare(sql::batch_end(spec, false)).await?,
+                prepare(sql::batch_end(spec, true)).await?,
+            ],
+            copy: [
+                prepare(sql::copy_batch(spec, false, direct)).await?,
+                prepare(sql::copy_batch(spec, true, direct)).await?,
+            ],
+            copy_counted: [
+                prepare(sql::copy_batch_counted(spec, false, direct)).await?,
+                prepare(sql::copy_batch_counted(spec, true, direct)).await?,
+            ],
+            checkpoint: prepare(
+                "UPDATE tandem.shadow_tables SET last_key = $3, rows_copied = rows_copied + $4
+                  WHERE migration_id = $1 AND table_oid = $2
+                 RETURNING (SELECT paused FROM tandem.migrations WHERE id = $1)"
+                    .to_string(),
+            )
+            .await?,
+            prune: match direct {
+                true => None,
+                false => Some(prepare(log::prune(spec)).await?),
+            },
+        })
     }
 }
 
