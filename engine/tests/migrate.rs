@@ -750,6 +750,60 @@ async fn backfill_progress_takes_the_planners_estimate_and_counts_only_without_o
     }
 }
 
+/// The log method's copy ends its chunks by arithmetic where an integer key is dense and
+/// asks for the batch-th key where it is not (`backfill::Stride`): across negative keys, a
+/// dense run, a gap of a million, sparse keys and a run with every other value used, every
+/// row is copied once: verified on the first pass, counted once in the progress, and the
+/// new table holds the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_ended_by_key_arithmetic_copy_every_row_once_across_gaps() {
+    let db = TestDb::new("backfill_stride").await;
+    let c = db.client();
+    c.batch_execute(
+        "CREATE TABLE gappy (id bigint PRIMARY KEY, v int);
+         INSERT INTO gappy SELECT g, g % 1000 FROM generate_series(-5000, 20000) g;
+         INSERT INTO gappy SELECT g, g % 1000 FROM generate_series(1000000, 1010000) g;
+         INSERT INTO gappy SELECT 2000000 + g * 997, g FROM generate_series(1, 300) g;
+         INSERT INTO gappy SELECT g, g % 1000 FROM generate_series(5000000, 5040000, 2) g;",
+    )
+    .await
+    .unwrap();
+    let before: (i64, i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT count(*), sum(id)::int8, sum(v)::int8 FROM gappy",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let id = common::submit(&db, "ALTER TABLE gappy ALTER v TYPE bigint", None).await;
+    let mut ex = common::open(&db, id, options(), "stride").await;
+    within(120, "apply", ex.apply())
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+    assert_verified_first_time(c, id).await;
+    let (rows_copied, rows_total, _) = common::progress(c, id).await;
+    assert_eq!(
+        rows_copied, before.0,
+        "rows copied (of an estimate of {rows_total})"
+    );
+    let r = c
+        .query_one(
+            "SELECT count(*), sum(id)::int8, sum(v)::int8 FROM gappy",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.get(0), r.get(1), r.get(2)),
+        before,
+        "(count, sum(id), sum(v))"
+    );
+    assert_eq!(column_type(c, "gappy", "v").await, "bigint");
+}
+
 /// The shadow is analyzed before cutover, on a connection of its own beside the drain once
 /// its last index is built (`backfill::analyze_aside`): after the cutover the table has its
 /// planner statistics, for a table whose only index is its key's and for one with another.
