@@ -298,38 +298,17 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                     (hi, end.is_some())
                 }
             };
-            // Only the last chunk is counted: a full one holds the rows it copied (the log
-            // method's plain insert) or, by its end, `batch` rows (the direct method's
-            // upsert, which skips the rows the triggers wrote).
-            let locked = if full {
-                let (seen, _) = copy_with(
-                    &tx,
-                    spec,
-                    lo.as_deref(),
-                    &hi,
-                    direct,
-                    false,
-                    &st.copy[lower],
-                )
-                .await?;
-                if direct {
-                    batch
-                } else {
-                    seen
-                }
-            } else {
-                copy_with(
-                    &tx,
-                    spec,
-                    lo.as_deref(),
-                    &hi,
-                    direct,
-                    true,
-                    &st.copy_counted[lower],
-                )
-                .await?
-                .0
+            // The rows the chunk holds: those the log method's plain insert copied. The
+            // direct method's upsert skips the rows the triggers wrote: its full batches hold
+            // `batch` rows (by their end), and its last one is counted.
+            let counted = direct && !full;
+            let statement = match counted {
+                true => &st.copy_counted[lower],
+                false => &st.copy[lower],
             };
+            let (seen, _) =
+                copy_with(&tx, spec, lo.as_deref(), &hi, direct, counted, statement).await?;
+            let locked = if direct && full { batch } else { seen };
             let row = tx
                 .query_one(
                     &st.checkpoint,
