@@ -804,13 +804,22 @@ async fn chunks_ended_by_key_arithmetic_copy_every_row_once_across_gaps() {
     assert_eq!(column_type(c, "gappy", "v").await, "bigint");
 }
 
-/// The shadow is analyzed before cutover, on a connection of its own beside the drain once
-/// its last index is built (`backfill::analyze_aside`): after the cutover the table has its
-/// planner statistics, for a table whose only index is its key's and for one with another.
+/// The shadow is vacuumed and analyzed before cutover, on a connection of its own beside the
+/// drain once its last index is built (`backfill::vacuum_aside`): after the cutover the table
+/// has its planner statistics and its visibility map, for a table whose only index is its
+/// key's and for one with another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shadow_is_analyzed_beside_the_drain_before_cutover() {
-    let db = TestDb::new("analyze_aside").await;
+async fn the_shadow_is_vacuumed_and_analyzed_beside_the_drain_before_cutover() {
+    let db = TestDb::new("vacuum_aside").await;
     let c = db.client();
+    // Commits flushed as on a production server (the harness's cluster commits without
+    // waiting): a row whose commit is not flushed yet cannot be marked all-visible.
+    c.batch_execute(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = on",
+        planner::ident::Ident::new(db.name()).unwrap()
+    ))
+    .await
+    .unwrap();
     c.batch_execute(
         "CREATE TABLE keyed (id int PRIMARY KEY, v int, w text);
          INSERT INTO keyed SELECT g, g % 100, md5(g::text) FROM generate_series(1, 20000) g;
@@ -836,8 +845,25 @@ async fn the_shadow_is_analyzed_beside_the_drain_before_cutover() {
         drop(ex);
         let events = seen.lock().unwrap().join("\n");
         assert!(
-            events.contains("analyzed in") && events.contains("beside the drain"),
+            events.contains("vacuumed and analyzed in") && events.contains("beside the drain"),
             "{table}: {events}"
+        );
+        // (Not `n_ins_since_vacuum`: the copy's session reports its inserts at most once a
+        // second, and all 20,000 of this small copy may be reported after the vacuum.)
+        let r = c
+            .query_one(
+                "SELECT s.last_vacuum IS NOT NULL, c.relallvisible, c.relpages
+                   FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+                  WHERE s.relid = $1::text::regclass",
+                &[&table],
+            )
+            .await
+            .unwrap();
+        let (vacuumed, visible, pages): (bool, i32, i32) = (r.get(0), r.get(1), r.get(2));
+        assert!(vacuumed, "{table}: the new table was vacuumed");
+        assert!(
+            pages > 0 && visible == pages,
+            "{table}: all-visible pages {visible} of {pages}"
         );
         let columns: Vec<String> = c
             .query(

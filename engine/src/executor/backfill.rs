@@ -404,29 +404,34 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     }
 }
 
-/// The shadow's `ANALYZE` on a connection of its own, started once its last index is built
-/// (`drain::settle`) and awaited at the end of the backfill: its lock (SHARE UPDATE
+/// The shadow's `VACUUM (ANALYZE)` on a connection of its own, started once its last index is
+/// built (`drain::settle`) and awaited at the end of the backfill: its lock (SHARE UPDATE
 /// EXCLUSIVE) conflicts neither with the drain's writes to the shadow nor with the switch's
-/// trigger on the table, so it reads its sample while the drain runs instead of after it
-/// (0.5–0.7 s at pgbench scales 10 and 100). Not when the run stops before cutover (the
-/// shadow gets a `VACUUM (ANALYZE)` then, in `finish_shadow`).
-pub(super) struct AnalyzeAside(tokio::task::JoinHandle<Result<Duration, tokio_postgres::Error>>);
+/// trigger on the table, so it runs while the drain does (at pgbench scale 100: 2.8–4.1 s
+/// beside a drain of 4.5 s, waited for 0.0 s). The new table goes live with its statistics,
+/// its visibility map and its hint bits set, and no insert-triggered autovacuum of every row
+/// the copy wrote starts at the cutover to hold the lock `finalize` needs for minutes (the
+/// inserts of the copy's last second, which its session had not reported yet, still count:
+/// below autovacuum's threshold, a fifth of the table, once the table is large enough for it
+/// to matter). Not when the run stops before cutover (the
+/// shadow gets its `VACUUM (ANALYZE)` in `finish_shadow` then).
+pub(super) struct VacuumAside(tokio::task::JoinHandle<Result<Duration, tokio_postgres::Error>>);
 
-pub(super) async fn analyze_aside(ex: &Executor, spec: &TableSpec) -> Option<AnalyzeAside> {
+pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<VacuumAside> {
     if ex.opts.until < Phase::Cutover {
         return None;
     }
     let client = super::connect(&ex.config).await.ok()?;
-    let statement = format!("ANALYZE {}", spec.shadow);
-    Some(AnalyzeAside(tokio::spawn(async move {
+    let statement = format!("VACUUM (ANALYZE) {}", spec.shadow);
+    Some(VacuumAside(tokio::spawn(async move {
         let t0 = Instant::now();
         client.batch_execute(&statement).await?;
         Ok(t0.elapsed())
     })))
 }
 
-impl AnalyzeAside {
-    /// How long the `ANALYZE` took; `None` if it failed (the caller analyzes then).
+impl VacuumAside {
+    /// How long the `VACUUM (ANALYZE)` took; `None` if it failed (the caller analyzes then).
     async fn finish(self) -> Option<Duration> {
         match self.0.await {
             Ok(Ok(took)) => Some(took),
@@ -711,17 +716,17 @@ pub(super) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 /// After the copy and the index builds: statistics for the planner the moment the shadow goes
 /// live, then record it.
 ///
-/// When this apply goes on to the cutover, `ANALYZE` only: autovacuum stays off on the shadow
-/// until the cutover turns it back on (`dependents::carry`), and then vacuums the new table in
-/// the background, throttled, as after pg_repack. A `VACUUM` here would read and write the
-/// whole new table once more while the clients wait on the same disk (6.5 s of the 41 s at
-/// pgbench scale 100), and an autovacuum started now would hold a lock the cutover waits for.
-/// When the cutover is deferred (`--until`), the shadow may stay in dual-write for days:
-/// `VACUUM (ANALYZE)` now, and autovacuum back at once.
+/// When this apply goes on to the cutover, the `VACUUM (ANALYZE)` that ran beside the drain
+/// ([`vacuum_aside`]) is awaited; if it could not run, an `ANALYZE` here (a `VACUUM` after
+/// the drain would read and write the whole new table once more while the clients wait on
+/// the same disk: 6.5 s of the 41 s at pgbench scale 100). Autovacuum stays off on the
+/// shadow until the cutover turns it back on (`dependents::carry`): one started now would
+/// hold a lock the cutover waits for. When the cutover is deferred (`--until`), the shadow
+/// may stay in dual-write for days: `VACUUM (ANALYZE)` now, and autovacuum back at once.
 async fn finish_shadow(
     ex: &mut Executor,
     spec: &TableSpec,
-    aside: Option<AnalyzeAside>,
+    aside: Option<VacuumAside>,
 ) -> Result<(), EngineError> {
     let deferred = ex.opts.until < Phase::Cutover;
     let t0 = Instant::now();
@@ -736,7 +741,7 @@ async fn finish_shadow(
     };
     match beside {
         Some(took) => ex.emit(Event::Note(format!(
-            "shadow of {} analyzed in {:.1} s, beside the drain (waited {:.1} s for it)",
+            "shadow of {} vacuumed and analyzed in {:.1} s, beside the drain (waited {:.1} s for it)",
             spec.table.display_plain(),
             took.as_secs_f64(),
             t0.elapsed().as_secs_f64()

@@ -39,7 +39,7 @@ use crate::shadow::{self, log, sql, writer, NewIndex, TableSpec};
 pub(super) async fn settle(
     ex: &mut Executor,
     spec: &TableSpec,
-) -> Result<Option<super::backfill::AnalyzeAside>, EngineError> {
+) -> Result<Option<super::backfill::VacuumAside>, EngineError> {
     let log = shadow::log_table(spec.migration, spec.table_oid);
     let switched: bool = ex
         .client
@@ -53,7 +53,7 @@ pub(super) async fn settle(
         .await
         .map_err(EngineError::sql("look for the forward trigger"))?
         .get(0);
-    let mut analyzing = None;
+    let mut aside = None;
     if !switched {
         // The key's index first: the drain finds rows by it.
         let (keys, others): (Vec<&NewIndex>, Vec<&NewIndex>) =
@@ -63,7 +63,7 @@ pub(super) async fn settle(
         }
         // Once the last index is built, the shadow's ANALYZE runs beside the drains.
         if others.is_empty() {
-            analyzing = super::backfill::analyze_aside(ex, spec).await;
+            aside = super::backfill::vacuum_aside(ex, spec).await;
         }
         // Behind or not, the other indexes come next: the switch drains again.
         drain(ex, spec, Drain::BeforeSwitch).await?;
@@ -82,8 +82,8 @@ pub(super) async fn settle(
                 }
             }
         }
-        if analyzing.is_none() && !others.is_empty() {
-            analyzing = super::backfill::analyze_aside(ex, spec).await;
+        if aside.is_none() && !others.is_empty() {
+            aside = super::backfill::vacuum_aside(ex, spec).await;
         }
         super::failpoint("indexed").await;
         switch(ex, spec).await?;
@@ -112,7 +112,7 @@ pub(super) async fn settle(
         )
         .await?;
     }
-    Ok(analyzing)
+    Ok(aside)
 }
 
 /// Hand the shadow to the forward trigger: drain the log until it is nearly empty, then, in
