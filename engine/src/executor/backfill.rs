@@ -48,31 +48,25 @@ pub async fn copy_batch(
     lo: Option<&[String]>,
     hi: &[String],
 ) -> Result<(i64, u64), tokio_postgres::Error> {
-    copy_rows(client, spec, lo, hi, true, true).await
+    copy_counted(client, spec, lo, hi, true).await
 }
 
-/// Copy `(lo, hi]`: `direct` under the copy lock with an upsert, else a plain insert (the log
-/// method's copy, into a shadow only it writes). `counted` also counts the range's rows
-/// (a full batch's size is known).
-async fn copy_rows(
+/// Copy `(lo, hi]` and count the range's rows, with the statement sent as text.
+async fn copy_counted(
     client: &impl GenericClient,
     spec: &TableSpec,
     lo: Option<&[String]>,
     hi: &[String],
     direct: bool,
-    counted: bool,
 ) -> Result<(i64, u64), tokio_postgres::Error> {
-    let lower = lo.is_some();
-    let statement = if counted {
-        sql::copy_batch_counted(spec, lower, direct)
-    } else {
-        sql::copy_batch(spec, lower, direct)
-    };
-    copy_with(client, spec, lo, hi, direct, counted, statement.as_str()).await
+    let statement = sql::copy_batch_counted(spec, lo.is_some(), direct);
+    copy_with(client, spec, lo, hi, direct, true, statement.as_str()).await
 }
 
-/// [`copy_rows`] with its statement given: `sql::copy_batch_counted` when `counted`, else
-/// `sql::copy_batch` (prepared once by the copy's loop, or text).
+/// Copy `(lo, hi]`: `direct` under the copy lock with an upsert, else a plain insert (the log
+/// method's copy, into a shadow only it writes), by `statement`: `sql::copy_batch_counted`
+/// when `counted` (which also counts the range's rows), else `sql::copy_batch`. Returns (rows
+/// in the range, rows copied); uncounted, the rows copied twice.
 async fn copy_with<S: ToStatement + Sync + Send + ?Sized>(
     client: &impl GenericClient,
     spec: &TableSpec,
@@ -281,7 +275,7 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             .await?;
             let lower = usize::from(lo.is_some());
             // The chunk's end: by arithmetic on a dense integer key, else the batch-th key
-            // (a scan of the chunk's keys, a quarter of the copy's time under load).
+            // (a scan of the chunk's keys, a fifth of the copy's time under load).
             let (hi, full) = match stride.end(lo.as_deref(), &bound, batch) {
                 Some(hi) => {
                     let full = hi != bound;
@@ -301,10 +295,9 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             // The rows the chunk holds: those the log method's plain insert copied. The
             // direct method's upsert skips the rows the triggers wrote: its full batches hold
             // `batch` rows (by their end), and its last one is counted.
-            let counted = direct && !full;
-            let statement = match counted {
-                true => &st.copy_counted[lower],
-                false => &st.copy[lower],
+            let (statement, counted) = match &st.copy_counted {
+                Some(c) if !full => (&c[lower], true),
+                _ => (&st.copy[lower], false),
             };
             let (seen, _) =
                 copy_with(&tx, spec, lo.as_deref(), &hi, direct, counted, statement).await?;
@@ -413,8 +406,8 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
 /// the copy wrote starts at the cutover to hold the lock `finalize` needs for minutes (the
 /// inserts of the copy's last second, which its session had not reported yet, still count:
 /// below autovacuum's threshold, a fifth of the table, once the table is large enough for it
-/// to matter). Not when the run stops before cutover (the
-/// shadow gets its `VACUUM (ANALYZE)` in `finish_shadow` then).
+/// to matter). Not when the run stops before cutover (the shadow gets its `VACUUM (ANALYZE)`
+/// in `finish_shadow` then).
 pub(super) struct VacuumAside(tokio::task::JoinHandle<Result<Duration, tokio_postgres::Error>>);
 
 pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<VacuumAside> {
@@ -494,7 +487,8 @@ impl Stride {
 struct ChunkStatements {
     batch_end: [Statement; 2],
     copy: [Statement; 2],
-    copy_counted: [Statement; 2],
+    /// The direct method's last batch; the log method's plain insert counts its rows.
+    copy_counted: Option<[Statement; 2]>,
     checkpoint: Statement,
     /// `log::prune`; the direct method has no log.
     prune: Option<Statement>,
@@ -517,10 +511,13 @@ impl ChunkStatements {
                 prepare(sql::copy_batch(spec, false, direct)).await?,
                 prepare(sql::copy_batch(spec, true, direct)).await?,
             ],
-            copy_counted: [
-                prepare(sql::copy_batch_counted(spec, false, direct)).await?,
-                prepare(sql::copy_batch_counted(spec, true, direct)).await?,
-            ],
+            copy_counted: match direct {
+                true => Some([
+                    prepare(sql::copy_batch_counted(spec, false, true)).await?,
+                    prepare(sql::copy_batch_counted(spec, true, true)).await?,
+                ]),
+                false => None,
+            },
             checkpoint: prepare(
                 "UPDATE tandem.shadow_tables SET last_key = $3, rows_copied = rows_copied + $4
                   WHERE migration_id = $1 AND table_oid = $2
@@ -597,7 +594,7 @@ async fn rejected_row(
     for key in keys {
         tx.batch_execute("SAVEPOINT tandem_probe").await?;
         let direct = spec.copy == CopyMethod::Direct;
-        let r = copy_rows(&tx, spec, prev.as_deref(), &key, direct, true).await;
+        let r = copy_counted(&tx, spec, prev.as_deref(), &key, direct).await;
         tx.batch_execute("ROLLBACK TO SAVEPOINT tandem_probe")
             .await?;
         if let Err(e) = r {
