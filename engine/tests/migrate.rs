@@ -444,9 +444,13 @@ async fn pause_and_resume() {
     let mut ex = common::open(
         &db,
         id,
+        // Chunks of a few thousand rows with a pause between them: the copy lasts seconds,
+        // long enough to be paused however fast the machine copies (the log method's chunks
+        // may hold 50 × `max_batch` rows, and 200,000 rows go in a few of them in 0.3 s).
         Options {
             batch_pause: Duration::from_millis(50),
             max_batch: 4_000,
+            chunk_time: Duration::from_millis(5),
             ..Options::default()
         },
         "pause",
