@@ -406,9 +406,9 @@ async fn status_warns_when_the_window_ends_within_a_day() {
     assert_eq!(s["window_warning"], serde_json::Value::Null, "{s}");
 }
 
-/// After a cutover the new table's first autovacuum (every row the copy inserted counts) can
-/// run for minutes on a large table, and it holds a lock that `finalize`'s DROP TRIGGER waits
-/// for. PostgreSQL cancels an autovacuum that blocks a waiter only when the waiter's deadlock
+/// After a cutover an autovacuum of the new table (before the backfill vacuumed the shadow,
+/// its first, of every row the copy inserted) can run for minutes on a large table, and it
+/// holds a lock that `finalize`'s DROP TRIGGER waits for. PostgreSQL cancels an autovacuum that blocks a waiter only when the waiter's deadlock
 /// check runs, after `deadlock_timeout` (1 s), longer than each attempt's 50 ms `lock_timeout`:
 /// so every attempt timed out behind it, and finalize gave up after 30 (seen in
 /// `bench/engine/run.sh` at scale 100: "finalize: canceling statement due to lock timeout").
@@ -481,7 +481,7 @@ fn role_url(cluster: &fixtures::pg::Cluster, role: &str) -> String {
     swapped
 }
 
-/// Apply on a cluster of its own, catch the new table's first autovacuum running, then run
+/// Apply on a cluster of its own, catch an autovacuum of the new table running, then run
 /// `command` (finalize or rollback): it must end in `phase` within 10 s.
 async fn end_the_window_during_an_autovacuum(command: &str, phase: &str) {
     let (cluster, _client, id) =
@@ -540,8 +540,9 @@ async fn finalize_that_never_gets_its_locks_says_why_and_changes_nothing() {
 
 /// A cluster of the test's own with `autovacuum_naptime = 1s`, database `vac` with a
 /// 200,000-row `items` migrated (`ALTER id TYPE bigint`) through cutover, by `role` when given
-/// (created here: a login role that owns the table and may create schemas, nothing more), and
-/// the new table's first autovacuum running, slowed (cost limit 1) so that it lasts. Returns
+/// (created here: a login role that owns the table and may create schemas, nothing more), all
+/// its rows updated once, and the new table's autovacuum running, slowed (cost limit 1) so
+/// that it lasts. Returns
 /// the cluster, a superuser session on `vac`, and the migration's id.
 async fn migrated_with_autovacuum_running(
     test: &str,
@@ -608,8 +609,15 @@ async fn migrated_with_autovacuum_running(
     let run = apply(&url, id, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 
-    // The new table inherited `autovacuum_enabled = false`; give it back, as a DBA's
-    // settings would, and wait for its first autovacuum to be running.
+    // The new table goes live vacuumed (the backfill's `VACUUM` beside the drain), so its
+    // autovacuum comes from what the application writes after: every row updated once, a dead
+    // tuple on every page for the slowed autovacuum to clean. The new table inherited
+    // `autovacuum_enabled = false`; give it back, as a DBA's settings would, and wait for
+    // that autovacuum to be running.
+    client
+        .batch_execute("UPDATE items SET n = n + 1")
+        .await
+        .expect("the application's writes");
     client
         .batch_execute("ALTER TABLE items SET (autovacuum_enabled = true)")
         .await
