@@ -18,7 +18,7 @@
 #        CUT_WORKLOADS="tpcb select"  CUT_SELECT_RATE=10000 (pgbench -R of the -S cutover load, tps)
 #        MEM_CONNS=500  CUT_CLIENTS=8  PRE=5 POST=5 (s of load before / after the apply)  WARMUP=3
 #        TANDEM=<binary> (default: cargo build --release -p cli, then target/release/tandem; BUILD=0 skips the build)
-#        TANDEM_WORKERS=N (the proxies' worker_threads; default: the proxy's own, one per core)
+#        TANDEM_WORKERS=N (the proxies' worker_threads; default: the proxy's own, one per two cores)
 #        MIRROR_RATE=N (the dual part's mirror_rate, comparisons/s, 0 = no limit; default: the proxy's, 200)
 #        PG_EXTRA="-c log_lock_waits=on ..." (more server options, for diagnosis)
 #        SLOW_LOG_MS=50 (the tandem proxy logs each request this slow with its stages; 0: off)

@@ -62,7 +62,8 @@ pub struct FileConfig {
     /// `--upstream` is a pooler (pgbouncer in transaction mode: LISTEN and session settings
     /// do not survive it). Same form as `--upstream`, tandem's user, no password.
     pub control_upstream: Option<String>,
-    /// Threads running client sessions (default: one per core).
+    /// Threads running client sessions (default: one per two cores, at least one; see
+    /// [`default_worker_threads`]).
     pub worker_threads: usize,
     /// Client connections at once; one more is refused with SQLSTATE 53300.
     pub max_connections: usize,
@@ -96,6 +97,16 @@ pub struct FileConfig {
     pub log_slow_requests_ms: u64,
 }
 
+/// The proxy shares its machine with what it relays for: the application, or PostgreSQL.
+/// Each worker thread waits in its own `epoll_wait`, so more threads see fewer ready sockets
+/// per wakeup and switch context more often. On 2 cores, under pgbench at 16 clients, one
+/// worker spent a median 1.06 × pgbouncer's CPU per transaction and two workers 1.17 ×
+/// (six workloads each; BENCHMARKS.md §6, 2026-12-07). So one thread per two cores; a proxy
+/// with cores of its own sets `worker_threads` to them.
+pub fn default_worker_threads(cores: usize) -> usize {
+    (cores / 2).max(1)
+}
+
 impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
@@ -103,7 +114,9 @@ impl Default for FileConfig {
             tls_key: None,
             password_file: None,
             control_upstream: None,
-            worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            worker_threads: default_worker_threads(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             max_connections: 1000,
             max_startups: 100,
             max_message_bytes: 64 << 20,
@@ -192,5 +205,19 @@ impl FileConfig {
     }
     pub fn mirror_timeout(&self) -> Duration {
         Duration::from_millis(self.mirror_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_worker_thread_per_two_cores_and_never_none() {
+        for (cores, threads) in [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)] {
+            assert_eq!(
+                super::default_worker_threads(cores),
+                threads,
+                "{cores} cores"
+            );
+        }
     }
 }
