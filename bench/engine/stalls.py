@@ -13,6 +13,8 @@ import collections
 import glob
 import os
 
+from analyze import read_logs
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,15 +22,8 @@ def main():
     ap.add_argument("waits_dir")
     ap.add_argument("--ms", type=float, default=100.0, help="a transaction slower than this is slow")
     a = ap.parse_args()
-    slow = []
-    for f in glob.glob(os.path.join(a.run_dir, "txlog.*")):
-        for line in open(f):
-            p = line.split()
-            lat_ms = int(p[2]) / 1000.0
-            end = int(p[4]) + int(p[5]) / 1e6
-            if lat_ms > a.ms:
-                slow.append((end - lat_ms / 1000.0, end, lat_ms))
-    slow.sort()
+    ok, _, _ = read_logs(glob.glob(os.path.join(a.run_dir, "txlog.*")))
+    slow = sorted((start, end, lat * 1000.0) for start, end, lat in ok if lat * 1000.0 > a.ms)
     waits = []
     for line in open(os.path.join(a.waits_dir, "waits.txt")):
         p = line.rstrip("\n").split("|")

@@ -1,26 +1,18 @@
 #!/usr/bin/env bash
 # What every session of bench/engine/run.sh's cluster waits on, and the kernel's dirty pages,
 # sampled beside a run, for bench/engine/stalls.py to line up with the slow transactions:
-#   OUT/waits.txt  every 5 ms: epoch|pid|application|wait type|wait event|state|statement
-#                  (sessions waiting on anything but their client or their main loop)
+#   OUT/waits.txt  every 5 ms, sampler.sql's lines: epoch|pid|application|wait type|wait
+#                  event|state|statement
 #   OUT/dirty.txt  every 50 ms: epoch, Dirty and Writeback of /proc/meminfo in KiB
 #
 # Usage: bench/engine/waits.sh OUT SECONDS &   (then the run; it stops by itself)
 set -euo pipefail
 [ $# -eq 2 ] && [[ $2 =~ ^[0-9]+$ ]] || { echo "usage: $0 OUT SECONDS" >&2; exit 64; }
 OUT=$1 SECS=$2
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$OUT"
 PSQL=(/usr/lib/postgresql/15/bin/psql -X -q -A -t -F '|' -h /tmp/benchpg-engine -p 55470 -U postgres -d postgres)
-cat >"$OUT/waits.sql" <<'SQL'
-SELECT extract(epoch FROM clock_timestamp())::numeric(16,3), a.pid, a.application_name,
-       a.wait_event_type, a.wait_event, a.state, left(regexp_replace(a.query, '\s+', ' ', 'g'), 50)
-  FROM pg_stat_activity a
- WHERE a.wait_event IS NOT NULL AND a.pid <> pg_backend_pid()
-   AND a.wait_event NOT IN ('ClientRead', 'WalWriterMain', 'BgWriterHibernate', 'BgWriterMain',
-                            'CheckpointerMain', 'AutoVacuumMain', 'LogicalLauncherMain', 'ArchiverMain')
-\watch 0.005
-SQL
-timeout "$SECS" "${PSQL[@]}" -f "$OUT/waits.sql" >"$OUT/waits.txt" 2>/dev/null &
+timeout "$SECS" "${PSQL[@]}" -f "$HERE/sampler.sql" >"$OUT/waits.txt" 2>/dev/null &
 end=$(($(date +%s) + SECS))
 while [ "$(date +%s)" -lt "$end" ]; do
   echo "$(date +%s.%N | cut -c1-14) $(awk '/^Dirty:|^Writeback:/ { printf "%s ", $2 }' /proc/meminfo)"
