@@ -675,6 +675,11 @@ def cmd_report(a):
                       f"| {fmt(m['rss_with_conns_kib'] / 1024, 1)} | **{fmt(m['kib_per_conn'], 1)}** "
                       f"| {fmt(m['rss_after_close_kib'] / 1024, 1)} | {fmt(m['connect_ms_median'], 2)} |")
         md.append("")
+        if env.get("mem_pool") == "1":
+            md.append("Both proxies in front of pgbouncer in transaction mode (20 server connections), "
+                      "so the idle sessions share 20 PostgreSQL backends; each proxy holds two file "
+                      f"descriptors per session (limit here: {env.get('fd_limit', '?')}).")
+            md.append("")
 
     # --- goals
     goals = []
@@ -689,6 +694,11 @@ def cmd_report(a):
         ok = all(t is not None and p is not None and t <= 2 * p for _, t, p in ws)
         goals.append(("worst transaction ≤ 2 × pgbouncer's", ok,
                       ", ".join(f"{w}: {fmt(t, 1)} vs {fmt(p, 1)} ms" for w, t, p in ws)))
+    for m in [m for m in mems if m.get("name") == "tandem"]:
+        pg = next((x for x in mems if x.get("name") == "pgbouncer"), {})
+        goals.append(("≤ 4 KiB per idle client connection", not m.get("error") and m["kib_per_conn"] <= 4.0,
+                      f"{fmt(m['kib_per_conn'], 1)} KiB at {m['connections']} connections ({m.get('alive')} alive)"
+                      + (f"; pgbouncer {fmt(pg['kib_per_conn'], 1)} KiB" if pg else "")))
     if dual.get("loss_pct") is not None:
         goals.append(("dual-read sampling at 100 % costs < 10 % TPS", dual["loss_pct"] < 10,
                       f"{dual['loss_pct']} % ({fmt(dual['tandem-d100']['comparisons_total'])} compared, "

@@ -3,6 +3,8 @@
 #
 # Parts (all by default, in this order; PARTS="..." picks a subset):
 #   memory      N idle connections (default 500) through each proxy: RSS growth per connection
+#               (MEM_POOL=1: both proxies in front of a pgbouncer in transaction mode, so N
+#               idle sessions hold ~20 PostgreSQL backends, not N: for N in the thousands)
 #   throughput  pgbench -S and TPC-B, each -M simple and -M prepared, -c 16 -j 2 -T SECS, through
 #               direct / pgbouncer / tandem, interleaved (round 1: w1 d p t, w2 d p t, ...; round 2 ...)
 #   dual        pgbench -S -M prepared through tandem proxy, mirror_sample 0.0 vs 1.0, while a
@@ -16,7 +18,7 @@
 # Env:   ROUNDS=3 SECS=15 SCALE=10 CLIENTS=16 JOBS=2    WORKLOADS="select-simple select-prepared tpcb-simple tpcb-prepared"
 #        TARGETS="direct pgbouncer tandem" (throughput)   CUT_TARGETS="tandem pgbouncer" (direct allowed)
 #        CUT_WORKLOADS="tpcb select"  CUT_SELECT_RATE=10000 (pgbench -R of the -S cutover load, tps)
-#        MEM_CONNS=500  CUT_CLIENTS=8  PRE=5 POST=5 (s of load before / after the apply)  WARMUP=3
+#        MEM_CONNS=500  MEM_POOL=0|1  CUT_CLIENTS=8  PRE=5 POST=5 (s of load before / after the apply)  WARMUP=3
 #        TANDEM=<binary> (default: cargo build --release -p cli, then target/release/tandem; BUILD=0 skips the build)
 #        TANDEM_WORKERS=N (the proxies' worker_threads; default: the proxy's own, one per two cores)
 #        MIRROR_RATE=N (the dual part's mirror_rate, comparisons/s, 0 = no limit; default: the proxy's, 200)
@@ -48,6 +50,8 @@ TP_PORT=15482;  TP_METRICS=15492    # tandem proxy for throughput and memory (up
 D1_PORT=15483;  D1_METRICS=15493    # tandem proxy, mirror_sample = 1.0 (upstream db proxy_dual)
 D0_PORT=15484;  D0_METRICS=15494    # tandem proxy, mirror_sample = 0.0 (upstream db proxy_dual)
 CT_PORT=15485;  CT_METRICS=15495    # tandem proxy for a cutover (upstream db proxy_cut_<workload>_tandem)
+POOL_PORT=15486                     # MEM_POOL=1: pgbouncer in transaction mode, the memory part's upstream
+MEM_PORT=15487; MEM_METRICS=15497   # MEM_POOL=1: tandem proxy for the memory part (upstream: the pool)
 
 BENCH_DIR=${BENCH_DIR:-/tmp/tandem-bench}
 RAW="$BENCH_DIR/proxy"
@@ -63,6 +67,7 @@ CUT_WORKLOADS=${CUT_WORKLOADS:-"tpcb select"}
 CUT_SELECT_RATE=${CUT_SELECT_RATE:-10000}
 CUT_CLIENTS=${CUT_CLIENTS:-8}
 MEM_CONNS=${MEM_CONNS:-500}
+MEM_POOL=${MEM_POOL:-0}
 PRE=${PRE:-5}
 POST=${POST:-5}
 WARMUP=${WARMUP:-3}
@@ -77,8 +82,10 @@ TMPL="proxy_tmpl_s$SCALE"
 
 # Server settings (command line, so a reused data directory gets them too): shared_buffers holds
 # the whole scale-10 database; no timed checkpoint during a run (run.sh checkpoints before each);
-# max_connections covers MEM_CONNS idle sessions through one proxy at a time plus the rest.
-PG_OPTS="-p $PORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=$((MEM_CONNS + 150)) -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min${PG_EXTRA:+ $PG_EXTRA}"
+# max_connections covers MEM_CONNS idle sessions through one proxy at a time plus the rest
+# (with MEM_POOL=1 they share the pool's 20 server connections).
+if [ "$MEM_POOL" = 1 ]; then PG_MAX_CONN=300; else PG_MAX_CONN=$((MEM_CONNS + 150)); fi
+PG_OPTS="-p $PORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=$PG_MAX_CONN -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min${PG_EXTRA:+ $PG_EXTRA}"
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -88,6 +95,14 @@ now() { date +%s.%N; }
 for v in ROUNDS SECS SCALE CLIENTS JOBS CUT_CLIENTS CUT_SELECT_RATE MEM_CONNS PRE POST WARMUP; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (it is '${!v}')"
 done
+[[ $MEM_POOL =~ ^[01]$ ]] || die "MEM_POOL is 0 or 1 (it is '$MEM_POOL')"
+# Each idle session holds two descriptors in a proxy (the client's socket and its server
+# connection's), and the proxies inherit this shell's limit; ~30 more for listeners, the
+# runtime, the control connection and logs.
+FD_LIMIT=$(ulimit -n)
+if [[ " $PARTS " == *" memory "* ]] && [ "$FD_LIMIT" != unlimited ] && [ $((MEM_CONNS * 2 + 30)) -gt "$FD_LIMIT" ]; then
+  die "MEM_CONNS=$MEM_CONNS needs $((MEM_CONNS * 2 + 30)) file descriptors per proxy, and ulimit -n is $FD_LIMIT: raise it (ulimit -n N, up to ulimit -Hn = $(ulimit -Hn)) or set MEM_CONNS to at most $(((FD_LIMIT - 30) / 2))"
+fi
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and pgbouncer run as the postgres user)"
 [ -x "$PGBIN/pgbench" ] || die "PostgreSQL 15 not found in $PGBIN"
 command -v pgbouncer >/dev/null || die "pgbouncer not installed (apt-get install -y pgbouncer)"
@@ -122,6 +137,7 @@ stop_all_ours() {
     if [ -e "$f" ]; then stop_pidfile "$f" "proxy --listen 127.0.0.1:"; fi
   done
   if [ -e "$RUNDIR/pgbouncer.pid" ]; then stop_pidfile "$RUNDIR/pgbouncer.pid" "$PGDIR/pgbouncer/pgbouncer.ini"; fi
+  if [ -e "$RUNDIR/pool.pid" ]; then stop_pidfile "$RUNDIR/pool.pid" "$PGDIR/pool/pool.ini"; fi
   if [ -e "$RUNDIR/vmstat.pid" ]; then stop_pidfile "$RUNDIR/vmstat.pid" "vmstat -n -t 1"; fi
   return 0
 }
@@ -229,8 +245,11 @@ start_pgbouncer() {
     qa -d postgres -c "SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid WHERE rolname = 'postgres'" \
       >"$d/userlist.txt" )
   grep -q '"SCRAM-SHA-256\$' "$d/userlist.txt" || die "no SCRAM verifier for postgres in pg_authid"
+  local pooled=""
+  [ "$MEM_POOL" != 1 ] || pooled="proxy_tp_pooled = host=127.0.0.1 port=$POOL_PORT dbname=proxy_tp"
   cat >"$d/pgbouncer.ini" <<EOF
 [databases]
+$pooled
 * = host=127.0.0.1 port=$PORT
 
 [pgbouncer]
@@ -263,16 +282,54 @@ EOF
   log "pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}') (pid $(cat "$RUNDIR/pgbouncer.pid")) on 127.0.0.1:$PGB_PORT, session mode"
 }
 
+# MEM_POOL=1: the pooler both proxies of the memory part reach PostgreSQL through, in
+# transaction mode, so MEM_CONNS idle sessions share its 20 server connections (PostgreSQL
+# could not hold 10,000 backends on this machine). Its own directory, ini and pid file.
+start_pool() {
+  local d="$PGDIR/pool"
+  install -d -m 0700 -o postgres -g postgres "$d"
+  install -m 0600 -o postgres -g postgres "$PGDIR/pgbouncer/userlist.txt" "$d/userlist.txt"
+  cat >"$d/pool.ini" <<EOF
+[databases]
+proxy_tp = host=127.0.0.1 port=$PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $POOL_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $d/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = $((MEM_CONNS + 100))
+client_tls_sslmode = disable
+server_tls_sslmode = disable
+log_connections = 0
+log_disconnections = 0
+logfile = $d/pool.log
+pidfile = $d/pool.pid
+EOF
+  chown postgres:postgres "$d/pool.ini"
+  chmod 0600 "$d/pool.ini"
+  $OWN_SESSION setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "$d/pool.ini" \
+    >"$RAW/pool.out" 2>&1 &
+  echo $! >"$RUNDIR/pool.pid"
+  wait_port "$POOL_PORT" "pgbouncer (pool)" "$(cat "$RUNDIR/pool.pid")"
+  log "pgbouncer (pid $(cat "$RUNDIR/pool.pid")) on 127.0.0.1:$POOL_PORT, transaction mode, 20 server connections: the memory part's upstream"
+}
+
 # ------------------------------------------------------------------ tandem proxy
 # Each proxy runs in a session of its own (setsid), as PostgreSQL does (pg_ctl) and as a service
 # manager would run it. The kernel's autogroup scheduling (kernel.sched_autogroup_enabled = 1
 # here) shares the CPU between sessions first: a proxy started in this script's session would
 # share one share with pgbench's threads while the server's backends shared another, and
 # backends then waited runnable for 80-300 ms at a time (BENCHMARKS §6, 2026-12-06 tails).
-start_tandem() {   # name, port, metrics port, upstream db, mirror_sample (empty: default)
-  local name=$1 port=$2 mport=$3 db=$4 sample=${5:-} cfg="$PGDIR/secrets/$1.toml" pid
+start_tandem() {   # name, port, metrics port, upstream db, mirror_sample (empty: default), upstream port (default: PostgreSQL's)
+  local name=$1 port=$2 mport=$3 db=$4 sample=${5:-} uport=${6:-$PORT} cfg="$PGDIR/secrets/$1.toml" pid
   ( umask 077
     echo "password_file = \"$PGDIR/secrets/password\"" >"$cfg"
+    # through a pooler, tandem's own connections (LISTEN, the registration) go to PostgreSQL
+    if [ "$uport" != "$PORT" ]; then echo "control_upstream = \"postgres://postgres@127.0.0.1:$PORT/$db\"" >>"$cfg"; fi
     if [ -n "$sample" ]; then echo "mirror_sample = $sample" >>"$cfg"; fi
     if [ -n "${TANDEM_WORKERS:-}" ]; then echo "worker_threads = $TANDEM_WORKERS" >>"$cfg"; fi
     # Requests this slow are logged with their stages (the proxy's log, beside pgbench's).
@@ -282,12 +339,12 @@ start_tandem() {   # name, port, metrics port, upstream db, mirror_sample (empty
     if [ "$MEM_CONNS" -gt 900 ]; then echo "max_connections = $((MEM_CONNS + 100))" >>"$cfg"; fi
     if [ -n "$sample" ] && [ -n "${MIRROR_RATE:-}" ]; then echo "mirror_rate = $MIRROR_RATE" >>"$cfg"; fi )
   # default log level (info: start, registration, holds; no per-session or per-query lines)
-  $OWN_SESSION "$TANDEM" proxy --listen "127.0.0.1:$port" --upstream "postgres://postgres@127.0.0.1:$PORT/$db" \
+  $OWN_SESSION "$TANDEM" proxy --listen "127.0.0.1:$port" --upstream "postgres://postgres@127.0.0.1:$uport/$db" \
     --config "$cfg" --metrics "127.0.0.1:$mport" >"$RAW/tandem-$name.log" 2>&1 &
   pid=$!
   echo "$pid" >"$RUNDIR/tandem-$name.pid"
   wait_port "$port" "tandem proxy $name" "$pid"
-  log "tandem proxy $name (pid $pid) on 127.0.0.1:$port -> $db${sample:+, mirror_sample = $sample}"
+  log "tandem proxy $name (pid $pid) on 127.0.0.1:$port -> $db${sample:+, mirror_sample = $sample}$([ "$uport" = "$PORT" ] || echo ", through 127.0.0.1:$uport")"
 }
 stop_tandem() { stop_pidfile "$RUNDIR/tandem-$1.pid" "proxy --listen 127.0.0.1:"; }
 tandem_pid() { cat "$RUNDIR/tandem-$1.pid"; }
@@ -374,12 +431,15 @@ summary() {   # one line about DIR/run.json
 
 # ------------------------------------------------------------------ memory
 part_memory() {
-  local t pid
+  local t pid port db
   mkdir -p "$RAW/memory"
   for t in tandem pgbouncer; do
-    pid=$(pid_of "$t")
-    log "memory: $MEM_CONNS idle connections through $t (pid $pid)"
-    python3 "$HERE/idle_conns.py" --port "$(port_of "$t")" --dbname proxy_tp --pid "$pid" \
+    pid=$(pid_of "$t"); port=$(port_of "$t"); db=proxy_tp
+    if [ "$MEM_POOL" = 1 ]; then
+      case $t in tandem) pid=$(tandem_pid mem); port=$MEM_PORT ;; pgbouncer) db=proxy_tp_pooled ;; esac
+    fi
+    log "memory: $MEM_CONNS idle connections through $t (pid $pid)$([ "$MEM_POOL" = 1 ] && echo ", in front of the pool")"
+    python3 "$HERE/idle_conns.py" --port "$port" --dbname "$db" --pid "$pid" \
       -n "$MEM_CONNS" --name "$t" --out "$RAW/memory/$t.json" >&2 ||
       log "memory: $t failed (see above)"
     # pgbouncer keeps the server connections of the closed clients in its pool (for
@@ -594,6 +654,7 @@ for v in ROUNDS:3 SECS:15 SCALE:10 CLIENTS:16 JOBS:2 CUT_CLIENTS:8 CUT_SELECT_RA
 done
 [ -z "${TANDEM_WORKERS:-}" ] || CMD+="TANDEM_WORKERS=$TANDEM_WORKERS "
 [ -z "${MIRROR_RATE:-}" ] || CMD+="MIRROR_RATE=$MIRROR_RATE "
+[ "$MEM_POOL" = 0 ] || CMD+="MEM_POOL=$MEM_POOL "
 CMD+="bench/proxy/run.sh"
 stop_all_ours          # leftovers of an interrupted run (our pid files only)
 rm -rf "$RAW"
@@ -613,6 +674,10 @@ cp "$TANDEM" "$RAW/tandem-bin"    # a rebuild during the run does not change wha
 TANDEM="$RAW/tandem-bin"
 start_pgbouncer
 start_tandem tp "$TP_PORT" "$TP_METRICS" proxy_tp
+if [ "$MEM_POOL" = 1 ] && [[ " $PARTS " == *" memory "* ]]; then
+  start_pool
+  start_tandem mem "$MEM_PORT" "$MEM_METRICS" proxy_tp "" "$POOL_PORT"
+fi
 # the machine's CPU (us sy id wa st) and run queue, every second, for judging noise afterwards
 vmstat -n -t 1 >"$RAW/vmstat.log" 2>&1 &
 echo $! >"$RUNDIR/vmstat.pid"
@@ -624,7 +689,7 @@ python3 - "$RAW/env.json" \
   git="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
   tandem="$TANDEM_SRC" tandem_binary_mtime="$(date -u -r "$TANDEM_SRC" +%Y-%m-%dT%H:%M:%SZ)" built="$BUILT_NOTE" \
   rounds="$ROUNDS" secs="$SECS" scale="$SCALE" clients="$CLIENTS" jobs="$JOBS" cut_clients="$CUT_CLIENTS" \
-  mem_conns="$MEM_CONNS" pre="$PRE" post="$POST" parts="$PARTS" workloads="$WORKLOADS" targets="$TARGETS" \
+  mem_conns="$MEM_CONNS" mem_pool="$MEM_POOL" fd_limit="$FD_LIMIT" pre="$PRE" post="$POST" parts="$PARTS" workloads="$WORKLOADS" targets="$TARGETS" \
   cut_targets="$CUT_TARGETS" cut_workloads="$CUT_WORKLOADS" cut_select_rate="$CUT_SELECT_RATE" tandem_workers="${TANDEM_WORKERS:-default}" mirror_rate="${MIRROR_RATE:-default}" alter="$ALTER_SQL" pg_opts="$PG_OPTS" loadavg_start="$(cat /proc/loadavg)" \
   command="$CMD" <<'EOF'
 import json, sys

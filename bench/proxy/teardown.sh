@@ -30,6 +30,7 @@ if [ -d "$RUNDIR" ]; then
     if [ -e "$f" ]; then stop_pidfile "$f" "proxy --listen 127.0.0.1:"; fi
   done
   if [ -e "$RUNDIR/pgbouncer.pid" ]; then stop_pidfile "$RUNDIR/pgbouncer.pid" "$PGDIR/pgbouncer/pgbouncer.ini"; fi
+  if [ -e "$RUNDIR/pool.pid" ]; then stop_pidfile "$RUNDIR/pool.pid" "$PGDIR/pool/pool.ini"; fi
   if [ -e "$RUNDIR/vmstat.pid" ]; then stop_pidfile "$RUNDIR/vmstat.pid" "vmstat -n -t 1"; fi
 fi
 if [ -s "$PGDIR/data/postmaster.pid" ]; then
