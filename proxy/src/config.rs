@@ -89,6 +89,8 @@ pub struct FileConfig {
     pub mirror_workers: usize,
     /// Comparisons a second at most, over all workers (0: no limit). Each costs the server
     /// about two reads; on a saturated server this is what dual reads take from clients.
+    /// When limited, a worker also rests four times as long as its last comparison took,
+    /// so a loaded server gets fewer.
     pub mirror_rate: u32,
     /// Per comparison: `statement_timeout` on the mirror connection.
     pub mirror_timeout_ms: u64,

@@ -418,12 +418,14 @@ async fn worker(
             }
         };
         let pace = shared.pace;
+        let mut last = Duration::ZERO;
         loop {
             if let Some(pace) = pace {
                 // At most `mirror_rate` comparisons a second over all workers: what they cost
                 // the server is bounded whatever the sample fraction (the queue then fills and
-                // further samples are dropped, cheaply, on the client's path).
-                tokio::time::sleep(pace).await;
+                // further samples are dropped, cheaply, on the client's path). And a worker
+                // rests longer after a slow comparison (see `rest`).
+                tokio::time::sleep(rest(pace, last)).await;
             }
             let sample = queue.lock().await.recv().await;
             let Some(sample) = sample else {
@@ -434,7 +436,9 @@ async fn worker(
             if let Some(t) = &traffic {
                 t.begin().await;
             }
+            let began = std::time::Instant::now();
             let healthy = process(&shared, &mut conn.client, &sample).await;
+            last = began.elapsed();
             if let Some(t) = &traffic {
                 t.end();
             }
@@ -448,6 +452,19 @@ async fn worker(
             }
         }
     }
+}
+
+/// A rate-limited worker rests `REST_PER_BUSY` times as long as its last comparison took
+/// (at least `pace`, at most `REST_MAX`): busy at most a fifth of the time. A comparison is
+/// eight round trips to the server; on a saturated machine each waits for a core, so its
+/// time grows with the load and the worker backs off on its own. Measured on a 2-core
+/// machine under pgbench `-S` with every read sampled: 12 ms a comparison, 91 a second,
+/// 15–28 % of the clients' TPS at `mirror_rate = 200` (BENCHMARKS.md §6, 2026-12-07).
+const REST_PER_BUSY: u32 = 4;
+const REST_MAX: Duration = Duration::from_secs(10);
+
+fn rest(pace: Duration, last: Duration) -> Duration {
+    pace.max(last.saturating_mul(REST_PER_BUSY).min(REST_MAX))
 }
 
 async fn connect_worker(shared: &Shared) -> Result<Conn, tokio_postgres::Error> {
@@ -622,4 +639,25 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_rests_four_times_its_last_comparison_within_the_pace_and_the_cap() {
+        let ms = Duration::from_millis;
+        // A quick comparison: the pace from mirror_rate rules.
+        assert_eq!(rest(ms(10), Duration::ZERO), ms(10));
+        assert_eq!(rest(ms(10), ms(2)), ms(10));
+        // A slow one (a loaded server): four times as long.
+        assert_eq!(rest(ms(10), ms(12)), ms(48));
+        // A comparison that ran into its timeout does not stop sampling for long.
+        assert_eq!(rest(ms(10), Duration::from_secs(11)), REST_MAX);
+        assert_eq!(
+            rest(Duration::from_secs(20), ms(1)),
+            Duration::from_secs(20)
+        );
+    }
 }
