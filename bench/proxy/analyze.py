@@ -660,6 +660,18 @@ def cmd_report(a):
                   "client stops at its first error, so *failed* stays 0 and the abort is the failure). "
                   "*re-prepared*: the proxy's `tandem_proxy_prepared_recovered_total`.")
         md.append("")
+        # A rate the machine cannot sustain measures pgbench's growing schedule lag, not the
+        # proxy: say so beside the figures.
+        for c in cuts:
+            rate = c.get("rate")
+            w = c.get("windows", {})
+            seen = [w.get(k, {}).get("tps") for k in ("before", "after")]
+            seen = [t for t in seen if t]
+            if c.get("workload") == "select" and rate and seen and min(seen) < 0.97 * float(rate):
+                md.append(f"**`-S -R {rate}` through {TARGET_NAMES.get(c.get('target'), c.get('target'))} was not sustained** "
+                          f"({fmt(min(seen))} TPS outside the apply): its latencies include pgbench's growing "
+                          "schedule lag, not only the proxy's; run again with a lower `CUT_SELECT_RATE`.")
+                md.append("")
 
     # --- memory
     mems = load_runs(os.path.join(raw, "memory", "*.json"))
