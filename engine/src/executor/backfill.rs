@@ -406,8 +406,9 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
 /// the copy wrote starts at the cutover to hold the lock `finalize` needs for minutes (the
 /// inserts of the copy's last second, which its session had not reported yet, still count:
 /// below autovacuum's threshold, a fifth of the table, once the table is large enough for it
-/// to matter). Not when the run stops before cutover (the shadow gets its `VACUUM (ANALYZE)`
-/// in `finish_shadow` then).
+/// to matter). Pages it could not mark all-visible (rows newer than an open snapshot) get
+/// up to two more passes. Not when the run stops before cutover (the shadow gets its `VACUUM
+/// (ANALYZE)` in `finish_shadow` then).
 pub(super) struct VacuumAside(tokio::task::JoinHandle<Result<Duration, tokio_postgres::Error>>);
 
 pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<VacuumAside> {
@@ -415,13 +416,36 @@ pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<Vacu
         return None;
     }
     let client = super::connect(&ex.config).await.ok()?;
-    let statement = format!("VACUUM (ANALYZE) {}", spec.shadow);
+    let table = spec.shadow.to_string();
     Some(VacuumAside(tokio::spawn(async move {
         let t0 = Instant::now();
-        client.batch_execute(&statement).await?;
+        client
+            .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+            .await?;
+        // A page is marked all-visible only when its rows are older than every snapshot
+        // open when the VACUUM started: under load, transactions that began before the
+        // copy's last chunks committed hold those pages back (and, on a busy server, so does
+        // a session that is still logging in, whatever its database). A second pass reads
+        // only the pages the map does not mark yet, with a horizon that has moved on.
+        for _ in 0..VACUUM_AGAIN {
+            let row = client.query_one(VISIBILITY, &[&table]).await?;
+            let (pages, visible): (i32, i32) = (row.get(0), row.get(1));
+            if visible >= pages {
+                break;
+            }
+            tokio::time::sleep(VACUUM_AGAIN_AFTER).await;
+            client.batch_execute(&format!("VACUUM {table}")).await?;
+        }
         Ok(t0.elapsed())
     })))
 }
+
+/// The table's pages and those its visibility map marks all-visible.
+const VISIBILITY: &str = include_str!("../catalog/sql/visibility.sql");
+/// Passes after the first `VACUUM (ANALYZE)` while pages are left unmarked, and the pause
+/// before each (for the transactions that held them back to end).
+const VACUUM_AGAIN: usize = 2;
+const VACUUM_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
 impl VacuumAside {
     /// How long the `VACUUM (ANALYZE)` took; `None` if it failed (the caller analyzes then).
