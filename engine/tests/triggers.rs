@@ -50,14 +50,27 @@ async fn xids_of_update(c: &Client, sql: &str) -> (i64, Duration) {
             .unwrap()
             .get::<_, i64>(0)
     };
-    let before = xid().await;
-    let t0 = std::time::Instant::now();
-    let n = c.execute(sql, &[]).await.unwrap();
-    let took = t0.elapsed();
-    assert_eq!(n as i64, ROWS, "{sql}");
-    let after = xid().await;
-    // Minus the two the probes took.
-    (after - before - 1, took)
+    // Transaction ids are the cluster's: another test's writes between the two probes add
+    // to the count (only ever add), so the fewest of three tries is the statement's own. A
+    // subtransaction per row would add ROWS to every try.
+    let mut fewest: Option<(i64, Duration)> = None;
+    for _ in 0..3 {
+        let before = xid().await;
+        let t0 = std::time::Instant::now();
+        let n = c.execute(sql, &[]).await.unwrap();
+        let took = t0.elapsed();
+        assert_eq!(n as i64, ROWS, "{sql}");
+        let after = xid().await;
+        // Minus the two the probes took.
+        let used = after - before - 1;
+        if fewest.is_none_or(|(f, _)| used < f) {
+            fewest = Some((used, took));
+        }
+        if used == 1 {
+            break;
+        }
+    }
+    fewest.expect("three tries")
 }
 
 async fn apply(db: &TestDb, id: i64, until: Phase) {
