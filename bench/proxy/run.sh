@@ -236,6 +236,44 @@ clone() {   # db: a fresh copy of the template
 }
 
 # ------------------------------------------------------------------ pgbouncer
+# run_pgbouncer NAME PORT MODE POOL_SIZE MAX_CLIENTS 'DATABASE LINE'...: writes
+# $PGDIR/NAME/NAME.ini (auth_file: the userlist.txt beside it), starts pgbouncer on it as
+# postgres, its pid in $RUNDIR/NAME.pid, and waits until it answers.
+run_pgbouncer() {
+  local name=$1 port=$2 mode=$3 pool=$4 clients=$5; shift 5
+  local d="$PGDIR/$name" line
+  {
+    echo "[databases]"
+    for line in "$@"; do echo "$line"; done
+    echo
+    echo "[pgbouncer]"
+    echo "listen_addr = 127.0.0.1"
+    echo "listen_port = $port"
+    echo "unix_socket_dir ="
+    echo "auth_type = scram-sha-256"
+    echo "auth_file = $d/userlist.txt"
+    echo "pool_mode = $mode"
+    echo "default_pool_size = $pool"
+    echo "max_client_conn = $clients"
+    echo "server_reset_query = DISCARD ALL"
+    echo "client_tls_sslmode = disable"
+    echo "server_tls_sslmode = disable"
+    echo "log_connections = 0"
+    echo "log_disconnections = 0"
+    echo "logfile = $d/$name.log"
+    echo "pidfile = $d/$name.pid"
+  } >"$d/$name.ini"
+  chown postgres:postgres "$d/$name.ini"
+  chmod 0600 "$d/$name.ini"
+  # setpriv execs pgbouncer as postgres (no forking wrapper): $! is pgbouncer's pid. In a
+  # session of its own (setsid, which execs too), as each tandem proxy and the server: see
+  # own_session below.
+  $OWN_SESSION setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "$d/$name.ini" \
+    >"$RAW/$name.out" 2>&1 &
+  echo $! >"$RUNDIR/$name.pid"
+  wait_port "$port" "pgbouncer ($name)" "$(cat "$RUNDIR/$name.pid")"
+}
+
 start_pgbouncer() {
   local d="$PGDIR/pgbouncer"
   install -d -m 0700 -o postgres -g postgres "$d"
@@ -245,40 +283,12 @@ start_pgbouncer() {
     qa -d postgres -c "SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid WHERE rolname = 'postgres'" \
       >"$d/userlist.txt" )
   grep -q '"SCRAM-SHA-256\$' "$d/userlist.txt" || die "no SCRAM verifier for postgres in pg_authid"
-  local pooled=""
-  [ "$MEM_POOL" != 1 ] || pooled="proxy_tp_pooled = host=127.0.0.1 port=$POOL_PORT dbname=proxy_tp"
-  cat >"$d/pgbouncer.ini" <<EOF
-[databases]
-$pooled
-* = host=127.0.0.1 port=$PORT
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $d/userlist.txt
-pool_mode = session
-; session mode: one server connection per client; room for MEM_CONNS idle clients at once
-default_pool_size = $((MEM_CONNS + 50))
-max_client_conn = $((MEM_CONNS * 2 + 100))
-server_reset_query = DISCARD ALL
-client_tls_sslmode = disable
-server_tls_sslmode = disable
-log_connections = 0
-log_disconnections = 0
-logfile = $d/pgbouncer.log
-pidfile = $d/pgbouncer.pid
-EOF
-  chown postgres:postgres "$d"/*
-  chmod 0600 "$d"/*
-  # setpriv execs pgbouncer as postgres (no forking wrapper): $! is pgbouncer's pid. In a
-  # session of its own (setsid, which execs too), as each tandem proxy and the server: see
-  # own_session below.
-  $OWN_SESSION setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "$d/pgbouncer.ini" \
-    >"$RAW/pgbouncer.out" 2>&1 &
-  echo $! >"$RUNDIR/pgbouncer.pid"
-  wait_port "$PGB_PORT" pgbouncer "$(cat "$RUNDIR/pgbouncer.pid")"
+  chown postgres:postgres "$d/userlist.txt"
+  local dbs=()
+  [ "$MEM_POOL" != 1 ] || dbs+=("proxy_tp_pooled = host=127.0.0.1 port=$POOL_PORT dbname=proxy_tp")
+  dbs+=("* = host=127.0.0.1 port=$PORT")
+  # session mode: one server connection per client; room for MEM_CONNS idle clients at once
+  run_pgbouncer pgbouncer "$PGB_PORT" session $((MEM_CONNS + 50)) $((MEM_CONNS * 2 + 100)) "${dbs[@]}"
   log "pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}') (pid $(cat "$RUNDIR/pgbouncer.pid")) on 127.0.0.1:$PGB_PORT, session mode"
 }
 
@@ -289,32 +299,7 @@ start_pool() {
   local d="$PGDIR/pool"
   install -d -m 0700 -o postgres -g postgres "$d"
   install -m 0600 -o postgres -g postgres "$PGDIR/pgbouncer/userlist.txt" "$d/userlist.txt"
-  cat >"$d/pool.ini" <<EOF
-[databases]
-proxy_tp = host=127.0.0.1 port=$PORT
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $POOL_PORT
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $d/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = $((MEM_CONNS + 100))
-client_tls_sslmode = disable
-server_tls_sslmode = disable
-log_connections = 0
-log_disconnections = 0
-logfile = $d/pool.log
-pidfile = $d/pool.pid
-EOF
-  chown postgres:postgres "$d/pool.ini"
-  chmod 0600 "$d/pool.ini"
-  $OWN_SESSION setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "$d/pool.ini" \
-    >"$RAW/pool.out" 2>&1 &
-  echo $! >"$RUNDIR/pool.pid"
-  wait_port "$POOL_PORT" "pgbouncer (pool)" "$(cat "$RUNDIR/pool.pid")"
+  run_pgbouncer pool "$POOL_PORT" transaction 20 $((MEM_CONNS + 100)) "proxy_tp = host=127.0.0.1 port=$PORT"
   log "pgbouncer (pid $(cat "$RUNDIR/pool.pid")) on 127.0.0.1:$POOL_PORT, transaction mode, 20 server connections: the memory part's upstream"
 }
 
