@@ -13,10 +13,13 @@ Three modes:
       run.sh (wall time, invariant sums, ...) that is copied into the JSON and checked.
 
   analyze.py timeline --load-start T --change-start T --change-end T --load-end T
-                      [--events EVENTS.tsv] [--during-name NAME] -o TIMELINE.json
+                      [--events EVENTS.tsv] [--marks CHANGE.times] [--during-name NAME]
+                      -o TIMELINE.json
       Builds the timeline: before / during / after, or -- when EVENTS.tsv (tab-separated
       `phase, event, epoch` rows from tandem.events, in id order) has rows inside the change
       window -- before / <one phase per run of consecutive events with the same phase> / after.
+      CHANGE.times (tandem's output, each line after its epoch) splits the backfill: the copy,
+      then "index" from the first index build, then "drain" from the last index built.
 
   analyze.py report --scale N --out-md OUT.md --out-json OUT.json [--header TEXT] SCENARIO.json...
       Combines the per-scenario JSON files into one JSON file and a markdown table.
@@ -314,6 +317,38 @@ def build_timeline(load_start, change_start, change_end, load_end, events=None,
     return tl
 
 
+def split_at_marks(tl, marks):
+    """Split the phase holding each (name, epoch) mark there: [ph, a, b] -> [ph, a, t], [name, t, b]."""
+    for name, t in marks:
+        for i, (ph, a, b) in enumerate(tl):
+            if a < t < b and ph not in LOAD_PHASES:
+                tl[i:i + 1] = [[ph, a, t], [name, t, b]]
+                break
+    return tl
+
+
+def read_marks(path):
+    """The backfill's steps from tandem's stamped output: the first index build, the last built."""
+    first_build = last_built = None
+    with open(path) as f:
+        for line in f:
+            at, _, text = line.rstrip("\n").partition(" ")
+            try:
+                t = float(at)
+            except ValueError:
+                continue
+            if text.startswith("building index") and first_build is None:
+                first_build = t
+            elif text.startswith("index ") and " built in " in text:
+                last_built = t
+    marks = []
+    if first_build is not None:
+        marks.append(("index", first_build))
+    if last_built is not None and (first_build is None or last_built > first_build):
+        marks.append(("drain", last_built))
+    return marks
+
+
 def read_events(path):
     out = []
     with open(path) as f:
@@ -427,12 +462,15 @@ def main(argv):
         for k in ("load-start", "change-start", "change-end", "load-end"):
             ap.add_argument("--" + k, type=float, required=True)
         ap.add_argument("--events")
+        ap.add_argument("--marks")
         ap.add_argument("--during-name", default="during")
         ap.add_argument("-o", "--out", required=True)
         a = ap.parse_args(argv[1:])
         ev = read_events(a.events) if a.events else None
         tl = build_timeline(a.load_start, a.change_start, a.change_end, a.load_end, ev,
                             a.during_name)
+        if a.marks:
+            tl = split_at_marks(tl, read_marks(a.marks))
         with open(a.out, "w") as fh:
             json.dump(tl, fh)
         print(json.dumps(tl))

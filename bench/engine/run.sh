@@ -83,6 +83,9 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# each line of stdin after the epoch it arrived at
+stamp() { python3 -uc 'import sys, time
+for l in sys.stdin: sys.stdout.write(f"{time.time():.3f} {l}")'; }
 q()   { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGDIR" -p "$PORT" -U postgres "$@"; }
 qa()  { q -At "$@"; }
 
@@ -267,9 +270,11 @@ run_scenario() {
               -d "$db" -c "$ALTER_SQL" >"$dir/change.log" 2>&1 || change_rc=$? ;;
     repack) timeout "$CHANGE_TIMEOUT" "$PGBIN/pg_repack" -h "$PGDIR" -p "$PORT" -U postgres \
               -d "$db" "${REPACK_TARGET[@]}" >"$dir/change.log" 2>&1 || change_rc=$? ;;
-    tandem) # shellcheck disable=SC2086
-            timeout "$CHANGE_TIMEOUT" "$TANDEM" --database-url "$url" apply "$id" --yes ${TANDEM_APPLY_ARGS:-} \
-              >"$dir/change.log" 2>&1 || change_rc=$? ;;
+    tandem) # its output also goes, each line after the time it came, to change.times (the
+            # timeline splits the backfill there: the copy, the index builds, the drain)
+            # shellcheck disable=SC2086
+            timeout "$CHANGE_TIMEOUT" "$TANDEM" --database-url "$url" apply "$id" --yes ${TANDEM_APPLY_ARGS:-} 2>&1 \
+              | tee "$dir/change.log" | stamp >"$dir/change.times" || change_rc=$? ;;
   esac
   c_end=$(now)
   io_delta "$io_before" "$(io_figures "$db")" >"$dir/io.txt"
@@ -328,6 +333,7 @@ run_scenario() {
   fi
   [ "$change_rc" = 0 ] || echo "notes=change exited $change_rc: $(tail -n 2 "$dir/change.log" | tr '\n|' '  ')" >>"$dir/meta.env"
 
+  [ -s "$dir/change.times" ] && events_arg+=(--marks "$dir/change.times")
   python3 "$HERE/analyze.py" timeline --load-start "$load_start" --change-start "$c_start" \
     --change-end "$c_end" --load-end "$load_end" "${events_arg[@]}" \
     --during-name "$([ "$name" = alone ] && echo 'during (no change)' || echo during)" \

@@ -362,6 +362,12 @@ pub struct ApplyArgs {
     /// Don't start a phase, and pause the copy, while more sessions than this are active.
     #[arg(long, value_name = "SESSIONS")]
     pub max_load: Option<u32>,
+    /// Keep the server's transaction rate at or above this share of its rate with tandem
+    /// idle, in percent (1 to 99): the copy and verify rest between their chunks as much as
+    /// it takes (measured for 3 s with tandem idle before prepare, again every 2 minutes). 70
+    /// keeps 70 % of the throughput; the copy takes longer.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub keep_throughput: Option<u8>,
     /// Pause the copy while a replica lags more than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub max_replication_lag: Option<f64>,

@@ -1014,3 +1014,92 @@ async fn verify_checksum_sees_a_change_in_any_column() {
     }
     assert_eq!(sums(shadow_sql).await, want, "all damage rolled back");
 }
+
+/// `--keep-throughput`: before prepare the executor measures the server's transaction rate
+/// with itself idle, then reads the rate once a window while it copies, drains and verifies,
+/// and rests between chunks whenever the rate falls below the floor. A floor of 80 % under a
+/// churn load: the clients' rate is measured, windows are read, every rest the pace asks for
+/// is taken and counted, and the migration is as correct as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_throughput_measures_the_load_alone_and_rests_below_the_floor() {
+    let db = TestDb::new("migrate_keep_throughput").await;
+    let c = db.client();
+    churn::setup(c, &Churn::new(), 50_000).await.unwrap();
+    let id = common::submit(&db, CHURN_CHANGE, None).await;
+    let load = Load::start(
+        db.config(),
+        Workload::Churn(Churn::new()),
+        clients(CHURN_CLIENTS),
+    )
+    .await
+    .unwrap();
+    let (observe, seen) = common::observer("keep throughput");
+    let mut ex = engine::executor::Executor::open(
+        &db.config(),
+        id,
+        Options {
+            // A floor the churn load's own triggers make hard to hold: the pace rests.
+            keep_throughput: Some(0.8),
+            // Chunks of 20 ms: the copy lasts a few windows of 1 s once it rests.
+            chunk_time: Duration::from_millis(20),
+            ..options()
+        },
+        Box::new(gates::Open),
+        observe,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("open the executor: {e}"));
+    apply_under_load(&mut ex, &load, "apply --keep-throughput 80").await;
+    drop(ex);
+    let report = load.stop().await;
+    assert_clean(&report, "churn through apply --keep-throughput");
+    churn_holds(&db, "after cutover").await;
+    assert_verified_first_time(c, id).await;
+    assert_types(&db, "churn_items", &["val"], "bigint", "after cutover").await;
+
+    let seen = seen.lock().unwrap().clone();
+    // The load alone, measured before prepare did anything to the table.
+    let measured = seen
+        .iter()
+        .position(|e| e.contains("transactions a second with tandem idle"))
+        .unwrap_or_else(|| panic!("no measurement of the load alone: {seen:#?}"));
+    let rate: f64 = seen[measured]
+        .split("the server ran ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {}", seen[measured]));
+    assert!(
+        rate >= 20.0,
+        "4 churn clients ran {rate} transactions a second"
+    );
+    let first_copy = seen
+        .iter()
+        .position(|e| e.starts_with("Backfill"))
+        .expect("the copy reported progress");
+    assert!(measured < first_copy, "measured after the copy began");
+    // Windows were read, and each rest the pace asked for was taken.
+    let rests: Vec<f64> = seen
+        .iter()
+        .filter(|e| e.starts_with("Paced"))
+        .map(|e| {
+            e.split("rest: ")
+                .nth(1)
+                .and_then(|s| s.trim_end_matches(" }").parse().ok())
+                .unwrap_or_else(|| panic!("no rest in {e}"))
+        })
+        .collect();
+    assert!(!rests.is_empty(), "no window was read: {seen:#?}");
+    let waited = seen
+        .iter()
+        .filter(|e| e.starts_with("Waited") && e.contains("Throughput"))
+        .count();
+    eprintln!(
+        "load alone {rate:.0}/s; rests {rests:?}; {waited} rests taken; {}",
+        report
+    );
+    if rests.iter().any(|r| *r > 0.0) {
+        assert!(waited > 0, "the pace asked for rests and none was taken");
+    }
+    assert!(rests.iter().all(|r| (0.0..=0.9).contains(r)), "{rests:?}");
+}

@@ -119,6 +119,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> Result<u8, Failure> {
         cutover_attempts: args.cutover_attempts.max(1),
         max_load: args.max_load,
         max_replication_lag: args.max_replication_lag.map(Duration::from_secs_f64),
+        keep_throughput: args.keep_throughput.map(|p| f64::from(p) / 100.0),
         dual_read_timeout: Duration::from_secs(args.dual_read_timeout),
         ..Options::default()
     };

@@ -355,9 +355,9 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 if finished {
                     return Ok(());
                 }
-                if !ex.opts.batch_pause.is_zero() {
-                    tokio::time::sleep(ex.opts.batch_pause).await;
-                }
+                ex.pace
+                    .after(&ex.client, &ex.observe, t0.elapsed(), true)
+                    .await?;
             }
             Err(e) if is_lock_timeout(&e) => {
                 // A writer holds rows of the range: let it finish, retry smaller.

@@ -12,6 +12,7 @@ mod deadlock;
 mod drain;
 mod mirror;
 mod online;
+mod pace;
 mod prepare;
 mod swap;
 mod verify;
@@ -63,6 +64,10 @@ pub struct Options {
     pub max_load: Option<u32>,
     /// Pause the backfill while a replica lags more than this.
     pub max_replication_lag: Option<Duration>,
+    /// Rest between the chunks of the copy and verify so that the server's
+    /// transaction rate stays at or above this share (0.7 for 70 %) of its rate with tandem
+    /// idle (`executor/pace.rs`).
+    pub keep_throughput: Option<f64>,
     pub verify_chunk: i64,
     /// Verification passes (each re-copies the ranges that differ) before it gives up.
     pub verify_rounds: u32,
@@ -95,6 +100,7 @@ impl Default for Options {
             cutover_max_backoff: Duration::from_secs(2),
             max_load: None,
             max_replication_lag: None,
+            keep_throughput: None,
             verify_chunk: 20_000,
             verify_rounds: 3,
             reconnect_attempts: 6,
@@ -141,6 +147,12 @@ pub enum Event {
         slept: Duration,
         first: bool,
     },
+    /// `--keep-throughput`, once a window: the server's transaction rate over its rate with
+    /// tandem idle (`ratio`), and the share of the time the work now rests.
+    Paced {
+        ratio: f64,
+        rest: f64,
+    },
     /// The largest replay lag of the replicas, as read for `--max-replication-lag` (only
     /// then: without the option the executor does not look).
     ReplicationLag(Duration),
@@ -171,16 +183,21 @@ pub enum WaitReason {
     Load,
     /// The copy waits while a replica lags more than `--max-replication-lag`.
     ReplicationLag,
+    /// The copy, the drain or verify rests to keep the server's throughput
+    /// (`--keep-throughput`).
+    Throughput,
 }
 
 impl WaitReason {
-    /// A label value for metrics: `gate`, `paused`, `load` or `replication_lag`.
+    /// A label value for metrics: `gate`, `paused`, `load`, `replication_lag` or
+    /// `throughput`.
     pub fn as_str(self) -> &'static str {
         match self {
             WaitReason::Gate(_) => "gate",
             WaitReason::Paused => "paused",
             WaitReason::Load => "load",
             WaitReason::ReplicationLag => "replication_lag",
+            WaitReason::Throughput => "throughput",
         }
     }
 }
@@ -197,6 +214,8 @@ pub struct Executor {
     pub(crate) hold: Box<dyn CutoverHold>,
     pub(crate) observe: Observer,
     pub(crate) id: i64,
+    /// How the copy, the drain and verify rest between chunks.
+    pub(crate) pace: pace::Pace,
 }
 
 /// The `search_path` of every session tandem opens.
@@ -299,6 +318,7 @@ impl Executor {
         state::install(&mut client).await?;
         Migration::load(&client, id).await?;
         let (opts, lowered) = deadlock::bound_batches(&client, opts).await?;
+        let pace = pace::Pace::new(opts.batch_pause, opts.keep_throughput);
         let ex = Executor {
             config,
             client,
@@ -307,6 +327,7 @@ impl Executor {
             hold: Box::new(NoHold),
             observe,
             id,
+            pace,
         };
         ex.lock().await?;
         if let Some(deadlock_timeout) = lowered {
@@ -491,6 +512,18 @@ impl Executor {
                 serde_json::Value::Null,
             )
             .await?;
+            if matches!(next, Phase::Prepare | Phase::DualWrite)
+                && self.pace.needs_baseline()
+                && m.plan
+                    .steps
+                    .iter()
+                    .any(|s| s.strategy == planner::plan::Strategy::Shadow)
+            {
+                // The load alone, before any trigger of tandem's is on the table.
+                self.pace
+                    .measure(&self.client, &self.observe, false)
+                    .await?;
+            }
             let started = Instant::now();
             match next {
                 Phase::Prepare => {

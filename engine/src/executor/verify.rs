@@ -204,15 +204,21 @@ async fn whole_hashed(
         .await
         .map_err(e("set up the verification"))?;
     super::failpoint("verify").await;
+    let t0 = Instant::now();
     let a = tx
         .query_one(&sql::table_sums(spec, false, typed), &[])
         .await
         .map_err(e("checksum the table"))?;
+    ex.pace.rest(&ex.observe, t0.elapsed()).await;
+    let t0 = Instant::now();
     let b = tx
         .query_one(&sql::table_sums(spec, true, typed), &[])
         .await
         .map_err(e("checksum the shadow"))?;
     tx.commit().await.map_err(e("end the snapshot"))?;
+    ex.pace
+        .after(&ex.client, &ex.observe, t0.elapsed(), false)
+        .await?;
     let (n, sum): (i64, String) = (a.get(0), a.get(1));
     let (n2, sum2): (i64, String) = (b.get(0), b.get(1));
     Ok((n == n2 && sum == sum2).then_some(n))
@@ -301,6 +307,7 @@ async fn check(
     let mut out = Vec::new();
     super::failpoint("verify").await;
     for (lo, hi) in work {
+        let t0 = Instant::now();
         let r = tx
             .query_one(&sql::chunk_sums(spec, lo.is_some()), &[&lo, &hi])
             .await
@@ -332,6 +339,7 @@ async fn check(
                 .collect();
             out.push(Mismatch { lo, hi, examples });
         }
+        ex.pace.rest(&ex.observe, t0.elapsed()).await;
     }
     tx.commit().await.map_err(e("end the snapshot"))?;
     Ok((rows, out))

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::exit::Failure;
 
 /// Every reason the executor waits for, so each series exists from the start.
-const WAITS: [&str; 4] = ["gate", "paused", "load", "replication_lag"];
+const WAITS: [&str; 5] = ["gate", "paused", "load", "replication_lag", "throughput"];
 
 /// What one `tandem` command's executor reported so far.
 pub struct RunMetrics {
@@ -31,6 +31,9 @@ struct State {
     /// Per table copied, in the order their copies started.
     tables: Vec<Copy>,
     replication_lag: Option<f64>,
+    /// `--keep-throughput`'s last window: the server's rate over the load alone, and the
+    /// share of the time the work rests.
+    paced: Option<(f64, f64)>,
     /// Per table whose log drains: the entries not taken yet, as last read.
     log_backlog: Vec<(String, i64)>,
     /// Per reason: waits (a run of checks counts once) and seconds waited.
@@ -137,6 +140,7 @@ impl RunMetrics {
                 }
             }
             Event::ReplicationLag(lag) => s.replication_lag = Some(lag.as_secs_f64()),
+            Event::Paced { ratio, rest } => s.paced = Some((*ratio, *rest)),
             Event::LogBacklog { table, entries } => {
                 match s.log_backlog.iter_mut().find(|(t, _)| t == table) {
                     Some(b) => b.1 = *entries,
@@ -254,11 +258,27 @@ impl RunMetrics {
             );
             let _ = writeln!(out, "tandem_migration_replication_lag_seconds {lag}");
         }
+        if let Some((ratio, rest)) = s.paced {
+            head(
+                &mut out,
+                "throughput_ratio",
+                "gauge",
+                "the server's transaction rate over its rate with tandem idle, as last read for --keep-throughput",
+            );
+            let _ = writeln!(out, "tandem_migration_throughput_ratio {}", number(ratio));
+            head(
+                &mut out,
+                "rest_ratio",
+                "gauge",
+                "the share of the time the copy, the drain and verify rest for --keep-throughput",
+            );
+            let _ = writeln!(out, "tandem_migration_rest_ratio {}", number(rest));
+        }
         head(
             &mut out,
             "waits_total",
             "counter",
-            "times the executor waited: at the gate before a phase (gate), or with the copy held back (paused, load, replication_lag)",
+            "times the executor waited: at the gate before a phase (gate), or with the copy held back (paused, load, replication_lag, throughput)",
         );
         for (reason, count, _) in &s.waits {
             let _ = writeln!(
@@ -416,6 +436,10 @@ mod tests {
                 first,
             });
         }
+        m.event(&Event::Paced {
+            ratio: 0.75,
+            rest: 0.25,
+        });
         m.event(&Event::Cutover {
             attempt: 1,
             ok: false,
@@ -452,6 +476,12 @@ mod tests {
             "1"
         );
         assert_eq!(v("tandem_migration_waits_total{reason=\"gate\"}"), "0");
+        assert_eq!(
+            v("tandem_migration_waits_total{reason=\"throughput\"}"),
+            "0"
+        );
+        assert_eq!(v("tandem_migration_throughput_ratio"), "0.75");
+        assert_eq!(v("tandem_migration_rest_ratio"), "0.25");
         assert_eq!(v("tandem_migration_cutover_attempts_total"), "2");
         assert_eq!(v("tandem_migration_cutover_failed_attempts_total"), "1");
         assert_eq!(v("tandem_migration_cutover_last_attempt_seconds"), "0.02");

@@ -84,7 +84,10 @@ impl Progress {
             // A wait is said again at each check: the spinner says it, rather than a line
             // each second.
             Event::Waiting(w) => s.spin(format!("waiting: {w}")),
-            Event::Waited { .. } | Event::ReplicationLag(_) | Event::LogBacklog { .. } => {}
+            Event::Waited { .. }
+            | Event::Paced { .. }
+            | Event::ReplicationLag(_)
+            | Event::LogBacklog { .. } => {}
             _ => {
                 if let Some(line) = line(e) {
                     s.println(&line);
@@ -264,7 +267,10 @@ pub fn line(e: &Event) -> Option<String> {
         ),
         Event::Waiting(w) => format!("waiting: {w}"),
         // Figures for metrics; the waits they count are already said by `Waiting`.
-        Event::Waited { .. } | Event::ReplicationLag(_) | Event::LogBacklog { .. } => return None,
+        Event::Waited { .. }
+        | Event::Paced { .. }
+        | Event::ReplicationLag(_)
+        | Event::LogBacklog { .. } => return None,
         // Signed into a checkpoint file when asked (`--checkpoint-dir`), which says so.
         Event::AuditHead { .. } => return None,
     })
