@@ -407,8 +407,12 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
 /// inserts of the copy's last second, which its session had not reported yet, still count:
 /// below autovacuum's threshold, a fifth of the table, once the table is large enough for it
 /// to matter). Pages it could not mark all-visible (rows newer than an open snapshot) get
-/// up to two more passes. Not when the run stops before cutover (the shadow gets its `VACUUM
-/// (ANALYZE)` in `finish_shadow` then).
+/// up to two more passes, unless the shadow's rows were updated or deleted meanwhile (the
+/// drain's and the forward trigger's writes): then the writes unmark pages as fast as a pass
+/// marks them, and each pass, which must also clean the key index of their dead rows, costs
+/// more than it gains (at scale 100 under load, two passes took 16.3 s after a first one of
+/// 4.6 s, and the backfill waited 10 s for them; BENCHMARKS §5). Not when the run stops
+/// before cutover (the shadow gets its `VACUUM (ANALYZE)` in `finish_shadow` then).
 pub(super) struct VacuumAside(tokio::task::JoinHandle<Result<Duration, tokio_postgres::Error>>);
 
 pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<VacuumAside> {
@@ -419,9 +423,16 @@ pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<Vacu
     let table = spec.shadow.to_string();
     Some(VacuumAside(tokio::spawn(async move {
         let t0 = Instant::now();
+        let rewrites = async || -> Result<i64, tokio_postgres::Error> {
+            Ok(client.query_one(REWRITES, &[&table]).await?.get(0))
+        };
+        let before = rewrites().await?;
         client
             .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
             .await?;
+        if rewrites().await? != before {
+            return Ok(t0.elapsed());
+        }
         // A page is marked all-visible only when its rows are older than every snapshot
         // open when the VACUUM started: under load, transactions that began before the
         // copy's last chunks committed hold those pages back (and, on a busy server, so does
@@ -442,6 +453,8 @@ pub(super) async fn vacuum_aside(ex: &Executor, spec: &TableSpec) -> Option<Vacu
 
 /// The table's pages and those its visibility map marks all-visible.
 const VISIBILITY: &str = include_str!("../catalog/sql/visibility.sql");
+/// The table's rows updated or deleted so far.
+const REWRITES: &str = include_str!("../catalog/sql/rewrites.sql");
 /// Passes after the first `VACUUM (ANALYZE)` while pages are left unmarked, and the pause
 /// before each (for the transactions that held them back to end).
 const VACUUM_AGAIN: usize = 2;
