@@ -513,6 +513,7 @@ impl Executor {
             )
             .await?;
             if matches!(next, Phase::Prepare | Phase::DualWrite)
+                && self.opts.until >= Phase::Backfill
                 && self.pace.needs_baseline()
                 && m.plan
                     .steps
