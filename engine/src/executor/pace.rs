@@ -213,8 +213,8 @@ impl Pace {
         worked: Duration,
         fixed: bool,
     ) -> Result<(), EngineError> {
-        if fixed && !self.fixed.is_zero() {
-            tokio::time::sleep(self.fixed).await;
+        if fixed {
+            self.pause().await;
             self.count_rest(self.fixed);
         }
         let Some(floor) = self.floor else {
