@@ -214,3 +214,74 @@ async fn abandon_during_the_copy_drops_the_log() {
         .get(0);
     assert_eq!(logs, 0);
 }
+
+/// The copy leaves its pages settled (`backfill::Settle`): the chunks' pages are vacuumed
+/// right after they commit, so a later full read of the shadow (the key index's build, the
+/// vacuum beside the drain, verify) writes none of them again to set hint bits. Checked with
+/// the copy paused between chunks (a pause settles what the copy wrote before it waits): a
+/// scan of everything copied so far dirties no page, and the visibility map marks pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_leaves_its_pages_with_hint_bits_set() {
+    let (db, id) = setup("log_settled").await;
+    let c = db.client();
+    // Commits flushed as on a production server: a row whose commit is not flushed yet
+    // gets no hint bit.
+    c.batch_execute(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = on",
+        planner::ident::Ident::new(db.name()).unwrap()
+    ))
+    .await
+    .unwrap();
+    let mut ex = common::open(
+        &db,
+        id,
+        Options {
+            until: Phase::Backfill,
+            chunk_time: Duration::from_millis(1),
+            batch_pause: Duration::from_millis(20),
+            ..Options::default()
+        },
+        "log settled",
+    )
+    .await;
+    let task = tokio::spawn(async move { ex.apply().await });
+    let copied = pause_mid_copy(c, id).await;
+    assert!(copied >= 100, "paused after {copied} rows");
+    let shadow = common::spec(c, id).await.shadow.to_string();
+    let plan: serde_json::Value = c
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT count(*) FROM {shadow}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let top = &plan[0]["Plan"];
+    assert_eq!(top["Actual Rows"], 1, "{plan}");
+    let dirtied = top["Shared Dirtied Blocks"].as_i64();
+    assert_eq!(
+        dirtied,
+        Some(0),
+        "a read of the copied rows dirtied pages: {plan}"
+    );
+    let r = c
+        .query_one(
+            "SELECT relpages, relallvisible FROM pg_class WHERE oid = $1::text::regclass",
+            &[&shadow],
+        )
+        .await
+        .unwrap();
+    let (pages, visible): (i32, i32) = (r.get(0), r.get(1));
+    assert!(
+        pages > 0 && visible > 0,
+        "pages {pages}, all-visible {visible}"
+    );
+    state::set_paused(c, id, false).await.unwrap();
+    let phase = within(60, "the backfill", task)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("apply: {e}: {:?}", std::error::Error::source(&e)));
+    assert_eq!(phase, Phase::Backfill);
+    let d = diff(c, "t", &shadow).await;
+    assert!(d.equal(), "the shadow differs from the table: {d:#?}");
+}

@@ -252,6 +252,7 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     let mut paused = false;
     let mut batches = 0u64;
     let mut upkeep = super::drain::Upkeep::new();
+    let mut settle = Settle::default();
     loop {
         batches += 1;
         if paused || last_throttle_check.elapsed() > Duration::from_secs(1) {
@@ -266,11 +267,15 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
             .await
             .map_err(EngineError::sql("begin a backfill batch"))?;
         let result: Result<(Vec<String>, i64, bool), tokio_postgres::Error> = async {
-            // Commits need not wait for the WAL flush: a batch lost in a crash loses its
-            // checkpoint with it, and is copied again.
+            // The direct method's short batches need not wait for the WAL flush: a batch
+            // lost in a crash loses its checkpoint with it, and is copied again. The log
+            // method's chunks wait for the local flush (once per `chunk_time`, whatever the
+            // session's default): a row whose commit is not flushed yet gets no hint bit,
+            // and `Settle` vacuums right after the commit.
             tx.batch_execute(&format!(
-                "SET LOCAL lock_timeout = '{}ms'; SET LOCAL synchronous_commit = off",
-                ex.opts.batch_lock_timeout.as_millis().max(1)
+                "SET LOCAL lock_timeout = '{}ms'; SET LOCAL synchronous_commit = {}",
+                ex.opts.batch_lock_timeout.as_millis().max(1),
+                if direct { "off" } else { "local" }
             ))
             .await?;
             let lower = usize::from(lo.is_some());
@@ -352,7 +357,14 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                         .map_err(EngineError::sql("prune the log"))?;
                     upkeep.tend(ex, spec).await;
                 }
+                if !direct {
+                    // Before a pause too: its wait may outlast the pages' stay in memory.
+                    settle
+                        .chunk(ex, spec, t0.elapsed(), finished || paused)
+                        .await;
+                }
                 if finished {
+                    settle.report(ex, spec);
                     return Ok(());
                 }
                 ex.pace
@@ -393,6 +405,72 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
                 }
                 return Err(EngineError::sql(format!("copy a batch of {name}"))(e));
             }
+        }
+    }
+}
+
+/// The log method's copy vacuums the shadow after each chunk, on its own connection between
+/// chunks. Rows a chunk inserts carry no hint bits: the first scan to read them after the
+/// chunk commits sets them, and that dirties every page again. Unsettled, that scan is the key
+/// index's build, and at pgbench scale 100 it wrote the whole 1.3 GB shadow a second time
+/// while clients' commits queued behind the flushes (BENCHMARKS §5); the vacuum beside the
+/// drain then dirtied every page a third time to mark it all-visible. Right after its chunk,
+/// the pages are still in shared buffers, dirty from the insert: the vacuum sets the hint
+/// bits and the all-visible flag on pages that are written once, and later passes (the key
+/// index, the vacuum beside the drain, verify) read pages they need not write. Its cost is
+/// a pass over the chunk's pages (the visibility map skips the earlier ones; the unindexed
+/// shadow has no index to clean), held to a tenth of the copy's time: where a vacuum costs
+/// more (a shadow of many partitions, each opened by every vacuum of the tree), it runs after
+/// several chunks instead of each. `SKIP_LOCKED`: nothing else vacuums the shadow while it
+/// fills (autovacuum is off on it), and a vacuum that would wait is not worth waiting for.
+#[derive(Default)]
+struct Settle {
+    /// The copy's time since the last vacuum.
+    owed: Duration,
+    /// What the last vacuum took.
+    cost: Duration,
+    /// Vacuums run, and their time.
+    runs: u32,
+    total: Duration,
+    /// A vacuum failed: said once, then no more tries (only speed is lost).
+    failed: bool,
+}
+
+/// The copy's time per unit of the vacuum's.
+const SETTLE_SHARE: u32 = 10;
+
+impl Settle {
+    /// After a chunk that took `took` (committed); `now` settles whatever the cost.
+    async fn chunk(&mut self, ex: &Executor, spec: &TableSpec, took: Duration, now: bool) {
+        self.owed += took;
+        if self.failed || (!now && self.owed < self.cost * SETTLE_SHARE) {
+            return;
+        }
+        let t0 = Instant::now();
+        let vacuum = format!("VACUUM (TRUNCATE false, SKIP_LOCKED) {}", spec.shadow);
+        if let Err(e) = ex.client.batch_execute(&vacuum).await {
+            self.failed = true;
+            ex.emit(Event::Warning(format!(
+                "{}: could not vacuum the shadow's copied pages ({e}); the copy goes on, and \
+                 the index builds set their hint bits instead (more writes, same result)",
+                spec.table.display_plain()
+            )));
+        }
+        self.cost = t0.elapsed();
+        self.owed = Duration::ZERO;
+        self.runs += 1;
+        self.total += self.cost;
+    }
+
+    /// At the copy's end: how many vacuums, and their time.
+    fn report(&self, ex: &Executor, spec: &TableSpec) {
+        if self.runs > 0 {
+            ex.emit(Event::Note(format!(
+                "{}: the copied pages settled by {} vacuum(s) between the chunks, {:.1} s in all",
+                spec.table.display_plain(),
+                self.runs,
+                self.total.as_secs_f64()
+            )));
         }
     }
 }
