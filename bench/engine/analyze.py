@@ -257,6 +257,21 @@ def fmt(x, nd=1):
     return str(x)
 
 
+def written_gb(meta):
+    """What the server's buffers wrote during the change (checkpointer, background writer and
+    backends, the clients' writes included; index builds write around the buffers), in GB."""
+    keys = ("io_buffers_checkpoint", "io_buffers_clean", "io_buffers_backend")
+    if not all(isinstance(meta.get(k), (int, float)) for k in keys):
+        return "-"
+    return f"{sum(meta[k] for k in keys) * 8192 / 1e9:.2f}"
+
+
+def wal_gb(meta):
+    """The WAL the server wrote during the change, in GB."""
+    v = meta.get("io_wal_bytes")
+    return f"{v / 1e9:.2f}" if isinstance(v, (int, float)) else "-"
+
+
 def print_result(res, out=sys.stdout):
     m = res["meta"]
     run = res["run"]
@@ -384,13 +399,13 @@ def report(scale, files, out_md, out_json, header=""):
         L.append("")
     L.append("| scenario | change wall s | longest txn ms | p99 ms | txns >100 ms | failed txns "
              "| aborted clients | longest no-commit s | TPS before | TPS during | TPS after "
-             "| invariant | aid, abalance after |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+             "| written GB | WAL GB | invariant | aid, abalance after |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in results:
         m = r.get("meta", {})
         name = SCEN_TITLE.get(r.get("name"), r.get("name"))
         if r.get("error"):
-            L.append(f"| {name} | error: {r['error']} |" + " |" * 11)
+            L.append(f"| {name} | error: {r['error']} |" + " |" * 13)
             continue
         run = r["run"]
         ph = {p["name"]: p for p in r["phases"]}
@@ -407,7 +422,8 @@ def report(scale, files, out_md, out_json, header=""):
             str(run["slow_txns"]), str(run["failed"]), str(m.get("clients_aborted", "-")),
             fmt(run["longest_no_commit_s"], 2),
             fmt(ph.get("before", {}).get("tps"), 0), fmt(cw.get("tps"), 0),
-            fmt(ph.get("after", {}).get("tps"), 0), inv_s, str(m.get("types_after", "-")),
+            fmt(ph.get("after", {}).get("tps"), 0), written_gb(m), wal_gb(m),
+            inv_s, str(m.get("types_after", "-")),
         ]) + " |")
     L.append("")
     L.append("Per phase (transactions are placed by their end time; `max ms` = slowest transaction "

@@ -310,6 +310,7 @@ run_scenario() {
     echo "pgbench_rc=$pg_rc"
     echo "clients_aborted=$((CLIENTS - alive))"
     echo "rows_before=$rows_before"
+    sed 's/^/io_/' "$dir/io.txt"
     rest_figures "$db"
   } >"$dir/meta.env"
 
@@ -362,6 +363,9 @@ Command: \`${CMD_ENV}SCENARIOS=\"$SCENARIOS\" bench/engine/run.sh $SCALE\`.
 *longest txn* / *p99* / *>100 ms* / *failed* are over the whole run (before + change + after);
 *aborted clients* left the load before it was stopped; *longest no-commit* is the longest time in
 which no client committed; *TPS during* is over the whole change (for tandem, per phase below).
+*written GB*: what the server's buffers wrote during the change (checkpointer, background writer
+and backends, the clients' writes included; index builds write around the buffers and are not
+in it); *WAL GB*: the WAL written during the change.
 *invariant*: at rest, sum(abalance) = sum(delta) = sum(tbalance) = sum(bbalance) and the
 pgbench_accounts row count unchanged."
 python3 "$HERE/analyze.py" report --scale "$SCALE" --header "$header" \
