@@ -239,6 +239,8 @@ async fn the_copy_leaves_its_pages_with_hint_bits_set() {
             until: Phase::Backfill,
             chunk_time: Duration::from_millis(1),
             batch_pause: Duration::from_millis(20),
+            // By default only a table larger than the server's shared buffers.
+            settle: Some(true),
             ..Options::default()
         },
         "log settled",

@@ -843,6 +843,9 @@ async fn the_shadow_is_vacuumed_and_analyzed_beside_the_drain_before_cutover() {
             events.contains("vacuumed and analyzed in") && events.contains("beside the drain"),
             "{table}: {events}"
         );
+        // A table the server's shared buffers hold: its copy does not vacuum between chunks
+        // (`backfill::Settle`).
+        assert!(!events.contains("settled by"), "{table}: {events}");
         // (Not `n_ins_since_vacuum`: the copy's session reports its inserts at most once a
         // second, and all 20,000 of this small copy may be reported after the vacuum.)
         let r = c

@@ -59,6 +59,11 @@ query!(
 );
 query!(GRANTS, "table/grants.sql", "the privileges granted on it");
 query!(
+    SETTLE,
+    "table/settle.sql",
+    "whether the table is larger than the server's shared buffers"
+);
+query!(
     TRIGGER_NAMES,
     "table/trigger_names.sql",
     "the table's triggers"

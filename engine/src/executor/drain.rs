@@ -429,7 +429,7 @@ async fn drain(ex: &mut Executor, spec: &TableSpec, when: Drain) -> Result<Drain
         }
         let t0 = Instant::now();
         let evict = evictions.as_deref().unwrap_or_default();
-        match drain_batch(ex, spec, batch, watermark, care, evict).await {
+        match drain_batch(ex, spec, when, batch, watermark, care, evict).await {
             Ok(taken) => {
                 care = Care::Fast;
                 copied_total += taken.keys;
@@ -503,6 +503,7 @@ struct Taken {
 async fn drain_batch(
     ex: &mut Executor,
     spec: &TableSpec,
+    when: Drain,
     batch: i64,
     watermark: i64,
     care: Care,
@@ -524,7 +525,10 @@ async fn drain_batch(
     } else {
         vec![keys.iter().collect()]
     };
-    let (unlink, relink) = (log::unlink(spec), log::relink(spec));
+    let (unlink, relink) = (
+        log::unlink(spec),
+        log::relink(spec, when == Drain::AfterSwitch),
+    );
     for group in groups {
         if group.is_empty() {
             continue;

@@ -68,6 +68,9 @@ pub struct Options {
     /// transaction rate stays at or above this share (0.7 for 70 %) of its rate with tandem
     /// idle (`executor/pace.rs`).
     pub keep_throughput: Option<f64>,
+    /// Whether the log method's copy vacuums its pages between chunks (`backfill::Settle`);
+    /// `None`: when the table is larger than the server's shared buffers.
+    pub settle: Option<bool>,
     pub verify_chunk: i64,
     /// Verification passes (each re-copies the ranges that differ) before it gives up.
     pub verify_rounds: u32,
@@ -101,6 +104,7 @@ impl Default for Options {
             max_load: None,
             max_replication_lag: None,
             keep_throughput: None,
+            settle: None,
             verify_chunk: 20_000,
             verify_rounds: 3,
             reconnect_attempts: 6,

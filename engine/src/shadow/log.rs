@@ -209,10 +209,13 @@ pub fn unlink(spec: &TableSpec) -> String {
     unlink_keys(spec, &keys_param(spec))
 }
 
-/// Copy the table's current rows of the taken keys (`$1..$n`). A row a forward trigger
-/// wrote meanwhile is at least as new: the copy skips it.
-pub fn relink(spec: &TableSpec) -> String {
-    relink_keys(spec, &keys_param(spec))
+/// Copy the table's current rows of the taken keys (`$1..$n`). Behind the forward trigger
+/// (`behind_trigger`), a row it wrote meanwhile is at least as new: the copy skips it (`ON
+/// CONFLICT DO NOTHING`). Before the switch only the drain writes the shadow, and its batch
+/// has just deleted the keys' rows: a plain insert, which costs less than a speculative one
+/// (5,000 keys of pgbench scale 100, quiet: 135–165 ms against 167–200 ms).
+pub fn relink(spec: &TableSpec, behind_trigger: bool) -> String {
+    relink_keys(spec, &keys_param(spec), behind_trigger)
 }
 
 /// Delete the shadow's rows of the keys `keys` (a subquery of the original's key types).
@@ -224,23 +227,27 @@ fn unlink_keys(spec: &TableSpec, keys: &str) -> String {
     )
 }
 
-/// Copy the table's rows of the keys `keys` into the shadow, skipping a key it holds.
-fn relink_keys(spec: &TableSpec, keys: &str) -> String {
+/// Copy the table's rows of the keys `keys` into the shadow, skipping a key it holds when
+/// `skip_held`.
+fn relink_keys(spec: &TableSpec, keys: &str, skip_held: bool) -> String {
     let target: Vec<String> = spec
         .forward
         .iter()
         .map(|m| m.column.name.to_string())
         .collect();
     let exprs: Vec<String> = spec.forward.iter().map(|m| m.expr.clone()).collect();
-    format!(
-        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {keys} ON CONFLICT ({}) DO NOTHING",
+    let insert = format!(
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o WHERE ({}) IN {keys}",
         spec.shadow,
         target.join(", "),
         exprs.join(", "),
         spec.table,
         cols(&spec.key, "o"),
-        bare(&spec.new_key)
-    )
+    );
+    match skip_held {
+        true => format!("{insert} ON CONFLICT ({}) DO NOTHING", bare(&spec.new_key)),
+        false => insert,
+    }
 }
 
 /// Whether the forward trigger has taken over from the log triggers (`$1`: the table's oid,
@@ -262,7 +269,7 @@ pub fn drain_and_drop(spec: &TableSpec) -> Vec<String> {
     let keys = logged_keys(spec);
     let mut out = super::writer::around(
         spec,
-        vec![unlink_keys(spec, &keys), relink_keys(spec, &keys)],
+        vec![unlink_keys(spec, &keys), relink_keys(spec, &keys, true)],
     );
     out.push(format!("DROP TABLE {}", log_of(spec)));
     out
