@@ -406,8 +406,8 @@ async fn copy_table(ex: &mut Executor, spec: &TableSpec) -> Result<(), EngineErr
     }
 }
 
-/// The log method's copy vacuums the shadow after each chunk, on its own connection between
-/// chunks. Rows a chunk inserts carry no hint bits: the first scan to read them after the
+/// The log method's copy vacuums the shadow after its chunks, on the copy's connection
+/// between two chunks. Rows a chunk inserts carry no hint bits: the first scan to read them after the
 /// chunk commits sets them, and that dirties every page again. Unsettled, that scan is the key
 /// index's build, and at pgbench scale 100 it wrote the whole 1.3 GB shadow a second time
 /// while clients' commits queued behind the flushes (BENCHMARKS §5); the vacuum beside the
