@@ -33,6 +33,17 @@ async fn setup(name: &str) -> (TestDb, i64) {
     (db, id)
 }
 
+/// A backfill copied in many small chunks with a rest between them, so that a test can
+/// pause it between two ([`pause_mid_copy`]).
+fn slow_copy() -> Options {
+    Options {
+        until: Phase::Backfill,
+        chunk_time: Duration::from_millis(1),
+        batch_pause: Duration::from_millis(20),
+        ..Options::default()
+    }
+}
+
 /// Pause the migration once its copy has committed a chunk; wait until the executor waits.
 /// Returns the rows copied.
 async fn pause_mid_copy(c: &Client, id: i64) -> i64 {
@@ -61,18 +72,7 @@ async fn pause_mid_copy(c: &Client, id: i64) -> i64 {
 async fn writes_on_both_sides_of_the_copy_reach_the_shadow() {
     let (db, id) = setup("log_both_sides").await;
     let c = db.client();
-    let mut ex = common::open(
-        &db,
-        id,
-        Options {
-            until: Phase::Backfill,
-            chunk_time: Duration::from_millis(1),
-            batch_pause: Duration::from_millis(20),
-            ..Options::default()
-        },
-        "log",
-    )
-    .await;
+    let mut ex = common::open(&db, id, slow_copy(), "log").await;
     let task = tokio::spawn(async move { ex.apply().await });
     let copied = pause_mid_copy(c, id).await;
     assert!(
@@ -224,24 +224,14 @@ async fn abandon_during_the_copy_drops_the_log() {
 async fn the_copy_leaves_its_pages_with_hint_bits_set() {
     let (db, id) = setup("log_settled").await;
     let c = db.client();
-    // Commits flushed as on a production server: a row whose commit is not flushed yet
-    // gets no hint bit.
-    c.batch_execute(&format!(
-        "ALTER DATABASE {} SET synchronous_commit = on",
-        planner::ident::Ident::new(db.name()).unwrap()
-    ))
-    .await
-    .unwrap();
+    common::flush_commits(&db).await;
     let mut ex = common::open(
         &db,
         id,
         Options {
-            until: Phase::Backfill,
-            chunk_time: Duration::from_millis(1),
-            batch_pause: Duration::from_millis(20),
             // By default only a table larger than the server's shared buffers.
             settle: Some(true),
-            ..Options::default()
+            ..slow_copy()
         },
         "log settled",
     )

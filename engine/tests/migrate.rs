@@ -807,14 +807,7 @@ async fn chunks_ended_by_key_arithmetic_copy_every_row_once_across_gaps() {
 async fn the_shadow_is_vacuumed_and_analyzed_beside_the_drain_before_cutover() {
     let db = TestDb::new("vacuum_aside").await;
     let c = db.client();
-    // Commits flushed as on a production server (the harness's cluster commits without
-    // waiting): a row whose commit is not flushed yet cannot be marked all-visible.
-    c.batch_execute(&format!(
-        "ALTER DATABASE {} SET synchronous_commit = on",
-        planner::ident::Ident::new(db.name()).unwrap()
-    ))
-    .await
-    .unwrap();
+    common::flush_commits(&db).await;
     c.batch_execute(
         "CREATE TABLE keyed (id int PRIMARY KEY, v int, w text);
          INSERT INTO keyed SELECT g, g % 100, md5(g::text) FROM generate_series(1, 20000) g;

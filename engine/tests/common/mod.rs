@@ -23,6 +23,19 @@ pub async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T
     }
 }
 
+/// Commits of `db`'s new sessions wait for their WAL flush, as on a production server (the
+/// harness's cluster commits without waiting): a row whose commit is not flushed yet gets
+/// no hint bit and cannot be marked all-visible.
+pub async fn flush_commits(db: &TestDb) {
+    db.client()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = on",
+            planner::ident::Ident::new(db.name()).unwrap()
+        ))
+        .await
+        .unwrap();
+}
+
 /// Plan `sql` against the live schema, as `tandem plan --sql` does.
 pub async fn plan(client: &Client, sql: &str) -> Plan {
     let live = engine::introspect(client).await.expect("introspect");
