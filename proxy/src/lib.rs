@@ -10,7 +10,7 @@
 //! knows which sessions are inside a transaction and holds the others; `control` registers
 //! the proxy, heartbeats and listens for holds; `mirror` samples, compares and records;
 //! `metrics` serves Prometheus text and `/healthz`; `server` accepts connections and shuts
-//! down gracefully; `check` is `--check-config`.
+//! down gracefully (`shutdown` is how sessions hear of it); `check` is `--check-config`.
 
 pub mod buffer;
 pub mod cancel;
@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod reload;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod tls;
 pub mod traffic;
 pub mod upstream;

@@ -106,9 +106,12 @@ impl Histogram {
     }
 
     pub fn observe(&self, d: std::time::Duration) {
-        let (shard, owned) = SHARD.with(|s| s.get());
+        self.observe_micros(d.as_micros() as u64, SHARD.with(|s| s.get()));
+    }
+
+    /// One observation of `micros`, into this thread's shard (`SHARD`'s value).
+    fn observe_micros(&self, micros: u64, (shard, owned): (usize, bool)) {
         let shard = &self.shards[shard];
-        let micros = d.as_micros() as u64;
         let i = self.bounds_micros[..self.bounds.len()].partition_point(|le| *le < micros);
         add(&shard.buckets[i], 1, owned);
         add(&shard.sum_micros, micros, owned);
@@ -253,9 +256,12 @@ impl Metrics {
         }
     }
 
-    /// One request's time in `stage`.
-    pub fn observe_stage(&self, stage: Stage, d: std::time::Duration) {
-        self.stages[stage as usize].observe(d);
+    /// One request's time in each stage, in microseconds.
+    pub fn observe_stages(&self, stages: &[(Stage, u64)]) {
+        let shard = SHARD.with(|s| s.get());
+        for &(stage, micros) in stages {
+            self.stages[stage as usize].observe_micros(micros, shard);
+        }
     }
 
     /// The text exposition format.

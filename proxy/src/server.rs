@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::mirror::Mirror;
 use crate::protocol;
 use crate::session::{self, Shared};
+use crate::shutdown::{Shutdown, Stage};
 use crate::traffic::Traffic;
 
 /// Everything a running proxy needs besides its listener.
@@ -64,8 +65,6 @@ pub async fn serve(
         Mirror::disabled()
     };
     mirror.join_holds(traffic.clone());
-    let (drain_tx, draining) = watch::channel(false);
-    let (close_tx, closing) = watch::channel(false);
     let shared = Arc::new(Shared {
         config: arc_swap::ArcSwap::new(config.clone()),
         metrics: metrics.clone(),
@@ -73,8 +72,7 @@ pub async fn serve(
         cancels: CancelMap::default(),
         mirror: mirror.clone(),
         tls: arc_swap::ArcSwapOption::new(tls.map(Arc::new)),
-        draining,
-        closing,
+        shutdown: Shutdown::default(),
     });
     let listen = listener
         .local_addr()
@@ -215,7 +213,7 @@ pub async fn serve(
         deadline_ms = config.file.shutdown_timeout_ms,
         "shutting down: no new connections; sessions close when their transactions end"
     );
-    let _ = drain_tx.send(true);
+    shared.shutdown.enter(Stage::Draining);
     let deadline = tokio::time::Instant::now() + config.file.shutdown_timeout();
     let mut closed = false;
     while metrics.connections_active.load(Relaxed) > 0 {
@@ -224,12 +222,12 @@ pub async fn serve(
                 open = metrics.connections_active.load(Relaxed),
                 "shutdown deadline reached: closing the remaining sessions"
             );
-            let _ = close_tx.send(true);
+            shared.shutdown.enter(Stage::Closing);
             closed = true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let _ = close_tx.send(true);
+    shared.shutdown.enter(Stage::Closing);
     // The workers end once their sessions have.
     let _ = tokio::task::spawn_blocking(move || {
         for w in workers {
@@ -263,8 +261,11 @@ fn worker(
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 ) {
+    // Sockets and timers only: the signal and process drivers would be checked at every
+    // turn of the loop for nothing.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
     {
         Ok(r) => r,

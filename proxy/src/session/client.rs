@@ -17,10 +17,8 @@ impl Session<'_> {
         let mut filled = false;
         // Bytes of a large message still to stream through.
         let mut streaming = 0usize;
-        let mut draining = self.shared.draining.clone();
-        let mut closing = self.shared.closing.clone();
         // When the last read returned, and what the request it opens waited in a hold.
-        let mut read_at = Instant::now();
+        let mut read_at = timing::now();
         let mut held = std::time::Duration::ZERO;
         loop {
             // Forward what is complete.
@@ -90,7 +88,8 @@ impl Session<'_> {
                 metrics.client_bytes.fetch_add(n, Relaxed);
             }
             buf.advance(pos);
-            if *draining.borrow() && buf.is_empty() {
+            let draining = self.shared.shutdown.draining();
+            if draining && buf.is_empty() {
                 let st = self.lock();
                 if !st.busy && st.open.is_none() {
                     return End::Shutdown;
@@ -100,10 +99,19 @@ impl Session<'_> {
             buffer::quiet(&mut buf, filled);
             buffer::make_room(&mut buf, filled, 16 * 1024);
             let room = buf.capacity() - buf.len();
+            // The next stage of shutdown this session has not seen yet.
+            let next = if draining {
+                shutdown::Stage::Closing
+            } else {
+                shutdown::Stage::Draining
+            };
             let read = tokio::select! {
+                biased;
                 r = rd.read_buf(&mut buf) => r,
-                _ = draining.wait_for(|d| *d) , if !*draining.borrow() => continue,
-                _ = closing.wait_for(|c| *c) => return End::Shutdown,
+                stage = self.shutdown.reached(next) => match stage {
+                    shutdown::Stage::Closing => return End::Shutdown,
+                    _ => continue,
+                },
             };
             match read {
                 Ok(0) | Err(_) => {
@@ -115,7 +123,7 @@ impl Session<'_> {
                 }
                 Ok(n) => {
                     filled = n >= room;
-                    read_at = Instant::now();
+                    read_at = timing::now();
                 }
             }
         }
@@ -127,7 +135,7 @@ impl Session<'_> {
         let mut st = self.lock();
         if st.inflight.back().is_some_and(|r| r.timed) {
             if let Some(t) = st.timing.as_mut() {
-                t.sent(Instant::now());
+                t.sent(timing::now());
             }
         }
     }
@@ -233,7 +241,7 @@ impl Session<'_> {
         tag: u8,
         body: Option<&[u8]>,
         whole: Option<&[u8]>,
-        (read, held): (Instant, std::time::Duration),
+        (read, held): (u64, std::time::Duration),
     ) -> Result<(), End> {
         if matches!(tag, b'd' | b'c' | b'f') {
             return Ok(());

@@ -41,7 +41,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -51,6 +51,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::mirror::{Mirror, Sample};
 use crate::protocol::{self, ProtocolError, Startup};
+use crate::shutdown::{self, Registration, Shutdown};
 use crate::traffic::Traffic;
 use crate::upstream::Stream;
 
@@ -89,10 +90,8 @@ pub struct Shared {
     pub mirror: Mirror,
     /// The TLS acceptor now (a reload may bring a new certificate: new sessions get it).
     pub tls: ArcSwapOption<TlsAcceptor>,
-    /// `true` once shutdown began: idle sessions close, busy ones close when idle.
-    pub draining: watch::Receiver<bool>,
-    /// `true` when the shutdown deadline passed: every session closes now.
-    pub closing: watch::Receiver<bool>,
+    /// Draining (idle sessions close, busy ones when idle), then closing (every session).
+    pub shutdown: Shutdown,
 }
 
 /// Why a session ended.
@@ -227,7 +226,7 @@ struct State {
     /// A replay is under way: the client side waits before sending anything new.
     replaying: bool,
     recovery: Recovery,
-    statements: HashMap<Arc<str>, Statement>,
+    statements: HashMap<Arc<str>, Statement, foldhash::fast::RandomState>,
     /// A Parse too large to read went by: remembered statements may be stale, recover none.
     statements_unreliable: bool,
     /// The text bytes of `statements`, against [`STATEMENT_BYTES_MAX`].
@@ -253,6 +252,8 @@ struct Session<'a> {
     mirror: bool,
     /// The [`Traffic`] epoch this session's statements were prepared in.
     epoch: std::sync::atomic::AtomicU64,
+    /// Where this session hears of the proxy's shutdown.
+    shutdown: Registration<'a>,
 }
 
 impl Drop for Session<'_> {
@@ -281,7 +282,7 @@ impl<'a> Session<'a> {
                 busy: false,
                 replaying: false,
                 recovery: Recovery::None,
-                statements: HashMap::new(),
+                statements: HashMap::default(),
                 statements_unreliable: false,
                 statement_bytes: 0,
                 spare_raw: None,
@@ -292,6 +293,7 @@ impl<'a> Session<'a> {
             bound: AtomicBool::new(false),
             mirror,
             epoch: std::sync::atomic::AtomicU64::new(shared.traffic.epoch()),
+            shutdown: shared.shutdown.register(),
         }
     }
 

@@ -17,7 +17,7 @@ impl Session<'_> {
         let mut streaming = 0usize;
         // When the first bytes of the answer being forwarded were read, and the marks of a
         // timed request whose ReadyForQuery is on its way to the client.
-        let mut answer_began: Option<Instant> = None;
+        let mut answer_began: Option<u64> = None;
         let mut answered: Option<Timing> = None;
         loop {
             let mut pos = 0;
@@ -84,18 +84,12 @@ impl Session<'_> {
             if ready {
                 if let (Some(t), Some(began)) = (answered.take(), answer_began) {
                     let slow = || self.shared.config.load().file.log_slow_requests();
-                    t.finish(
-                        began,
-                        Instant::now(),
-                        metrics,
-                        slow,
-                        self.started.server_pid,
-                    );
+                    t.finish(began, timing::now(), metrics, slow, self.started.server_pid);
                 }
                 // What is left belongs to the next answer, read with this one.
                 answer_began = answer_began.filter(|_| !buf.is_empty());
             }
-            if idle_now && *self.shared.draining.borrow() {
+            if idle_now && self.shared.shutdown.draining() {
                 return End::Shutdown;
             }
             // The session is idle (its ReadyForQuery went out): the buffer is quiet.
@@ -109,7 +103,7 @@ impl Session<'_> {
                 Err(e) => return End::ServerGone(e.to_string()),
                 Ok(n) => {
                     filled = n >= room;
-                    answer_began.get_or_insert_with(Instant::now);
+                    answer_began.get_or_insert_with(timing::now);
                 }
             }
         }

@@ -95,7 +95,7 @@ pub(super) async fn startup(
     };
     let user = packet.param("user").unwrap_or_default().to_string();
     let database = packet.param("database").unwrap_or(&user).to_string();
-    if *shared.draining.borrow() {
+    if shared.shutdown.draining() {
         shared.metrics.connections_refused.fetch_add(1, Relaxed);
         return refuse(
             &mut client,

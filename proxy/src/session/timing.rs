@@ -5,18 +5,29 @@
 //! common case; a pipelined request's stages overlap its neighbours').
 
 use std::num::NonZeroU64;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rustix::time::{clock_gettime, ClockId};
 
 use crate::metrics::{Metrics, Stage};
 
+/// Now, in microseconds of the monotonic clock. The marks are plain integers: taking them
+/// and subtracting them costs a few instructions, where `Instant`'s arithmetic cost a
+/// tenth of the proxy's own instructions per transaction (`bench/proxy/instructions.sh`).
+pub(super) fn now() -> u64 {
+    let t = clock_gettime(ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000)
+        .wrapping_add(t.tv_nsec as u64 / 1_000)
+}
+
 /// One request's marks so far, in 16 bytes: every session keeps one in its state, and a
 /// few bytes more per session would put its task into a larger allocation (4.0 KiB per idle
-/// connection, BENCHMARKS §6). Microseconds: since the process's first timing, and from the
-/// read (saturating at 71 minutes).
+/// connection, BENCHMARKS §6). Microseconds of [`now`]'s clock, and from the read
+/// (saturating at 71 minutes).
 #[derive(Debug)]
 pub(super) struct Timing {
-    /// The read that brought its first byte returned, µs after [`epoch`], plus one.
+    /// The read that brought its first byte returned, plus one.
     read: NonZeroU64,
     /// Waited in a cutover hold before it was forwarded, µs.
     held: u32,
@@ -24,43 +35,42 @@ pub(super) struct Timing {
     sent: u32,
 }
 
-/// The instant the marks count from.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
+fn since(later: u64, earlier: u64) -> u64 {
+    later.saturating_sub(earlier)
+}
+
 impl Timing {
-    pub(super) fn new(read: Instant, held: Duration) -> Timing {
-        let since = read.saturating_duration_since(epoch()).as_micros() as u64;
+    pub(super) fn new(read: u64, held: Duration) -> Timing {
         Timing {
-            read: NonZeroU64::MIN.saturating_add(since),
+            read: NonZeroU64::MIN.saturating_add(read),
             held: micros(held),
             sent: 0,
         }
     }
 
-    fn read(&self) -> Instant {
-        epoch() + Duration::from_micros(self.read.get() - 1)
+    fn read(&self) -> u64 {
+        self.read.get() - 1
     }
 
-    pub(super) fn sent(&mut self, at: Instant) {
+    pub(super) fn sent(&mut self, at: u64) {
         if self.sent == 0 {
-            self.sent = micros(at.saturating_duration_since(self.read())).max(1);
+            let d = since(at, self.read());
+            self.sent = u32::try_from(d).unwrap_or(u32::MAX).max(1);
         }
     }
 
     /// The answer's first bytes were read at `answered` and its ReadyForQuery written at
-    /// `written`: count the stages, and log the request when it took `slow()` or longer
-    /// (asked only of a request that took a millisecond or more, the setting's unit).
+    /// `written` ([`now`]'s microseconds): count the stages, and log the request when it took
+    /// `slow()` or longer (asked only of a request that took a millisecond or more, the
+    /// setting's unit).
     pub(super) fn finish(
         self,
-        answered: Instant,
-        written: Instant,
+        answered: u64,
+        written: u64,
         metrics: &Metrics,
         slow: impl FnOnce() -> Option<Duration>,
         server_pid: u32,
@@ -69,26 +79,21 @@ impl Timing {
             return;
         }
         let read = self.read();
-        let sent = read + Duration::from_micros(self.sent.into());
-        let held = Duration::from_micros(self.held.into());
+        let sent = read + u64::from(self.sent);
+        let held = u64::from(self.held);
         let stages = [
-            (
-                Stage::In,
-                sent.saturating_duration_since(read).saturating_sub(held),
-            ),
-            (Stage::Server, answered.saturating_duration_since(sent)),
-            (Stage::Out, written.saturating_duration_since(answered)),
-            (Stage::Total, written.saturating_duration_since(read)),
+            (Stage::In, since(sent, read).saturating_sub(held)),
+            (Stage::Server, since(answered, sent)),
+            (Stage::Out, since(written, answered)),
+            (Stage::Total, since(written, read)),
         ];
-        for (stage, d) in stages {
-            metrics.observe_stage(stage, d);
-        }
+        metrics.observe_stages(&stages);
         let total = stages[3].1;
-        if total < Duration::from_millis(1) {
+        if total < 1_000 {
             return;
         }
-        if let Some(slow) = slow().filter(|s| total >= *s) {
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        if let Some(slow) = slow().filter(|s| total >= s.as_micros() as u64) {
+            let ms = |us: u64| us as f64 / 1e3;
             tracing::info!(
                 total_ms = ms(total),
                 in_ms = ms(stages[0].1),
@@ -110,12 +115,9 @@ mod tests {
     #[test]
     fn stages_add_up_and_a_hold_is_not_the_proxys() {
         let metrics = Metrics::default();
-        // The marks count from the epoch: an instant taken before it would be read as the
-        // epoch itself (on a busy machine, microseconds off every stage).
-        epoch();
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut t = Timing::new(t0, ms(30));
+        let t0 = now();
+        let ms = |n: u64| n * 1_000;
+        let mut t = Timing::new(t0, Duration::from_millis(30));
         t.sent(t0 + ms(32));
         t.sent(t0 + ms(90)); // the first mark stays
         t.finish(t0 + ms(40), t0 + ms(41), &metrics, || None, 1);
@@ -153,9 +155,17 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_moves_on_in_microseconds() {
+        let a = now();
+        std::thread::sleep(Duration::from_millis(5));
+        let b = now();
+        assert!((5_000..5_000_000).contains(&(b - a)), "{a} then {b}");
+    }
+
+    #[test]
     fn a_request_never_sent_is_not_counted() {
         let metrics = Metrics::default();
-        let t0 = Instant::now();
+        let t0 = now();
         Timing::new(t0, Duration::ZERO).finish(t0, t0, &metrics, || None, 1);
         assert_eq!(metrics.stages[Stage::Total as usize].count(), 0);
     }
