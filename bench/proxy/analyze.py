@@ -543,7 +543,7 @@ def cmd_report(a):
         md.append("Per round (the proxy's histograms over that pgbench run; a quantile is its bucket's upper bound, ms): "
                   "*in* from the read that brought a request to its last byte written to PostgreSQL, *server* from "
                   "there to the answer's first bytes read back, *out* from those to the ReadyForQuery written to "
-                  "the client, *lag* how late a worker thread woke a task due every 10 ms. Beside them, what pgbench "
+                  "the client, *lag* how late a worker thread picked up a probe handed to it every 10 ms. Beside them, what pgbench "
                   "saw of the same run.")
         md.append("")
         md.append("| workload | round | requests timed | total p99 / p99.9 | in p99 / p99.9 | server p99 / p99.9 | out p99 / p99.9 "

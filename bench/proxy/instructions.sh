@@ -5,6 +5,7 @@
 # The kernel's share (the sockets, ~80 % of either proxy's CPU, BENCHMARKS §6) is not counted:
 # it is the same for both proxies.
 #
+# tandem's figure is its worker threads' (where the sessions run); pgbouncer's, its one thread.
 # Per proxy and workload, two runs under callgrind, of N and 2N transactions over the same
 # connections; the difference divided by N is what one transaction costs, without startup,
 # logins and shutdown. Time-driven work (timers, heartbeats) lands in the difference too, in
@@ -87,7 +88,7 @@ start() {   # target, callgrind output file; prints the pid
     tandem)
       local cfg="$OUT/tandem.toml"
       ( umask 077; echo "password_file = \"$PGDIR/secrets/password\"" >"$cfg" )
-      valgrind --tool=callgrind --callgrind-out-file="$2" "$TANDEM" proxy --listen "127.0.0.1:$TP_PORT" \
+      valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$2" "$TANDEM" proxy --listen "127.0.0.1:$TP_PORT" \
         --upstream "postgres://postgres@127.0.0.1:$PORT/$DB" --config "$cfg" \
         --metrics "127.0.0.1:$TP_METRICS" >"$2.log" 2>&1 &
       echo $! ;;
@@ -119,9 +120,19 @@ run_one() {   # target workload transactions file
   # Not this shell's child (started in a command substitution): wait for it to be gone, and
   # so for callgrind to have written its file.
   while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-  local ir
-  ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$4")
-  [ -n "$ir" ] || die "no instruction total in $4"
+  local ir=0 f n
+  # tandem: one file per thread (FILE-NN); only the threads that ran sessions count (the
+  # main thread's accept loop, control connection and metrics server do not: its control
+  # connection logs in again every 10 s where tandem is not installed, a SCRAM login of
+  # millions of instructions that would land in the difference by the clock).
+  for f in "$4" "$4"-*; do
+    [ -s "$f" ] || continue
+    [ "$f" = "$4" ] || grep -q 'proxy::session::' "$f" || continue
+    n=$(awk '/^(summary|totals):/ { print $2; exit }' "$f")
+    [ -n "$n" ] || die "no instruction total in $f"
+    ir=$(( ir + n ))
+  done
+  [ "$ir" -gt 0 ] || die "no callgrind output for $4"
   echo "$ir $(echo "$end_s - $start_s" | bc)"
 }
 
@@ -142,7 +153,10 @@ for w in $WORKLOADS; do
     printf '| %s | %s | %s | %s, %.1f | %s, %.1f |\n' "$w" "$t" "$per" "$i1" "$s1" "$i2" "$s2" >>"$OUT/instructions.md"
     echo "$w $t: $per instructions per transaction"
     if [ "$ANNOTATE" = 1 ]; then
-      callgrind_annotate --inclusive=no "$OUT/$w-$t-2.out" 2>/dev/null | head -60 >"$OUT/$w-$t.top" || true
+      for f in "$OUT/$w-$t-2.out" "$OUT/$w-$t-2.out"-*; do
+        [ -s "$f" ] && { [ "$f" = "$OUT/$w-$t-2.out" ] || grep -q 'proxy::session::' "$f"; } || continue
+        callgrind_annotate --inclusive=no "$f" 2>/dev/null | head -60 >>"$OUT/$w-$t.top" || true
+      done
     fi
   done
 done

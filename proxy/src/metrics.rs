@@ -437,7 +437,7 @@ impl Metrics {
         let name = "tandem_proxy_worker_lag_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} how late a worker thread woke a task due every 10 ms: what every session on it waited for the thread\n# TYPE {name} histogram"
+            "# HELP {name} how late a worker thread picked up a probe handed to it every 10 ms: what every session on it waited for the thread\n# TYPE {name} histogram"
         );
         self.worker_lag.render(&mut out, name, "");
         let name = "tandem_proxy_worker_lag_max_seconds";

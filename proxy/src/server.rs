@@ -100,7 +100,7 @@ pub async fn serve(
     let mut workers = Vec::with_capacity(threads);
     let mut senders = Vec::with_capacity(threads);
     for i in 0..threads {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Work>();
         senders.push(tx);
         let shared = shared.clone();
         let metrics = metrics.clone();
@@ -112,6 +112,24 @@ pub async fn serve(
             })?;
         workers.push(thread);
     }
+    // The workers' lag probe, on this runtime: a worker keeps no timer of its own, which it
+    // would otherwise look at every time it waits for its sockets. Ends with the senders.
+    let probed: Vec<_> = senders.iter().map(|s| s.downgrade()).collect();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(LAG_PROBE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let at = std::time::Instant::now();
+            let mut sent = false;
+            for s in probed.iter().filter_map(|s| s.upgrade()) {
+                sent |= s.send(Work::Probe(at)).is_ok();
+            }
+            if !sent {
+                return;
+            }
+        }
+    });
     let mut next = 0usize;
     tokio::pin!(shutdown);
     loop {
@@ -198,7 +216,10 @@ pub async fn serve(
                 continue;
             }
         };
-        if senders[next % threads].send((std_socket, peer)).is_err() {
+        if senders[next % threads]
+            .send(Work::Session(std_socket, peer))
+            .is_err()
+        {
             metrics.connections_active.fetch_sub(1, Relaxed);
             metrics.connections_starting.fetch_sub(1, Relaxed);
         }
@@ -250,14 +271,22 @@ async fn next_reload(
     }
 }
 
-/// How often a worker's lag probe asks to be woken.
+/// How often each worker is handed a probe, to measure how late it picks work up.
 const LAG_PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What the accept loop hands a worker.
+enum Work {
+    Session(std::net::TcpStream, SocketAddr),
+    /// Sent at this instant: how late the worker reads it is how late it runs what wakes
+    /// it (`tandem_proxy_worker_lag_seconds`).
+    Probe(std::time::Instant),
+}
 
 /// One worker thread: a single-threaded runtime running the sessions handed to it, until
 /// the accept loop stops and its sessions have ended.
 fn worker(
     (index, workers): (usize, usize),
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Work>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 ) {
@@ -276,21 +305,14 @@ fn worker(
     };
     crate::metrics::set_shard(index, workers);
     runtime.block_on(async move {
-        // How late this thread wakes a task that sleeps: what its sessions wait for it. Ends
-        // with the runtime.
-        let probe = metrics.clone();
-        tokio::spawn(async move {
-            loop {
-                let asked = tokio::time::Instant::now() + LAG_PROBE_EVERY;
-                tokio::time::sleep_until(asked).await;
-                probe.worker_lag.observe(asked.elapsed());
-            }
-        });
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
                 next = rx.recv() => match next {
-                    Some((socket, peer)) => {
+                    // How late this thread picked up what it was handed: what its sessions
+                    // wait for it.
+                    Some(Work::Probe(at)) => metrics.worker_lag.observe(at.elapsed()),
+                    Some(Work::Session(socket, peer)) => {
                         let shared = shared.clone();
                         let metrics = metrics.clone();
                         sessions.spawn(async move {

@@ -3,19 +3,15 @@
 //! (every session closes now).
 //!
 //! A session waits for it beside every read of its client, so the wait must cost next to
-//! nothing: each session registers one waker slot of its own for its life, and a wait is a
-//! check of one atomic and the slot's registration (two uncontended compare-and-swaps). The
-//! two `watch` channels this replaced put a waiter into a list every channel shares and took
-//! it out again around every read (0.7 µs a transaction, BENCHMARKS §6).
+//! nothing: each session puts its task's waker in a slot of its own once, and a wait is then
+//! one atomic load. The two `watch` channels this replaced put a waiter into a list all
+//! sessions share and took it out again around every read (0.7 µs a transaction, BENCHMARKS §6).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use futures_util::task::AtomicWaker;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 /// How far shutdown has gone; it only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,13 +36,15 @@ impl Stage {
 #[derive(Default)]
 pub struct Shutdown {
     stage: AtomicU8,
-    sessions: Mutex<Sessions>,
+    slots: Mutex<Slots>,
 }
 
+/// The sessions' wakers, one slot each (16 bytes a session: an idle connection's memory is
+/// counted, BENCHMARKS §6), and the slots given back.
 #[derive(Default)]
-struct Sessions {
-    next: u64,
-    wakers: HashMap<u64, Arc<AtomicWaker>>,
+struct Slots {
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
 }
 
 impl Shutdown {
@@ -58,84 +56,94 @@ impl Shutdown {
         self.stage() >= Stage::Draining
     }
 
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Move on to `stage` (never back) and wake every session waiting for it.
     pub fn enter(&self, stage: Stage) {
         self.stage.fetch_max(stage as u8, SeqCst);
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        for waker in sessions.wakers.values() {
-            waker.wake();
+        for waker in self.slots().wakers.iter().flatten() {
+            waker.wake_by_ref();
         }
     }
 
     /// A session's slot, for its life.
     pub fn register(&self) -> Registration<'_> {
-        let waker = Arc::new(AtomicWaker::new());
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let id = sessions.next;
-        sessions.next += 1;
-        sessions.wakers.insert(id, waker.clone());
+        let mut slots = self.slots();
+        let slot = match slots.free.pop() {
+            Some(slot) => slot,
+            None => {
+                slots.wakers.push(None);
+                slots.wakers.len() - 1
+            }
+        };
         Registration {
             shutdown: self,
-            id,
-            waker,
+            slot,
+            waker: None,
         }
     }
 
     #[cfg(test)]
     fn registered(&self) -> usize {
-        self.sessions.lock().unwrap().wakers.len()
+        self.slots().wakers.iter().flatten().count()
     }
 }
 
-/// One session's slot; dropping it takes the slot out.
+/// One session's slot; dropping it gives the slot back.
 pub struct Registration<'a> {
     shutdown: &'a Shutdown,
-    id: u64,
-    waker: Arc<AtomicWaker>,
+    slot: usize,
+    /// The waker in the slot: a session registers again only when its waker changes (never,
+    /// in a tokio task), so a wait takes no lock.
+    waker: Option<Waker>,
 }
 
-impl Registration<'_> {
-    /// Ready, with the stage, once shutdown has reached `at` (at once if it has). Waits for
-    /// one task at a time: the session's.
-    pub fn reached(&self, at: Stage) -> Reached<'_> {
-        Reached {
-            shutdown: self.shutdown,
-            waker: &self.waker,
-            at,
-        }
+impl<'a> Registration<'a> {
+    /// Ready, with the stage, once shutdown has reached `at` (at once if it has).
+    pub fn reached(&mut self, at: Stage) -> Reached<'_, 'a> {
+        Reached { reg: self, at }
     }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.shutdown
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wakers
-            .remove(&self.id);
+        let mut slots = self.shutdown.slots();
+        slots.wakers[self.slot] = None;
+        slots.free.push(self.slot);
     }
 }
 
-pub struct Reached<'a> {
-    shutdown: &'a Shutdown,
-    waker: &'a AtomicWaker,
+pub struct Reached<'r, 'a> {
+    reg: &'r mut Registration<'a>,
     at: Stage,
 }
 
-impl Future for Reached<'_> {
+impl Future for Reached<'_, '_> {
     type Output = Stage;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Stage> {
-        let stage = self.shutdown.stage();
-        if stage >= self.at {
+        let this = self.get_mut();
+        let shutdown = this.reg.shutdown;
+        let stage = shutdown.stage();
+        if stage >= this.at {
             return Poll::Ready(stage);
         }
-        self.waker.register(cx.waker());
-        // Entered between the check and the registration: its wake may have missed us.
-        let stage = self.shutdown.stage();
-        if stage >= self.at {
-            return Poll::Ready(stage);
+        if !this
+            .reg
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let waker = cx.waker().clone();
+            shutdown.slots().wakers[this.reg.slot] = Some(waker.clone());
+            this.reg.waker = Some(waker);
+            // Entered before the slot held this waker: its wake may have missed it.
+            let stage = shutdown.stage();
+            if stage >= this.at {
+                return Poll::Ready(stage);
+            }
         }
         Poll::Pending
     }
@@ -144,6 +152,7 @@ impl Future for Reached<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_waiting_session_wakes_at_each_stage_and_its_slot_goes_with_it() {
@@ -152,7 +161,7 @@ mod tests {
         let waiting = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let reg = shutdown.register();
+                let mut reg = shutdown.register();
                 let first = reg.reached(Stage::Draining).await;
                 let second = reg.reached(Stage::Closing).await;
                 (first, second)
@@ -175,14 +184,18 @@ mod tests {
         assert!(first >= Stage::Draining, "{first:?}");
         assert_eq!(second, Stage::Closing);
         assert_eq!(shutdown.registered(), 0);
+        // The slot is used again.
+        let again = shutdown.register();
+        assert_eq!(again.slot, 0);
     }
 
     #[tokio::test]
     async fn a_stage_already_reached_is_ready_at_once() {
         let shutdown = Shutdown::default();
         shutdown.enter(Stage::Draining);
-        let reg = shutdown.register();
+        let mut reg = shutdown.register();
         assert_eq!(reg.reached(Stage::Draining).await, Stage::Draining);
-        assert_eq!(shutdown.registered(), 1);
+        // Ready at once, so nothing was put in its slot.
+        assert_eq!(shutdown.registered(), 0);
     }
 }

@@ -17,6 +17,8 @@ impl Session<'_> {
         let mut filled = false;
         // Bytes of a large message still to stream through.
         let mut streaming = 0usize;
+        // Where this side hears of the proxy's shutdown while it waits for the client.
+        let mut shutdown = self.shared.shutdown.register();
         // When the last read returned, and what the request it opens waited in a hold.
         let mut read_at = timing::now();
         let mut held = std::time::Duration::ZERO;
@@ -108,7 +110,7 @@ impl Session<'_> {
             let read = tokio::select! {
                 biased;
                 r = rd.read_buf(&mut buf) => r,
-                stage = self.shutdown.reached(next) => match stage {
+                stage = shutdown.reached(next) => match stage {
                     shutdown::Stage::Closing => return End::Shutdown,
                     _ => continue,
                 },

@@ -51,7 +51,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::mirror::{Mirror, Sample};
 use crate::protocol::{self, ProtocolError, Startup};
-use crate::shutdown::{self, Registration, Shutdown};
+use crate::shutdown::{self, Shutdown};
 use crate::traffic::Traffic;
 use crate::upstream::Stream;
 
@@ -252,8 +252,6 @@ struct Session<'a> {
     mirror: bool,
     /// The [`Traffic`] epoch this session's statements were prepared in.
     epoch: std::sync::atomic::AtomicU64,
-    /// Where this session hears of the proxy's shutdown.
-    shutdown: Registration<'a>,
 }
 
 impl Drop for Session<'_> {
@@ -293,7 +291,6 @@ impl<'a> Session<'a> {
             bound: AtomicBool::new(false),
             mirror,
             epoch: std::sync::atomic::AtomicU64::new(shared.traffic.epoch()),
-            shutdown: shared.shutdown.register(),
         }
     }
 
