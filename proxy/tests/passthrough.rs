@@ -1369,3 +1369,64 @@ async fn at_the_shutdown_deadline_open_transactions_are_closed() {
     })
     .await;
 }
+
+/// A client that never stops sending (a COPY the server ingests slower than it comes, so
+/// the client's socket always has more) is closed at the deadline too: the wait beside the
+/// read prefers the read, so the deadline is also checked between reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_shutdown_deadline_a_client_that_never_stops_sending_is_closed() {
+    within(async {
+        let (_db, target, _) = setup("proxy_shutdown_streaming").await;
+        let file = proxy::config::FileConfig {
+            shutdown_timeout_ms: 300,
+            ..file_config()
+        };
+        let mut proxy = Running::start(target.upstream(), file).await;
+        let c = connect(&target.via(proxy.addr)).await;
+        c.client
+            .batch_execute("CREATE TABLE s (id int, pad text)")
+            .await
+            .unwrap();
+        let sink = c.client.copy_in("COPY s FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        let rows: String = (0..2_000)
+            .map(|i| format!("{i}\t{}\n", "x".repeat(100)))
+            .collect();
+        let chunk = Bytes::from(rows);
+        // Under way before the shutdown.
+        for _ in 0..20 {
+            sink.send(chunk.clone()).await.unwrap();
+        }
+        let t0 = Instant::now();
+        proxy.shutdown();
+        let sent = async {
+            loop {
+                if let Err(e) = sink.send(chunk.clone()).await {
+                    return e;
+                }
+            }
+        };
+        let e = tokio::time::timeout(Duration::from_secs(5), sent)
+            .await
+            .expect("the streaming session was closed at the deadline");
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(4),
+            "closed after {took:?}: {e}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), proxy.join())
+            .await
+            .expect("serve returns after the deadline")
+            .unwrap();
+        drop(c);
+        let admin = connect(&target.direct()).await;
+        let n: i64 = admin
+            .client
+            .query_one("SELECT count(*) FROM s", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "the unfinished COPY rolled back");
+    })
+    .await;
+}

@@ -90,7 +90,13 @@ impl Session<'_> {
                 metrics.client_bytes.fetch_add(n, Relaxed);
             }
             buf.advance(pos);
-            let draining = self.shared.shutdown.draining();
+            // Checked here as well as beside the read: that wait is biased to the read, so a
+            // client that always has more to send would not see the deadline there.
+            let stage = self.shared.shutdown.stage();
+            if stage == shutdown::Stage::Closing {
+                return End::Shutdown;
+            }
+            let draining = stage == shutdown::Stage::Draining;
             if draining && buf.is_empty() {
                 let st = self.lock();
                 if !st.busy && st.open.is_none() {
