@@ -1321,16 +1321,28 @@ async fn authentication_failures_reach_the_client_as_the_server_sent_them() {
     .await;
 }
 
+/// A proxy whose shutdown deadline is 300 ms, and a session through it.
+async fn with_a_short_deadline(name: &str) -> (TestDb, Target, Running, Conn) {
+    let (db, target, _) = setup(name).await;
+    let file = proxy::config::FileConfig {
+        shutdown_timeout_ms: 300,
+        ..file_config()
+    };
+    let proxy = Running::start(target.upstream(), file).await;
+    let c = connect(&target.via(proxy.addr)).await;
+    (db, target, proxy, c)
+}
+
+/// `query`'s one bigint, on a direct connection.
+async fn count(target: &Target, query: &str) -> i64 {
+    let admin = connect(&target.direct()).await;
+    admin.client.query_one(query, &[]).await.unwrap().get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_shutdown_deadline_open_transactions_are_closed() {
     within(async {
-        let (_db, target, _) = setup("proxy_shutdown_deadline").await;
-        let file = proxy::config::FileConfig {
-            shutdown_timeout_ms: 300,
-            ..file_config()
-        };
-        let mut proxy = Running::start(target.upstream(), file).await;
-        let c = connect(&target.via(proxy.addr)).await;
+        let (_db, target, mut proxy, c) = with_a_short_deadline("proxy_shutdown_deadline").await;
         c.client
             .batch_execute("CREATE TABLE d (id int)")
             .await
@@ -1358,13 +1370,7 @@ async fn at_the_shutdown_deadline_open_transactions_are_closed() {
             .expect("serve returns after the deadline")
             .unwrap();
         drop(client);
-        let admin = connect(&target.direct()).await;
-        let n: i64 = admin
-            .client
-            .query_one("SELECT count(*) FROM d", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let n = count(&target, "SELECT count(*) FROM d").await;
         assert_eq!(n, 0, "the unfinished transaction rolled back");
     })
     .await;
@@ -1376,13 +1382,7 @@ async fn at_the_shutdown_deadline_open_transactions_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_shutdown_deadline_a_client_that_never_stops_sending_is_closed() {
     within(async {
-        let (_db, target, _) = setup("proxy_shutdown_streaming").await;
-        let file = proxy::config::FileConfig {
-            shutdown_timeout_ms: 300,
-            ..file_config()
-        };
-        let mut proxy = Running::start(target.upstream(), file).await;
-        let c = connect(&target.via(proxy.addr)).await;
+        let (_db, target, mut proxy, c) = with_a_short_deadline("proxy_shutdown_streaming").await;
         c.client
             .batch_execute("CREATE TABLE s (id int, pad text)")
             .await
@@ -1419,13 +1419,7 @@ async fn at_the_shutdown_deadline_a_client_that_never_stops_sending_is_closed() 
             .expect("serve returns after the deadline")
             .unwrap();
         drop(c);
-        let admin = connect(&target.direct()).await;
-        let n: i64 = admin
-            .client
-            .query_one("SELECT count(*) FROM s", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let n = count(&target, "SELECT count(*) FROM s").await;
         assert_eq!(n, 0, "the unfinished COPY rolled back");
     })
     .await;

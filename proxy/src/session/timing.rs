@@ -39,10 +39,6 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-fn since(later: u64, earlier: u64) -> u64 {
-    later.saturating_sub(earlier)
-}
-
 impl Timing {
     pub(super) fn new(read: u64, held: Duration) -> Timing {
         Timing {
@@ -58,7 +54,7 @@ impl Timing {
 
     pub(super) fn sent(&mut self, at: u64) {
         if self.sent == 0 {
-            let d = since(at, self.read());
+            let d = at.saturating_sub(self.read());
             self.sent = u32::try_from(d).unwrap_or(u32::MAX).max(1);
         }
     }
@@ -82,10 +78,10 @@ impl Timing {
         let sent = read + u64::from(self.sent);
         let held = u64::from(self.held);
         let stages = [
-            (Stage::In, since(sent, read).saturating_sub(held)),
-            (Stage::Server, since(answered, sent)),
-            (Stage::Out, since(written, answered)),
-            (Stage::Total, since(written, read)),
+            (Stage::In, sent.saturating_sub(read).saturating_sub(held)),
+            (Stage::Server, answered.saturating_sub(sent)),
+            (Stage::Out, written.saturating_sub(answered)),
+            (Stage::Total, written.saturating_sub(read)),
         ];
         metrics.observe_stages(&stages);
         let total = stages[3].1;
